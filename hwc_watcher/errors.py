@@ -1,0 +1,57 @@
+"""Our own exceptions; every message is written for the school's ICT admin.
+
+A message never contains pupil data: exceptions end up in logs and alerts.
+"""
+
+
+class HwcError(Exception):
+    """Root of every error hwc-watcher raises on purpose."""
+
+
+class ConfigError(HwcError):
+    """The config file or a secret file is missing, unsafe or invalid."""
+
+
+class SecretError(ConfigError):
+    """A password, token or key file cannot be read or is readable by others."""
+
+
+class MailboxError(HwcError):
+    """The IMAP server could not be reached, refused us, or answered unexpectedly."""
+
+    #: True when retrying later can help (timeouts, refused connections, BYE).
+    transient: bool = True
+
+
+class MailboxAuthError(MailboxError):
+    """The IMAP server refused the login: retrying will not help until someone fixes it."""
+
+    transient = False
+
+
+class TlsError(MailboxError):
+    """A server's certificate could not be verified."""
+
+    transient = False
+
+
+class DeliveryError(HwcError):
+    """The SMTP server did not accept a message."""
+
+    def __init__(self, message: str, *, transient: bool = True, refused: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        #: True for 4xx replies and network trouble: the next cycle may succeed.
+        self.transient = transient
+        #: Recipient addresses the server refused outright (5xx on RCPT).
+        self.refused = refused
+
+
+class DeliveryAuthError(DeliveryError):
+    """The SMTP server refused the login."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
+
+
+class PupilListError(HwcError):
+    """The pupil list cannot be read or its columns do not match the config."""
