@@ -1,0 +1,7 @@
+"""`python -m hwc_watcher` is the same as the `hwc-watcher` command."""
+
+import sys
+
+from hwc_watcher.cli import main
+
+sys.exit(main())

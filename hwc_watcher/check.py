@@ -1,0 +1,179 @@
+"""`hwc-watcher check`: one ✓/✗ line per step, with a fix for every ✗. Changes nothing.
+
+The steps follow the order in which an admin fixes things: the file, the secrets, the
+network, TLS, the login, the folders, then the same for SMTP. A failed step makes the
+steps that depend on it pointless, so they are skipped with a short note.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from hwc_watcher.auth import Authenticator, parse_auth
+from hwc_watcher.config import Config, load_config
+from hwc_watcher.cycle import smtp_authenticator
+from hwc_watcher.errors import HwcError, MailboxAuthError, TlsError
+from hwc_watcher.mailbox import Mailbox
+from hwc_watcher.outbox import Outbox
+from hwc_watcher.service import next_polls
+
+
+@dataclass
+class Report:
+    """Collects step outcomes and prints them as they happen."""
+
+    out: TextIO
+    failures: int = 0
+    warnings: int = 0
+    lines: list[str] = field(default_factory=list)
+
+    def ok(self, step: str, detail: str = "") -> None:
+        self._print(f"✓ {step}" + (f": {detail}" if detail else ""))
+
+    def fail(self, step: str, problem: str, fix: str = "") -> None:
+        self.failures += 1
+        self._print(f"✗ {step}: {problem}")
+        if fix:
+            self._print(f"    fix: {fix}")
+
+    def warn(self, step: str, detail: str) -> None:
+        self.warnings += 1
+        self._print(f"! {step}: {detail}")
+
+    def skip(self, step: str, why: str) -> None:
+        self._print(f"- {step}: skipped ({why})")
+
+    def _print(self, line: str) -> None:
+        self.lines.append(line)
+        print(line, file=self.out, flush=True)
+
+
+def _reachable(host: str, port: int, timeout: float) -> str | None:
+    """None when a TCP connection opens; otherwise what went wrong, in words."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.gaierror:
+        return f"the name {host!r} cannot be resolved"
+    except ConnectionRefusedError:
+        return f"{host}:{port} refused the connection"
+    except TimeoutError:
+        return f"{host}:{port} did not answer within {timeout:.0f} s"
+    except OSError as err:
+        return f"{host}:{port} cannot be reached ({err.strerror or err})"
+
+
+def run_check(config_path: Path, out: TextIO, *, now: Callable[[], dt.datetime] | None = None) -> int:
+    """Run every step; return 0 when all passed, 1 otherwise."""
+    report = Report(out)
+    try:
+        config = load_config(config_path)
+    except HwcError as err:
+        report.fail("config valid", str(err), "edit the file and run check again")
+        return 1
+    report.ok("config valid", str(config_path))
+    if config.veilig_thuis.auth_check == "off":
+        report.warn(
+            "sender authentication",
+            'veilig_thuis.authentication = "off": a forged message from a VT address would be obeyed. '
+            "Turn it back on as soon as the mail server adds Authentication-Results.",
+        )
+    auths: dict[str, Authenticator] = {}
+    try:
+        auths["imap"] = parse_auth(config.raw, "imap")
+        report.ok("IMAP credentials readable", auths["imap"].kind)
+    except HwcError as err:
+        report.fail("IMAP credentials readable", str(err))
+    smtp_auth: Authenticator | None = None
+    try:
+        smtp_auth = smtp_authenticator(config)
+        report.ok("SMTP credentials readable", smtp_auth.kind if smtp_auth else "none (relay without login)")
+    except HwcError as err:
+        report.fail("SMTP credentials readable", str(err))
+    _check_imap(config, auths.get("imap"), report)
+    _check_smtp(config, smtp_auth, report)
+    _check_routes(config, report)
+    moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
+    polls = ", ".join(m.strftime("%a %d %b %H:%M") for m in next_polls(config.schedule, moment, 4))
+    report.ok("schedule", f"next polls: {polls} ({config.schedule.timezone.key})")
+    summary = "all checks passed" if not report.failures else f"{report.failures} check(s) failed"
+    print(f"\n{summary}" + (f", {report.warnings} warning(s)" if report.warnings else ""), file=out)
+    return 0 if not report.failures else 1
+
+
+def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> None:
+    s = config.imap
+    problem = _reachable(s.host, s.port, s.timeout)
+    if problem:
+        report.fail("IMAP reachable", problem, "check imap.host and imap.port, and the server's firewall")
+        report.skip("IMAP TLS, login and folders", "server not reachable")
+        return
+    report.ok("IMAP reachable", f"{s.host}:{s.port}")
+    if auth is None:
+        report.skip("IMAP TLS, login and folders", "credentials not readable")
+        return
+    mailbox = Mailbox(s, auth)
+    try:
+        mailbox.connect()
+    except TlsError as err:
+        report.fail("IMAP TLS verified", str(err))
+        return
+    except MailboxAuthError as err:
+        _tls_line(report, "IMAP", s.security)
+        report.fail("IMAP login", str(err))
+        return
+    except HwcError as err:
+        report.fail("IMAP session", str(err))
+        return
+    try:
+        _tls_line(report, "IMAP", s.security)
+        report.ok("IMAP login", s.username)
+        folders = mailbox.folders()
+        missing = [role for role in ("sent", "trash") if getattr(folders, role) is None]
+        detail = f"Sent={folders.sent!r}, Trash={folders.trash!r}, Junk={folders.junk!r}"
+        if missing:
+            report.fail("folders found", detail,
+                        f"set imap.folders.{missing[0]} to the folder's name; folders: {', '.join(folders.all)}")
+        else:
+            report.ok("folders found", detail)
+    except HwcError as err:
+        report.fail("folders found", str(err))
+    finally:
+        mailbox.close()
+
+
+def _tls_line(report: Report, what: str, security: str) -> None:
+    if security == "plain":
+        report.warn(f"{what} TLS", "plain text (allowed only to this machine)")
+    else:
+        report.ok(f"{what} TLS verified", security)
+
+
+def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> None:
+    s = config.smtp
+    problem = _reachable(s.host, s.port, s.timeout)
+    if problem:
+        report.fail("SMTP reachable", problem, "check smtp.host and smtp.port, and the server's firewall")
+        return
+    report.ok("SMTP reachable", f"{s.host}:{s.port}")
+    outbox = Outbox(s, auth)
+    try:
+        outbox.connect()
+        _tls_line(report, "SMTP", s.security)
+        report.ok("SMTP login", s.username if auth else "no login (relay)")
+    except HwcError as err:
+        report.fail("SMTP login", str(err))
+    finally:
+        outbox.close()
+
+
+def _check_routes(config: Config, report: Report) -> None:
+    default = config.routing.default
+    report.ok("zorgcoördinator", f"{default.coordinator.email}" + (
+        f" (backup {default.backup.email}, {default.backup_mode})" if default.backup else " (no backup)"))
+    report.ok("alerts go to", ", ".join(p.email for p in config.alert_recipients()))

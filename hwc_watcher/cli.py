@@ -1,0 +1,147 @@
+"""The command line: parse arguments, load the config, call one function.
+
+Exit codes: 0 all well; 1 something needs a person's attention; 2 the config or the
+command line is wrong (nothing was done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hwc_watcher import __version__, log
+from hwc_watcher.config import DEFAULT_CONFIG_PATH, Config, load_config
+from hwc_watcher.errors import HwcError
+
+EXIT_OK, EXIT_ATTENTION, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hwc-watcher",
+        description="Empties the school's Handle with Care mailbox: notice to the zorgcoördinator, "
+        "receipt to Veilig Thuis, nothing kept.",
+    )
+    parser.add_argument("--version", action="version", version=f"hwc-watcher {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("HWC_WATCHER_CONFIG", DEFAULT_CONFIG_PATH)),
+        help=f"config file (default: $HWC_WATCHER_CONFIG or {DEFAULT_CONFIG_PATH})",
+    )
+    parser.add_argument("--log-format", choices=("auto", "json", "console"), default="auto",
+                        help="log output: JSON lines (journald), console, or auto by terminal")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("check", help="check config, servers, TLS, logins and folders; changes nothing")
+    once = sub.add_parser("once", help="run one cycle and exit (1 if anything needs attention)")
+    once.add_argument("--dry-run", action="store_true", help="decide and log, but send and delete nothing")
+    sub.add_parser("run", help="run the scheduled daemon (systemd Type=notify)")
+    inspect = sub.add_parser("inspect", help="show how one .eml message would be treated; sends nothing")
+    inspect.add_argument("file", type=Path)
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    demo = sub.add_parser("demo", help="a full cycle against built-in mail servers on this machine")
+    demo.add_argument("--keep-running", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `hwc-watcher` console script."""
+    args = _parser().parse_args(argv)
+    fmt = args.log_format
+    log.configure(json=None if fmt == "auto" else fmt == "json")
+    try:
+        if args.command == "demo":
+            from hwc_watcher.demo import run_demo
+
+            return run_demo(sys.stdout)
+        if args.command == "check":
+            from hwc_watcher.check import run_check
+
+            return run_check(args.config, sys.stdout)
+        config = load_config(args.config)
+        if args.command == "inspect":
+            return _inspect(config, args.file, as_json=args.json)
+        if args.command == "once":
+            return _once(config, dry_run=args.dry_run)
+        if args.command == "run":
+            return _run(config)
+    except HwcError as err:
+        print(f"hwc-watcher: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_CONFIG  # pragma: no cover - argparse enforces a command
+
+
+def _watcher(config: Config) -> Any:
+    from hwc_watcher.cycle import Watcher
+
+    return Watcher.from_config(config)
+
+
+def _once(config: Config, *, dry_run: bool) -> int:
+    result = _watcher(config).run_cycle(dry_run=dry_run)
+    return EXIT_ATTENTION if result.needs_attention else EXIT_OK
+
+
+def _run(config: Config) -> int:
+    from hwc_watcher.service import Service
+
+    Service(config, _watcher(config)).run()
+    return EXIT_OK
+
+
+def inspect_message(config: Config, raw: bytes, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The verdict for one message as a JSON-able dict (what `inspect --json` prints)."""
+    from hwc_watcher.classify import classify
+    from hwc_watcher.routing import Router
+
+    verdict = classify(raw, config, now=now or dt.datetime.now(dt.UTC))
+    router = Router(config.routing)
+    pupils = []
+    for pupil in verdict.pupils:
+        decision = router.route(pupil)
+        pupils.append({
+            "name": pupil.name,
+            "birth_date": pupil.birth_date.isoformat(),
+            "route": {"to": [p.email for p in decision.route.recipients()], "matched": decision.matched},
+        })
+    return {
+        "verdict": verdict.kind,
+        "reason": verdict.reason,
+        "pupils": pupils,
+        "receipt_to": verdict.receipt_to,
+        "read_receipt_to": verdict.mdn_to,
+    }
+
+
+def _inspect(config: Config, path: Path, *, as_json: bool) -> int:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        print(f"hwc-watcher: cannot read {path}: {err.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
+    from hwc_watcher.classify import message_date, parse_message
+
+    now = message_date(parse_message(raw), dt.datetime.now(dt.UTC))
+    result = inspect_message(config, raw, now)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+        return EXIT_OK
+    print(f"verdict:    {result['verdict']} ({result['reason']})")
+    for pupil in result["pupils"]:
+        route = pupil["route"]
+        found = "found in pupil list" if route["matched"] else "default route"
+        print(f"pupil:      {pupil['name']}, born {pupil['birth_date']} → {', '.join(route['to'])} ({found})")
+    print(f"receipt to: {result['receipt_to'] or '(none: nothing is answered)'}")
+    if result["read_receipt_to"]:
+        print(f"read receipt to: {result['read_receipt_to']}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

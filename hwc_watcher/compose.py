@@ -1,0 +1,302 @@
+"""Write the notice, the receipt, the read receipt and the alerts.
+
+Pure: values in, `EmailMessage` out, built with the standard library's `email` package
+so that a name with CR/LF or other control characters cannot add a header. What goes where:
+
+* notice: the pupil's name and birth date in the body only — never in the subject, which
+  shows on lock screens and in notification pop-ups;
+* receipt and read receipt to VT: no pupil data at all;
+* alerts: a short instruction, no content from any message.
+
+Texts use `string.Template` (`$name`), so an admin's own text cannot reach Python objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from string import Template
+
+from hwc_watcher.config import Config
+from hwc_watcher.models import Pupil
+from hwc_watcher.routing import Person, RouteDecision
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+NL_MONTHS = (
+    "januari", "februari", "maart", "april", "mei", "juni",
+    "juli", "augustus", "september", "oktober", "november", "december",
+)  # fmt: skip
+
+TEXTS: Mapping[str, Mapping[str, str]] = {
+    "nl": {
+        "notice": (
+            "Beste $coordinator,\n\n"
+            "Veilig Thuis heeft een Handle with Care-signaal gestuurd voor deze leerling:\n\n"
+            "    Naam:          $pupil_name\n"
+            "    Geboortedatum: $birth_date\n"
+            "$details"
+            "\nWat te doen vandaag:\n"
+            "- Zoek de leerling op, het liefst vóór het eerste lesuur.\n"
+            "- Vraag wat hij of zij vandaag nodig heeft (een rustige plek, een toets later maken, even\n"
+            "  een time-out). Je hoeft niet te weten wat er thuis is gebeurd.\n"
+            "- Bespreek samen met de leerling wie op school het mag weten.\n\n"
+            "Bewaar deze e-mail niet: verwijder hem nadat je de leerling hebt gesproken, ook uit\n"
+            "'Verwijderde items'. Noteer het signaal niet in het leerlingvolgsysteem. Dat heeft\n"
+            "$school afgesproken in het Handle with Care-convenant.\n\n"
+            "Dit bericht is automatisch verstuurd vanuit de Handle with Care-mailbox van $school.\n"
+        ),
+        "not_in_list": (
+            "    Let op:        deze leerling is niet gevonden in de leerlingenlijst. Geef dit\n"
+            "                   bericht direct door aan de juiste zorgcoördinator.\n"
+        ),
+        "ambiguous_in_list": (
+            "    Let op:        deze leerling is niet met zekerheid gevonden in de leerlingenlijst.\n"
+            "                   Controleer wie het is en geef dit bericht zo nodig door.\n"
+        ),
+        "receipt_subject": "Ontvangstbevestiging Handle with Care",
+        "receipt": (
+            "Geachte medewerker van Veilig Thuis,\n\n"
+            "Hierbij bevestigt $school de ontvangst van uw Handle with Care-bericht van $received.\n"
+            "Het bericht is doorgegeven aan de zorgcoördinator en daarna uit onze mailbox verwijderd.\n\n"
+            "Met vriendelijke groet,\n"
+            "$school\n\n"
+            "Dit is een automatisch bericht.\n"
+        ),
+        "alert_subject": "Actie nodig: Handle with Care-mailbox",
+        "alert_needs_human": (
+            "Er staat een bericht in de HwC-mailbox dat handmatig bekeken moet worden.\n\n"
+            "De automatische verwerking kon dit bericht niet met zekerheid lezen of vertrouwen, en\n"
+            "heeft het daarom laten staan. Open de HwC-mailbox nu, lees het bericht en handel het\n"
+            "af zoals in het Handle with Care-protocol staat (zorgcoördinator informeren,\n"
+            "ontvangstbevestiging sturen, bericht overal verwijderen).\n\n"
+            "Ontvangen: $received\n"
+            "Soort probleem: $problem\n\n"
+            "Deze melding bevat bewust geen gegevens uit het bericht.\n"
+        ),
+        "alert_delivery": (
+            "Een Handle with Care-melding kon niet worden afgeleverd bij $failed.\n\n"
+            "De melding is in plaats daarvan naar de achterwacht gestuurd. Controleer het\n"
+            "e-mailadres in de configuratie van hwc-watcher.\n\n"
+            "Deze melding bevat bewust geen gegevens van de leerling.\n"
+        ),
+        "alert_cleanup": (
+            "Na het verwerken van de HwC-mailbox zijn nog $count bericht(en) gevonden die verwijderd\n"
+            "hadden moeten zijn. Controleer de mappen van de HwC-mailbox en verwijder ze handmatig.\n"
+        ),
+    },
+    "en": {
+        "notice": (
+            "Dear $coordinator,\n\n"
+            "Veilig Thuis has sent a Handle with Care signal for this pupil:\n\n"
+            "    Name:          $pupil_name\n"
+            "    Date of birth: $birth_date\n"
+            "$details"
+            "\nWhat to do today:\n"
+            "- Find the pupil, preferably before the first lesson.\n"
+            "- Ask what they need today (a quiet place, a test moved, a time-out). You do not\n"
+            "  need to know what happened at home.\n"
+            "- Agree with the pupil who at school may know.\n\n"
+            "Do not keep this e-mail: delete it after you have spoken to the pupil, also from\n"
+            "'Deleted items', and do not record the signal anywhere. $school agreed to this in\n"
+            "the Handle with Care covenant.\n\n"
+            "This message was sent automatically from the Handle with Care mailbox of $school.\n"
+        ),
+        "not_in_list": (
+            "    Note:          this pupil was not found in the pupil list. Pass this message on\n"
+            "                   to the right care coordinator now.\n"
+        ),
+        "ambiguous_in_list": (
+            "    Note:          this pupil was not found with certainty in the pupil list. Check\n"
+            "                   who it is and pass this message on if needed.\n"
+        ),
+        "receipt_subject": "Receipt Handle with Care",
+        "receipt": (
+            "Dear colleague at Veilig Thuis,\n\n"
+            "$school confirms receipt of your Handle with Care message of $received.\n"
+            "It was passed on to the care coordinator and then deleted from our mailbox.\n\n"
+            "Kind regards,\n$school\n\nThis is an automatic message.\n"
+        ),
+        "alert_subject": "Action needed: Handle with Care mailbox",
+        "alert_needs_human": (
+            "There is a message in the HwC mailbox that must be looked at by hand.\n\n"
+            "Automatic processing could not read or trust it with certainty and left it in place.\n"
+            "Open the HwC mailbox now, read the message and handle it as the Handle with Care\n"
+            "protocol says (inform the care coordinator, send a receipt, delete it everywhere).\n\n"
+            "Received: $received\nKind of problem: $problem\n\n"
+            "This alert deliberately contains nothing from the message.\n"
+        ),
+        "alert_delivery": (
+            "A Handle with Care notice could not be delivered to $failed.\n\n"
+            "It was sent to the backup instead. Check the address in the hwc-watcher config.\n\n"
+            "This alert deliberately contains no pupil data.\n"
+        ),
+        "alert_cleanup": (
+            "After processing the HwC mailbox, $count message(s) that should have been deleted\n"
+            "were still found. Check the folders of the HwC mailbox and delete them by hand.\n"
+        ),
+    },
+}
+
+#: Reason codes explained for the person who gets the alert (no message content).
+PROBLEMS: Mapping[str, Mapping[str, str]] = {
+    "nl": {
+        "not_authenticated": "afzender niet bevestigd door de mailserver (mogelijk vervalst)",
+        "no_pupil": "geen naam met geboortedatum gevonden",
+        "ambiguous": "naam of geboortedatum niet eenduidig",
+        "no_code_word": "bericht van Veilig Thuis zonder het codewoord",
+        "encrypted": "versleuteld bericht",
+        "secure_mail_notice": "bericht via een beveiligde-mailportaal",
+        "attachment_only": "inhoud alleen in een bijlage",
+        "bounce_of_notice": "een melding aan de zorgcoördinator is NIET aangekomen: informeer hem of haar nu",
+        "incomplete": "bericht nog niet volledig ontvangen",
+        "too_large": "bericht te groot om automatisch te lezen",
+        "signal_failed": "signaal kon niet volledig worden verwerkt (mailserver)",
+    },
+    "en": {
+        "not_authenticated": "sender not confirmed by the mail server (possibly forged)",
+        "no_pupil": "no name with a birth date found",
+        "ambiguous": "name or birth date not unambiguous",
+        "no_code_word": "message from Veilig Thuis without the code word",
+        "encrypted": "encrypted message",
+        "secure_mail_notice": "message through a secure-mail portal",
+        "attachment_only": "content only in an attachment",
+        "bounce_of_notice": "a notice to the care coordinator did NOT arrive: inform them now",
+        "incomplete": "message not yet completely received",
+        "too_large": "message too large to read automatically",
+        "signal_failed": "signal could not be completed (mail server)",
+    },
+}
+
+
+def clean(value: str) -> str:
+    """Collapse control characters (CR, LF, NUL, …) to a space: no header or line injection."""
+    return _CONTROL.sub(" ", value).strip()
+
+
+def format_date(value: dt.date, language: str) -> str:
+    """3 februari 2012 (03-02-2012): unmistakable for a Dutch reader."""
+    if language == "nl":
+        return f"{value.day} {NL_MONTHS[value.month - 1]} {value.year} ({value:%d-%m-%Y})"
+    return f"{value:%d %B %Y} ({value:%d-%m-%Y})"
+
+
+def format_moment(value: dt.datetime, language: str) -> str:
+    """A local date and time for a receipt or alert."""
+    if language == "nl":
+        return f"{value.day} {NL_MONTHS[value.month - 1]} {value.year} om {value:%H:%M}"
+    return f"{value:%d %B %Y} at {value:%H:%M}"
+
+
+def new_message_id(kind: str, from_address: str) -> str:
+    """Recognisable own IDs: `<hwc-notice.…@domain>` lets us find bounces and Sent copies."""
+    domain = from_address.rsplit("@", 1)[-1]
+    return f"<hwc-{kind}.{secrets.token_hex(16)}@{domain}>"
+
+
+class Composer:
+    """Builds every message the daemon sends, from one config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.language = config.messages.language
+        self.texts = dict(TEXTS[self.language])
+        self.texts.update(config.messages.templates)
+
+    def _text(self, key: str, **values: str) -> str:
+        values.setdefault("school", self.config.messages.school_name)
+        return Template(self.texts[key]).safe_substitute({k: clean(v) if k != "details" else v
+                                                           for k, v in values.items()})
+
+    def _base(self, kind: str, subject: str, to: Sequence[Person | str], now: dt.datetime) -> EmailMessage:
+        smtp = self.config.smtp
+        msg = EmailMessage()
+        msg["From"] = Address(display_name=clean(smtp.from_name), addr_spec=smtp.from_address)
+        msg["To"] = [
+            Address(display_name=clean(p.name), addr_spec=p.email) if isinstance(p, Person) else Address(addr_spec=p)
+            for p in to
+        ]
+        msg["Subject"] = clean(subject)
+        msg["Date"] = format_datetime(now)
+        msg["Message-ID"] = new_message_id(kind, smtp.from_address)
+        # RFC 3834: mark as automatic so well-behaved systems do not answer; ask Exchange not to.
+        msg["Auto-Submitted"] = "auto-generated" if kind != "receipt" else "auto-replied"
+        msg["X-Auto-Response-Suppress"] = "All"
+        return msg
+
+    def notice(self, pupil: Pupil, decision: RouteDecision, to: Sequence[Person], now: dt.datetime) -> EmailMessage:
+        """One notice per pupil; the subject is exactly the configured one, never a name."""
+        details = "".join(f"    {clean(k) + ':':<15}{clean(v)}\n" for k, v in decision.details.items())
+        if decision.note == "not_found":
+            details += self.texts["not_in_list"]
+        elif decision.note == "ambiguous":
+            details += self.texts["ambiguous_in_list"]
+        msg = self._base("notice", self.config.messages.notice_subject, to, now)
+        msg["Importance"] = "high"
+        msg["Sensitivity"] = "Private"
+        msg.set_content(
+            self._text(
+                "notice",
+                coordinator=to[0].name or to[0].email,
+                pupil_name=pupil.name,
+                birth_date=format_date(pupil.birth_date, self.language),
+                details=details,
+            )
+        )
+        return msg
+
+    def receipt(self, to: str, original_id: str | None, received: dt.datetime, now: dt.datetime) -> EmailMessage:
+        """To VT: refers to their message, carries no pupil data."""
+        subject = self.config.messages.receipt_subject or self.texts["receipt_subject"]
+        msg = self._base("receipt", subject, [to], now)
+        if original_id:
+            msg["In-Reply-To"] = clean(original_id)
+            msg["References"] = clean(original_id)
+        local = received.astimezone(self.config.schedule.timezone)
+        msg.set_content(self._text("receipt", received=format_moment(local, self.language)))
+        return msg
+
+    def mdn(self, to: str, original_id: str | None, now: dt.datetime) -> EmailMessage:
+        """RFC 8098 disposition notification: automatic, processed; no original content."""
+        msg = self._base("mdn", "Gelezen: Handle with Care" if self.language == "nl" else "Read: Handle with Care",
+                         [to], now)
+        msg.replace_header("Auto-Submitted", "auto-replied")
+        if original_id:
+            msg["In-Reply-To"] = clean(original_id)
+            msg["References"] = clean(original_id)
+        human = EmailMessage()
+        human.set_content(
+            "Uw bericht is automatisch verwerkt.\n" if self.language == "nl" else "Your message was processed.\n"
+        )
+        report = EmailMessage()
+        lines = [
+            "Reporting-UA: hwc-watcher",
+            f"Final-Recipient: rfc822; {self.config.imap.username}",
+        ]
+        if original_id:
+            lines.append(f"Original-Message-ID: {clean(original_id)}")
+        lines.append("Disposition: automatic-action/MDN-sent-automatically; processed")
+        report.set_content(("\r\n".join(lines) + "\r\n").encode("ascii", "replace"),
+                           maintype="message", subtype="disposition-notification", cte="7bit")
+        del report["MIME-Version"]
+        msg.make_mixed()
+        msg.set_type("multipart/report")
+        msg.set_param("report-type", "disposition-notification")
+        msg.attach(human)
+        msg.attach(report)
+        return msg
+
+    def alert(self, key: str, to: Sequence[Person], now: dt.datetime, **values: str) -> EmailMessage:
+        """A content-free instruction to the school's contact and backup."""
+        subject = self.config.messages.alert_subject or self.texts["alert_subject"]
+        msg = self._base("alert", subject, to, now)
+        msg["Importance"] = "high"
+        if "problem" in values:
+            values["problem"] = PROBLEMS[self.language].get(values["problem"], values["problem"])
+        msg.set_content(self._text(key, **values))
+        return msg

@@ -1,0 +1,334 @@
+"""One poll of the HwC mailbox: fetch everything, decide everything, act in the safe order.
+
+The order is the guarantee that no signal is lost:
+
+1. notice(s) accepted by SMTP → 2. receipt accepted by SMTP → 3. (read receipt) →
+4. only then the message is deleted. Anything failing before 4 leaves the message where it
+is, and the next cycle starts again at 1 (a duplicate notice is acceptable, a lost signal
+is not). Then Sent, Trash and Junk are purged and every folder is checked for leftovers.
+
+State between cycles lives in memory only and holds no pupil data: hashes of Message-IDs
+for "already alerted" and "notices already delivered, receipt still pending".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hwc_watcher import log
+from hwc_watcher.auth import Authenticator, parse_auth
+from hwc_watcher.classify import OWN_ID_PREFIX, Verdict, classify
+from hwc_watcher.compose import Composer, format_moment
+from hwc_watcher.config import Config
+from hwc_watcher.errors import DeliveryError, HwcError, MailboxError
+from hwc_watcher.mailbox import Fetched, Folders, ImapLogin, Mailbox
+from hwc_watcher.models import Pupil
+from hwc_watcher.outbox import Outbox, SmtpLogin
+from hwc_watcher.routing import Person, Router
+
+_log = log.get_logger("hwc_watcher.cycle")
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class CycleResult:
+    """What one cycle did, in counts only: safe to log and to print."""
+
+    verdicts: Counter[str] = field(default_factory=Counter)
+    completed: int = 0
+    failed: int = 0
+    alerts: int = 0
+    deleted: int = 0
+    purged: int = 0
+    leftovers: int = 0
+    imap_commands: int = 0
+    smtp_connections: int = 0
+    duration_s: float = 0.0
+    #: The admin-facing error that stopped the cycle, if any.
+    error: str | None = None
+    dry_run: bool = False
+
+    @property
+    def mailbox_ok(self) -> bool:
+        """The mailbox was read completely (the deadline guard needs to know)."""
+        return self.error is None
+
+    @property
+    def needs_attention(self) -> bool:
+        """Anything a person must look at: an error, an unfinished signal, a message for a human."""
+        return bool(self.error or self.failed or self.verdicts["needs_human"] or self.leftovers)
+
+
+def _key(fetched: Fetched, verdict: Verdict) -> str:
+    """A stable, content-free key for a message: hash of its Message-ID (or its bytes)."""
+    basis = verdict.message_id.encode("utf-8", "replace") if verdict.message_id else fetched.raw
+    return hashlib.sha256(basis).hexdigest()[:24]
+
+
+@dataclass
+class Memory:
+    """What the daemon remembers between cycles, in memory only (lost on restart: harmless)."""
+
+    #: Alert keys already sent, with the day they were sent ("once per cause per day").
+    alerted: dict[str, dt.date] = field(default_factory=dict)
+    #: Message keys whose notices were all accepted but whose receipt is still pending.
+    noticed: set[str] = field(default_factory=set)
+    #: Message keys seen incomplete once (alert only if it stays so).
+    incomplete: set[str] = field(default_factory=set)
+
+    def first_today(self, key: str, today: dt.date) -> bool:
+        return self.alerted.get(key) != today
+
+    def forget_except(self, keys: set[str]) -> None:
+        """Drop message keys no longer in the mailbox, so memory stays small."""
+        self.noticed &= keys
+        self.incomplete &= keys
+
+
+def smtp_authenticator(config: Config) -> Authenticator | None:
+    """`[smtp] auth = "none"` is for a relay that accepts the school server by address."""
+    smtp = config.raw.get("smtp", {})
+    if isinstance(smtp, dict) and smtp.get("auth") == "none":
+        return None
+    return parse_auth(config.raw, "smtp")
+
+
+class Watcher:
+    """Runs cycles for one school; safe to call from the scheduler thread."""
+
+    def __init__(
+        self,
+        config: Config,
+        imap_auth: ImapLogin,
+        smtp_auth: SmtpLogin | None,
+        *,
+        clock: Clock = utc_now,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.config = config
+        self.imap_auth = imap_auth
+        self.smtp_auth = smtp_auth
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.router = Router(config.routing)
+        self.composer = Composer(config)
+        self.memory = Memory()
+        self.own_domain = config.smtp.from_address.rsplit("@", 1)[-1].lower()
+
+    @classmethod
+    def from_config(cls, config: Config, **kwargs: Any) -> Watcher:
+        """Build the authenticators (reading the secrets now, so start-up fails fast) and the watcher."""
+        return cls(config, parse_auth(config.raw, "imap"), smtp_authenticator(config), **kwargs)
+
+    # --- the cycle -------------------------------------------------------------------------
+
+    def run_cycle(self, *, dry_run: bool = False) -> CycleResult:
+        """One poll. Never raises for mail trouble: the result carries the error for the caller."""
+        started = time.monotonic()
+        now = self.clock()
+        result = CycleResult(dry_run=dry_run)
+        mailbox = Mailbox(self.config.imap, self.imap_auth)
+        outbox = Outbox(self.config.smtp, self.smtp_auth)
+        try:
+            with mailbox, outbox:
+                self._poll(mailbox, outbox, now, result)
+        except HwcError as err:
+            result.error = str(err)
+            _log.error("cycle_failed", error=str(err), error_type=type(err).__name__)
+        finally:
+            result.imap_commands = mailbox.commands
+            result.smtp_connections = outbox.connections
+            result.duration_s = time.monotonic() - started
+        _log.info(
+            "cycle",
+            dry_run=dry_run,
+            signals=result.verdicts["signal"],
+            needs_human=result.verdicts["needs_human"],
+            ignored=result.verdicts["ignored"],
+            completed=result.completed,
+            failed=result.failed,
+            alerts=result.alerts,
+            deleted=result.deleted,
+            purged=result.purged,
+            leftovers=result.leftovers,
+            mailbox_ok=result.error is None,
+            duration_ms=round(result.duration_s * 1000),
+        )
+        return result
+
+    def _poll(self, mailbox: Mailbox, outbox: Outbox, now: dt.datetime, result: CycleResult) -> None:
+        folders = mailbox.folders()
+        fetched = mailbox.fetch_all(folders.inbox)
+        if folders.junk:
+            fetched += mailbox.fetch_all(folders.junk)
+        decided = [(f, classify(f.raw, self.config, now=now, expected_size=f.size)) for f in fetched]
+        self.memory.forget_except({_key(f, v) for f, v in decided})
+        for f, v in decided:
+            if f.folder == folders.junk and v.kind == "ignored":
+                continue  # ordinary spam: not ours to count or touch
+            result.verdicts[v.kind] += 1
+            _log.info("message", folder=f.folder, uid=f.uid, verdict=v.kind, reason=v.reason,
+                      pupil_count=len(v.pupils), size=f.size)
+        if result.dry_run:
+            return
+
+        done: dict[str, list[int]] = {}
+        handled_ids: set[str] = set()
+        for f, v in decided:
+            if self.stop.is_set():
+                _log.warning("stopping", step="deliver", remaining="left for the next cycle")
+                break
+            if v.kind == "signal":
+                if self._handle_signal(outbox, f, v, now, result):
+                    done.setdefault(f.folder, []).append(f.uid)
+                    if v.message_id:
+                        handled_ids.add(v.message_id)
+            elif v.kind == "needs_human":
+                self._alert_needs_human(outbox, f, v, now, result)
+
+        for folder, uids in done.items():
+            mailbox.delete(folder, uids, trash=folders.trash)
+            result.deleted += len(uids)
+            _log.info("deleted", folder=folder, uids=sorted(uids), step="delete")
+        self._purge(mailbox, folders, handled_ids, result)
+        self._verify(mailbox, folders, handled_ids, now, outbox, result)
+
+    # --- signals ---------------------------------------------------------------------------
+
+    def _handle_signal(self, outbox: Outbox, f: Fetched, v: Verdict, now: dt.datetime, result: CycleResult) -> bool:
+        """Notices, then receipt, then read receipt. True when the message may be deleted."""
+        key = _key(f, v)
+        with log.sensitive(v.pupils):
+            try:
+                if key not in self.memory.noticed:
+                    for pupil_index, pupil in enumerate(v.pupils):
+                        self._send_notice(outbox, pupil_index, pupil, now, result)
+                    self.memory.noticed.add(key)
+                else:
+                    _log.info("notice_skipped", uid=f.uid, step="notice", why="already delivered this run")
+                if v.receipt_to is None:  # classify always sets it for a signal; be explicit anyway
+                    raise DeliveryError("No allowed address to send the receipt to.", transient=False)
+                receipt = self.composer.receipt(v.receipt_to, v.message_id, v.received or now, now)
+                outbox.send(receipt, [v.receipt_to])
+                _log.info("receipt_sent", uid=f.uid, step="receipt")
+            except DeliveryError as err:
+                result.failed += 1
+                _log.error("signal_not_completed", uid=f.uid, folder=f.folder, error=str(err),
+                           transient=err.transient, step="deliver")
+                if not err.transient:
+                    self._alert(outbox, f"failed:{key}", "alert_needs_human", now, result,
+                                received=self._moment(v.received or now), problem="signal_failed")
+                return False
+            if v.mdn_to:
+                try:
+                    outbox.send(self.composer.mdn(v.mdn_to, v.message_id, now), [v.mdn_to])
+                    _log.info("read_receipt_sent", uid=f.uid, step="mdn")
+                except DeliveryError as err:  # optional courtesy: never blocks the deletion
+                    _log.warning("read_receipt_failed", uid=f.uid, error=str(err), step="mdn")
+        result.completed += 1
+        self.memory.noticed.discard(key)
+        return True
+
+    def _send_notice(self, outbox: Outbox, index: int, pupil: Pupil, now: dt.datetime, result: CycleResult) -> None:
+        """To the route's recipients; a refused coordinator falls back to the backup, and the admin hears of it."""
+        decision = self.router.route(pupil)
+        recipients = decision.route.recipients()
+        notice = self.composer.notice(pupil, decision, recipients, now)
+        try:
+            refused = outbox.send(notice, [p.email for p in recipients])
+        except DeliveryError as err:
+            backup = decision.route.backup
+            if not err.refused or backup is None or backup.email in err.refused:
+                raise
+            refused = err.refused
+            fallback = self.composer.notice(pupil, decision, (backup,), now)
+            outbox.send(fallback, [backup.email])
+            _log.warning("notice_to_backup", pupil_index=index, step="notice", refused=len(refused))
+        else:
+            if len(refused) == len(recipients):  # pragma: no cover - smtplib raises in this case
+                raise DeliveryError("Every recipient of the notice was refused.", transient=False)
+        if refused:
+            self._alert(outbox, "refused:" + ",".join(sorted(refused)), "alert_delivery", now, result,
+                        failed=", ".join(sorted(refused)))
+        _log.info("notice_sent", pupil_index=index, step="notice", route=decision.route.name,
+                  matched=decision.matched, recipients=len(recipients))
+
+    # --- alerts ----------------------------------------------------------------------------
+
+    def _moment(self, value: dt.datetime) -> str:
+        return format_moment(value.astimezone(self.config.schedule.timezone), self.config.messages.language)
+
+    def _alert_needs_human(self, outbox: Outbox, f: Fetched, v: Verdict, now: dt.datetime, result: CycleResult) -> None:
+        key = _key(f, v)
+        if v.reason == "incomplete" and key not in self.memory.incomplete:
+            self.memory.incomplete.add(key)  # give the server one more cycle to finish the body
+            return
+        self._alert(outbox, f"human:{key}", "alert_needs_human", now, result,
+                    received=self._moment(v.received or now), problem=v.reason)
+
+    def _alert(self, outbox: Outbox, key: str, template: str, now: dt.datetime, result: CycleResult,
+               **values: str) -> None:
+        """Send one content-free alert to the contact and backup, once per key per day."""
+        today = now.astimezone(self.config.schedule.timezone).date()
+        if not self.memory.first_today(key, today):
+            return
+        people: tuple[Person, ...] = self.config.alert_recipients()
+        try:
+            outbox.send(self.composer.alert(template, people, now, **values), [p.email for p in people])
+        except DeliveryError as err:
+            _log.error("alert_failed", template=template, error=str(err), step="alert")
+            return
+        self.memory.alerted[key] = today
+        result.alerts += 1
+        _log.info("alert_sent", template=template, recipients=len(people), step="alert")
+
+    # --- cleaning up -----------------------------------------------------------------------
+
+    def is_own(self, message_id: str) -> bool:
+        """Messages we sent carry `<hwc-…@our domain>` Message-IDs."""
+        mid = message_id.strip().lower()
+        return mid.startswith(OWN_ID_PREFIX) and mid.endswith("@" + self.own_domain + ">")
+
+    def _purge(self, mailbox: Mailbox, folders: Folders, handled: set[str], result: CycleResult) -> None:
+        """Empty Sent and Trash (all, or what we handled and sent), and Junk of what we handled."""
+        purge_all = self.config.imap.purge == "all"
+
+        def ours(mid: str) -> bool:
+            return mid in handled or self.is_own(mid)
+
+        for role, folder in (("sent", folders.sent), ("trash", folders.trash), ("junk", folders.junk)):
+            if folder is None or folder == folders.inbox:
+                continue
+            everything = purge_all and role != "junk"
+            removed = mailbox.purge(folder, None if everything else (lambda mid: not ours(mid)))
+            if removed:
+                result.purged += removed
+                _log.info("purged", folder_role=role, count=removed, step="purge")
+
+    def _verify(self, mailbox: Mailbox, folders: Folders, handled: set[str], now: dt.datetime,
+                outbox: Outbox, result: CycleResult) -> None:
+        """Look in every folder for what we handled this cycle; a leftover is an alert."""
+        if not handled:
+            return
+        leftovers = mailbox.count_matching(folders.all, lambda mid: mid in handled)
+        result.leftovers = sum(leftovers.values())
+        if result.leftovers:
+            _log.warning("leftovers", count=result.leftovers, folders=len(leftovers), step="verify")
+            self._alert(outbox, "cleanup", "alert_cleanup", now, result, count=str(result.leftovers))
+        else:
+            _log.info("verified", folders=len(folders.all), step="verify", left=0)
+
+
+__all__ = ["CycleResult", "MailboxError", "Memory", "Watcher", "utc_now"]

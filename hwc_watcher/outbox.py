@@ -1,0 +1,141 @@
+"""The SMTP edge: the only module that speaks SMTP.
+
+One connection per cycle, opened when the first message must go out. `send` returns
+only when the server accepted the message for every recipient it did not refuse; the
+caller decides what a refused recipient means (fall back to the backup).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Sequence
+from email.message import EmailMessage
+from typing import Protocol
+
+from hwc_watcher.config import SmtpSettings
+from hwc_watcher.errors import DeliveryAuthError, DeliveryError
+from hwc_watcher.mailbox import tls_context
+
+
+class SmtpLogin(Protocol):
+    """What the outbox needs from an authenticator (password or OAuth2)."""
+
+    def smtp_login(self, smtp: smtplib.SMTP, username: str) -> None: ...
+
+
+def _transient(code: int) -> bool:
+    return 400 <= code < 500
+
+
+class Outbox:
+    """A lazily opened SMTP session; use as a context manager so it always quits."""
+
+    def __init__(self, settings: SmtpSettings, auth: SmtpLogin | None) -> None:
+        self.settings = settings
+        self.auth = auth
+        self._smtp: smtplib.SMTP | None = None
+        #: How many SMTP connections this outbox opened (the benchmark counts them).
+        self.connections = 0
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self) -> smtplib.SMTP:
+        """Open, secure and log in; errors name the server and the likely fix."""
+        if self._smtp is not None:
+            return self._smtp
+        s = self.settings
+        where = f"{s.host}:{s.port}"
+        context = tls_context(str(s.ca_file) if s.ca_file else None)
+        smtp: smtplib.SMTP
+        try:
+            if s.security == "tls":
+                smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
+            else:
+                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            self.connections += 1
+            smtp.ehlo()
+            if s.security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    smtp.close()
+                    raise DeliveryError(
+                        f'The SMTP server {where} does not offer STARTTLS. Use smtp.security = "tls" (port 465).',
+                        transient=False,
+                    )
+                smtp.starttls(context=context)
+                smtp.ehlo()
+        except ssl.SSLCertVerificationError as err:
+            raise DeliveryError(
+                f"The certificate of the SMTP server {where} could not be verified ({err.verify_message}). "
+                f"Check smtp.host, or set smtp.ca_file to the school's CA.",
+                transient=False,
+            ) from err
+        except TimeoutError as err:
+            raise DeliveryError(f"The SMTP server {where} did not answer in {s.timeout:.0f} s.") from err
+        except (OSError, smtplib.SMTPException) as err:
+            raise DeliveryError(f"The SMTP server {where} cannot be reached: {err}.") from err
+        if self.auth is not None:
+            try:
+                self.auth.smtp_login(smtp, s.username)
+            except smtplib.SMTPAuthenticationError as err:
+                _quit(smtp)
+                raise DeliveryAuthError(
+                    f"The SMTP server {where} refused the login for {s.username}: check smtp.username and "
+                    f"its password."
+                ) from err
+            except BaseException:
+                _quit(smtp)
+                raise
+        self._smtp = smtp
+        return smtp
+
+    def send(self, message: EmailMessage, recipients: Sequence[str]) -> tuple[str, ...]:
+        """Send; return the recipients the server refused (5xx). Raises when nothing was accepted."""
+        smtp = self.connect()
+        try:
+            refused = smtp.send_message(message, from_addr=self.settings.from_address, to_addrs=list(recipients))
+        except smtplib.SMTPRecipientsRefused as err:
+            codes = [code for code, _msg in err.recipients.values()]
+            raise DeliveryError(
+                f"The SMTP server refused every recipient ({', '.join(str(c) for c in codes)}).",
+                transient=all(_transient(c) for c in codes),
+                refused=tuple(err.recipients) if not any(_transient(c) for c in codes) else (),
+            ) from err
+        except smtplib.SMTPSenderRefused as err:
+            raise DeliveryError(
+                f"The SMTP server refused the sender {self.settings.from_address} ({err.smtp_code}). "
+                f"Check smtp.from_address: the SMTP account must be allowed to send as it.",
+                transient=_transient(err.smtp_code),
+            ) from err
+        except smtplib.SMTPResponseException as err:
+            self._drop()
+            raise DeliveryError(
+                f"The SMTP server did not accept the message ({err.smtp_code}).", transient=_transient(err.smtp_code)
+            ) from err
+        except (smtplib.SMTPException, OSError) as err:
+            self._drop()
+            raise DeliveryError(f"The connection to the SMTP server broke while sending: {err}.") from err
+        soft = [addr for addr, (code, _m) in refused.items() if _transient(code)]
+        if soft:
+            raise DeliveryError(f"The SMTP server asked to try {len(soft)} recipient(s) again later.")
+        return tuple(refused)
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            smtp, self._smtp = self._smtp, None
+            _quit(smtp)
+
+    def close(self) -> None:
+        self._drop()
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    """QUIT politely; a broken connection is simply closed."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()

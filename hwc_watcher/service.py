@@ -1,0 +1,141 @@
+"""The scheduled daemon: APScheduler 3.x, systemd notify and watchdog, a clean SIGTERM.
+
+Choices, and why:
+
+* Frequent polls in the school-day busy window (default every 5 minutes, 06:00–17:00,
+  Monday–Friday) so the mailbox is empty well before 08:15; sparse polls otherwise, because
+  VT may send any day and a holiday signal must still be handled.
+* `misfire_grace_time` is generous: APScheduler's default of 1 s silently skips a morning run
+  that starts late on a busy or resumed machine.
+* One job instance at a time (`max_instances=1`, `coalesce=True`): two cycles must never
+  handle the same message concurrently.
+* The watchdog is fed only while cycles keep finishing: a hung IMAP session (all sockets
+  have timeouts, but still) makes systemd restart us rather than leave the school unserved.
+* SIGTERM/SIGINT set a stop flag the cycle checks between messages, so it finishes the
+  current message, logs out and exits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import threading
+import time
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.combining import OrTrigger
+from apscheduler.triggers.cron import CronTrigger
+
+from hwc_watcher import log
+from hwc_watcher.config import Config, ScheduleSettings
+from hwc_watcher.cycle import CycleResult, Watcher
+from hwc_watcher.sdnotify import Notifier
+
+_log = log.get_logger("hwc_watcher.service")
+
+#: A cycle that has not finished after this long is considered hung (the watchdog stops).
+HUNG_AFTER_S = 15 * 60
+
+
+def poll_trigger(schedule: ScheduleSettings) -> OrTrigger:
+    """Busy-window polls on weekdays plus quiet polls around the clock."""
+    tz = schedule.timezone
+    start, end = schedule.busy_start, schedule.busy_end
+    busy_minutes = f"{start.minute % schedule.busy_interval_minutes}-59/{schedule.busy_interval_minutes}"
+    last_hour = end.hour if end.minute > 0 else end.hour - 1
+    triggers = [
+        CronTrigger(day_of_week="mon-fri", hour=f"{start.hour}-{max(start.hour, last_hour)}",
+                    minute=busy_minutes, timezone=tz),
+    ]
+    quiet = schedule.quiet_interval_minutes
+    if quiet < 60:
+        triggers.append(CronTrigger(minute=f"*/{quiet}", timezone=tz))
+    else:
+        triggers.append(CronTrigger(hour=f"*/{max(1, quiet // 60)}", minute=0, timezone=tz))
+    return OrTrigger(triggers)
+
+
+def next_polls(schedule: ScheduleSettings, now: dt.datetime, count: int = 5) -> list[dt.datetime]:
+    """The next few poll moments, for `check` and the logs."""
+    trigger = poll_trigger(schedule)
+    moments: list[dt.datetime] = []
+    previous = None
+    current = now.astimezone(schedule.timezone)
+    for _ in range(count):
+        fire = trigger.get_next_fire_time(previous, current)
+        if fire is None:
+            break
+        moments.append(fire)
+        previous = fire
+        current = fire + dt.timedelta(seconds=1)
+    return moments
+
+
+class Service:
+    """Owns the scheduler, the watcher and the systemd conversation."""
+
+    def __init__(self, config: Config, watcher: Watcher, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.watcher = watcher
+        self.notifier = notifier or Notifier()
+        self._executor = ThreadPoolExecutor(max_workers=2)
+        self.scheduler = BlockingScheduler(
+            executors={"default": self._executor},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 15 * 60},
+            timezone=config.schedule.timezone,
+        )
+        self._lock = threading.Lock()
+        self._cycle_started: float | None = None
+        self.last_result: CycleResult | None = None
+
+    def poll(self) -> None:
+        """The scheduled job: one cycle, with a status line for `systemctl status`."""
+        if self.watcher.stop.is_set():
+            return
+        with self._lock:
+            self._cycle_started = time.monotonic()
+        try:
+            result = self.watcher.run_cycle()
+        finally:
+            with self._lock:
+                self._cycle_started = None
+        self.last_result = result
+        status = "last poll OK" if result.mailbox_ok else "last poll FAILED (see journal)"
+        self.notifier.status(
+            f"{status} at {dt.datetime.now(self.config.schedule.timezone):%H:%M}; "
+            f"{result.completed} signal(s) handled, {result.verdicts['needs_human']} waiting for a person"
+        )
+
+    def feed_watchdog(self) -> None:
+        """Ping systemd unless a cycle has been running for far too long."""
+        with self._lock:
+            started = self._cycle_started
+        if started is not None and time.monotonic() - started > HUNG_AFTER_S:
+            _log.error("watchdog_withheld", cycle_running_s=round(time.monotonic() - started))
+            return
+        self.notifier.ping()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        _log.info("stop_requested", signal=signal.Signals(signum).name)
+        self.watcher.stop.set()
+        self.notifier.stopping()
+        # shutdown(wait=True) would block inside the signal handler; the main loop waits below.
+        self.scheduler.shutdown(wait=False)
+
+    def run(self) -> None:
+        """Block until SIGTERM/SIGINT; then let the running cycle finish its message."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.scheduler.add_job(self.poll, poll_trigger(self.config.schedule), id="poll", name="poll",
+                               next_run_time=dt.datetime.now(self.config.schedule.timezone))
+        interval = self.notifier.ping_interval
+        if interval:
+            self.scheduler.add_job(self.feed_watchdog, "interval", seconds=interval, id="watchdog", name="watchdog")
+        upcoming = next_polls(self.config.schedule, dt.datetime.now(dt.UTC), 3)
+        _log.info("started", next_polls=[m.strftime("%a %H:%M") for m in upcoming], watchdog_s=interval)
+        self.notifier.ready(status="started; first poll now")
+        self.scheduler.start()  # returns after shutdown()
+        self._executor.shutdown(wait=True)  # let the running cycle finish its message and log out
+        _log.info("stopped")

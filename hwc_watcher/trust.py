@@ -1,0 +1,206 @@
+"""Decide whether a message really comes from Veilig Thuis, and whether it may be answered.
+
+Pure functions over `email.message.EmailMessage`. The rules, and why:
+
+* Only the address counts, never the display name ("Veilig Thuis <x@gmail.example>" is not VT).
+* An allowed entry is an exact address or `@domain` for exactly that domain: no suffix
+  matching, and the address must be plain ASCII so a homoglyph cannot pass.
+* The From header is whatever the sender typed; the school's receiving server vouches for it
+  in the *topmost* Authentication-Results header (RFC 8601: each hop prepends its own). A
+  lower header could have been written by the sender, so it counts for nothing.
+* Automatic mail (RFC 3834) and reports (RFC 3464, RFC 8098) are never answered: no loops.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+from email.utils import getaddresses, parseaddr
+
+from hwc_watcher.config import VeiligThuisSettings
+
+_COMMENT = re.compile(r"\([^()]*\)")
+_RESULT = re.compile(r"^\s*([a-z][a-z0-9-]*)\s*=\s*([a-z]+)\b(.*)$", re.IGNORECASE | re.DOTALL)
+_PROPERTY = re.compile(r"\b(header\.[a-z]+|smtp\.[a-z]+)\s*=\s*([^\s;]+)", re.IGNORECASE)
+_ROBOTS = re.compile(
+    r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?|auto-?reply)([+.-].*)?$", re.IGNORECASE
+)
+_KNOWN_METHODS = frozenset({"spf", "dkim", "dmarc", "arc", "iprev", "auth", "compauth", "bimi", "dkim-atps"})
+
+
+def sender_address(msg: Message) -> str | None:
+    """The single From address, lower-cased; None for none, several, or a malformed header."""
+    values = msg.get_all("From") or []
+    if len(values) != 1:
+        return None
+    pairs = getaddresses([str(values[0])])
+    addresses = [addr for _name, addr in pairs if addr]
+    if len(addresses) != 1:
+        return None
+    return _plain_address(addresses[0])
+
+
+def _plain_address(address: str) -> str | None:
+    address = address.strip().lower()
+    if not address.isascii() or address.count("@") != 1 or any(ch.isspace() for ch in address):
+        return None
+    local, domain = address.split("@")
+    if not local or not domain or "." not in domain:
+        return None
+    return address
+
+
+def is_allowed(address: str | None, senders: Iterable[str]) -> bool:
+    """Exact address or exact @domain; nothing else."""
+    if address is None:
+        return False
+    domain = "@" + address.split("@", 1)[1]
+    return any(entry in (address, domain) for entry in senders)
+
+
+@dataclass(frozen=True)
+class AuthResults:
+    """One Authentication-Results header, reduced to what we decide on."""
+
+    authserv_id: str | None
+    results: dict[str, list[tuple[str, dict[str, str]]]]
+
+    def passed(self, method: str) -> list[dict[str, str]]:
+        return [props for result, props in self.results.get(method, []) if result == "pass"]
+
+
+def parse_auth_results(value: str) -> AuthResults:
+    """Parse RFC 8601 loosely; Microsoft 365 omits the authserv-id, so allow that."""
+    text = value
+    for _ in range(5):  # comments may nest a little
+        text = _COMMENT.sub(" ", text)
+    parts = [p.strip() for p in text.split(";")]
+    authserv_id: str | None = None
+    first = _RESULT.match(parts[0]) if parts else None
+    if parts and (first is None or first.group(1).lower() not in _KNOWN_METHODS):
+        words = parts[0].split()
+        authserv_id = words[0].lower() if words else None
+        parts = parts[1:]
+    results: dict[str, list[tuple[str, dict[str, str]]]] = {}
+    for part in parts:
+        match = _RESULT.match(part)
+        if not match:
+            continue
+        method, result, rest = match.group(1).lower(), match.group(2).lower(), match.group(3)
+        props = {k.lower(): v.strip().strip('"').lower() for k, v in _PROPERTY.findall(rest)}
+        results.setdefault(method, []).append((result, props))
+    return AuthResults(authserv_id=authserv_id, results=results)
+
+
+def _aligned(domain: str | None, from_domain: str) -> bool:
+    if not domain:
+        return False
+    return from_domain == domain or from_domain.endswith("." + domain)
+
+
+def authenticated(msg: Message, address: str, settings: VeiligThuisSettings) -> bool:
+    """True when the school's own server vouches for the From domain."""
+    if settings.auth_check == "off":
+        return True
+    headers = [parse_auth_results(str(v)) for v in (msg.get_all("Authentication-Results") or [])]
+    if settings.authserv_ids:
+        headers = [h for h in headers if h.authserv_id in settings.authserv_ids]
+    if not headers:
+        return False
+    top = headers[0]
+    from_domain = address.split("@", 1)[1]
+    for props in top.passed("dmarc"):
+        header_from = props.get("header.from")
+        if header_from is None or header_from == from_domain:
+            return True
+    if settings.auth_check == "dmarc_or_dkim":
+        return any(_aligned(props.get("header.d") or props.get("header.i", "").lstrip("@").split("@")[-1],
+                            from_domain) for props in top.passed("dkim"))
+    return False
+
+
+def is_automatic(msg: Message) -> bool:
+    """RFC 3834: auto-submitted, null return path, robots and list mail are never answered."""
+    auto = str(msg.get("Auto-Submitted", "no")).strip().lower()
+    if auto and not auto.startswith("no"):
+        return True
+    return_path = msg.get("Return-Path")
+    if return_path is not None and str(return_path).strip() in ("<>", ""):
+        return True
+    if str(msg.get("Precedence", "")).strip().lower() in ("bulk", "junk", "list", "auto_reply"):
+        return True
+    if msg.get("X-Autoreply") or msg.get("X-Autorespond"):
+        return True
+    _name, addr = parseaddr(str(msg.get("From", "")))
+    return bool(_ROBOTS.match(addr.split("@", 1)[0])) if addr else False
+
+
+def report_type(msg: Message) -> str | None:
+    """"delivery-status" for a bounce, "disposition-notification" for a read receipt, else None."""
+    if msg.get_content_type() != "multipart/report":
+        return None
+    return str(msg.get_param("report-type", "") or "").lower() or "unknown"
+
+
+def reported_message_ids(msg: EmailMessage) -> list[str]:
+    """Message-IDs named inside a report: whose delivery failed or was read."""
+    ids: list[str] = []
+    for part in msg.walk():
+        ctype = part.get_content_type()
+        if ctype in ("message/rfc822", "message/rfc822-headers", "text/rfc822-headers", "message/global-headers"):
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, Message):
+                ids.extend(str(v) for v in inner.get_all("Message-ID") or [])
+            else:
+                ids.extend(_header_ids(_part_bytes(part), b"message-id"))
+        elif ctype == "message/disposition-notification":
+            ids.extend(_header_ids(_part_bytes(part), b"original-message-id"))
+    return [i.strip() for i in ids]
+
+
+def _part_bytes(part: Message) -> bytes:
+    """A part's content as bytes, whether the parser kept it as text or as sub-messages."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return b"\n".join(p.as_bytes() for p in payload if isinstance(p, Message))
+    decoded = part.get_payload(decode=True)
+    return decoded if isinstance(decoded, bytes) else b""
+
+
+def _header_ids(text: bytes, name: bytes) -> list[str]:
+    pattern = re.compile(rb"(?im)^" + re.escape(name) + rb":\s*(<[^>\r\n]{1,500}>)")
+    return [m.decode("ascii", "replace") for m in pattern.findall(text)]
+
+
+def receipt_address(msg: Message, address: str, settings: VeiligThuisSettings) -> str:
+    """The configured fixed address, else an allowed Reply-To, else the (allowed) sender."""
+    if settings.receipt_to:
+        return settings.receipt_to
+    reply_to = [a for _n, a in getaddresses([str(v) for v in msg.get_all("Reply-To") or []]) if a]
+    if len(reply_to) == 1:
+        candidate = _plain_address(reply_to[0])
+        if is_allowed(candidate, settings.senders) and candidate is not None:
+            return candidate
+    return address
+
+
+def mdn_address(msg: Message, settings: VeiligThuisSettings) -> str | None:
+    """RFC 8098 §2.1: answer only an allowed address that is also the return path, if one is given."""
+    if not settings.send_mdn:
+        return None
+    values = msg.get_all("Disposition-Notification-To") or []
+    pairs = [a for _n, a in getaddresses([str(v) for v in values]) if a]
+    if len(pairs) != 1:
+        return None
+    candidate = _plain_address(pairs[0])
+    if candidate is None or not is_allowed(candidate, settings.senders):
+        return None
+    return_path = msg.get("Return-Path")
+    if return_path is not None:
+        rp = _plain_address(parseaddr(str(return_path))[1])
+        if rp is not None and rp != candidate:
+            return None
+    return candidate

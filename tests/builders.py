@@ -1,0 +1,130 @@
+"""Build configs and fictional VT messages for the tests (fictional pupils only)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+from mailprobe import ImapAccount
+
+from hwc_watcher.embedded_servers import SmtpCapture
+
+VT = "signalen@veiligthuis-gv.example.nl"
+VT_DOMAIN = "veiligthuis-gv.example.nl"
+BOX = "handlewithcare@college.example.nl"
+COORDINATOR = "zorg@college.example.nl"
+BACKUP = "achterwacht@college.example.nl"
+CONTACT = "hwc-contact@college.example.nl"
+ALLOWED = {COORDINATOR, BACKUP, CONTACT, VT}
+TRUSTED = (
+    f"mx.college.example.nl; spf=pass smtp.mailfrom={VT_DOMAIN}; dkim=pass header.d={VT_DOMAIN}; "
+    f"dmarc=pass header.from={VT_DOMAIN}"
+)
+
+
+def write_config(
+    directory: Path,
+    imap: ImapAccount,
+    smtp: SmtpCapture,
+    *,
+    extra: str = "",
+    purge: str = "all",
+    backup_mode: str = "fallback",
+    smtp_password: str | None = None,
+) -> Path:
+    """A complete config file (mode 0600) with a private password file, as an admin would write it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    secret = directory / "imap-password"
+    secret.write_text(imap.password + "\n", encoding="utf-8")
+    secret.chmod(0o600)
+    smtp_secret = ""
+    if smtp_password is not None:
+        (directory / "smtp-password").write_text(smtp_password + "\n", encoding="utf-8")
+        (directory / "smtp-password").chmod(0o600)
+        smtp_secret = 'username = "school"\npassword_file = "smtp-password"\n'
+    else:
+        smtp_secret = 'auth = "none"\n'
+    ca = f'ca_file = "{imap.ca_file}"\n' if imap.ca_file else ""
+    plain = "allow_plaintext = true\n" if imap.security == "plain" else ""
+    smtp_security = "starttls" if smtp_password is not None else "plain"
+    smtp_plain = "allow_plaintext = true\n" if smtp_security == "plain" else ""
+    text = f"""
+[imap]
+host = "{imap.host}"
+port = {imap.port}
+security = "{imap.security}"
+{plain}{ca}username = "{imap.username}"
+password_file = "imap-password"
+purge = "{purge}"
+timeout = 10
+
+[smtp]
+host = "{smtp.host}"
+port = {smtp.port}
+security = "{smtp_security}"
+{smtp_plain}{ca if smtp_password is not None else ""}from_address = "{BOX}"
+timeout = 10
+{smtp_secret}
+[veilig_thuis]
+senders = ["{VT}"]
+
+[coordinator]
+name = "A. de Vries"
+email = "{COORDINATOR}"
+
+[backup]
+name = "B. Jansen"
+email = "{BACKUP}"
+mode = "{backup_mode}"
+
+[contact]
+name = "HwC-contactpersoon"
+email = "{CONTACT}"
+
+[messages]
+school_name = "Het Voorbeeldcollege"
+{extra}
+"""
+    path = directory / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def signal(
+    body: str = "David Pieterse, 3-2-2012, Handle with Care",
+    *,
+    sender: str = VT,
+    auth_results: str | None = TRUSTED,
+    subject: str = "Handle with Care",
+    date: dt.datetime | None = None,
+    headers: dict[str, str] | None = None,
+    mdn: bool = False,
+) -> bytes:
+    """A VT signal as the school's server stores it (topmost Authentication-Results first)."""
+    msg = EmailMessage()
+    if auth_results is not None:
+        msg["Authentication-Results"] = auth_results
+    msg["From"] = f"Veilig Thuis <{sender}>"
+    msg["To"] = BOX
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(date or dt.datetime.now(dt.UTC))
+    msg["Message-ID"] = make_msgid("test", sender.split("@")[-1])
+    if mdn:
+        msg["Disposition-Notification-To"] = sender
+    for key, value in (headers or {}).items():
+        msg[key] = value
+    msg.set_content(body + "\n\nMet vriendelijke groet,\nVeilig Thuis\n")
+    return msg.as_bytes()
+
+
+def mail_text(raw: bytes) -> str:
+    """All of a message's bytes as text, for 'does it contain X' checks."""
+    return raw.decode("utf-8", "replace")
+
+
+def senders_and_recipients(smtp: SmtpCapture) -> set[str]:
+    """Every envelope recipient the SMTP server saw."""
+    return {r.lower() for m in smtp.messages for r in m.rcpt_tos}
