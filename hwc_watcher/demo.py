@@ -10,9 +10,11 @@ in "Sent".
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import tempfile
 import textwrap
+import warnings
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -93,9 +95,13 @@ def run_demo(out: TextIO) -> int:
     """Start the servers, drop the signal in, run one cycle, show what everyone received."""
     from hwc_watcher.embedded_servers import EmbeddedImapServer, SmtpCapture
 
+    # The demo SMTP server asks for a login without TLS (loopback only); its warnings are noise here.
+    warnings.filterwarnings("ignore", module="aiosmtpd")
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     password = "demo-" + os.urandom(6).hex()
     imap = EmbeddedImapServer(username=SCHOOL_BOX, password=password, folders=("Sent", "Trash", "Junk"))
-    smtp = SmtpCapture(on_message=lambda mail: _save_to_sent(imap, password, mail.raw))
+    smtp = SmtpCapture(username=SCHOOL_BOX, password=password,
+                       on_message=lambda mail: _save_to_sent(imap, password, mail.raw))
     with imap, smtp, tempfile.TemporaryDirectory(prefix="hwc-demo-") as tmp:
         directory = Path(tmp)
         (directory / "imap-password").write_text(password + "\n", encoding="utf-8")

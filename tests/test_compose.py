@@ -1,0 +1,113 @@
+"""The mails we send: minimal data, the name never in a subject, no header injection."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from hwc_watcher.compose import Composer
+from hwc_watcher.config import parse_config
+from hwc_watcher.models import Pupil
+from hwc_watcher.routing import RouteDecision
+
+EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+NOW = dt.datetime(2026, 11, 27, 6, 30, tzinfo=dt.UTC)
+DAVID = Pupil("David Pieterse", dt.date(2012, 2, 3))
+
+
+def composer(**messages: object) -> Composer:
+    raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    raw["messages"].update(messages)
+    return Composer(parse_config(raw))
+
+
+def reparse(msg: email.message.EmailMessage) -> email.message.EmailMessage:
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, email.message.EmailMessage)
+    return parsed
+
+
+def notice(c: Composer, pupil: Pupil = DAVID, note: str = "no_pupil_list") -> email.message.EmailMessage:
+    route = c.config.routing.default
+    decision = RouteDecision(route=route, matched=note == "matched", note=note)
+    return reparse(c.notice(pupil, decision, route.recipients(), NOW))
+
+
+def test_notice_has_name_and_date_in_body_only() -> None:
+    """The subject is exactly the configured one; body has name, date and what to do today."""
+    msg = notice(composer())
+    assert msg["Subject"] == "Handle with Care"
+    body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "David Pieterse" in body
+    assert "3 februari 2012 (03-02-2012)" in body
+    assert "vóór het eerste lesuur" in body and "Bewaar deze e-mail niet" in body
+    headers = "\n".join(f"{k}: {v}" for k, v in msg.items())
+    assert "David" not in headers and "2012" not in headers
+    assert msg["Message-ID"].startswith("<hwc-notice.")
+    assert msg["Auto-Submitted"] == "auto-generated"
+
+
+def test_a_name_with_crlf_cannot_inject_headers() -> None:
+    """CR/LF in a name becomes a space: no Bcc, no extra header, one notice."""
+    evil = Pupil("David\r\nBcc: boef@evil.example\r\nX-Evil: 1", dt.date(2012, 2, 3))
+    msg = notice(composer(), evil)
+    assert msg["Bcc"] is None and msg["X-Evil"] is None
+    assert "boef@evil.example" in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_subject_from_config_is_cleaned() -> None:
+    """Even an admin's subject cannot carry a line break into the headers."""
+    with pytest.raises(Exception, match="control characters"):
+        composer(notice_subject="HwC\r\nBcc: x@y.example")
+
+
+def test_receipt_carries_no_pupil_data_and_refers_to_the_signal() -> None:
+    """The receipt names the original message and the time received, nothing about the child."""
+    msg = reparse(composer().receipt("signalen@veiligthuis.example.nl", "<abc@vt.example>", NOW, NOW))
+    assert msg["In-Reply-To"] == "<abc@vt.example>" and msg["References"] == "<abc@vt.example>"
+    text = msg.as_string()
+    assert "David" not in text and "2012" not in text
+    assert "27 november 2026 om 07:30" in text  # Amsterdam time
+    assert msg["Auto-Submitted"] == "auto-replied"
+
+
+def test_read_receipt_is_an_rfc8098_report() -> None:
+    """multipart/report with a disposition-notification part: automatic, processed."""
+    msg = reparse(composer().mdn("signalen@veiligthuis.example.nl", "<abc@vt.example>", NOW))
+    assert msg.get_content_type() == "multipart/report"
+    assert msg.get_param("report-type") == "disposition-notification"
+    parts = [p.get_content_type() for p in msg.iter_parts()]
+    assert parts == ["text/plain", "message/disposition-notification"]
+    text = msg.as_string()
+    assert "Disposition: automatic-action/MDN-sent-automatically; processed" in text
+    assert "Original-Message-ID: <abc@vt.example>" in text
+
+
+def test_not_found_in_pupil_list_is_said_plainly() -> None:
+    """A pupil not found in the list: the notice tells the receiver to pass it on."""
+    body = notice(composer(), note="not_found").get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "niet gevonden in de leerlingenlijst" in body
+
+
+def test_english_and_own_templates() -> None:
+    """language = "en" switches every text; an admin's own template replaces the default."""
+    body = notice(composer(language="en")).get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Date of birth: 03 February 2012" in body
+    own = composer(templates={"notice": "Leerling: $pupil_name ($birth_date)\n"})
+    assert notice(own).get_body(("plain",)).get_content().startswith("Leerling: David Pieterse")  # type: ignore[union-attr]
+
+
+def test_alert_is_content_free() -> None:
+    """Alerts carry an instruction and the kind of problem, nothing from the message."""
+    c = composer()
+    people = c.config.alert_recipients()
+    msg = reparse(c.alert("alert_needs_human", people, NOW, received="27 november 2026 om 07:30",
+                          problem="not_authenticated"))
+    body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "handmatig bekeken" in body and "mogelijk vervalst" in body
+    assert msg["Subject"] == "Actie nodig: Handle with Care-mailbox"
