@@ -85,6 +85,23 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "e-mailadres in de configuratie van hwc-watcher.\n\n"
             "Deze melding bevat bewust geen gegevens van de leerling.\n"
         ),
+        "alert_deadline": (
+            "Het is $deadline en de Handle with Care-mailbox is niet volledig verwerkt:\n\n"
+            "    $problem\n\n"
+            "Controleer de HwC-mailbox nu handmatig en informeer zo nodig de zorgcoördinator\n"
+            "vóór het eerste lesuur.\n\n"
+            "Deze melding bevat bewust geen gegevens van leerlingen.\n"
+        ),
+        "alert_failure": (
+            "hwc-watcher kan de Handle with Care-mailbox niet verwerken:\n\n"
+            "    $error\n\n"
+            "Geef dit door aan de ICT-beheerder. Controleer tot het is opgelost de HwC-mailbox\n"
+            "elke ochtend handmatig.\n"
+        ),
+        "alert_recovered": (
+            "hwc-watcher werkt weer: de Handle with Care-mailbox is om $moment gecontroleerd en\n"
+            "er wacht niets meer.\n"
+        ),
         "alert_cleanup": (
             "Na het verwerken van de HwC-mailbox zijn nog $count bericht(en) gevonden die verwijderd\n"
             "hadden moeten zijn. Controleer de mappen van de HwC-mailbox en verwijder ze handmatig.\n"
@@ -136,6 +153,23 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "It was sent to the backup instead. Check the address in the hwc-watcher config.\n\n"
             "This alert deliberately contains no pupil data.\n"
         ),
+        "alert_deadline": (
+            "It is $deadline and the Handle with Care mailbox has not been fully processed:\n\n"
+            "    $problem\n\n"
+            "Check the HwC mailbox by hand now and inform the care coordinator before the first\n"
+            "lesson if needed.\n\n"
+            "This alert deliberately contains no pupil data.\n"
+        ),
+        "alert_failure": (
+            "hwc-watcher cannot process the Handle with Care mailbox:\n\n"
+            "    $error\n\n"
+            "Pass this on to the ICT admin. Until it is fixed, check the HwC mailbox by hand\n"
+            "every morning.\n"
+        ),
+        "alert_recovered": (
+            "hwc-watcher works again: the Handle with Care mailbox was checked at $moment and\n"
+            "nothing is waiting.\n"
+        ),
         "alert_cleanup": (
             "After processing the HwC mailbox, $count message(s) that should have been deleted\n"
             "were still found. Check the folders of the HwC mailbox and delete them by hand.\n"
@@ -157,6 +191,8 @@ PROBLEMS: Mapping[str, Mapping[str, str]] = {
         "incomplete": "bericht nog niet volledig ontvangen",
         "too_large": "bericht te groot om automatisch te lezen",
         "signal_failed": "signaal kon niet volledig worden verwerkt (mailserver)",
+        "not_checked": "de mailbox is vanochtend niet (met succes) gecontroleerd",
+        "waiting": "er wacht nog een bericht van Veilig Thuis dat niet automatisch kon worden afgehandeld",
     },
     "en": {
         "not_authenticated": "sender not confirmed by the mail server (possibly forged)",
@@ -170,6 +206,8 @@ PROBLEMS: Mapping[str, Mapping[str, str]] = {
         "incomplete": "message not yet completely received",
         "too_large": "message too large to read automatically",
         "signal_failed": "signal could not be completed (mail server)",
+        "not_checked": "the mailbox was not checked successfully this morning",
+        "waiting": "a message from Veilig Thuis is still waiting and could not be handled automatically",
     },
 }
 

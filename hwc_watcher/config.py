@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from hwc_watcher.errors import ConfigError
 from hwc_watcher.routing import Person, RoutingConfig, parse_person, parse_routing
+from hwc_watcher.school_calendar import SchoolCalendar, parse_calendar
 from hwc_watcher.secrets import ensure_private
 
 DEFAULT_CONFIG_PATH = Path("/etc/hwc-watcher/config.toml")
@@ -102,6 +103,20 @@ class ScheduleSettings:
     #: Everything outside the busy window, holidays and weekends included.
     quiet_interval_minutes: int
     deadline: dt.time
+    #: Transient failures (timeouts, refused connections, SMTP 4xx) are retried this often within a cycle.
+    retries: int
+    #: Seconds before the first retry; doubled for each next one.
+    retry_delay_s: float
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """A second alert channel that does not depend on the mail server, and a heartbeat."""
+
+    webhook_url: str | None
+    webhook_format: Literal["json", "text"]
+    heartbeat_url: str | None
+    ca_file: Path | None
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,8 @@ class Config:
     contact: Person
     messages: MessageSettings
     schedule: ScheduleSettings
+    calendar: SchoolCalendar
+    alerts: AlertSettings
     limits: Limits
     #: The validated document, for the authentication section parser (secrets are read there).
     raw: Mapping[str, Any]
@@ -334,7 +351,8 @@ def _messages(raw: Mapping[str, Any]) -> MessageSettings:
     templates_t = t.get("templates", {})
     if not isinstance(templates_t, Mapping) or not all(isinstance(v, str) for v in templates_t.values()):
         raise ConfigError("messages.templates must be a table of texts.")
-    known = {"notice", "receipt", "alert_needs_human", "alert_delivery", "alert_cleanup"}
+    known = {"notice", "receipt", "alert_needs_human", "alert_delivery", "alert_cleanup", "alert_deadline",
+             "alert_failure", "alert_recovered"}
     unknown = set(templates_t) - known
     if unknown:
         raise ConfigError(
@@ -368,6 +386,32 @@ def _schedule(raw: Mapping[str, Any]) -> ScheduleSettings:
         busy_interval_minutes=_int(t, "busy_interval_minutes", "schedule", 5, 1, 60),
         quiet_interval_minutes=_int(t, "quiet_interval_minutes", "schedule", 30, 1, 240),
         deadline=_time(t, "deadline", "schedule", "08:15"),
+        retries=_int(t, "retries", "schedule", 2, 0, 10),
+        retry_delay_s=float(_int(t, "retry_delay_seconds", "schedule", 5, 0, 300)),
+    )
+
+
+def _url(table: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = _opt_str(table, key, where)
+    if value is None:
+        return None
+    scheme, _, rest = value.partition("://")
+    host = rest.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    if scheme == "https" and host:
+        return value
+    if scheme == "http" and is_loopback(host):
+        return value
+    raise ConfigError(f"{where}.{key} must be an https:// URL (http:// only to 127.0.0.1), got {scheme or value!r}.")
+
+
+def _alerts(raw: Mapping[str, Any], base: Path) -> AlertSettings:
+    t = _table(raw, "alerts", required=False)
+    fmt = _choice(t, "webhook_format", "alerts", "json", ("json", "text"))
+    return AlertSettings(
+        webhook_url=_url(t, "webhook_url", "alerts"),
+        webhook_format="text" if fmt == "text" else "json",
+        heartbeat_url=_url(t, "heartbeat_url", "alerts"),
+        ca_file=_path(t, "ca_file", "alerts", base),
     )
 
 
@@ -404,6 +448,8 @@ def parse_config(raw: Mapping[str, Any], *, source: Path | None = None) -> Confi
         contact=parse_person(contact_raw, "contact"),
         messages=_messages(raw),
         schedule=_schedule(raw),
+        calendar=parse_calendar(raw),
+        alerts=_alerts(raw, base),
         limits=Limits(
             max_message_bytes=_int(limits_t, "max_message_bytes", "limits", 10_000_000, 10_000, 100_000_000)
         ),

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwc_watcher import log
-from hwc_watcher.auth import Authenticator, parse_auth
+from hwc_watcher.alerts import Alerter
+from hwc_watcher.auth import Authenticator, is_token_expired, parse_auth
 from hwc_watcher.classify import OWN_ID_PREFIX, Verdict, classify
 from hwc_watcher.compose import Composer, format_moment
 from hwc_watcher.config import Config
@@ -31,7 +32,7 @@ from hwc_watcher.errors import DeliveryError, HwcError, MailboxError
 from hwc_watcher.mailbox import Fetched, Folders, ImapLogin, Mailbox
 from hwc_watcher.models import Pupil
 from hwc_watcher.outbox import Outbox, SmtpLogin
-from hwc_watcher.routing import Person, Router
+from hwc_watcher.routing import Router
 
 _log = log.get_logger("hwc_watcher.cycle")
 
@@ -58,6 +59,8 @@ class CycleResult:
     duration_s: float = 0.0
     #: The admin-facing error that stopped the cycle, if any.
     error: str | None = None
+    #: False when retrying will not help (a wrong password, an unverifiable certificate).
+    error_transient: bool = True
     dry_run: bool = False
 
     @property
@@ -81,15 +84,10 @@ def _key(fetched: Fetched, verdict: Verdict) -> str:
 class Memory:
     """What the daemon remembers between cycles, in memory only (lost on restart: harmless)."""
 
-    #: Alert keys already sent, with the day they were sent ("once per cause per day").
-    alerted: dict[str, dt.date] = field(default_factory=dict)
     #: Message keys whose notices were all accepted but whose receipt is still pending.
     noticed: set[str] = field(default_factory=set)
     #: Message keys seen incomplete once (alert only if it stays so).
     incomplete: set[str] = field(default_factory=set)
-
-    def first_today(self, key: str, today: dt.date) -> bool:
-        return self.alerted.get(key) != today
 
     def forget_except(self, keys: set[str]) -> None:
         """Drop message keys no longer in the mailbox, so memory stays small."""
@@ -125,6 +123,8 @@ class Watcher:
         self.router = Router(config.routing)
         self.composer = Composer(config)
         self.memory = Memory()
+        self.alerter = Alerter(config, self.composer, smtp_auth)
+        self.sleep: Callable[[float], None] = time.sleep
         self.own_domain = config.smtp.from_address.rsplit("@", 1)[-1].lower()
 
     @classmethod
@@ -139,18 +139,37 @@ class Watcher:
         started = time.monotonic()
         now = self.clock()
         result = CycleResult(dry_run=dry_run)
-        mailbox = Mailbox(self.config.imap, self.imap_auth)
-        outbox = Outbox(self.config.smtp, self.smtp_auth)
-        try:
-            with mailbox, outbox:
-                self._poll(mailbox, outbox, now, result)
-        except HwcError as err:
-            result.error = str(err)
-            _log.error("cycle_failed", error=str(err), error_type=type(err).__name__)
-        finally:
-            result.imap_commands = mailbox.commands
-            result.smtp_connections = outbox.connections
-            result.duration_s = time.monotonic() - started
+        retries = self.config.schedule.retries
+        for attempt in range(retries + 1):
+            if attempt:  # a retry starts counting afresh; command and connection counts add up
+                result = CycleResult(dry_run=dry_run, imap_commands=result.imap_commands,
+                                     smtp_connections=result.smtp_connections)
+            mailbox = Mailbox(self.config.imap, self.imap_auth)
+            outbox = Outbox(self.config.smtp, self.smtp_auth, retries=retries,
+                            delay_s=self.config.schedule.retry_delay_s, sleep=self.sleep)
+            try:
+                with mailbox, outbox:
+                    self._poll(mailbox, outbox, now, result)
+                result.error = None
+                break
+            except HwcError as err:
+                result.error = str(err)
+                result.error_transient = bool(getattr(err, "transient", False))
+                if is_token_expired(err) and attempt < retries:
+                    invalidate = getattr(self.imap_auth, "invalidate", None)
+                    if callable(invalidate):
+                        invalidate()
+                    _log.info("reconnect", why="access token expired", attempt=attempt + 1)
+                    continue
+                _log.error("cycle_failed", error=str(err), error_type=type(err).__name__,
+                           transient=result.error_transient, attempt=attempt + 1)
+                if not result.error_transient or attempt == retries or self.stop.is_set():
+                    break
+                self.sleep(self.config.schedule.retry_delay_s * 2**attempt)
+            finally:
+                result.imap_commands += mailbox.commands
+                result.smtp_connections += outbox.connections
+        result.duration_s = time.monotonic() - started
         _log.info(
             "cycle",
             dry_run=dry_run,
@@ -280,19 +299,9 @@ class Watcher:
 
     def _alert(self, outbox: Outbox, key: str, template: str, now: dt.datetime, result: CycleResult,
                **values: str) -> None:
-        """Send one content-free alert to the contact and backup, once per key per day."""
-        today = now.astimezone(self.config.schedule.timezone).date()
-        if not self.memory.first_today(key, today):
-            return
-        people: tuple[Person, ...] = self.config.alert_recipients()
-        try:
-            outbox.send(self.composer.alert(template, people, now, **values), [p.email for p in people])
-        except DeliveryError as err:
-            _log.error("alert_failed", template=template, error=str(err), step="alert")
-            return
-        self.memory.alerted[key] = today
-        result.alerts += 1
-        _log.info("alert_sent", template=template, recipients=len(people), step="alert")
+        """One content-free alert to the contact and backup, once per key per day."""
+        if self.alerter.alert(key, template, now, outbox=outbox, **values):
+            result.alerts += 1
 
     # --- cleaning up -----------------------------------------------------------------------
 

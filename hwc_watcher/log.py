@@ -120,7 +120,8 @@ def configure(*, json: bool | None = None, level: int = logging.INFO) -> None:
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        # No fixed file: each new logger writes to the sys.stdout of that moment (tests redirect it).
+        logger_factory=structlog.PrintLoggerFactory(),
         # Not cached: tests use structlog.testing.capture_logs(), which a cached logger bypasses.
         cache_logger_on_first_use=False,
     )

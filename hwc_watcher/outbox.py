@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -31,9 +32,13 @@ def _transient(code: int) -> bool:
 class Outbox:
     """A lazily opened SMTP session; use as a context manager so it always quits."""
 
-    def __init__(self, settings: SmtpSettings, auth: SmtpLogin | None) -> None:
+    def __init__(self, settings: SmtpSettings, auth: SmtpLogin | None, *, retries: int = 0, delay_s: float = 5.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self.auth = auth
+        self.retries = retries
+        self.delay_s = delay_s
+        self.sleep = sleep
         self._smtp: smtplib.SMTP | None = None
         #: How many SMTP connections this outbox opened (the benchmark counts them).
         self.connections = 0
@@ -94,7 +99,19 @@ class Outbox:
         return smtp
 
     def send(self, message: EmailMessage, recipients: Sequence[str]) -> tuple[str, ...]:
-        """Send; return the recipients the server refused (5xx). Raises when nothing was accepted."""
+        """Send; return the recipients the server refused (5xx). Transient trouble is retried with backoff."""
+        for attempt in range(self.retries + 1):
+            try:
+                return self._send_once(message, recipients)
+            except DeliveryAuthError:
+                raise
+            except DeliveryError as err:
+                if not err.transient or attempt == self.retries:
+                    raise
+                self.sleep(self.delay_s * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send_once(self, message: EmailMessage, recipients: Sequence[str]) -> tuple[str, ...]:
         smtp = self.connect()
         try:
             refused = smtp.send_message(message, from_addr=self.settings.from_address, to_addrs=list(recipients))

@@ -33,6 +33,7 @@ def write_config(
     purge: str = "all",
     backup_mode: str = "fallback",
     smtp_password: str | None = None,
+    retries: int = 0,
 ) -> Path:
     """A complete config file (mode 0600) with a private password file, as an admin would write it."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -82,6 +83,10 @@ mode = "{backup_mode}"
 [contact]
 name = "HwC-contactpersoon"
 email = "{CONTACT}"
+
+[schedule]
+retries = {retries}
+retry_delay_seconds = 1
 
 [messages]
 school_name = "Het Voorbeeldcollege"

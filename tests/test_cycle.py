@@ -76,6 +76,53 @@ def test_smtp_down_keeps_message_and_next_cycle_completes(
     assert total_messages(imap_server)["INBOX"] == 0
 
 
+def test_transient_smtp_failure_is_retried_within_the_cycle(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
+    """A 451 is retried with backoff inside the same cycle; the signal is completed at once."""
+    with imap_server.probe() as probe:
+        probe.append("INBOX", signal())
+    watcher = make_watcher(write_config(tmp_path, imap_server, smtp_server, retries=2))
+    waits: list[float] = []
+    watcher.sleep = waits.append
+    smtp_server.fail_next("451 4.3.0 try later", count=2)
+
+    result = watcher.run_cycle()
+
+    assert result.completed == 1
+    assert waits == [1.0, 2.0]
+    assert [m.rcpt_tos for m in smtp_server.messages] == [(COORDINATOR,), (VT,)]
+
+
+def test_imap_down_is_retried_then_reported(tmp_path: Path, smtp_server: SmtpCapture) -> None:
+    """Connection refused by IMAP: retried with backoff, then reported as a transient error."""
+    from hwc_watcher.embedded_servers import free_port
+
+    dead = ImapAccount("127.0.0.1", free_port(), "school", "secret", "plain", None)
+    watcher = make_watcher(write_config(tmp_path, dead, smtp_server, retries=2))
+    waits: list[float] = []
+    watcher.sleep = waits.append
+
+    result = watcher.run_cycle()
+
+    assert result.error is not None and "refused the connection" in result.error
+    assert result.error_transient and waits == [1.0, 2.0]
+    assert smtp_server.messages == []
+
+
+def test_wrong_password_is_not_retried(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """A refused login is permanent: reported at once, with what to check."""
+    wrong = ImapAccount(imap_server.host, imap_server.port, imap_server.username, "nope", "plain", None)
+    watcher = make_watcher(write_config(tmp_path, wrong, smtp_server, retries=2))
+    waits: list[float] = []
+    watcher.sleep = waits.append
+
+    result = watcher.run_cycle()
+
+    assert result.error is not None and not result.error_transient and waits == []
+    assert "refused the login" in result.error
+
+
 def test_unreachable_smtp_server_loses_nothing(imap_server: ImapAccount, tmp_path: Path) -> None:
     """With no SMTP server at all the cycle reports the error and the signal stays in the inbox."""
     with imap_server.probe() as probe:
@@ -172,7 +219,8 @@ def test_refused_coordinator_falls_back_to_backup(
     notices = [m for m in smtp_server.messages if m.message["Subject"] == "Handle with Care"]
     assert [m.rcpt_tos for m in notices] == [(BACKUP,)]
     alerts = [m for m in smtp_server.messages if CONTACT in m.rcpt_tos]
-    assert len(alerts) == 1 and COORDINATOR in alerts[0].raw.decode() and "David" not in alerts[0].raw.decode()
+    alert_text = alerts[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert len(alerts) == 1 and COORDINATOR in alert_text and "David" not in alert_text
     assert total_messages(imap_server)["INBOX"] == 0
 
 

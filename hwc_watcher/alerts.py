@@ -1,0 +1,73 @@
+"""Tell a person when the daemon cannot do its job: by mail and, independently, by webhook.
+
+Every alert is content-free by construction (the texts in `compose` take no message
+content) and fires once per cause per day; the memory of what was sent is in-process only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hwc_watcher import log
+from hwc_watcher.compose import Composer
+from hwc_watcher.config import Config
+from hwc_watcher.errors import DeliveryError
+from hwc_watcher.outbox import Outbox, SmtpLogin
+from hwc_watcher.webhook import ChannelError, post_alert
+
+_log = log.get_logger("hwc_watcher.alerts")
+
+
+class Alerter:
+    """Sends alerts to the contact and backup; remembers (in memory) what it sent today."""
+
+    def __init__(self, config: Config, composer: Composer, smtp_auth: SmtpLogin | None) -> None:
+        self.config = config
+        self.composer = composer
+        self.smtp_auth = smtp_auth
+        #: alert key → the local day it was last sent.
+        self.sent: dict[str, dt.date] = {}
+
+    def today(self, now: dt.datetime) -> dt.date:
+        return now.astimezone(self.config.schedule.timezone).date()
+
+    def already_sent(self, key: str, now: dt.datetime) -> bool:
+        return self.sent.get(key) == self.today(now)
+
+    def alert(self, key: str, template: str, now: dt.datetime, *, outbox: Outbox | None = None,
+              **values: str) -> bool:
+        """Send once per key per day; True when at least one channel accepted it."""
+        if self.already_sent(key, now):
+            return False
+        people = self.config.alert_recipients()
+        message = self.composer.alert(template, people, now, **values)
+        delivered = False
+        own = outbox is None
+        box = outbox or Outbox(self.config.smtp, self.smtp_auth)
+        try:
+            box.send(message, [p.email for p in people])
+            delivered = True
+            _log.info("alert_sent", template=template, channel="mail", recipients=len(people), step="alert")
+        except DeliveryError as err:
+            _log.error("alert_failed", template=template, channel="mail", error=str(err), step="alert")
+        finally:
+            if own:
+                box.close()
+        hook = self.config.alerts
+        if hook.webhook_url:
+            body = message.get_body(("plain",))
+            text = f"{message['Subject']}\n\n{body.get_content() if body is not None else ''}"
+            try:
+                post_alert(hook.webhook_url, text, fmt=hook.webhook_format,
+                           ca_file=str(hook.ca_file) if hook.ca_file else None)
+                delivered = True
+                _log.info("alert_sent", template=template, channel="webhook", step="alert")
+            except ChannelError as err:
+                _log.error("alert_failed", template=template, channel="webhook", error=str(err), step="alert")
+        if delivered:
+            self.sent[key] = self.today(now)
+        return delivered
+
+    def forget(self, key: str) -> None:
+        """The cause is gone: a new occurrence may alert again."""
+        self.sent.pop(key, None)

@@ -1,0 +1,103 @@
+"""Shared fixtures: real IMAP and SMTP servers on 127.0.0.1 (pymap, aiosmtpd, Dovecot)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, find_dovecot, make_directory
+from mailprobe import ImapAccount, TlsFiles, make_tls_files
+
+from hwc_watcher.embedded_servers import EmbeddedImapServer, SmtpCapture
+
+SMTP_USERNAME = "school"
+SMTP_PASSWORD = "secret"
+
+_DOVECOT_FIXTURES = frozenset({"dovecot", "dovecot_account", "dovecot_no_uidplus", "dovecot_no_uidplus_account"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test using a Dovecot fixture, so `-m "not dovecot"` works even if a mark is forgotten."""
+    for item in items:
+        if _DOVECOT_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.dovecot)
+
+
+def _require_dovecot() -> None:
+    """Skip without Dovecot locally; under CI a missing Dovecot must fail, never silently skip."""
+    if find_dovecot() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("dovecot-imapd is required under CI")
+        pytest.skip("dovecot-imapd is not installed (apt-get install dovecot-imapd)")
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the Dovecot tests must run as root under CI")
+        pytest.skip("the Dovecot tests run Dovecot as root")
+
+
+@pytest.fixture
+def imap_server() -> Iterator[ImapAccount]:
+    """A fresh pymap server (INBOX, Sent, Trash, Junk) for one test, as a plain-IMAP account."""
+    with EmbeddedImapServer() as server:
+        yield ImapAccount(server.host, server.port, server.username, server.password, "plain", None)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpCapture]:
+    """A plain SMTP capture server for one test."""
+    with SmtpCapture() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """One self-signed cert/key for 127.0.0.1 and localhost, shared by every TLS server in the session."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def smtp_server_tls(tls_files: TlsFiles) -> Iterator[SmtpCapture]:
+    """An SMTP capture server that requires STARTTLS and then AUTH as school/secret."""
+    with SmtpCapture(tls_context=tls_files.server_context(), username=SMTP_USERNAME, password=SMTP_PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dovecot(tls_files: TlsFiles) -> Iterator[DovecotServer]:
+    """One real Dovecot per session: Dutch special-use folders, a STARTTLS and an implicit-TLS port."""
+    _require_dovecot()
+    directory = make_directory("hwc-dovecot-")
+    server = DovecotServer(directory, tls_files)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def dovecot_account(dovecot: DovecotServer) -> ImapAccount:
+    """A fresh, empty Dovecot user (password "secret") for one test, over implicit TLS with ca_file."""
+    return dovecot.account(dovecot.add_user())
+
+
+@pytest.fixture(scope="session")
+def dovecot_no_uidplus(dovecot: DovecotServer, tls_files: TlsFiles) -> Iterator[DovecotServer]:
+    """A second Dovecot hiding UIDPLUS and MOVE from CAPABILITY (it still runs them); shares the users."""
+    directory = make_directory("hwc-dovecot-nouidplus-")
+    server = DovecotServer(directory, tls_files, base=dovecot, imap_capability=CAPABILITIES_WITHOUT_UIDPLUS)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def dovecot_no_uidplus_account(dovecot_no_uidplus: DovecotServer) -> ImapAccount:
+    """A fresh, empty user on the no-UIDPLUS Dovecot, over implicit TLS."""
+    return dovecot_no_uidplus.account(dovecot_no_uidplus.add_user())

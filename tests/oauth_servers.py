@@ -1,0 +1,362 @@
+"""Loopback stand-ins for the OAuth side of Microsoft 365 and Google, plus an OAuth-enabled Dovecot.
+
+Everything binds 127.0.0.1 only; no test ever talks to a real Microsoft or Google host.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+HOST = "127.0.0.1"
+#: The one password account in the OAuth Dovecot, for PasswordAuth against a real server.
+PASSWORD_USER = "hwc-pw@school.example"
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    """Return a port that was free a moment ago (aiosmtpd and Dovecot need a number up front)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def make_cert(directory: Path) -> tuple[Path, Path]:
+    """Create a throwaway self-signed certificate for 127.0.0.1 and localhost with the openssl CLI."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def make_rsa_key(path: Path) -> str:
+    """Create an RSA private key (PKCS#8 PEM) with openssl genpkey and return its text."""
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    path.chmod(0o600)
+    return path.read_text()
+
+
+def _jwt_claims(assertion: str) -> dict[str, Any]:
+    """Decode a JWT's claims without checking the signature (the test owns both ends)."""
+    payload = assertion.split(".")[1]
+    payload += "=" * (-len(payload) % 4)
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload))
+    return claims
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output clean."""
+
+    def _json(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _form(self) -> dict[str, str]:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode()
+        return {k: v[0] for k, v in urllib.parse.parse_qs(raw, keep_blank_values=True).items()}
+
+
+@dataclass
+class TokenServer:
+    """An HTTPS token endpoint speaking enough of Entra ID (MSAL) and Google's OAuth2 for the daemon."""
+
+    cert: Path
+    key: Path
+    #: Mailbox that Microsoft app tokens are good for (Exchange decides that from mailbox permissions).
+    microsoft_mailbox: str = "hwc@school.example"
+    expires_in: int = 3600
+    #: When set, every token request gets this (status, JSON body) instead of a token.
+    error: tuple[int, dict[str, Any]] | None = None
+    #: Tenants whose discovery document answers 400 / AADSTS90002.
+    unknown_tenants: set[str] = field(default_factory=set)
+    #: Every token POST: (path, form fields).
+    token_requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    #: Issued token -> the mailbox it may open.
+    issued: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    _httpd: _Server | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    @property
+    def google_token_uri(self) -> str:
+        return f"{self.base_url}/token"
+
+    def subject_for(self, token: str) -> str | None:
+        """The mailbox a token we issued may open, or None for a token we never issued."""
+        return self.issued.get(token)
+
+    def start(self) -> TokenServer:
+        server = self
+
+        class Handler(_Quiet):
+            def do_GET(self) -> None:
+                parts = self.path.strip("/").split("/")
+                if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+                    tenant = parts[0]
+                    if tenant in server.unknown_tenants:
+                        self._json(
+                            400,
+                            {
+                                "error": "invalid_tenant",
+                                "error_description": f"AADSTS90002: Tenant '{tenant}' not found.",
+                                "error_codes": [90002],
+                            },
+                        )
+                        return
+                    base = f"{server.base_url}/{tenant}"
+                    self._json(
+                        200,
+                        {
+                            "issuer": f"{base}/v2.0",
+                            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                            "token_endpoint": f"{base}/oauth2/v2.0/token",
+                        },
+                    )
+                    return
+                self._json(404, {"error": "not_found"})
+
+            def do_POST(self) -> None:
+                form = self._form()
+                server.token_requests.append((self.path, form))
+                if server.error is not None:
+                    self._json(*server.error)
+                    return
+                if self.path.endswith("/oauth2/v2.0/token") and form.get("grant_type") == "client_credentials":
+                    subject = server.microsoft_mailbox
+                elif self.path == "/token" and form.get("assertion"):
+                    subject = str(_jwt_claims(form["assertion"]).get("sub", ""))
+                else:
+                    self._json(400, {"error": "unsupported_grant_type"})
+                    return
+                token = "tok-" + secrets.token_urlsafe(24)
+                server.issued[token] = subject
+                self._json(200, {"access_token": token, "expires_in": server.expires_in, "token_type": "Bearer"})
+
+        httpd = _Server((HOST, 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+
+@dataclass
+class IntrospectionServer:
+    """The RFC 7662 endpoint Dovecot's oauth2 passdb asks whether a bearer token is valid."""
+
+    lookup: Callable[[str], str | None]
+    requests: int = 0
+    port: int = 0
+    _httpd: _Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/introspect"
+
+    def start(self) -> IntrospectionServer:
+        server = self
+
+        class Handler(_Quiet):
+            def do_POST(self) -> None:
+                form = self._form()
+                server.requests += 1
+                username = server.lookup(form.get("token", ""))
+                if username is None:
+                    self._json(200, {"active": False})
+                else:
+                    self._json(200, {"active": True, "username": username})
+
+        self._httpd = _Server((HOST, 0), Handler)
+        self.port = self._httpd.server_address[1]
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+
+_DOVECOT_CONF = """\
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = no
+auth_mechanisms = plain login xoauth2 oauthbearer
+auth_failure_delay = 0
+service imap-login {{
+  inet_listener imap {{
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = {imaps_port}
+    ssl = yes
+  }}
+}}
+passdb {{
+  driver = passwd-file
+  args = username_format=%{{rip}} {d}/nodelay-ips
+  default_fields = noauthenticate=y
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {d}/oauth2.conf.ext
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={d}/mail/%u
+}}
+mail_location = maildir:~/Maildir
+"""
+
+_OAUTH2_CONF = """\
+introspection_mode = post
+introspection_url = {url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
+@dataclass
+class OAuthDovecot:
+    """A private Dovecot whose only real passdb is oauth2, checking tokens at an introspection URL."""
+
+    directory: Path
+    imaps_port: int
+    process: subprocess.Popen[bytes]
+
+    def log(self) -> str:
+        path = self.directory / "dovecot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def dovecot_binary() -> str | None:
+    """Path of the dovecot binary, or None when Debian's dovecot-imapd is not installed."""
+    return shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot") else None)
+
+
+@contextmanager
+def oauth_dovecot(introspection_url: str, cert: Path, key: Path) -> Iterator[OAuthDovecot]:
+    """Run Dovecot in a temp dir (world-traversable: mail processes run as nobody) until the block ends."""
+    binary = dovecot_binary()
+    if binary is None:
+        raise RuntimeError("dovecot is not installed")
+    d = Path(tempfile.mkdtemp(prefix="hwc-oauth-dovecot-"))
+    d.chmod(0o755)
+    try:
+        (d / "mail").mkdir()
+        shutil.chown(d / "mail", "nobody", "nogroup")
+        (d / "nodelay-ips").write_text("127.0.0.1:::::::nodelay=yes\n")
+        (d / "users").write_text(f"{PASSWORD_USER}:{{PLAIN}}{PASSWORD}::::::\n")
+        (d / "oauth2.conf.ext").write_text(_OAUTH2_CONF.format(url=introspection_url))
+        imap_port, imaps_port = free_port(), free_port()
+        conf = d / "dovecot.conf"
+        conf.write_text(_DOVECOT_CONF.format(d=d, cert=cert, key=key, imap_port=imap_port, imaps_port=imaps_port))
+        process = subprocess.Popen([binary, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server = OAuthDovecot(d, imaps_port, process)
+        try:
+            _wait_for_greeting(imap_port, process, server)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stderr is not None:
+                process.stderr.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _wait_for_greeting(port: int, process: subprocess.Popen[bytes], server: OAuthDovecot) -> None:
+    """Wait for ``* OK``: a connection in Dovecot's first milliseconds can be dropped even if the port is open."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"dovecot exited with {process.returncode}: {stderr}\n{server.log()}")
+        try:
+            with socket.create_connection((HOST, port), timeout=1) as sock:
+                if sock.recv(200).startswith(b"* OK"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"dovecot did not greet within 15 s:\n{server.log()}")
