@@ -31,9 +31,14 @@ from apscheduler.triggers.cron import CronTrigger
 from hwc_watcher import log
 from hwc_watcher.config import Config, ScheduleSettings
 from hwc_watcher.cycle import CycleResult, Watcher
+from hwc_watcher.deadline import DeadlineGuard
 from hwc_watcher.sdnotify import Notifier
+from hwc_watcher.webhook import ChannelError, ping
 
 _log = log.get_logger("hwc_watcher.service")
+
+#: Alert keys whose cause a healthy cycle clears (recovery is reported once).
+_GUARDED = ("deadline:not_checked", "deadline:waiting", "failure")
 
 #: A cycle that has not finished after this long is considered hung (the watchdog stops).
 HUNG_AFTER_S = 15 * 60
@@ -89,6 +94,8 @@ class Service:
         self._lock = threading.Lock()
         self._cycle_started: float | None = None
         self.last_result: CycleResult | None = None
+        self.guard = DeadlineGuard(config.schedule, config.calendar)
+        self.alerter = watcher.alerter
 
     def poll(self) -> None:
         """The scheduled job: one cycle, with a status line for `systemctl status`."""
@@ -102,11 +109,45 @@ class Service:
             with self._lock:
                 self._cycle_started = None
         self.last_result = result
+        self.after_cycle(result, self.watcher.clock())
         status = "last poll OK" if result.mailbox_ok else "last poll FAILED (see journal)"
         self.notifier.status(
             f"{status} at {dt.datetime.now(self.config.schedule.timezone):%H:%M}; "
             f"{result.completed} signal(s) handled, {result.verdicts['needs_human']} waiting for a person"
         )
+
+    def after_cycle(self, result: CycleResult, now: dt.datetime) -> None:
+        """Feed the guard; heartbeat on success; alert at once on a permanent failure; report recovery."""
+        self.guard.observe(result, now)
+        permanent = result.error is not None and not result.error_transient
+        if permanent and self.alerter.alert("failure", "alert_failure", now, error=result.error or ""):
+            self.alerter.forget("recovered")
+        if not result.mailbox_ok:
+            return
+        url = self.config.alerts.heartbeat_url
+        if url:
+            try:
+                ping(url, ca_file=str(self.config.alerts.ca_file) if self.config.alerts.ca_file else None)
+            except ChannelError as err:
+                _log.warning("heartbeat_failed", error=str(err))
+        alerted = [k for k in _GUARDED if self.alerter.already_sent(k, now)]
+        if alerted and self.guard.healthy(now) and not result.failed:
+            moment = now.astimezone(self.config.schedule.timezone).strftime("%H:%M")
+            if self.alerter.alert("recovered", "alert_recovered", now, moment=moment):
+                _log.info("recovered", causes=alerted)
+                for key in _GUARDED:  # a new failure later today alerts again
+                    self.alerter.forget(key)
+
+    def check_deadline(self, now: dt.datetime | None = None) -> list[str]:
+        """At the deadline on a school day: alert on each cause, once per cause per day."""
+        moment = now or self.watcher.clock()
+        causes = self.guard.problems(moment)
+        for cause in causes:
+            if self.alerter.alert(f"deadline:{cause}", "alert_deadline", moment,
+                                  deadline=self.config.schedule.deadline.strftime("%H:%M"), problem=cause):
+                self.alerter.forget("recovered")
+        _log.info("deadline_checked", problems=causes)
+        return causes
 
     def feed_watchdog(self) -> None:
         """Ping systemd unless a cycle has been running for far too long."""
@@ -130,6 +171,11 @@ class Service:
         signal.signal(signal.SIGINT, self._on_signal)
         self.scheduler.add_job(self.poll, poll_trigger(self.config.schedule), id="poll", name="poll",
                                next_run_time=dt.datetime.now(self.config.schedule.timezone))
+        deadline = self.config.schedule.deadline
+        self.scheduler.add_job(self.check_deadline, CronTrigger(day_of_week="mon-fri", hour=deadline.hour,
+                                                                minute=deadline.minute,
+                                                                timezone=self.config.schedule.timezone),
+                               id="deadline", name="deadline guard")
         interval = self.notifier.ping_interval
         if interval:
             self.scheduler.add_job(self.feed_watchdog, "interval", seconds=interval, id="watchdog", name="watchdog")
