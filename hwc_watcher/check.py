@@ -20,6 +20,7 @@ from hwc_watcher.cycle import smtp_authenticator
 from hwc_watcher.errors import HwcError, MailboxAuthError, TlsError
 from hwc_watcher.mailbox import Mailbox
 from hwc_watcher.outbox import Outbox
+from hwc_watcher.routing import Router
 from hwc_watcher.service import next_polls
 
 
@@ -44,6 +45,9 @@ class Report:
     def warn(self, step: str, detail: str) -> None:
         self.warnings += 1
         self._print(f"! {step}: {detail}")
+
+    def detail(self, text: str) -> None:
+        self._print(f"    {text}")
 
     def skip(self, step: str, why: str) -> None:
         self._print(f"- {step}: skipped ({why})")
@@ -101,6 +105,13 @@ def run_check(config_path: Path, out: TextIO, *, now: Callable[[], dt.datetime] 
     moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
     polls = ", ".join(m.strftime("%a %d %b %H:%M") for m in next_polls(config.schedule, moment, 4))
     report.ok("schedule", f"next polls: {polls} ({config.schedule.timezone.key})")
+    today = moment.astimezone(config.schedule.timezone).date()
+    off = config.calendar.day_off(today)
+    kind = "a school day" if config.calendar.is_school_day(today) else "not a school day"
+    if off is not None:
+        kind += f" ({off.name})"
+    report.ok("calendar", f"{len(config.calendar.days_off)} day(s) off configured; today is {kind}; "
+              f"deadline {config.schedule.deadline:%H:%M}")
     summary = "all checks passed" if not report.failures else f"{report.failures} check(s) failed"
     print(f"\n{summary}" + (f", {report.warnings} warning(s)" if report.warnings else ""), file=out)
     return 0 if not report.failures else 1
@@ -173,7 +184,22 @@ def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> N
 
 
 def _check_routes(config: Config, report: Report) -> None:
-    default = config.routing.default
-    report.ok("zorgcoördinator", f"{default.coordinator.email}" + (
-        f" (backup {default.backup.email}, {default.backup_mode})" if default.backup else " (no backup)"))
+    """The pupil list (counts and reasons, never names) and who gets how many pupils."""
+    router = Router(config.routing)
+    status = router.status()
+    if status.path is None:
+        report.ok("pupil list", "not configured: every notice goes to the default route")
+    elif status.problem:
+        report.fail("pupil list", status.problem,
+                    "until fixed, every notice goes to the default zorgcoördinator; fix the file or [pupil_list]")
+    else:
+        report.ok("pupil list", f"{status.path}: {status.rows_read} rows read, {status.rows_rejected} rejected")
+        for reason in status.reasons:
+            report.detail(reason)
+    for route in config.routing.routes():
+        backup = f", backup {route.backup.email} ({route.backup_mode})" if route.backup else ", no backup"
+        count = f": {status.per_route.get(route.name, 0)} pupil(s)" if status.path and not status.problem else ""
+        report.ok(f"route {route.name}", f"{route.coordinator.email}{backup}{count}")
     report.ok("alerts go to", ", ".join(p.email for p in config.alert_recipients()))
+    if config.alerts.webhook_url:
+        report.ok("alert webhook", config.alerts.webhook_url.split("://", 1)[-1].split("/", 1)[0])

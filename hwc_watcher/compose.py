@@ -98,6 +98,12 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "Geef dit door aan de ICT-beheerder. Controleer tot het is opgelost de HwC-mailbox\n"
             "elke ochtend handmatig.\n"
         ),
+        "alert_pupil_list": (
+            "De leerlingenlijst kan niet worden gebruikt:\n\n"
+            "    $problem\n\n"
+            "Tot dit is opgelost gaan alle meldingen naar de standaard-zorgcoördinator. Geef dit door\n"
+            "aan de ICT-beheerder.\n"
+        ),
         "alert_recovered": (
             "hwc-watcher werkt weer: de Handle with Care-mailbox is om $moment gecontroleerd en\n"
             "er wacht niets meer.\n"
@@ -165,6 +171,12 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "    $error\n\n"
             "Pass this on to the ICT admin. Until it is fixed, check the HwC mailbox by hand\n"
             "every morning.\n"
+        ),
+        "alert_pupil_list": (
+            "The pupil list cannot be used:\n\n"
+            "    $problem\n\n"
+            "Until this is fixed every notice goes to the default care coordinator. Pass this on to\n"
+            "the ICT admin.\n"
         ),
         "alert_recovered": (
             "hwc-watcher works again: the Handle with Care mailbox was checked at $moment and\n"

@@ -352,7 +352,7 @@ def _messages(raw: Mapping[str, Any]) -> MessageSettings:
     if not isinstance(templates_t, Mapping) or not all(isinstance(v, str) for v in templates_t.values()):
         raise ConfigError("messages.templates must be a table of texts.")
     known = {"notice", "receipt", "alert_needs_human", "alert_delivery", "alert_cleanup", "alert_deadline",
-             "alert_failure", "alert_recovered"}
+             "alert_failure", "alert_recovered", "alert_pupil_list"}
     unknown = set(templates_t) - known
     if unknown:
         raise ConfigError(
@@ -423,7 +423,8 @@ def _absolute_paths(raw: Mapping[str, Any], base: Path) -> dict[str, Any]:
             continue
         fixed = dict(table)
         for key, value in table.items():
-            if key.endswith("_file") and isinstance(value, str) and value and not Path(value).is_absolute():
+            is_path = key.endswith("_file") or (section == "pupil_list" and key == "path")
+            if is_path and isinstance(value, str) and value and not Path(value).is_absolute():
                 fixed[key] = str(base / value)
         document[section] = fixed
     return document

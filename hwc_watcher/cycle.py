@@ -188,6 +188,7 @@ class Watcher:
         return result
 
     def _poll(self, mailbox: Mailbox, outbox: Outbox, now: dt.datetime, result: CycleResult) -> None:
+        self._check_pupil_list(outbox, now, result)
         folders = mailbox.folders()
         fetched = mailbox.fetch_all(folders.inbox)
         if folders.junk:
@@ -223,6 +224,15 @@ class Watcher:
             _log.info("deleted", folder=folder, uids=sorted(uids), step="delete")
         self._purge(mailbox, folders, handled_ids, result)
         self._verify(mailbox, folders, handled_ids, now, outbox, result)
+
+    def _check_pupil_list(self, outbox: Outbox, now: dt.datetime, result: CycleResult) -> None:
+        """A broken pupil list never stops a signal (the default route takes it), but the admin hears of it."""
+        if result.dry_run or self.config.routing.pupil_list is None:
+            return
+        problem = self.router.status().problem
+        if problem:
+            key = "pupil_list:" + hashlib.sha256(problem.encode()).hexdigest()[:16]
+            self._alert(outbox, key, "alert_pupil_list", now, result, problem=problem)
 
     # --- signals ---------------------------------------------------------------------------
 
