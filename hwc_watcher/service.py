@@ -24,7 +24,7 @@ import time
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
@@ -85,14 +85,14 @@ class Service:
         self.config = config
         self.watcher = watcher
         self.notifier = notifier or Notifier()
-        self._executor = ThreadPoolExecutor(max_workers=2)
-        self.scheduler = BlockingScheduler(
-            executors={"default": self._executor},
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=2)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 15 * 60},
             timezone=config.schedule.timezone,
         )
         self._lock = threading.Lock()
         self._cycle_started: float | None = None
+        self._signal: int | None = None
         self.last_result: CycleResult | None = None
         self.guard = DeadlineGuard(config.schedule, config.calendar)
         self.alerter = watcher.alerter
@@ -159,29 +159,32 @@ class Service:
         self.notifier.ping()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        _log.info("stop_requested", signal=signal.Signals(signum).name)
+        """Only set flags: a handler that logs or stops threads can deadlock the thread it interrupted."""
+        self._signal = signum
         self.watcher.stop.set()
-        self.notifier.stopping()
-        # shutdown(wait=True) would block inside the signal handler; the main loop waits below.
-        self.scheduler.shutdown(wait=False)
 
     def run(self) -> None:
-        """Block until SIGTERM/SIGINT; then let the running cycle finish its message."""
+        """Until SIGTERM/SIGINT; then let the running cycle finish its message, log out and return."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        tz = self.config.schedule.timezone
         self.scheduler.add_job(self.poll, poll_trigger(self.config.schedule), id="poll", name="poll",
-                               next_run_time=dt.datetime.now(self.config.schedule.timezone))
+                               next_run_time=dt.datetime.now(tz))
         deadline = self.config.schedule.deadline
         self.scheduler.add_job(self.check_deadline, CronTrigger(day_of_week="mon-fri", hour=deadline.hour,
-                                                                minute=deadline.minute,
-                                                                timezone=self.config.schedule.timezone),
+                                                                minute=deadline.minute, timezone=tz),
                                id="deadline", name="deadline guard")
         interval = self.notifier.ping_interval
         if interval:
             self.scheduler.add_job(self.feed_watchdog, "interval", seconds=interval, id="watchdog", name="watchdog")
         upcoming = next_polls(self.config.schedule, dt.datetime.now(dt.UTC), 3)
         _log.info("started", next_polls=[m.strftime("%a %H:%M") for m in upcoming], watchdog_s=interval)
+        self.scheduler.start()
         self.notifier.ready(status="started; first poll now")
-        self.scheduler.start()  # returns after shutdown()
-        self._executor.shutdown(wait=True)  # let the running cycle finish its message and log out
+        while not self.watcher.stop.wait(1.0):
+            pass
+        name = signal.Signals(self._signal).name if self._signal else "stop"
+        _log.info("stop_requested", signal=name)
+        self.notifier.stopping()
+        self.scheduler.shutdown(wait=True)  # the running cycle finishes its current message and logs out
         _log.info("stopped")
