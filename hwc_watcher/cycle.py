@@ -327,11 +327,12 @@ class Watcher:
         def ours(mid: str) -> bool:
             return mid in handled or self.is_own(mid)
 
-        for role, folder in (("sent", folders.sent), ("trash", folders.trash), ("junk", folders.junk)):
+        # Trash last: on Gmail, what is purged from Sent and Junk is moved there first.
+        for role, folder in (("sent", folders.sent), ("junk", folders.junk), ("trash", folders.trash)):
             if folder is None or folder == folders.inbox:
                 continue
             everything = purge_all and role != "junk"
-            removed = mailbox.purge(folder, None if everything else (lambda mid: not ours(mid)))
+            removed = mailbox.purge(folder, None if everything else (lambda mid: not ours(mid)), trash=folders.trash)
             if removed:
                 result.purged += removed
                 _log.info("purged", folder_role=role, count=removed, step="purge")

@@ -276,11 +276,15 @@ class Mailbox:
             if others:
                 self._call("STORE", self.client.add_flags, others, [b"\\Deleted"], silent=True)
 
-    def purge(self, folder: str, keep: Callable[[str], bool] | None = None) -> int:
-        """Remove every message in a folder, or those for which `keep(message_id)` is False."""
+    def purge(self, folder: str, keep: Callable[[str], bool] | None = None, trash: str | None = None) -> int:
+        """Remove every message in a folder, or those for which `keep(message_id)` is False.
+
+        On Gmail, pass the Trash folder: expunging elsewhere only drops a label (the copy stays
+        in All Mail), so the messages are moved to Trash, which is purged last.
+        """
         ids = self.message_ids(folder)
         doomed = [uid for uid, mid in ids.items() if keep is None or not keep(mid)]
-        self.delete(folder, doomed)
+        self.delete(folder, doomed, trash=trash)
         return len(doomed)
 
     def count_matching(self, folders: Iterable[str], wanted: Callable[[str], bool]) -> dict[str, int]:
