@@ -17,9 +17,11 @@ import datetime as dt
 import hashlib
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hwc_watcher import log
@@ -28,7 +30,7 @@ from hwc_watcher.auth import Authenticator, is_token_expired, parse_auth
 from hwc_watcher.classify import OWN_ID_PREFIX, Verdict, classify
 from hwc_watcher.compose import Composer, format_moment
 from hwc_watcher.config import Config
-from hwc_watcher.errors import DeliveryError, HwcError, MailboxError
+from hwc_watcher.errors import DeliveryError, HwcError
 from hwc_watcher.mailbox import Fetched, Folders, ImapLogin, Mailbox
 from hwc_watcher.models import Pupil
 from hwc_watcher.outbox import Outbox, SmtpLogin
@@ -166,6 +168,13 @@ class Watcher:
                 if not result.error_transient or attempt == retries or self.stop.is_set():
                     break
                 self.sleep(self.config.schedule.retry_delay_s * 2**attempt)
+            except Exception as err:  # noqa: BLE001 - a bug must not stop the daemon; the next cycle retries
+                # Only the type and where it happened: an exception's text could quote message content.
+                where = traceback.extract_tb(err.__traceback__)[-1]
+                result.error = f"internal error {type(err).__name__} at {Path(where.filename).name}:{where.lineno}"
+                result.error_transient = True
+                _log.error("cycle_crashed", error=result.error, error_type=type(err).__name__)
+                break
             finally:
                 result.imap_commands += mailbox.commands
                 result.smtp_connections += outbox.connections
@@ -351,4 +360,4 @@ class Watcher:
             _log.info("verified", folders=len(folders.all), step="verify", left=0)
 
 
-__all__ = ["CycleResult", "MailboxError", "Memory", "Watcher", "utc_now"]
+__all__ = ["CycleResult", "Memory", "Watcher", "smtp_authenticator", "utc_now"]

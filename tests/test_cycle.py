@@ -312,3 +312,24 @@ def test_only_configured_addresses_are_ever_mailed(
 def test_result_counts_are_content_free() -> None:
     """A CycleResult holds counts and an error text only."""
     assert set(vars(CycleResult())) >= {"verdicts", "completed", "failed", "error"}
+
+
+def test_an_internal_error_is_contained(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while reading a message stops that cycle without a crash or a deletion, and names no content."""
+    import hwc_watcher.cycle as cycle_module
+
+    with imap_server.probe() as probe:
+        probe.append("INBOX", signal())
+    watcher = make_watcher(write_config(tmp_path, imap_server, smtp_server))
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise KeyError("David Pieterse")
+
+    monkeypatch.setattr(cycle_module, "classify", broken)
+    result = watcher.run_cycle()
+
+    assert result.error is not None and result.error.startswith("internal error KeyError at ")
+    assert "David" not in result.error
+    assert total_messages(imap_server)["INBOX"] == 1 and smtp_server.messages == []
