@@ -22,9 +22,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import imapclient
 import imapclient.exceptions
-import msal
-import msal.exceptions
-import requests
 
 from hwc_watcher.errors import (
     ConfigError,
@@ -37,6 +34,7 @@ from hwc_watcher.errors import (
 from hwc_watcher.secrets import credential_path, ensure_private, read_secret
 
 if TYPE_CHECKING:
+    import requests
     from google.oauth2.service_account import Credentials as GoogleCredentials
 
 __all__ = [
@@ -218,6 +216,8 @@ def _ca_file(table: Mapping[str, Any], section: str, base_dir: Path | None) -> P
 
 def _http_session(ca_file: Path | None) -> requests.Session:
     """A session for the token endpoint; with ca_file, ignore REQUESTS_CA_BUNDLE (it beats session.verify)."""
+    import requests  # only OAuth needs it: a password-only school does not pay its import time
+
     session = requests.Session()
     if ca_file is not None:
         session.verify = str(ca_file)
@@ -498,6 +498,8 @@ class MicrosoftAuth(_OAuth2Auth):
     def _application(self) -> Any:
         """Build the MSAL app on first use: its constructor already calls the tenant's discovery endpoint."""
         if self._app is None:
+            import msal  # imported on first use: 0.1 s and 7 MB that a password-only school never needs
+
             self._app = msal.ConfidentialClientApplication(
                 self.client_id,
                 client_credential=self._credential,
@@ -511,6 +513,9 @@ class MicrosoftAuth(_OAuth2Auth):
         return self._app
 
     def _fetch(self) -> tuple[str, float]:
+        import msal.exceptions
+        import requests
+
         try:
             result = self._application().acquire_token_for_client(scopes=[MICROSOFT_SCOPE])
         except requests.exceptions.SSLError:
@@ -645,6 +650,7 @@ class GoogleAuth(_OAuth2Auth):
     def _fetch(self) -> tuple[str, float]:
         if self._token is not None and self._expires_at is not None:
             return self._token, self._expires_at - self._clock()
+        import requests
         from google.auth import exceptions as gexc
         from google.auth.transport.requests import Request
 

@@ -55,7 +55,7 @@ class Outbox:
             return self._smtp
         s = self.settings
         where = f"{s.host}:{s.port}"
-        context = tls_context(str(s.ca_file) if s.ca_file else None)
+        context = tls_context(str(s.ca_file) if s.ca_file else None) if s.security != "plain" else None
         smtp: smtplib.SMTP
         try:
             if s.security == "tls":
