@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
@@ -26,6 +27,7 @@ from hwc_watcher.trust import (
     is_allowed,
     is_automatic,
     mdn_address,
+    raw_values,
     receipt_address,
     report_type,
     reported_message_ids,
@@ -64,9 +66,9 @@ def parse_message(raw: bytes) -> EmailMessage:
 def message_date(msg: EmailMessage, fallback: dt.datetime) -> dt.datetime:
     """The Date header when it is sane (not in the future, not years old), else the fallback."""
     try:
-        value = msg.get("Date")
-        parsed = parsedate_to_datetime(str(value)) if value else None
-    except (TypeError, ValueError, IndexError):
+        values = raw_values(msg, "Date")
+        parsed = parsedate_to_datetime(values[0]) if values else None
+    except (TypeError, ValueError, IndexError, OverflowError):
         parsed = None
     if parsed is None:
         return fallback
@@ -77,16 +79,48 @@ def message_date(msg: EmailMessage, fallback: dt.datetime) -> dt.datetime:
     return parsed
 
 
+#: RFC 5322 msg-id, printable ASCII only; encoded words ("=?") are refused because the email
+#: package decodes them when the id is copied into In-Reply-To, which could smuggle in a CR/LF.
+_MSG_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
+
+
 def _message_id(msg: EmailMessage) -> str | None:
-    try:
-        value = msg.get("Message-ID")
-    except (TypeError, ValueError, IndexError):
-        return None
-    return str(value).strip() if value else None
+    """The Message-ID when it is well-formed; otherwise None (we then refer to nothing)."""
+    values = raw_values(msg, "Message-ID")
+    value = values[0].strip() if values else ""
+    return value if _MSG_ID.fullmatch(value) and "=?" not in value else None
+
+
+#: More nested multiparts than any real mail has; Python's parser recurses per level.
+MAX_MULTIPARTS = 100
+_MULTIPART = re.compile(rb"(?i)content-type:\s*multipart/")
 
 
 def classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None = None) -> Verdict:
-    """Decide what one message is. Never raises on any input."""
+    """Decide what one message is. Never raises: what cannot be read is never acted on.
+
+    A message that breaks the parser goes to a person if its raw From is a VT sender, and
+    is ignored otherwise; either way it stays in the mailbox and blocks no other message.
+    """
+    try:
+        if len(_MULTIPART.findall(raw[: config.limits.max_message_bytes])) > MAX_MULTIPARTS:
+            return _unreadable(raw, config, "too_complex")
+        return _classify(raw, config, now=now, expected_size=expected_size)
+    except Exception:  # noqa: BLE001 - hostile input must not stop the cycle; the reason is logged by code
+        return _unreadable(raw, config, "unreadable")
+
+
+def _unreadable(raw: bytes, config: Config, reason: str) -> Verdict:
+    """Only the headers, with the forgiving compat32 parser: is this from a VT sender at all?"""
+    try:
+        headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[:256_000])
+        from_vt = is_allowed(sender_address(headers), config.veilig_thuis.senders)
+    except Exception:  # noqa: BLE001 - if even the headers cannot be read, a person must look
+        from_vt = True
+    return Verdict("needs_human" if from_vt else "ignored", reason)
+
+
+def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None) -> Verdict:
     vt = config.veilig_thuis
     if expected_size is not None and expected_size != len(raw):
         # Some Exchange servers list a message before its body is there: retry, never act.

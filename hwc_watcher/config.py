@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+import ssl
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
@@ -223,6 +224,24 @@ def _path(table: Mapping[str, Any], key: str, where: str, base: Path) -> Path | 
     return path if path.is_absolute() else (base / path)
 
 
+def _ca_file(table: Mapping[str, Any], where: str, base: Path) -> Path | None:
+    """A CA bundle must exist and hold PEM certificates: found out now, not at 07:50."""
+    path = _path(table, "ca_file", where, base)
+    if path is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except FileNotFoundError as err:
+        raise ConfigError(f"{where}.ca_file = {str(path)!r} does not exist.") from err
+    except OSError as err:
+        raise ConfigError(f"{where}.ca_file = {str(path)!r} cannot be read: {err.strerror}.") from err
+    except ssl.SSLError as err:
+        raise ConfigError(
+            f"{where}.ca_file = {str(path)!r} holds no usable PEM certificate ({err.reason})."
+        ) from err
+    return path
+
+
 def _refuse_inline_secrets(table: Mapping[str, Any], where: str) -> None:
     for key in _SECRET_INLINE_KEYS:
         if key in table:
@@ -290,7 +309,7 @@ def _imap(raw: Mapping[str, Any], base: Path) -> ImapSettings:
         port=port,
         security=security,
         username=_str(t, "username", "imap"),
-        ca_file=_path(t, "ca_file", "imap", base),
+        ca_file=_ca_file(t, "imap", base),
         timeout=float(_int(t, "timeout", "imap", 30, 1, 600)),
         folders=folders,
         purge="all" if purge_s == "all" else "handled",
@@ -308,7 +327,7 @@ def _smtp(raw: Mapping[str, Any], base: Path, imap: ImapSettings) -> SmtpSetting
         port=port,
         security=security,
         username=_str(t, "username", "smtp", imap.username),
-        ca_file=_path(t, "ca_file", "smtp", base),
+        ca_file=_ca_file(t, "smtp", base),
         timeout=float(_int(t, "timeout", "smtp", 30, 1, 600)),
         from_address=_address(_str(t, "from_address", "smtp", imap.username), "smtp.from_address"),
         from_name=_str(t, "from_name", "smtp", "Handle with Care"),
@@ -411,7 +430,7 @@ def _alerts(raw: Mapping[str, Any], base: Path) -> AlertSettings:
         webhook_url=_url(t, "webhook_url", "alerts"),
         webhook_format="text" if fmt == "text" else "json",
         heartbeat_url=_url(t, "heartbeat_url", "alerts"),
-        ca_file=_path(t, "ca_file", "alerts", base),
+        ca_file=_ca_file(t, "alerts", base),
     )
 
 

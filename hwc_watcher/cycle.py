@@ -90,11 +90,14 @@ class Memory:
     noticed: set[str] = field(default_factory=set)
     #: Message keys seen incomplete once (alert only if it stays so).
     incomplete: set[str] = field(default_factory=set)
+    #: Message keys whose notices and receipt were all accepted, but whose deletion did not happen yet.
+    completed: set[str] = field(default_factory=set)
 
     def forget_except(self, keys: set[str]) -> None:
         """Drop message keys no longer in the mailbox, so memory stays small."""
         self.noticed &= keys
         self.incomplete &= keys
+        self.completed &= keys
 
 
 def smtp_authenticator(config: Config) -> Authenticator | None:
@@ -142,8 +145,10 @@ class Watcher:
         now = self.clock()
         result = CycleResult(dry_run=dry_run)
         retries = self.config.schedule.retries
-        for attempt in range(retries + 1):
-            if attempt:  # a retry starts counting afresh; command and connection counts add up
+        attempts, attempt, reconnected = retries + 1, 0, False
+        while attempt < attempts:
+            attempt += 1
+            if attempt > 1:  # a retry starts counting afresh; command and connection counts add up
                 result = CycleResult(dry_run=dry_run, imap_commands=result.imap_commands,
                                      smtp_connections=result.smtp_connections)
             mailbox = Mailbox(self.config.imap, self.imap_auth)
@@ -157,17 +162,20 @@ class Watcher:
             except HwcError as err:
                 result.error = str(err)
                 result.error_transient = bool(getattr(err, "transient", False))
-                if is_token_expired(err) and attempt < retries:
+                if is_token_expired(err):
+                    # Exchange ends a session when its token runs out: not a failure, reconnect at once.
                     invalidate = getattr(self.imap_auth, "invalidate", None)
                     if callable(invalidate):
                         invalidate()
-                    _log.info("reconnect", why="access token expired", attempt=attempt + 1)
-                    continue
+                    if not reconnected:
+                        reconnected, attempts = True, attempts + 1
+                        _log.info("reconnect", why="access token expired", attempt=attempt)
+                        continue
                 _log.error("cycle_failed", error=str(err), error_type=type(err).__name__,
-                           transient=result.error_transient, attempt=attempt + 1)
-                if not result.error_transient or attempt == retries or self.stop.is_set():
+                           transient=result.error_transient, attempt=attempt)
+                if not result.error_transient or attempt >= attempts or self.stop.is_set():
                     break
-                self.sleep(self.config.schedule.retry_delay_s * 2**attempt)
+                self.sleep(self.config.schedule.retry_delay_s * 2 ** (attempt - 1))
             except Exception as err:  # noqa: BLE001 - a bug must not stop the daemon; the next cycle retries
                 # Only the type and where it happened: an exception's text could quote message content.
                 where = traceback.extract_tb(err.__traceback__)[-1]
@@ -220,7 +228,7 @@ class Watcher:
                 _log.warning("stopping", step="deliver", remaining="left for the next cycle")
                 break
             if v.kind == "signal":
-                if self._handle_signal(outbox, f, v, now, result):
+                if _key(f, v) in self.memory.completed or self._handle_signal(outbox, f, v, now, result):
                     done.setdefault(f.folder, []).append(f.uid)
                     if v.message_id:
                         handled_ids.add(v.message_id)
@@ -230,6 +238,7 @@ class Watcher:
         for folder, uids in done.items():
             mailbox.delete(folder, uids, trash=folders.trash)
             result.deleted += len(uids)
+            self.memory.completed -= {_key(f, v) for f, v in decided if f.folder == folder and f.uid in uids}
             _log.info("deleted", folder=folder, uids=sorted(uids), step="delete")
         self._purge(mailbox, folders, handled_ids, result)
         self._verify(mailbox, folders, handled_ids, now, outbox, result)
@@ -277,6 +286,7 @@ class Watcher:
                     _log.warning("read_receipt_failed", uid=f.uid, error=str(err), step="mdn")
         result.completed += 1
         self.memory.noticed.discard(key)
+        self.memory.completed.add(key)  # a failure before the deletion must not send it all again
         return True
 
     def _send_notice(self, outbox: Outbox, index: int, pupil: Pupil, now: dt.datetime, result: CycleResult) -> None:

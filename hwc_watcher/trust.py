@@ -27,24 +27,47 @@ _PROPERTY = re.compile(r"\b(header\.[a-z]+|smtp\.[a-z]+)\s*=\s*([^\s;]+)", re.IG
 _ROBOTS = re.compile(
     r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?|auto-?reply)([+.-].*)?$", re.IGNORECASE
 )
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 _KNOWN_METHODS = frozenset({"spf", "dkim", "dmarc", "arc", "iprev", "auth", "compauth", "bimi", "dkim-atps"})
 
 
+def raw_values(msg: Message, name: str) -> list[str]:
+    """A header's values as the sender wrote them (unfolded), never raising.
+
+    The `policy.default` header objects decode RFC 2047 words and re-render addresses, so
+    `From: signalen@vt.example <boef@evil.example>` would print as the VT address alone,
+    and an encoded CR/LF makes them raise. Decisions about trust are made on the raw text.
+    """
+    wanted = name.lower()
+    values: list[str] = []
+    for key, value in msg.raw_items():
+        if key.lower() == wanted:
+            values.append(" ".join(_FOLD.sub(" ", str(value)).split()))
+    return values
+
+
 def sender_address(msg: Message) -> str | None:
-    """The single From address, lower-cased; None for none, several, or a malformed header."""
-    values = msg.get_all("From") or []
-    if len(values) != 1:
+    """The single From address, lower-cased; None for none, several, or anything unusual.
+
+    Exactly one '@' in the whole header: a display name that itself looks like an address
+    ("signalen@vt.example" <boef@evil.example>) is the classic spoof, so it is refused.
+    """
+    values = raw_values(msg, "From")
+    if len(values) != 1 or values[0].count("@") != 1:
         return None
-    pairs = getaddresses([str(values[0])])
-    addresses = [addr for _name, addr in pairs if addr]
+    addresses = [addr for _name, addr in getaddresses(values) if addr]
     if len(addresses) != 1:
         return None
     return _plain_address(addresses[0])
 
 
+_ADDR = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[a-z0-9.-]{1,253}")
+
+
 def _plain_address(address: str) -> str | None:
+    """A lower-case ASCII address we could safely mail, or None (no encoded words, no spaces)."""
     address = address.strip().lower()
-    if not address.isascii() or address.count("@") != 1 or any(ch.isspace() for ch in address):
+    if not _ADDR.fullmatch(address) or "=?" in address:
         return None
     local, domain = address.split("@")
     if not local or not domain or "." not in domain:
@@ -104,17 +127,16 @@ def authenticated(msg: Message, address: str, settings: VeiligThuisSettings) -> 
     """True when the school's own server vouches for the From domain."""
     if settings.auth_check == "off":
         return True
-    headers = [parse_auth_results(str(v)) for v in (msg.get_all("Authentication-Results") or [])]
+    headers = [parse_auth_results(v) for v in raw_values(msg, "Authentication-Results")]
     if settings.authserv_ids:
         headers = [h for h in headers if h.authserv_id in settings.authserv_ids]
     if not headers:
         return False
     top = headers[0]
     from_domain = address.split("@", 1)[1]
-    for props in top.passed("dmarc"):
-        header_from = props.get("header.from")
-        if header_from is None or header_from == from_domain:
-            return True
+    # header.from must name the From domain: a dmarc=pass for some other domain vouches for nothing.
+    if any(props.get("header.from") == from_domain for props in top.passed("dmarc")):
+        return True
     if settings.auth_check == "dmarc_or_dkim":
         return any(_aligned(props.get("header.d") or props.get("header.i", "").lstrip("@").split("@")[-1],
                             from_domain) for props in top.passed("dkim"))
@@ -123,17 +145,17 @@ def authenticated(msg: Message, address: str, settings: VeiligThuisSettings) -> 
 
 def is_automatic(msg: Message) -> bool:
     """RFC 3834: auto-submitted, null return path, robots and list mail are never answered."""
-    auto = str(msg.get("Auto-Submitted", "no")).strip().lower()
+    auto = (raw_values(msg, "Auto-Submitted") or ["no"])[0].strip().lower()
     if auto and not auto.startswith("no"):
         return True
-    return_path = msg.get("Return-Path")
-    if return_path is not None and str(return_path).strip() in ("<>", ""):
+    return_path = raw_values(msg, "Return-Path")
+    if return_path and return_path[0].strip() in ("<>", ""):
         return True
-    if str(msg.get("Precedence", "")).strip().lower() in ("bulk", "junk", "list", "auto_reply"):
+    if (raw_values(msg, "Precedence") or [""])[0].strip().lower() in ("bulk", "junk", "list", "auto_reply"):
         return True
-    if msg.get("X-Autoreply") or msg.get("X-Autorespond"):
+    if raw_values(msg, "X-Autoreply") or raw_values(msg, "X-Autorespond"):
         return True
-    _name, addr = parseaddr(str(msg.get("From", "")))
+    _name, addr = parseaddr((raw_values(msg, "From") or [""])[0])
     return bool(_ROBOTS.match(addr.split("@", 1)[0])) if addr else False
 
 
@@ -153,7 +175,7 @@ def reported_message_ids(msg: EmailMessage) -> list[str]:
             payload = part.get_payload()
             inner = payload[0] if isinstance(payload, list) and payload else None
             if isinstance(inner, Message):
-                ids.extend(str(v) for v in inner.get_all("Message-ID") or [])
+                ids.extend(raw_values(inner, "Message-ID"))
             else:
                 ids.extend(_header_ids(_part_bytes(part), b"message-id"))
         elif ctype == "message/disposition-notification":
@@ -179,7 +201,7 @@ def receipt_address(msg: Message, address: str, settings: VeiligThuisSettings) -
     """The configured fixed address, else an allowed Reply-To, else the (allowed) sender."""
     if settings.receipt_to:
         return settings.receipt_to
-    reply_to = [a for _n, a in getaddresses([str(v) for v in msg.get_all("Reply-To") or []]) if a]
+    reply_to = [a for _n, a in getaddresses(raw_values(msg, "Reply-To")) if a]
     if len(reply_to) == 1:
         candidate = _plain_address(reply_to[0])
         if is_allowed(candidate, settings.senders) and candidate is not None:
@@ -191,16 +213,15 @@ def mdn_address(msg: Message, settings: VeiligThuisSettings) -> str | None:
     """RFC 8098 §2.1: answer only an allowed address that is also the return path, if one is given."""
     if not settings.send_mdn:
         return None
-    values = msg.get_all("Disposition-Notification-To") or []
-    pairs = [a for _n, a in getaddresses([str(v) for v in values]) if a]
+    pairs = [a for _n, a in getaddresses(raw_values(msg, "Disposition-Notification-To")) if a]
     if len(pairs) != 1:
         return None
     candidate = _plain_address(pairs[0])
     if candidate is None or not is_allowed(candidate, settings.senders):
         return None
-    return_path = msg.get("Return-Path")
-    if return_path is not None:
-        rp = _plain_address(parseaddr(str(return_path))[1])
+    return_path = raw_values(msg, "Return-Path")
+    if return_path:
+        rp = _plain_address(parseaddr(return_path[0])[1])
         if rp is not None and rp != candidate:
             return None
     return candidate
