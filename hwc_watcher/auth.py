@@ -10,6 +10,7 @@ message ever contains a password, client secret or token.
 from __future__ import annotations
 
 import datetime as dt
+import imaplib
 import json
 import re
 import smtplib
@@ -100,6 +101,13 @@ class Authenticator(Protocol):
     def invalidate(self) -> None:
         """Forget the cached token so the next login fetches a fresh one."""
         ...
+
+
+def _raise_if_connection_lost(err: BaseException) -> None:
+    """IMAPClient wraps a dropped connection (BYE, reset) during LOGIN as LoginError: that is no refusal."""
+    cause = err.__cause__ or err.__context__
+    if isinstance(cause, imaplib.IMAP4.abort | OSError):
+        raise MailboxError(f"The IMAP server ended the connection during the login ({cause}); trying again.") from err
 
 
 def xoauth2_string(username: str, token: str) -> str:
@@ -265,6 +273,7 @@ class PasswordAuth:
         try:
             client.login(username, self._password)
         except imapclient.exceptions.LoginError as err:
+            _raise_if_connection_lost(err)
             hint = ""
             host = str(getattr(client, "host", "")).lower()
             if host.endswith(("office365.com", "outlook.com")):
@@ -398,6 +407,7 @@ class _OAuth2Auth:
         try:
             client.oauth2_login(username, token, mech="XOAUTH2")
         except imapclient.exceptions.LoginError as err:
+            _raise_if_connection_lost(err)
             self.invalidate()
             raise MailboxAuthError(self._imap_refused(username, _scrub(_reply_text(err), token))) from None
 

@@ -76,10 +76,12 @@ class CycleResult:
         return bool(self.error or self.failed or self.verdicts["needs_human"] or self.leftovers)
 
 
-def _key(fetched: Fetched, verdict: Verdict) -> str:
-    """A stable, content-free key for a message: hash of its Message-ID (or its bytes)."""
-    basis = verdict.message_id.encode("utf-8", "replace") if verdict.message_id else fetched.raw
-    return hashlib.sha256(basis).hexdigest()[:24]
+def _key(fetched: Fetched) -> str:
+    """A stable, content-free key for one message: a hash of its bytes.
+
+    Not the Message-ID: another message reusing an id must never count as already handled.
+    """
+    return hashlib.sha256(fetched.raw).hexdigest()[:32]
 
 
 @dataclass
@@ -211,7 +213,7 @@ class Watcher:
         if folders.junk:
             fetched += mailbox.fetch_all(folders.junk)
         decided = [(f, classify(f.raw, self.config, now=now, expected_size=f.size)) for f in fetched]
-        self.memory.forget_except({_key(f, v) for f, v in decided})
+        self.memory.forget_except({_key(f) for f, v in decided})
         for f, v in decided:
             if f.folder == folders.junk and v.kind == "ignored":
                 continue  # ordinary spam: not ours to count or touch
@@ -228,7 +230,7 @@ class Watcher:
                 _log.warning("stopping", step="deliver", remaining="left for the next cycle")
                 break
             if v.kind == "signal":
-                if _key(f, v) in self.memory.completed or self._handle_signal(outbox, f, v, now, result):
+                if _key(f) in self.memory.completed or self._handle_signal(outbox, f, v, now, result):
                     done.setdefault(f.folder, []).append(f.uid)
                     if v.message_id:
                         handled_ids.add(v.message_id)
@@ -238,7 +240,7 @@ class Watcher:
         for folder, uids in done.items():
             mailbox.delete(folder, uids, trash=folders.trash)
             result.deleted += len(uids)
-            self.memory.completed -= {_key(f, v) for f, v in decided if f.folder == folder and f.uid in uids}
+            self.memory.completed -= {_key(f) for f, v in decided if f.folder == folder and f.uid in uids}
             _log.info("deleted", folder=folder, uids=sorted(uids), step="delete")
         self._purge(mailbox, folders, handled_ids, result)
         self._verify(mailbox, folders, handled_ids, now, outbox, result)
@@ -256,7 +258,7 @@ class Watcher:
 
     def _handle_signal(self, outbox: Outbox, f: Fetched, v: Verdict, now: dt.datetime, result: CycleResult) -> bool:
         """Notices, then receipt, then read receipt. True when the message may be deleted."""
-        key = _key(f, v)
+        key = _key(f)
         with log.sensitive(v.pupils):
             try:
                 if key not in self.memory.noticed:
@@ -319,7 +321,7 @@ class Watcher:
         return format_moment(value.astimezone(self.config.schedule.timezone), self.config.messages.language)
 
     def _alert_needs_human(self, outbox: Outbox, f: Fetched, v: Verdict, now: dt.datetime, result: CycleResult) -> None:
-        key = _key(f, v)
+        key = _key(f)
         if v.reason == "incomplete" and key not in self.memory.incomplete:
             self.memory.incomplete.add(key)  # give the server one more cycle to finish the body
             return

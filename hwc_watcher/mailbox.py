@@ -146,12 +146,16 @@ class Mailbox:
             raise MailboxAuthError(
                 f"The IMAP server refused the login for {s.username}. Check imap.username and the password."
             ) from err
+        except (OSError, imaplib.IMAP4.abort) as err:  # a timeout or reset during the login is no refusal
+            _close_quietly(client)
+            raise _explain_connect(s, err) from err
         except BaseException:
             _close_quietly(client)
             raise
         self._client = client
-        self.capabilities = frozenset(c.decode("ascii", "replace").upper() for c in client.capabilities())
-        self.commands = 3
+        self.commands = 2
+        capabilities = self._call("CAPABILITY", client.capabilities)
+        self.capabilities = frozenset(c.decode("ascii", "replace").upper() for c in capabilities)
 
     def close(self) -> None:
         """Log out; a failing logout is not worth an error (the session is over either way)."""

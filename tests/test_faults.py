@@ -431,7 +431,6 @@ def test_sigkill_while_waiting_for_the_receipt_reply(pymap_rig: Rig, tmp_path: P
 # --- bugs found ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a connection lost during LOGIN is reported as a refused login (permanent)")
 @pytest.mark.parametrize("fault", [Fault(r"^LOGIN", "cut_after_reply"), Fault(r"^LOGIN", "error", reply=BYE)],
                          ids=["reply-lost", "BYE"])  # fmt: skip
 def test_connection_lost_during_login_is_retried_not_blamed_on_the_password(
@@ -451,7 +450,6 @@ def test_connection_lost_during_login_is_retried_not_blamed_on_the_password(
     assert waits == [1.0]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a timeout during LOGIN is reported as an internal error")
 def test_timeout_during_login_is_reported_as_a_timeout(pymap_rig: Rig, tmp_path: Path) -> None:
     """An IMAP server that does not answer LOGIN in time gets the admin message for a timeout, not 'internal error'."""
     pymap_rig.fill("one")
