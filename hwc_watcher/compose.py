@@ -234,7 +234,7 @@ def clean(value: str) -> str:
 
 
 def format_date(value: dt.date, language: str) -> str:
-    """3 februari 2012 (03-02-2012): unmistakable for a Dutch reader."""
+    """Dates like "7 maart 2011 (07-03-2011)": unmistakable for a Dutch reader."""
     if language == "nl":
         return f"{value.day} {NL_MONTHS[value.month - 1]} {value.year} ({value:%d-%m-%Y})"
     return f"{value:%d %B %Y} ({value:%d-%m-%Y})"

@@ -279,7 +279,7 @@ def _reorder(text: str) -> str | None:
     while lead and lead[-1].lower() in TUSSENVOEGSELS:
         tv_back.insert(0, lead.pop())
     if len(lead) != 1 or (tv_back and tv_front):
-        # 'David, Emma Pieterse' may be two children: only one given name is read as reordered.
+        # 'Noor, Fenna Kramer' may be two children: only one given name is read as reordered.
         return None
     if tv_front and surname[: len(tv_front)] == tv_front:
         return " ".join(lead + surname)
@@ -340,7 +340,7 @@ def _is_lead_in(token: str) -> bool:
 
 
 def _joins_another_name(remainder: list[str]) -> bool:
-    """'David en' before 'Emma Pieterse': two children share this date, we cannot split them."""
+    """'Noor en' before 'Fenna Kramer': two children share this date, we cannot split them."""
     last = remainder[-1]
     if last.lower() in _CONNECTORS and len(remainder) >= 2:
         before = remainder[-2].rstrip(",")
@@ -355,7 +355,7 @@ def _could_be_name_word(token: str) -> bool:
 
 
 def _name_after(segment: str) -> str | None:
-    """A whole name right after a date, e.g. '03-02-2012: David Pieterse'."""
+    """A whole name right after a date, e.g. '07-03-2011: Sanne Visser'."""
     segment = _CODE_WORD_RE.sub(" ", segment[:_MAX_SEGMENT])
     segment = re.sub(r"^[\s,;:)\]\-–—|]+", "", segment)
     return as_name(re.split(r"[|(;]", segment)[0])
