@@ -24,6 +24,34 @@ TRUSTED = (
 )
 
 
+def private_file(path: Path, text: str) -> Path:
+    """Write a config or secret the way an admin must: mode 0600."""
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def people(backup_mode: str = "fallback") -> str:
+    """The VT senders, coordinator, backup and contact tables every test config shares."""
+    return f"""
+[veilig_thuis]
+senders = ["{VT}"]
+
+[coordinator]
+name = "A. de Vries"
+email = "{COORDINATOR}"
+
+[backup]
+name = "B. Jansen"
+email = "{BACKUP}"
+mode = "{backup_mode}"
+
+[contact]
+name = "HwC-contactpersoon"
+email = "{CONTACT}"
+"""
+
+
 def write_config(
     directory: Path,
     imap: ImapAccount,
@@ -37,13 +65,10 @@ def write_config(
 ) -> Path:
     """A complete config file (mode 0600) with a private password file, as an admin would write it."""
     directory.mkdir(parents=True, exist_ok=True)
-    secret = directory / "imap-password"
-    secret.write_text(imap.password + "\n", encoding="utf-8")
-    secret.chmod(0o600)
+    private_file(directory / "imap-password", imap.password + "\n")
     smtp_secret = ""
     if smtp_password is not None:
-        (directory / "smtp-password").write_text(smtp_password + "\n", encoding="utf-8")
-        (directory / "smtp-password").chmod(0o600)
+        private_file(directory / "smtp-password", smtp_password + "\n")
         smtp_secret = 'username = "school"\npassword_file = "smtp-password"\n'
     else:
         smtp_secret = 'auth = "none"\n'
@@ -68,22 +93,7 @@ security = "{smtp_security}"
 {smtp_plain}{ca if smtp_password is not None else ""}from_address = "{BOX}"
 timeout = 10
 {smtp_secret}
-[veilig_thuis]
-senders = ["{VT}"]
-
-[coordinator]
-name = "A. de Vries"
-email = "{COORDINATOR}"
-
-[backup]
-name = "B. Jansen"
-email = "{BACKUP}"
-mode = "{backup_mode}"
-
-[contact]
-name = "HwC-contactpersoon"
-email = "{CONTACT}"
-
+{people(backup_mode)}
 [schedule]
 retries = {retries}
 retry_delay_seconds = 1
@@ -92,10 +102,7 @@ retry_delay_seconds = 1
 school_name = "Het Voorbeeldcollege"
 {extra}
 """
-    path = directory / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    path.chmod(0o600)
-    return path
+    return private_file(directory / "config.toml", text)
 
 
 def signal(

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, find_dovecot, make_directory
+from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, find_dovecot, make_directory
 from mailprobe import ImapAccount, TlsFiles, make_tls_files
 
 from hwc_watcher.embedded_servers import EmbeddedImapServer, SmtpCapture
@@ -87,14 +87,8 @@ def dovecot_account(dovecot: DovecotServer) -> ImapAccount:
 @pytest.fixture(scope="session")
 def dovecot_no_uidplus(dovecot: DovecotServer, tls_files: TlsFiles) -> Iterator[DovecotServer]:
     """A second Dovecot hiding UIDPLUS and MOVE from CAPABILITY (it still runs them); shares the users."""
-    directory = make_directory("hwc-dovecot-nouidplus-")
-    server = DovecotServer(directory, tls_files, base=dovecot, imap_capability=CAPABILITIES_WITHOUT_UIDPLUS)
-    try:
-        server.start()
+    with derived_instance(dovecot, tls_files, "hwc-dovecot-nouidplus-", CAPABILITIES_WITHOUT_UIDPLUS) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

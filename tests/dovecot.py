@@ -7,6 +7,7 @@ fresh empty user per test, keeps that cheap (start-up is about a second).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import shutil
@@ -17,7 +18,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mailprobe import ImapAccount, Security, TlsFiles
@@ -264,3 +265,16 @@ def _greets(port: int, context: ssl.SSLContext | None) -> bool:
 def make_directory(prefix: str) -> Path:
     """A fresh directory outside pytest's 0700 tmp tree, which Dovecot's unprivileged users cannot enter."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@contextlib.contextmanager
+def derived_instance(base: DovecotServer, tls: TlsFiles, prefix: str, imap_capability: str) -> Iterator[DovecotServer]:
+    """A second Dovecot sharing `base`'s users but advertising other capabilities (for client fallbacks)."""
+    directory = make_directory(prefix)
+    server = DovecotServer(directory, tls, base=base, imap_capability=imap_capability)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -23,7 +23,7 @@ from typing import Any, Self
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult
-from builders import BACKUP, CONTACT, COORDINATOR, VT
+from builders import people, private_file
 from dovecot import find_dovecot
 from imapclient import IMAPClient
 from mailprobe import TlsFiles
@@ -48,13 +48,6 @@ def require_dovecot() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(problem)
         pytest.skip(problem)
-
-
-def private_file(path: Path, text: str) -> Path:
-    """Write a secret the way an admin must: mode 0600."""
-    path.write_text(text, encoding="utf-8")
-    path.chmod(0o600)
-    return path
 
 
 # --------------------------------------------------------------------------- IMAP relay
@@ -333,23 +326,7 @@ ca_file = "{ca_file}"
 auth = "microsoft"
 from_address = "{mailbox}"
 timeout = 10
-
-[veilig_thuis]
-senders = ["{VT}"]
-
-[coordinator]
-name = "A. de Vries"
-email = "{COORDINATOR}"
-
-[backup]
-name = "B. Jansen"
-email = "{BACKUP}"
-mode = "fallback"
-
-[contact]
-name = "HwC-contactpersoon"
-email = "{CONTACT}"
-
+{people()}
 [schedule]
 retries = {retries}
 retry_delay_seconds = 1

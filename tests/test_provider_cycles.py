@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import email
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from builders import BACKUP, CONTACT, COORDINATOR, VT, senders_and_recipients, signal, write_config
-from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, make_directory
+from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance
 from imapclient import IMAPClient
 from mailprobe import ImapAccount, TlsFiles
 from oauth_servers import IntrospectionServer, OAuthDovecot, TokenServer, oauth_dovecot
@@ -257,14 +256,8 @@ def test_access_token_expired_at_delete_does_not_repeat_notice_and_receipt(
 @pytest.fixture(scope="module")
 def gmail_dovecot(dovecot: DovecotServer, tls_files: TlsFiles) -> Iterator[DovecotServer]:
     """A Dovecot that says it is Gmail (X-GM-EXT-1) and offers UIDPLUS and MOVE; shares the base's users."""
-    directory = make_directory("hwc-dovecot-gmail-")
-    server = DovecotServer(directory, tls_files, base=dovecot, imap_capability=GMAIL_CAPABILITIES)
-    try:
-        server.start()
+    with derived_instance(dovecot, tls_files, "hwc-dovecot-gmail-", GMAIL_CAPABILITIES) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

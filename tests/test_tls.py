@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from builders import BACKUP, BOX, CONTACT, COORDINATOR, VT, signal, write_config
+from builders import BOX, people, private_file, signal, write_config
 from mailprobe import ImapAccount
 
 from hwc_watcher.cli import main
@@ -221,8 +221,7 @@ def write_tls_config(
 ) -> Path:
     """A config like an admin writes it; the IMAP and SMTP CA files are set independently."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "imap-password").write_text(imap.password + "\n", encoding="utf-8")
-    (directory / "imap-password").chmod(0o600)
+    private_file(directory / "imap-password", imap.password + "\n")
     imap_ca = f'ca_file = "{imap.ca_file}"\n' if imap.ca_file else ""
     imap_plain = "allow_plaintext = true\n" if imap.security == "plain" else ""
     smtp_ca = f'ca_file = "{smtp_ca_file}"\n' if smtp_ca_file else ""
@@ -243,27 +242,12 @@ security = "{smtp_security}"
 {smtp_plain}{smtp_ca}from_address = "{BOX}"
 auth = "none"
 timeout = 10
-
-[veilig_thuis]
-senders = ["{VT}"]
-
-[coordinator]
-email = "{COORDINATOR}"
-
-[backup]
-email = "{BACKUP}"
-
-[contact]
-email = "{CONTACT}"
-
+{people()}
 [schedule]
 retries = 0
 retry_delay_seconds = 1
 """
-    path = directory / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    path.chmod(0o600)
-    return path
+    return private_file(directory / "config.toml", text)
 
 
 def run_check(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
