@@ -17,7 +17,7 @@ from typing import TextIO
 from hwc_watcher.auth import Authenticator, parse_auth
 from hwc_watcher.config import Config, load_config
 from hwc_watcher.cycle import smtp_authenticator
-from hwc_watcher.errors import HwcError, MailboxAuthError, TlsError
+from hwc_watcher.errors import DeliveryAuthError, HwcError, MailboxAuthError, TlsError
 from hwc_watcher.mailbox import Mailbox
 from hwc_watcher.outbox import Outbox
 from hwc_watcher.routing import Router
@@ -175,12 +175,17 @@ def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> N
     outbox = Outbox(s, auth)
     try:
         outbox.connect()
+    except DeliveryAuthError as err:
         _tls_line(report, "SMTP", s.security)
-        report.ok("SMTP login", s.username if auth else "no login (relay)")
-    except HwcError as err:
         report.fail("SMTP login", str(err))
+        return
+    except HwcError as err:
+        report.fail("SMTP TLS verified" if s.security != "plain" else "SMTP session", str(err))
+        return
     finally:
         outbox.close()
+    _tls_line(report, "SMTP", s.security)
+    report.ok("SMTP login", s.username if auth else "no login (relay)")
 
 
 def _check_routes(config: Config, report: Report) -> None:

@@ -405,7 +405,7 @@ def test_smtp_starttls_certificate_refused(
 
     assert code == 1
     failed = [text for text in out.splitlines() if text.startswith("✗")]
-    assert len(failed) == 1 and "SMTP" in failed[0], out
+    assert len(failed) == 1 and failed[0].startswith("✗ SMTP TLS verified"), out
     for words in says:
         assert words in failed[0], (words, failed[0])
     assert "✓ SMTP TLS verified" not in out
