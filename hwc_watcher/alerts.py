@@ -39,6 +39,9 @@ class Alerter:
         """Send once per key per day; True when at least one channel accepted it."""
         if self.already_sent(key, now):
             return False
+        today = self.today(now)
+        for old in [k for k, day in self.sent.items() if day < today]:  # keep memory to one day
+            del self.sent[old]
         people = self.config.alert_recipients()
         message = self.composer.alert(template, people, now, **values)
         delivered = False
