@@ -7,8 +7,9 @@ The order is the guarantee that no signal is lost:
 is, and the next cycle starts again at 1 (a duplicate notice is acceptable, a lost signal
 is not). Then Sent, Trash and Junk are purged and every folder is checked for leftovers.
 
-State between cycles lives in memory only and holds no pupil data: hashes of Message-IDs
-for "already alerted" and "notices already delivered, receipt still pending".
+State between cycles lives in memory only and holds no pupil data: hashes of message bytes
+for "notices already delivered, receipt still pending" and "mails all sent, deletion
+pending", so a retry neither loses a signal nor mails the coordinator every five minutes.
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ class Watcher:
         if folders.junk:
             fetched += mailbox.fetch_all(folders.junk)
         decided = [(f, classify(f.raw, self.config, now=now, expected_size=f.size)) for f in fetched]
-        self.memory.forget_except({_key(f) for f, v in decided})
+        self.memory.forget_except({_key(f) for f, _ in decided})
         for f, v in decided:
             if f.folder == folders.junk and v.kind == "ignored":
                 continue  # ordinary spam: not ours to count or touch
@@ -240,7 +241,7 @@ class Watcher:
         for folder, uids in done.items():
             mailbox.delete(folder, uids, trash=folders.trash)
             result.deleted += len(uids)
-            self.memory.completed -= {_key(f) for f, v in decided if f.folder == folder and f.uid in uids}
+            self.memory.completed -= {_key(f) for f, _ in decided if f.folder == folder and f.uid in uids}
             _log.info("deleted", folder=folder, uids=sorted(uids), step="delete")
         self._purge(mailbox, folders, handled_ids, result)
         self._verify(mailbox, folders, handled_ids, now, outbox, result)
