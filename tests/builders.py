@@ -62,8 +62,14 @@ def write_config(
     backup_mode: str = "fallback",
     smtp_password: str | None = None,
     retries: int = 0,
+    smtp_security: str | None = None,
+    smtp_ca_file: str | None = None,
 ) -> Path:
-    """A complete config file (mode 0600) with a private password file, as an admin would write it."""
+    """A complete config file (mode 0600) with a private password file, as an admin would write it.
+
+    SMTP is plain text without `smtp_password`, STARTTLS with AUTH and the IMAP CA with it;
+    `smtp_security` and `smtp_ca_file` override either.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     private_file(directory / "imap-password", imap.password + "\n")
     smtp_secret = ""
@@ -74,8 +80,11 @@ def write_config(
         smtp_secret = 'auth = "none"\n'
     ca = f'ca_file = "{imap.ca_file}"\n' if imap.ca_file else ""
     plain = "allow_plaintext = true\n" if imap.security == "plain" else ""
-    smtp_security = "starttls" if smtp_password is not None else "plain"
+    smtp_security = smtp_security or ("starttls" if smtp_password is not None else "plain")
     smtp_plain = "allow_plaintext = true\n" if smtp_security == "plain" else ""
+    if smtp_ca_file is None and smtp_password is not None:
+        smtp_ca_file = imap.ca_file
+    smtp_ca = f'ca_file = "{smtp_ca_file}"\n' if smtp_ca_file else ""
     text = f"""
 [imap]
 host = "{imap.host}"
@@ -90,7 +99,7 @@ timeout = 10
 host = "{smtp.host}"
 port = {smtp.port}
 security = "{smtp_security}"
-{smtp_plain}{ca if smtp_password is not None else ""}from_address = "{BOX}"
+{smtp_plain}{smtp_ca}from_address = "{BOX}"
 timeout = 10
 {smtp_secret}
 {people(backup_mode)}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from builders import BOX, people, private_file, signal, write_config
+from builders import signal, write_config
 from mailprobe import ImapAccount
 
 from hwc_watcher.cli import main
@@ -220,34 +220,7 @@ def write_tls_config(
     smtp_ca_file: str | None = None,
 ) -> Path:
     """A config like an admin writes it; the IMAP and SMTP CA files are set independently."""
-    directory.mkdir(parents=True, exist_ok=True)
-    private_file(directory / "imap-password", imap.password + "\n")
-    imap_ca = f'ca_file = "{imap.ca_file}"\n' if imap.ca_file else ""
-    imap_plain = "allow_plaintext = true\n" if imap.security == "plain" else ""
-    smtp_ca = f'ca_file = "{smtp_ca_file}"\n' if smtp_ca_file else ""
-    smtp_plain = "allow_plaintext = true\n" if smtp_security == "plain" else ""
-    text = f"""
-[imap]
-host = "{imap.host}"
-port = {imap.port}
-security = "{imap.security}"
-{imap_plain}{imap_ca}username = "{imap.username}"
-password_file = "imap-password"
-timeout = 10
-
-[smtp]
-host = "{smtp.host}"
-port = {smtp.port}
-security = "{smtp_security}"
-{smtp_plain}{smtp_ca}from_address = "{BOX}"
-auth = "none"
-timeout = 10
-{people()}
-[schedule]
-retries = 0
-retry_delay_seconds = 1
-"""
-    return private_file(directory / "config.toml", text)
+    return write_config(directory, imap, smtp, smtp_security=smtp_security, smtp_ca_file=smtp_ca_file)
 
 
 def run_check(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
