@@ -32,7 +32,7 @@ from hwc_watcher.classify import OWN_ID_PREFIX, Verdict, classify
 from hwc_watcher.compose import Composer, format_moment
 from hwc_watcher.config import Config
 from hwc_watcher.errors import DeliveryError, HwcError
-from hwc_watcher.mailbox import Fetched, Folders, ImapLogin, Mailbox
+from hwc_watcher.mailbox import Fetched, Folders, Mailbox
 from hwc_watcher.models import Pupil
 from hwc_watcher.outbox import Outbox, SmtpLogin
 from hwc_watcher.routing import Router
@@ -117,7 +117,7 @@ class Watcher:
     def __init__(
         self,
         config: Config,
-        imap_auth: ImapLogin,
+        imap_auth: Authenticator,
         smtp_auth: SmtpLogin | None,
         *,
         clock: Clock = utc_now,
@@ -164,12 +164,10 @@ class Watcher:
                 break
             except HwcError as err:
                 result.error = str(err)
-                result.error_transient = bool(getattr(err, "transient", False))
+                result.error_transient = err.transient
                 if is_token_expired(err):
                     # Exchange ends a session when its token runs out: not a failure, reconnect at once.
-                    invalidate = getattr(self.imap_auth, "invalidate", None)
-                    if callable(invalidate):
-                        invalidate()
+                    self.imap_auth.invalidate()
                     if not reconnected:
                         reconnected, attempts = True, attempts + 1
                         _log.info("reconnect", why="access token expired", attempt=attempt)

@@ -63,7 +63,26 @@ def _check_reply(reply: str) -> str:
     return reply
 
 
-class EmbeddedImapServer:
+class _Server:
+    """`with server:` starts it and always stops it."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedImapServer(_Server):
     """pymap in-memory (dict backend) IMAP server in a background thread on 127.0.0.1, ephemeral port.
 
     One user, no TLS, no SPECIAL-USE: the folders are created by plain CREATE, as a school's
@@ -121,15 +140,6 @@ class EmbeddedImapServer:
         if thread.is_alive():
             raise RuntimeError("the embedded IMAP server thread did not stop")
         self._thread = self._loop = self._stop = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _run(self) -> None:
         """Own the event loop: asyncio.run cancels leftover connections and closes the loop on the way out."""
@@ -250,7 +260,7 @@ class _CountingController(Controller):
         return smtp
 
 
-class SmtpCapture:
+class SmtpCapture(_Server):
     """aiosmtpd Controller on 127.0.0.1 that keeps what it receives, and can be told to fail.
 
     With `tls_context`, STARTTLS is offered and required before MAIL; with `username` and
@@ -338,15 +348,6 @@ class SmtpCapture:
             controller.stop()
         with self._lock:
             self._counting = False
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _make_controller(self, port: int) -> _CountingController:
         kwargs: dict[str, Any] = {"hostname": self.host, "port": port, "server_hostname": "localhost"}

@@ -7,6 +7,9 @@ A message never contains pupil data: exceptions end up in logs and alerts.
 class HwcError(Exception):
     """Root of every error hwc-watcher raises on purpose."""
 
+    #: True when trying again later can help; the cycle retries only these.
+    transient: bool = False
+
 
 class ConfigError(HwcError):
     """The config file or a secret file is missing, unsafe or invalid."""

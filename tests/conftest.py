@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 
 import pytest
-from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, find_dovecot, make_directory
+from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, make_directory, require_dovecot
 from mailprobe import ImapAccount, TlsFiles, make_tls_files
 
 from hwc_watcher.embedded_servers import EmbeddedImapServer, SmtpCapture
@@ -23,18 +22,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _DOVECOT_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.dovecot)
-
-
-def _require_dovecot() -> None:
-    """Skip without Dovecot locally; under CI a missing Dovecot must fail, never silently skip."""
-    if find_dovecot() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("dovecot-imapd is required under CI")
-        pytest.skip("dovecot-imapd is not installed (apt-get install dovecot-imapd)")
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the Dovecot tests must run as root under CI")
-        pytest.skip("the Dovecot tests run Dovecot as root")
 
 
 @pytest.fixture
@@ -67,7 +54,7 @@ def smtp_server_tls(tls_files: TlsFiles) -> Iterator[SmtpCapture]:
 @pytest.fixture(scope="session")
 def dovecot(tls_files: TlsFiles) -> Iterator[DovecotServer]:
     """One real Dovecot per session: Dutch special-use folders, a STARTTLS and an implicit-TLS port."""
-    _require_dovecot()
+    require_dovecot()
     directory = make_directory("hwc-dovecot-")
     server = DovecotServer(directory, tls_files)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import re
 import shutil
 import signal
@@ -18,9 +19,10 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import pytest
 from mailprobe import ImapAccount, Security, TlsFiles
 
 from hwc_watcher.embedded_servers import free_port
@@ -54,6 +56,19 @@ def find_dovecot() -> str | None:
     return shutil.which("dovecot") or shutil.which("dovecot", path="/usr/sbin:/usr/local/sbin")
 
 
+def require_dovecot() -> None:
+    """Skip without Dovecot or root locally; under CI a missing Dovecot is a failure, never a skip."""
+    problem = None
+    if find_dovecot() is None:
+        problem = "dovecot-imapd is not installed (apt-get install dovecot-imapd)"
+    elif os.geteuid() != 0:
+        problem = "the Dovecot tests run Dovecot as root (its mail processes run as nobody)"
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
 class DovecotServer:
     """One `dovecot -F` process with its own config, run dir, log, users file and mail store.
 
@@ -78,6 +93,7 @@ class DovecotServer:
         imap_capability: str | None = None,
         auth_mechanisms: Sequence[str] = ("plain", "login"),
         extra_config: str = "",
+        special_folders: Mapping[str, str] = DUTCH_FOLDERS,
     ) -> None:
         self.dir = directory
         self.tls = tls
@@ -93,6 +109,7 @@ class DovecotServer:
         self._imap_capability = imap_capability
         self._auth_mechanisms = tuple(auth_mechanisms)
         self._extra_config = extra_config
+        self._special_folders = dict(special_folders)
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -166,7 +183,7 @@ class DovecotServer:
         d = self.dir
         mailboxes = "".join(
             f'  mailbox "{name}" {{\n    special_use = {use}\n    auto = subscribe\n  }}\n'
-            for name, use in DUTCH_FOLDERS.items()
+            for name, use in self._special_folders.items()
         )
         capability = f"imap_capability = {self._imap_capability}\n" if self._imap_capability else ""
         return f"""\

@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
-import tempfile
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,17 +20,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from dovecot import DovecotServer, make_directory
+from mailprobe import TlsFiles
+
 HOST = "127.0.0.1"
 #: The one password account in the OAuth Dovecot, for PasswordAuth against a real server.
-PASSWORD_USER = "hwc-pw@school.example"
+PASSWORD_USER = "hwc-pw"
 PASSWORD = "correct horse battery"
-
-
-def free_port() -> int:
-    """Return a port that was free a moment ago (aiosmtpd and Dovecot need a number up front)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def make_cert(directory: Path) -> tuple[Path, Path]:
@@ -240,48 +232,6 @@ class IntrospectionServer:
             self._httpd = None
 
 
-_DOVECOT_CONF = """\
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = yes
-ssl_cert = <{cert}
-ssl_key = <{key}
-disable_plaintext_auth = no
-auth_mechanisms = plain login xoauth2 oauthbearer
-auth_failure_delay = 0
-service imap-login {{
-  inet_listener imap {{
-    port = {imap_port}
-  }}
-  inet_listener imaps {{
-    port = {imaps_port}
-    ssl = yes
-  }}
-}}
-passdb {{
-  driver = passwd-file
-  args = username_format=%{{rip}} {d}/nodelay-ips
-  default_fields = noauthenticate=y
-}}
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d}/users
-}}
-passdb {{
-  driver = oauth2
-  mechanisms = xoauth2 oauthbearer
-  args = {d}/oauth2.conf.ext
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={d}/mail/%u
-}}
-mail_location = maildir:~/Maildir
-"""
-
 _OAUTH2_CONF = """\
 introspection_mode = post
 introspection_url = {url}
@@ -292,71 +242,27 @@ active_value = true
 """
 
 
-@dataclass
-class OAuthDovecot:
-    """A private Dovecot whose only real passdb is oauth2, checking tokens at an introspection URL."""
-
-    directory: Path
-    imaps_port: int
-    process: subprocess.Popen[bytes]
-
-    def log(self) -> str:
-        path = self.directory / "dovecot.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-def dovecot_binary() -> str | None:
-    """Path of the dovecot binary, or None when Debian's dovecot-imapd is not installed."""
-    return shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot") else None)
+#: Password logins stay possible next to XOAUTH2, as on a real server.
+OAUTH_MECHANISMS = ("plain", "login", "xoauth2", "oauthbearer")
 
 
 @contextmanager
-def oauth_dovecot(introspection_url: str, cert: Path, key: Path) -> Iterator[OAuthDovecot]:
-    """Run Dovecot in a temp dir (world-traversable: mail processes run as nobody) until the block ends."""
-    binary = dovecot_binary()
-    if binary is None:
-        raise RuntimeError("dovecot is not installed")
-    d = Path(tempfile.mkdtemp(prefix="hwc-oauth-dovecot-"))
-    d.chmod(0o755)
+def oauth_dovecot(introspection_url: str, cert: Path, key: Path) -> Iterator[DovecotServer]:
+    """The tests' Dovecot (tests/dovecot.py) plus an oauth2 passdb that checks tokens at `introspection_url`.
+
+    No special-use folders: the mailbox starts like a fresh Exchange one, with INBOX only.
+    """
+    directory = make_directory("hwc-oauth-dovecot-")
+    settings = directory / "oauth2.conf.ext"
+    settings.write_text(_OAUTH2_CONF.format(url=introspection_url))
+    settings.chmod(0o644)
+    passdb = f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {settings}\n}}\n"
+    server = DovecotServer(directory, TlsFiles(cert, key), auth_mechanisms=OAUTH_MECHANISMS,
+                           extra_config=passdb, special_folders={})
     try:
-        (d / "mail").mkdir()
-        shutil.chown(d / "mail", "nobody", "nogroup")
-        (d / "nodelay-ips").write_text("127.0.0.1:::::::nodelay=yes\n")
-        (d / "users").write_text(f"{PASSWORD_USER}:{{PLAIN}}{PASSWORD}::::::\n")
-        (d / "oauth2.conf.ext").write_text(_OAUTH2_CONF.format(url=introspection_url))
-        imap_port, imaps_port = free_port(), free_port()
-        conf = d / "dovecot.conf"
-        conf.write_text(_DOVECOT_CONF.format(d=d, cert=cert, key=key, imap_port=imap_port, imaps_port=imaps_port))
-        process = subprocess.Popen([binary, "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        server = OAuthDovecot(d, imaps_port, process)
-        try:
-            _wait_for_greeting(imap_port, process, server)
-            yield server
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stderr is not None:
-                process.stderr.close()
+        server.start()
+        server.add_user(PASSWORD_USER, PASSWORD)
+        yield server
     finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _wait_for_greeting(port: int, process: subprocess.Popen[bytes], server: OAuthDovecot) -> None:
-    """Wait for ``* OK``: a connection in Dovecot's first milliseconds can be dropped even if the port is open."""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-            raise RuntimeError(f"dovecot exited with {process.returncode}: {stderr}\n{server.log()}")
-        try:
-            with socket.create_connection((HOST, port), timeout=1) as sock:
-                if sock.recv(200).startswith(b"* OK"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"dovecot did not greet within 15 s:\n{server.log()}")
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import re
 import select
 import socket
@@ -21,10 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import pytest
 from aiosmtpd.smtp import SMTP, AuthResult
 from builders import people, private_file
-from dovecot import find_dovecot
 from imapclient import IMAPClient
 from mailprobe import TlsFiles
 
@@ -35,19 +32,6 @@ HOST = "127.0.0.1"
 TOKEN_EXPIRED_BYE = "* BYE Session invalidated - AccessTokenExpired"
 
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n\Z")
-
-
-def require_dovecot() -> None:
-    """Skip without Dovecot or root locally; under CI a missing Dovecot is a failure, never a skip."""
-    problem = None
-    if find_dovecot() is None:
-        problem = "dovecot-imapd is not installed (apt-get install dovecot-imapd)"
-    elif os.geteuid() != 0:
-        problem = "the Dovecot tests run Dovecot as root"
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
 
 
 # --------------------------------------------------------------------------- IMAP relay

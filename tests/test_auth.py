@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import imaplib
 import json
-import os
 import re
 import smtplib
 import ssl
@@ -19,15 +18,13 @@ import imapclient
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from dovecot import DovecotServer, require_dovecot
 from oauth_servers import (
     HOST,
     PASSWORD,
     PASSWORD_USER,
     IntrospectionServer,
-    OAuthDovecot,
     TokenServer,
-    dovecot_binary,
-    free_port,
     make_cert,
     make_rsa_key,
     oauth_dovecot,
@@ -43,6 +40,7 @@ from hwc_watcher.auth import (
     parse_auth,
     xoauth2_string,
 )
+from hwc_watcher.embedded_servers import free_port
 from hwc_watcher.errors import (
     ConfigError,
     DeliveryAuthError,
@@ -101,17 +99,9 @@ def introspection(token_server_module: TokenServer) -> Iterator[IntrospectionSer
 
 
 @pytest.fixture(scope="module")
-def oauth_dovecot_server(introspection: IntrospectionServer, tls: tuple[Path, Path]) -> Iterator[OAuthDovecot]:
+def oauth_dovecot_server(introspection: IntrospectionServer, tls: tuple[Path, Path]) -> Iterator[DovecotServer]:
     """A real Dovecot with the oauth2 passdb; skipped locally without dovecot or root, a failure under CI=true."""
-    problem = None
-    if dovecot_binary() is None:
-        problem = "dovecot is not installed (apt-get install dovecot-imapd)"
-    elif os.geteuid() != 0:
-        problem = "the OAuth Dovecot runs as root (its mail processes run as nobody)"
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
+    require_dovecot()
     with oauth_dovecot(introspection.url, *tls) as server:
         yield server
 
@@ -167,10 +157,10 @@ def google_config(key: Path, ca: Path) -> dict[str, Any]:
     }
 
 
-def imap_client(server: OAuthDovecot, ca: Path) -> imapclient.IMAPClient:
+def imap_client(server: DovecotServer, ca: Path) -> imapclient.IMAPClient:
     """An implicit-TLS IMAPClient to the OAuth Dovecot."""
     context = ssl.create_default_context(cafile=str(ca))
-    return imapclient.IMAPClient(HOST, port=server.imaps_port, ssl=True, ssl_context=context, timeout=10)
+    return imapclient.IMAPClient(HOST, port=server.tls_port, ssl=True, ssl_context=context, timeout=10)
 
 
 # --------------------------------------------------------------------------- config
@@ -490,7 +480,7 @@ def test_xoauth2_string() -> None:
 
 @pytest.mark.dovecot
 def test_microsoft_imap_login_dovecot(
-    microsoft: MicrosoftAuth, oauth_dovecot_server: OAuthDovecot, tls: tuple[Path, Path]
+    microsoft: MicrosoftAuth, oauth_dovecot_server: DovecotServer, tls: tuple[Path, Path]
 ) -> None:
     """A Microsoft token from the local endpoint opens the mailbox in a real Dovecot."""
     client = imap_client(oauth_dovecot_server, tls[0])
@@ -503,7 +493,7 @@ def test_microsoft_imap_login_dovecot(
 
 @pytest.mark.dovecot
 def test_microsoft_imap_refused_token_dovecot(
-    microsoft: MicrosoftAuth, oauth_dovecot_server: OAuthDovecot, tls: tuple[Path, Path], token_server: TokenServer
+    microsoft: MicrosoftAuth, oauth_dovecot_server: DovecotServer, tls: tuple[Path, Path], token_server: TokenServer
 ) -> None:
     """A token the server rejects gives the Exchange set-up checklist, without the token, and is dropped."""
     token = microsoft.access_token()
@@ -526,7 +516,7 @@ def test_microsoft_imap_refused_token_dovecot(
 
 @pytest.mark.dovecot
 def test_google_imap_login_dovecot(
-    google_key: Path, tls: tuple[Path, Path], oauth_dovecot_server: OAuthDovecot
+    google_key: Path, tls: tuple[Path, Path], oauth_dovecot_server: DovecotServer
 ) -> None:
     """A Google service-account token for the mailbox opens it in a real Dovecot."""
     auth = parse_auth(google_config(google_key, tls[0]), "imap")
@@ -540,7 +530,7 @@ def test_google_imap_login_dovecot(
 
 @pytest.mark.dovecot
 def test_password_imap_login_dovecot(
-    tmp_path: Path, tls: tuple[Path, Path], oauth_dovecot_server: OAuthDovecot
+    tmp_path: Path, tls: tuple[Path, Path], oauth_dovecot_server: DovecotServer
 ) -> None:
     """Password auth logs in; a wrong password names the password file and hides the password."""
     good = _private(tmp_path / "good", PASSWORD + "\n")

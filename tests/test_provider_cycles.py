@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pytest
 from builders import BACKUP, CONTACT, COORDINATOR, VT, senders_and_recipients, signal, write_config
-from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance
+from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, require_dovecot
 from imapclient import IMAPClient
 from mailprobe import ImapAccount, TlsFiles
-from oauth_servers import IntrospectionServer, OAuthDovecot, TokenServer, oauth_dovecot
+from oauth_servers import IntrospectionServer, TokenServer, oauth_dovecot
 from provider_support import (
     ImapRelay,
     XOAuth2Capture,
     folder_counts,
     oauth_client,
-    require_dovecot,
     write_microsoft_config,
 )
 
@@ -54,7 +53,7 @@ def introspected() -> list[str]:
 @pytest.fixture(scope="module")
 def exchange_imap(
     token_endpoint: TokenServer, introspected: list[str], tls_files: TlsFiles
-) -> Iterator[OAuthDovecot]:
+) -> Iterator[DovecotServer]:
     """A real Dovecot that only accepts tokens the local endpoint issued (XOAUTH2), like Exchange Online."""
     require_dovecot()
 
@@ -73,7 +72,7 @@ def exchange_imap(
 class Exchange:
     """One fresh Microsoft 365 mailbox: its IMAP server, its SMTP server, and a probe that logs in as a user."""
 
-    def __init__(self, tokens: TokenServer, imap: OAuthDovecot, smtp: XOAuth2Capture, ca_file: str,
+    def __init__(self, tokens: TokenServer, imap: DovecotServer, smtp: XOAuth2Capture, ca_file: str,
                  introspected: list[str]) -> None:
         self.tokens = tokens
         self.imap = imap
@@ -87,7 +86,7 @@ class Exchange:
 
     def probe(self) -> IMAPClient:
         """Log in as a mail client would, with a token registered directly (not counted as a token request)."""
-        return oauth_client(self.imap.imaps_port, self.ca_file, self.mailbox, self._probe_token)
+        return oauth_client(self.imap.tls_port, self.ca_file, self.mailbox, self._probe_token)
 
     def save_sent_copy(self, mail: CapturedMail) -> None:
         """What Exchange does with every SMTP submission: a copy in Sent Items."""
@@ -105,7 +104,7 @@ class Exchange:
         path = write_microsoft_config(
             directory,
             mailbox=self.mailbox,
-            imap_port=imap_port or self.imap.imaps_port,
+            imap_port=imap_port or self.imap.tls_port,
             smtp_port=self.smtp.port,
             authority_host=self.tokens.base_url,
             ca_file=self.ca_file,
@@ -116,7 +115,7 @@ class Exchange:
 
 @pytest.fixture
 def exchange(
-    token_endpoint: TokenServer, exchange_imap: OAuthDovecot, tls_files: TlsFiles, introspected: list[str]
+    token_endpoint: TokenServer, exchange_imap: DovecotServer, tls_files: TlsFiles, introspected: list[str]
 ) -> Iterator[Exchange]:
     """A fresh mailbox on the OAuth Dovecot, Exchange's folders, and an XOAUTH2 SMTP server filing Sent copies."""
     token_endpoint.error = None
@@ -200,7 +199,7 @@ def test_access_token_expired_mid_session_reconnects_with_a_fresh_token(
 ) -> None:
     """Exchange's BYE ... AccessTokenExpired: a fresh token is fetched, the signal completed, and no error reported."""
     append_to(exchange, "INBOX", signal())
-    with ImapRelay(exchange.imap.imaps_port, tls_files, expire_on=r"(UID )?(SEARCH|FETCH)\b") as relay:
+    with ImapRelay(exchange.imap.tls_port, tls_files, expire_on=r"(UID )?(SEARCH|FETCH)\b") as relay:
         watcher = exchange.watcher(tmp_path, imap_port=relay.port)
         waits: list[float] = []
         watcher.sleep = waits.append
@@ -223,7 +222,7 @@ def test_access_token_expired_reconnects_even_without_retries(
 ) -> None:
     """retries = 0 forbids retrying failures, but a token that expired is not a failure: reconnect once anyway."""
     append_to(exchange, "INBOX", signal())
-    with ImapRelay(exchange.imap.imaps_port, tls_files, expire_on=r"(UID )?(SEARCH|FETCH)\b") as relay:
+    with ImapRelay(exchange.imap.tls_port, tls_files, expire_on=r"(UID )?(SEARCH|FETCH)\b") as relay:
         watcher = exchange.watcher(tmp_path, imap_port=relay.port, retries=0)
 
         result = watcher.run_cycle()
@@ -239,7 +238,7 @@ def test_access_token_expired_at_delete_does_not_repeat_notice_and_receipt(
 ) -> None:
     """The token runs out after the notice and receipt went out: the reconnect only deletes, it does not mail again."""
     append_to(exchange, "INBOX", signal())
-    with ImapRelay(exchange.imap.imaps_port, tls_files, expire_on=r"UID STORE\b") as relay:
+    with ImapRelay(exchange.imap.tls_port, tls_files, expire_on=r"UID STORE\b") as relay:
         watcher = exchange.watcher(tmp_path, imap_port=relay.port)
 
         result = watcher.run_cycle()
