@@ -209,13 +209,15 @@ class Watcher:
         self._check_pupil_list(outbox, now, result)
         folders = mailbox.folders()
         fetched = mailbox.fetch_all(folders.inbox)
-        if folders.junk:
-            fetched += mailbox.fetch_all(folders.junk)
-        decided = [(f, classify(f.raw, self.config, now=now, expected_size=f.size)) for f in fetched]
+        # A signal the spam filter caught, or that someone deleted unread, must still reach the
+        # coordinator (a duplicate notice is acceptable, a lost signal is not).
+        for folder in (folders.junk, folders.trash):
+            if folder is not None and folder != folders.inbox:
+                fetched += mailbox.fetch_all(folder)
+        classified = [(f, classify(f.raw, self.config, now=now, expected_size=f.size)) for f in fetched]
+        decided = [(f, v) for f, v in classified if self._ours(f, v, folders)]
         self.memory.forget_except({_key(f) for f, _ in decided})
         for f, v in decided:
-            if f.folder == folders.junk and v.kind == "ignored":
-                continue  # ordinary spam: not ours to count or touch
             result.verdicts[v.kind] += 1
             _log.info("message", folder=f.folder, uid=f.uid, verdict=v.kind, reason=v.reason,
                       pupil_count=len(v.pupils), size=f.size)
@@ -243,6 +245,15 @@ class Watcher:
             _log.info("deleted", folder=folder, uids=sorted(uids), step="delete")
         self._purge(mailbox, folders, handled_ids, result)
         self._verify(mailbox, folders, handled_ids, now, outbox, result)
+
+    @staticmethod
+    def _ours(f: Fetched, v: Verdict, folders: Folders) -> bool:
+        """INBOX: everything counts. Junk: not ordinary spam. Trash: only signals (the rest is purged)."""
+        if f.folder == folders.inbox:
+            return True
+        if f.folder == folders.junk:
+            return v.kind != "ignored"
+        return v.kind == "signal"
 
     def _check_pupil_list(self, outbox: Outbox, now: dt.datetime, result: CycleResult) -> None:
         """A broken pupil list never stops a signal (the default route takes it), but the admin hears of it."""

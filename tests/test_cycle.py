@@ -35,7 +35,7 @@ def test_signal_fully_processed(imap_server: ImapAccount, smtp_server: SmtpCaptu
     """A trusted signal: notice to the coordinator, receipt to VT, every folder empty afterwards."""
     with imap_server.probe() as probe:
         probe.append("INBOX", signal(mdn=True))
-        probe.append("Trash", signal("Old: Sanne van den Berg, 12-5-2013, Handle with Care"))
+        probe.append("Trash", signal("Oude nieuwsbrief", sender="nieuws@elders.example", auth_results=None))
     watcher = make_watcher(write_config(tmp_path, imap_server, smtp_server))
 
     result = watcher.run_cycle()
@@ -333,3 +333,19 @@ def test_an_internal_error_is_contained(
     assert result.error is not None and result.error.startswith("internal error KeyError at ")
     assert "David" not in result.error
     assert total_messages(imap_server)["INBOX"] == 1 and smtp_server.messages == []
+
+
+def test_signal_deleted_unread_into_trash_is_still_handled(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
+    """A signal someone moved to Trash unread still gets its notice and receipt; other trash is just purged."""
+    with imap_server.probe() as probe:
+        probe.append("Trash", signal())
+        probe.append("Trash", signal(auth_results=None))  # untrusted: no alert from Trash, simply purged
+    watcher = make_watcher(write_config(tmp_path, imap_server, smtp_server))
+
+    result = watcher.run_cycle()
+
+    assert result.completed == 1 and result.verdicts == {"signal": 1}
+    assert [m.rcpt_tos for m in smtp_server.messages] == [(COORDINATOR,), (VT,)]
+    assert total_messages(imap_server) == {"INBOX": 0, "Sent": 0, "Trash": 0, "Junk": 0}

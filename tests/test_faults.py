@@ -74,7 +74,7 @@ class Rig:
     inbox: str = "INBOX"
 
     def fill(self, scenario: str) -> Waiting:
-        """Signals first (in UID order), then the untrusted message, and an old copy in Trash."""
+        """Signals first (in UID order), then the untrusted message, and an old, untrusted copy in Trash."""
         ids = []
         untrusted = signal("Noah Visser, 7-7-2013, Handle with Care", auth_results=UNTRUSTED_AUTH)
         with self.direct.probe() as probe:
@@ -83,7 +83,8 @@ class Rig:
                 probe.append(self.inbox, raw)
                 ids.append((message_id(raw), pupils))
             probe.append(self.inbox, untrusted)
-            probe.append(self.trash, signal("Oude kopie: Sanne van den Berg, 12-5-2013, Handle with Care"))
+            probe.append(self.trash, signal("Oude kopie: Sanne van den Berg, 12-5-2013, Handle with Care",
+                                            auth_results=UNTRUSTED_AUTH))
         return Waiting(tuple(ids), message_id(untrusted))
 
     def config(self, directory: Path, *, imap_timeout: int = 10, smtp_timeout: int = 10, retries: int = 0) -> Path:
