@@ -7,6 +7,8 @@ content) and fires once per cause per day; the memory of what was sent is in-pro
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
 
 from hwc_watcher import log
 from hwc_watcher.compose import Composer
@@ -39,11 +41,28 @@ class Alerter:
         """Send once per key per day; True when at least one channel accepted it."""
         if self.already_sent(key, now):
             return False
+        message = self.composer.alert(template, self.config.alert_recipients(), now, **values)
+        return self._deliver(message, [key], template, now, outbox)
+
+    def alert_digest(self, items: Sequence[tuple[str, str, Mapping[str, str]]], now: dt.datetime, *,
+                     outbox: Outbox | None = None) -> bool:
+        """Everything one cycle found, as one mail (and one webhook post): (key, line template, values) each.
+
+        Items already sent today are left out; True when at least one channel accepted the rest.
+        """
+        fresh = [(key, template, values) for key, template, values in items if not self.already_sent(key, now)]
+        if not fresh:
+            return False
+        lines = [(template, values) for _key, template, values in fresh]
+        message = self.composer.digest(lines, self.config.alert_recipients(), now)
+        return self._deliver(message, [key for key, _t, _v in fresh], "alert_digest", now, outbox)
+
+    def _deliver(self, message: EmailMessage, keys: Sequence[str], template: str, now: dt.datetime,
+                 outbox: Outbox | None) -> bool:
         today = self.today(now)
         for old in [k for k, day in self.sent.items() if day < today]:  # keep memory to one day
             del self.sent[old]
         people = self.config.alert_recipients()
-        message = self.composer.alert(template, people, now, **values)
         delivered = False
         own = outbox is None
         box = outbox or Outbox(self.config.smtp, self.smtp_auth)
@@ -68,7 +87,8 @@ class Alerter:
             except ChannelError as err:
                 _log.error("alert_failed", template=template, channel="webhook", error=str(err), step="alert")
         if delivered:
-            self.sent[key] = self.today(now)
+            for key in keys:
+                self.sent[key] = today
         return delivered
 
     def forget(self, key: str) -> None:

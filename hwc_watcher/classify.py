@@ -13,7 +13,8 @@ import email
 import email.policy
 import re
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.header import decode_header, make_header
+from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 from typing import Literal
@@ -21,20 +22,28 @@ from typing import Literal
 from hwc_watcher.config import Config
 from hwc_watcher.message_text import message_text
 from hwc_watcher.models import Pupil
-from hwc_watcher.signal_parser import read_signal
+from hwc_watcher.signal_parser import has_code_word, mentions_code_word, read_signal
 from hwc_watcher.trust import (
+    at_domain,
     authenticated,
+    bounced_recipients,
+    header_addresses,
     is_allowed,
-    is_automatic,
+    is_auto_reply,
+    is_bounce,
     mdn_address,
     raw_values,
     receipt_address,
     report_type,
     reported_message_ids,
     sender_address,
+    vt_domains,
 )
 
-Kind = Literal["signal", "needs_human", "ignored"]
+#: signal: act on it. needs_human: waiting for a person (kept, one alert). ignored: not ours (never
+#: answered, never deleted). own: about our own mail and needs nothing (a Sent copy, a read receipt
+#: or auto-reply to what we sent, a bounce of a test mail): deleted.
+Kind = Literal["signal", "needs_human", "ignored", "own"]
 
 #: Our own Message-IDs start with these, so a bounce of a notice can be recognised.
 NOTICE_ID_PREFIX = "<hwc-notice."
@@ -53,6 +62,8 @@ class Verdict:
     message_id: str | None = None
     #: The date the message was written (for the receipt text and the age check).
     received: dt.datetime | None = None
+    #: For a bounce: the addresses that refused our mail (an address is not pupil data).
+    refused: tuple[str, ...] = ()
 
 
 def parse_message(raw: bytes) -> EmailMessage:
@@ -111,13 +122,116 @@ def classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int
 
 
 def _unreadable(raw: bytes, config: Config, reason: str) -> Verdict:
-    """Only the headers, with the forgiving compat32 parser: is this from a VT sender at all?"""
+    """Only the headers, with the forgiving compat32 parser: could this be from VT or about HwC?"""
     try:
-        headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw[:256_000])
-        from_vt = is_allowed(sender_address(headers), config.veilig_thuis.senders)
+        related = triage(_header_block(raw), config) != "not_ours"
     except Exception:  # noqa: BLE001 - if even the headers cannot be read, a person must look
-        from_vt = True
-    return Verdict("needs_human" if from_vt else "ignored", reason)
+        related = True
+    return Verdict("needs_human" if related else "ignored", reason)
+
+
+def oversized(headers: bytes, config: Config) -> Verdict:
+    """A message too large to read: a person looks if its headers say it may be from VT or about HwC."""
+    return _unreadable(headers, config, "too_large")
+
+
+def _header_block(raw: bytes, limit: int = 256_000) -> bytes:
+    end = raw.find(b"\r\n\r\n", 0, limit)
+    if end < 0:
+        end = raw.find(b"\n\n", 0, limit)
+    return raw[: end if end >= 0 else limit]
+
+
+# --- our own mail --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OwnMail:
+    """How to recognise what this mailbox sent: our From address and `<hwc-KIND.…@our domain>` ids."""
+
+    address: str
+    domain: str
+
+    @classmethod
+    def of(cls, config: Config) -> OwnMail:
+        address = config.smtp.from_address.lower()
+        return cls(address, address.rsplit("@", 1)[-1])
+
+    @property
+    def _ids(self) -> re.Pattern[bytes]:
+        return re.compile(rb"<hwc-([a-z]{1,20})\.[^<>@\s]{1,100}@" + re.escape(self.domain.encode()) + rb">",
+                          re.IGNORECASE)
+
+    def is_own_id(self, message_id: str) -> bool:
+        return bool(self._ids.fullmatch(message_id.strip().encode("ascii", "replace")))
+
+    def is_copy(self, msg: Message) -> bool:
+        """A copy of something we sent (a server files our notices in Sent): From us, with our id."""
+        ids = raw_values(msg, "Message-ID")
+        return header_addresses(msg, "From") == [self.address] and len(ids) == 1 and self.is_own_id(ids[0])
+
+    def referenced_by(self, msg: Message) -> bool:
+        """Answers one of our messages (In-Reply-To or References names our id)."""
+        text = " ".join(raw_values(msg, "In-Reply-To") + raw_values(msg, "References"))
+        return bool(self._ids.search(text.encode("ascii", "replace")))
+
+    def kinds_in(self, msg: EmailMessage, raw: bytes) -> set[str]:
+        """Which of our mails a report is about: notice, receipt, alert, test, mdn; "own" for a quoted From us.
+
+        Reads the report's parts and its whole body, since some servers quote the original only as text.
+        """
+        body = raw[len(_header_block(raw)):]
+        named = " ".join(reported_message_ids(msg)).encode("ascii", "replace") + b" " + body
+        kinds = {m.decode("ascii").lower() for m in self._ids.findall(named)}
+        if not kinds and self.address.encode() in body.lower():
+            kinds.add("own")
+        return kinds
+
+
+# --- the cheap first look -------------------------------------------------------------------------
+
+Triage = Literal["candidate", "own", "not_ours"]
+
+#: The header fields the first look needs; fetched instead of the whole message.
+TRIAGE_FIELDS = (
+    "FROM", "SENDER", "REPLY-TO", "RETURN-PATH", "SUBJECT", "CONTENT-TYPE", "MESSAGE-ID", "IN-REPLY-TO",
+    "REFERENCES", "AUTO-SUBMITTED", "X-FAILED-RECIPIENTS",
+)  # fmt: skip
+_REPORT_TYPE = re.compile(rb"(?i)content-type:\s*multipart/report")
+
+
+def triage(headers: bytes, config: Config, *, text_hit: bool = False) -> Triage:
+    """From a few header fields: must the whole message be read, is it our own copy, or not ours?
+
+    A candidate is anything that may be from VT or about HwC or about our own mail: a VT domain in
+    From, Sender, Reply-To or Return-Path, the code word in the subject (or, `text_hit`, anywhere
+    in the text by the server's own search), a report or bounce, an answer to our mail. Everything
+    else is provably not ours and its body is never downloaded.
+    """
+    msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(headers)
+    own = OwnMail.of(config)
+    if own.is_copy(msg):
+        return "own"  # our read receipt is a report too, but still our own copy
+    if text_hit or _REPORT_TYPE.search(headers):
+        return "candidate"
+    addresses = header_addresses(msg, "From", "Sender", "Reply-To", "Return-Path")
+    domains = vt_domains(config.veilig_thuis.senders)
+    if any(at_domain(a, domains) for a in addresses) or own.referenced_by(msg) or is_bounce(msg):
+        return "candidate"
+    subjects = raw_values(msg, "Subject")
+    if any(mentions_code_word(_decoded(s)) or mentions_code_word(s) for s in subjects):
+        return "candidate"
+    if not addresses and raw_values(msg, "From"):
+        return "candidate"  # a From we cannot read is not provably someone else's
+    return "not_ours"
+
+
+def _decoded(value: str) -> str:
+    """An RFC 2047 header as text; the raw value when it will not decode."""
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # noqa: BLE001 - any hostile encoding: fall back to the raw text
+        return value
 
 
 def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None) -> Verdict:
@@ -126,30 +240,34 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
         # Some Exchange servers list a message before its body is there: retry, never act.
         return Verdict("needs_human", "incomplete")
     if len(raw) > config.limits.max_message_bytes:
-        headers = BytesHeaderParser(policy=email.policy.default).parsebytes(raw[:256_000])
-        from_vt = is_allowed(sender_address(headers), vt.senders)
-        return Verdict("needs_human" if from_vt else "ignored", "too_large")
+        return _unreadable(raw, config, "too_large")
 
     msg = parse_message(raw)
     msg_id = _message_id(msg)
     received = message_date(msg, now)
+    own = OwnMail.of(config)
+    if own.is_copy(msg):
+        return Verdict("own", "own_copy", message_id=msg_id)
 
     report = report_type(msg)
-    if report == "delivery-status" or (report and "delivery" in report):
-        ids = reported_message_ids(msg)
-        if any(i.startswith(NOTICE_ID_PREFIX) for i in ids):
-            return Verdict("needs_human", "bounce_of_notice", message_id=msg_id, received=received)
-        return Verdict("ignored", "bounce", message_id=msg_id)
-    if report == "disposition-notification":
-        return Verdict("ignored", "read_receipt", message_id=msg_id)
-    if report is not None:
-        return Verdict("ignored", "report", message_id=msg_id)
+    if report is not None or is_bounce(msg):
+        return _report(msg, raw, report, config, own, msg_id, received)
 
+    if is_auto_reply(msg):
+        # RFC 3834: an automatic answer (an out-of-office to our receipt) is never answered. One
+        # naming our own mail needs nothing; one quoting only our subject is left alone; one whose
+        # own text carries the code word may hide a signal, so a person looks.
+        if own.referenced_by(msg):
+            return Verdict("own", "auto_reply_to_own", message_id=msg_id)
+        if mentions_code_word(message_text(msg).text):
+            return Verdict("needs_human", "auto_reply", message_id=msg_id, received=received)
+        return Verdict("ignored", "auto_reply", message_id=msg_id)
     address = sender_address(msg)
-    if not is_allowed(address, vt.senders) or address is None:
+    if address is None or not is_allowed(address, vt.senders):
+        related = _related(msg, address, config)
+        if related:
+            return Verdict("needs_human", related, message_id=msg_id, received=received)
         return Verdict("ignored", "not_vt_sender", message_id=msg_id)
-    if is_automatic(msg):
-        return Verdict("ignored", "auto_submitted", message_id=msg_id)
     if not authenticated(msg, address, vt):
         return Verdict("needs_human", "not_authenticated", message_id=msg_id, received=received)
 
@@ -165,3 +283,47 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
         message_id=msg_id,
         received=received,
     )
+
+
+def _related(msg: EmailMessage, address: str | None, config: Config) -> str | None:
+    """Why a message that is not from an allowed sender may still be from VT or about HwC, or None.
+
+    A VT colleague writing from another address of VT's domain, a typo in `senders`, or a
+    forwarder all end here: a person looks, nothing is answered.
+    """
+    domains = vt_domains(config.veilig_thuis.senders)
+    if address is not None and at_domain(address, domains):
+        return "sender_not_listed"
+    if any(at_domain(a, domains) for a in header_addresses(msg, "From", "Sender", "Reply-To", "Return-Path")):
+        return "vt_related"
+    if has_code_word(message_text(msg)):
+        return "code_word_unlisted_sender"
+    return None
+
+
+def _report(msg: EmailMessage, raw: bytes, report: str | None, config: Config, own: OwnMail,
+            msg_id: str | None, received: dt.datetime) -> Verdict:
+    """Bounces, read receipts and other reports: never answered; what they are about decides the rest."""
+    about = own.kinds_in(msg, raw)
+    if report == "disposition-notification" or (report is not None and "delivery" not in report and not is_bounce(msg)):
+        # A read receipt (or another report) about our own mail needs nothing.
+        if about:
+            return Verdict("own", "report_about_own", message_id=msg_id)
+        if _related(msg, sender_address(msg), config):
+            return Verdict("needs_human", "report", message_id=msg_id, received=received)
+        return Verdict("ignored", "report", message_id=msg_id)
+    refused = bounced_recipients(msg)
+    if about == {"test"}:
+        return Verdict("own", "test_bounce", message_id=msg_id, refused=refused)
+    if about == {"mdn"}:
+        return Verdict("own", "report_about_own", message_id=msg_id)
+    if "notice" in about:
+        reason = "bounce_of_notice"
+    elif "receipt" in about:
+        reason = "bounce_of_receipt"
+    elif about or _related(msg, sender_address(msg), config):
+        reason = "bounce_of_own_mail"
+    else:
+        return Verdict("ignored", "bounce", message_id=msg_id)
+    # The bounce quotes what we sent (a notice quotes the pupil): kept for a person, never deleted.
+    return Verdict("needs_human", reason, message_id=msg_id, received=received, refused=refused)

@@ -108,6 +108,41 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "hwc-watcher werkt weer: de Handle with Care-mailbox is om $moment gecontroleerd en\n"
             "er wacht niets meer.\n"
         ),
+        "alert_digest": (
+            "hwc-watcher heeft iets gevonden waar nu een persoon naar moet kijken:\n\n"
+            "$items\n"
+            "Berichten in de HwC-mailbox waar dit over gaat blijven staan en zijn gemarkeerd. Handel ze af\n"
+            "zoals het Handle with Care-protocol zegt: zorgcoördinator informeren, ontvangstbevestiging\n"
+            "sturen, bericht overal verwijderen (ook uit 'Verwijderde items').\n\n"
+            "Deze melding bevat bewust geen gegevens uit de berichten.\n"
+        ),
+        "item_waiting": "- Een bericht in map $folder (ontvangen $received): $problem.\n",
+        "item_bounce": "- Een bericht in map $folder (ontvangen $received): $problem. Geweigerd adres: $refused.\n",
+        "item_delivery": (
+            "- Een melding kon niet worden afgeleverd bij $failed (route '$route'); de achterwacht heeft hem\n"
+            "  gekregen. Controleer dit adres in de configuratie van hwc-watcher.\n"
+        ),
+        "item_test_bounce": (
+            "- Het testbericht van hwc-watcher aan $refused kwam terug: dat adres bestaat niet of weigert\n"
+            "  mail. Pas het adres aan in de configuratie (het teruggekomen bericht wordt verwijderd).\n"
+        ),
+        "item_signal_failed": (
+            "- Een signaal kon niet volledig worden verwerkt: $error\n"
+            "  Het bericht blijft staan; handel het zo nodig met de hand af.\n"
+        ),
+        "item_pupil_list": (
+            "- De leerlingenlijst kan niet worden gebruikt: $problem\n"
+            "  Tot dit is opgelost gaan alle meldingen naar de standaard-zorgcoördinator.\n"
+        ),
+        "item_cleanup": (
+            "- Na het verwerken zijn nog $count bericht(en) gevonden die verwijderd hadden moeten zijn.\n"
+            "  Controleer de mappen van de HwC-mailbox en verwijder ze met de hand.\n"
+        ),
+        "alert_left_alone": (
+            "In de HwC-mailbox staan $count bericht(en) die niet van Veilig Thuis komen (het oudste van\n"
+            "$oldest). hwc-watcher laat ze staan: kijk ze na en verwijder ze. Het convenant vraagt een\n"
+            "lege mailbox.\n"
+        ),
         "alert_cleanup": (
             "Na het verwerken van de HwC-mailbox zijn nog $count bericht(en) gevonden die verwijderd\n"
             "hadden moeten zijn. Controleer de mappen van de HwC-mailbox en verwijder ze handmatig.\n"
@@ -182,6 +217,41 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "hwc-watcher works again: the Handle with Care mailbox was checked at $moment and\n"
             "nothing is waiting.\n"
         ),
+        "alert_digest": (
+            "hwc-watcher found something a person must look at now:\n\n"
+            "$items\n"
+            "Messages in the HwC mailbox this is about stay where they are and are marked. Handle them as\n"
+            "the Handle with Care protocol says: inform the care coordinator, send a receipt, delete the\n"
+            "message everywhere (also from 'Deleted items').\n\n"
+            "This alert deliberately contains nothing from the messages.\n"
+        ),
+        "item_waiting": "- A message in folder $folder (received $received): $problem.\n",
+        "item_bounce": "- A message in folder $folder (received $received): $problem. Refused address: $refused.\n",
+        "item_delivery": (
+            "- A notice could not be delivered to $failed (route '$route'); the backup got it instead.\n"
+            "  Check this address in the hwc-watcher config.\n"
+        ),
+        "item_test_bounce": (
+            "- The hwc-watcher test mail to $refused came back: that address does not exist or refuses\n"
+            "  mail. Correct it in the config (the returned message is deleted).\n"
+        ),
+        "item_signal_failed": (
+            "- A signal could not be completed: $error\n"
+            "  The message stays in the mailbox; handle it by hand if needed.\n"
+        ),
+        "item_pupil_list": (
+            "- The pupil list cannot be used: $problem\n"
+            "  Until this is fixed every notice goes to the default care coordinator.\n"
+        ),
+        "item_cleanup": (
+            "- After processing, $count message(s) that should have been deleted were still found.\n"
+            "  Check the folders of the HwC mailbox and delete them by hand.\n"
+        ),
+        "alert_left_alone": (
+            "The HwC mailbox holds $count message(s) that are not from Veilig Thuis (the oldest from\n"
+            "$oldest). hwc-watcher leaves them alone: look at them and delete them. The covenant asks\n"
+            "for an empty mailbox.\n"
+        ),
         "alert_cleanup": (
             "After processing the HwC mailbox, $count message(s) that should have been deleted\n"
             "were still found. Check the folders of the HwC mailbox and delete them by hand.\n"
@@ -207,6 +277,15 @@ PROBLEMS: Mapping[str, Mapping[str, str]] = {
         "too_complex": "bericht is te ingewikkeld opgebouwd om automatisch te lezen",
         "not_checked": "de mailbox is vanochtend niet (met succes) gecontroleerd",
         "waiting": "er wacht nog een bericht van Veilig Thuis dat niet automatisch kon worden afgehandeld",
+        "bounce_of_receipt": "een ontvangstbevestiging aan Veilig Thuis is NIET aangekomen",
+        "bounce_of_own_mail": "een bericht verstuurd vanuit deze mailbox kwam terug",
+        "sender_not_listed": (
+            "afzender op het domein van Veilig Thuis, maar niet in veilig_thuis.senders: controleer die lijst"
+        ),
+        "vt_related": "Sender, Reply-To of Return-Path noemt Veilig Thuis, de afzender niet",
+        "code_word_unlisted_sender": "het codewoord Handle with Care, van een afzender die niet in de lijst staat",
+        "auto_reply": "automatisch antwoord met het codewoord in de tekst",
+        "report": "rapport (bijvoorbeeld leesbevestiging) over Veilig Thuis-post",
     },
     "en": {
         "not_authenticated": "sender not confirmed by the mail server (possibly forged)",
@@ -224,6 +303,13 @@ PROBLEMS: Mapping[str, Mapping[str, str]] = {
         "too_complex": "message is built too intricately to read automatically",
         "not_checked": "the mailbox was not checked successfully this morning",
         "waiting": "a message from Veilig Thuis is still waiting and could not be handled automatically",
+        "bounce_of_receipt": "a receipt to Veilig Thuis did NOT arrive",
+        "bounce_of_own_mail": "a message sent from this mailbox came back",
+        "sender_not_listed": "sender at Veilig Thuis's domain but not in veilig_thuis.senders: check that list",
+        "vt_related": "Sender, Reply-To or Return-Path names Veilig Thuis, the From does not",
+        "code_word_unlisted_sender": "the code word Handle with Care, from a sender not in the list",
+        "auto_reply": "automatic reply with the code word in its text",
+        "report": "report (e.g. read receipt) about Veilig Thuis mail",
     },
 }
 
@@ -343,6 +429,22 @@ class Composer:
         msg.set_param("report-type", "disposition-notification")
         msg.attach(human)
         msg.attach(report)
+        return msg
+
+    def digest(self, items: Sequence[tuple[str, Mapping[str, str]]], to: Sequence[Person],
+               now: dt.datetime) -> EmailMessage:
+        """One alert for everything a cycle found: one line per cause, no message content."""
+        problems = PROBLEMS[self.language]
+        lines = []
+        for template, values in items:
+            shown = dict(values)
+            if "problem" in shown:
+                shown["problem"] = problems.get(shown["problem"], shown["problem"])
+            lines.append(self._text(template, **shown))
+        subject = self.config.messages.alert_subject or self.texts["alert_subject"]
+        msg = self._base("alert", subject, to, now)
+        msg["Importance"] = "high"
+        msg.set_content(Template(self.texts["alert_digest"]).safe_substitute(items="".join(lines)))
         return msg
 
     def alert(self, key: str, to: Sequence[Person], now: dt.datetime, **values: str) -> EmailMessage:

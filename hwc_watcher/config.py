@@ -108,6 +108,8 @@ class ScheduleSettings:
     retries: int
     #: Seconds before the first retry; doubled for each next one.
     retry_delay_s: float
+    #: Wall-clock limit for one cycle, retries included; well inside the watchdog.
+    cycle_timeout_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -407,6 +409,7 @@ def _schedule(raw: Mapping[str, Any]) -> ScheduleSettings:
         deadline=_time(t, "deadline", "schedule", "08:15"),
         retries=_int(t, "retries", "schedule", 2, 0, 10),
         retry_delay_s=float(_int(t, "retry_delay_seconds", "schedule", 5, 0, 300)),
+        cycle_timeout_s=float(_int(t, "cycle_timeout_seconds", "schedule", 300, 30, 1800)),
     )
 
 

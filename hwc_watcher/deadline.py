@@ -34,7 +34,7 @@ class DeadlineGuard:
         if result.dry_run or not result.mailbox_ok:
             return
         self.last_ok = at
-        self.waiting = result.verdicts["needs_human"] + result.failed
+        self.waiting = result.waiting + result.pending
 
     def window_start(self, day: dt.date) -> dt.datetime:
         return dt.datetime.combine(day, self.schedule.busy_start, tzinfo=self.schedule.timezone)

@@ -32,6 +32,14 @@ class MailboxAuthError(MailboxError):
     transient = False
 
 
+class FolderChangedError(MailboxError):
+    """A folder's UIDVALIDITY changed since we judged it: its UIDs may name other messages now."""
+
+
+class CycleTimeoutError(MailboxError):
+    """A cycle ran past its wall-clock budget (a server answering a byte at a time)."""
+
+
 class TlsError(MailboxError):
     """A server's certificate could not be verified."""
 

@@ -4,8 +4,11 @@ What it promises the cycle:
 
 * fetching never changes a message: `BODY.PEEK[]`, so nothing is marked \\Seen and no
   server-side read receipt is triggered (Exchange's ImapSuppressReadReceipt);
-* a fixed number of commands per folder, whatever the backlog: one SELECT, one batched
-  FETCH, one STORE, one UID EXPUNGE (RFC 4315);
+* reading follows what is new: SELECT tells UIDVALIDITY, EXISTS and UIDNEXT; only new UIDs
+  are searched for and glanced at (a few header fields, capped), and a whole message is
+  fetched one at a time, only when the cycle asks for it;
+* changing is by UID, after a fresh SELECT has confirmed UIDVALIDITY: one STORE and one UID
+  EXPUNGE (RFC 4315) per folder;
 * deleting removes exactly the given UIDs: without UIDPLUS, other messages that happen to
   carry \\Deleted are unflagged around a plain EXPUNGE and flagged again afterwards;
 * Gmail: removing a message from INBOX only drops a label, so it is moved to Trash
@@ -14,6 +17,7 @@ What it promises the cycle:
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import imaplib
 import socket
@@ -27,9 +31,11 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from hwc_watcher.config import ImapSettings
-from hwc_watcher.errors import MailboxAuthError, MailboxError, TlsError
+from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, TlsError
 
 FETCH_BATCH = 200
+#: Header bytes read per message at the first look: a 90 KiB Content-Type costs nothing.
+GLANCE_BYTES = 16_384
 
 _SPECIAL_NAMES: dict[str, tuple[str, ...]] = {
     "sent": ("Sent Items", "Sent", "Sent Messages", "Sent Mail", "Verzonden items", "Verzonden berichten",
@@ -57,6 +63,30 @@ class Folders:
     junk: str | None
     #: Every selectable folder, for the final "nothing left" check.
     all: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FolderState:
+    """What SELECT said about a folder: enough to tell what is new without asking for more."""
+
+    name: str
+    uidvalidity: int
+    exists: int
+    uidnext: int | None
+    #: PERMANENTFLAGS has \\*: the server keeps keywords of our own (Microsoft 365 and pymap do not).
+    keywords: bool
+
+
+@dataclass(frozen=True)
+class Glance:
+    """The first look at a message: no body, at most GLANCE_BYTES of a few header fields."""
+
+    folder: str
+    uid: int
+    size: int
+    flags: frozenset[bytes]
+    headers: bytes
+    arrived: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -111,6 +141,9 @@ class Mailbox:
         self.settings = settings
         self.auth = auth
         self._client: IMAPClient | None = None
+        self._selected: str | None = None
+        #: UIDVALIDITY of Trash as the last Gmail MOVE's COPYUID reported it.
+        self.last_copy_validity: int | None = None
         self.capabilities: frozenset[str] = frozenset()
         #: Count of IMAP commands sent, for the benchmark; approximate but constant-sized.
         self.commands = 0
@@ -231,53 +264,128 @@ class Mailbox:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def fetch_all(self, folder: str) -> list[Fetched]:
-        """Every message in a folder, unchanged on the server (BODY.PEEK)."""
-        self._call(f"SELECT {folder}", self.client.select_folder, folder)
-        uids: list[int] = self._call(f"SEARCH in {folder}", self.client.search, ["ALL"])
-        return list(self._fetch(folder, uids))
+    def select(self, folder: str) -> FolderState:
+        """SELECT (read-write, so STORE works later); what it says decides what is new."""
+        info = self._call(f"SELECT {folder}", self.client.select_folder, folder)
+        permanent = tuple(info.get(b"PERMANENTFLAGS", ()))
+        uidnext = info.get(b"UIDNEXT")
+        self._selected = folder
+        return FolderState(
+            name=folder,
+            uidvalidity=int(info.get(b"UIDVALIDITY", 0)),
+            exists=int(info.get(b"EXISTS", 0)),
+            uidnext=int(uidnext) if uidnext is not None else None,
+            keywords=b"\\*" in permanent,
+        )
 
-    def _fetch(self, folder: str, uids: Sequence[int]) -> Iterator[Fetched]:
+    def uids(self, state: FolderState, *, since: int | None = None) -> list[int]:
+        """UIDs in the selected folder: all, or only those from `since` on (RFC 3501: `n:*` always
+        matches the last message, even below n, so the answer is filtered)."""
+        self._ensure_selected(state.name)
+        if since is None:
+            found: list[int] = self._call(f"SEARCH in {state.name}", self.client.search, ["ALL"])
+        else:
+            found = self._call(f"SEARCH in {state.name}", self.client.search, ["UID", f"{since}:*"])
+        return sorted(uid for uid in found if since is None or uid >= since)
+
+    def search_text(self, state: FolderState, uids: Sequence[int], words: Sequence[str]) -> set[int]:
+        """Which of these UIDs the server finds every word in (its own full-text search, nothing downloaded).
+
+        A server that refuses the search gets every UID back: then each message is read instead.
+        """
+        if not uids:
+            return set()
+        self._ensure_selected(state.name)
+        criteria: list[str] = ["UID", uid_set(uids)]
+        for word in words:
+            criteria += ["TEXT", word]
+        try:
+            hits: list[int] = self._call(f"SEARCH TEXT in {state.name}", self.client.search, criteria)
+        except MailboxError as err:
+            cause = err.__cause__
+            if isinstance(cause, imaplib.IMAP4.abort) or not isinstance(cause, imaplib.IMAP4.error):
+                raise  # the connection is gone: not a refusal
+            return set(uids)
+        return set(hits) & set(uids)
+
+    def glance(self, state: FolderState, uids: Sequence[int], fields: Sequence[str]) -> Iterator[Glance]:
+        """Size, flags, arrival and the named header fields (capped) per message; no body is downloaded."""
+        self._ensure_selected(state.name)
+        item = f"BODY.PEEK[HEADER.FIELDS ({' '.join(fields)})]<0.{GLANCE_BYTES}>"
         for start in range(0, len(uids), FETCH_BATCH):
             batch = list(uids[start : start + FETCH_BATCH])
-            data = self._call(f"FETCH in {folder}", self.client.fetch, batch, ["RFC822.SIZE", "BODY.PEEK[]"])
+            data = self._call(f"FETCH headers in {state.name}", self.client.fetch, batch,
+                              ["RFC822.SIZE", "FLAGS", "INTERNALDATE", item])
             for uid in batch:
-                item = data.get(uid)
-                if item is None:  # expunged by someone else meanwhile
+                got = data.get(uid)
+                if got is None:  # expunged by someone else meanwhile
                     continue
-                raw = item.get(b"BODY[]") or b""
-                size = item.get(b"RFC822.SIZE")
-                yield Fetched(folder=folder, uid=uid, raw=bytes(raw), size=int(size) if size is not None else len(raw))
+                header = next((v for k, v in got.items() if k.startswith(b"BODY[HEADER")), b"") or b""
+                arrived = got.get(b"INTERNALDATE")
+                yield Glance(
+                    folder=state.name,
+                    uid=uid,
+                    size=int(got.get(b"RFC822.SIZE") or 0),
+                    flags=frozenset(bytes(f) for f in got.get(b"FLAGS", ())),
+                    headers=bytes(header),
+                    arrived=arrived if isinstance(arrived, dt.datetime) else None,
+                )
 
-    def message_ids(self, folder: str) -> dict[int, str]:
-        """UID → Message-ID for every message in a folder: one SELECT and one FETCH of headers only."""
-        self._call(f"SELECT {folder}", self.client.select_folder, folder)
-        uids: list[int] = self._call(f"SEARCH in {folder}", self.client.search, ["ALL"])
-        result: dict[int, str] = {}
-        for start in range(0, len(uids), FETCH_BATCH):
-            batch = list(uids[start : start + FETCH_BATCH])
-            key = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"
-            data = self._call(f"FETCH in {folder}", self.client.fetch, batch, [key])
-            for uid, item in data.items():
-                header = next((v for k, v in item.items() if k.startswith(b"BODY[HEADER")), b"") or b""
-                result[uid] = _header_value(bytes(header))
-        return result
+    def fetch_message(self, state: FolderState, uid: int) -> Fetched | None:
+        """One whole message, unchanged on the server (BODY.PEEK); None when it is gone."""
+        self._ensure_selected(state.name)
+        data = self._call(f"FETCH in {state.name}", self.client.fetch, [uid], ["RFC822.SIZE", "BODY.PEEK[]"])
+        item = data.get(uid)
+        if item is None:
+            return None
+        raw = item.get(b"BODY[]") or b""
+        size = item.get(b"RFC822.SIZE")
+        return Fetched(folder=state.name, uid=uid, raw=bytes(raw), size=int(size) if size is not None else len(raw))
 
-    # --- deleting --------------------------------------------------------------------------
+    def _ensure_selected(self, folder: str) -> None:
+        if self._selected != folder:
+            raise MailboxError(f"Internal error: {folder} is not the selected folder.")
 
-    def delete(self, folder: str, uids: Iterable[int], trash: str | None = None) -> None:
-        """Remove exactly these UIDs from a folder (Gmail: move to Trash, purged later)."""
+    # --- changing ------------------------------------------------------------------------
+
+    def _reselect(self, folder: str, uidvalidity: int) -> FolderState:
+        """SELECT again and make sure the UIDs we judged still mean the same messages (RFC 3501 §2.3.1.1)."""
+        state = self.select(folder)
+        if state.uidvalidity != uidvalidity:
+            raise FolderChangedError(
+                f"The folder {folder} was re-created on the server (UIDVALIDITY changed); "
+                f"nothing in it is deleted this cycle, it is read afresh next time."
+            )
+        return state
+
+    def mark(self, folder: str, uids: Iterable[int], flags: Sequence[bytes], *, uidvalidity: int) -> None:
+        """Add flags (e.g. our "alert sent" keyword) to exactly these UIDs."""
+        uid_list = sorted(set(uids))
+        if not uid_list or not flags:
+            return
+        self._reselect(folder, uidvalidity)
+        self._call(f"STORE in {folder}", self.client.add_flags, uid_list, list(flags), silent=True)
+
+    def delete(self, folder: str, uids: Iterable[int], *, uidvalidity: int, trash: str | None = None) -> dict[int, int]:
+        """Remove exactly these UIDs from a folder; never others, never after a UIDVALIDITY change.
+
+        Gmail: removing a message from a label keeps it in All Mail, so it is moved to Trash
+        instead; the answer maps each moved UID to its new UID in Trash (RFC 4315 COPYUID), so
+        the caller can finish the job there. Elsewhere the answer is empty.
+        """
         uid_list = sorted(set(uids))
         if not uid_list:
-            return
-        self._call(f"SELECT {folder}", self.client.select_folder, folder)
+            return {}
+        self._reselect(folder, uidvalidity)
         if self.is_gmail and trash and folder != trash:
+            self._imap_responses().pop("COPYUID", None)
             self._call(f"MOVE to {trash}", self.client.move, uid_list, trash)
-            return
+            self.last_copy_validity, moved = _copyuid(self._imap_responses().pop("COPYUID", None))
+            return moved
         self._call(f"STORE in {folder}", self.client.add_flags, uid_list, [b"\\Deleted"], silent=True)
         if "UIDPLUS" in self.capabilities:
             self._call(f"UID EXPUNGE in {folder}", self.client.expunge, uid_list)
-            return
+            return {}
         # No UIDPLUS: a plain EXPUNGE would also remove messages someone else marked \Deleted.
         others = [u for u in self._call("SEARCH DELETED", self.client.search, ["DELETED"]) if u not in uid_list]
         if others:
@@ -287,32 +395,76 @@ class Mailbox:
         finally:
             if others:
                 self._call("STORE", self.client.add_flags, others, [b"\\Deleted"], silent=True)
+        return {}
 
-    def purge(self, folder: str, keep: Callable[[str], bool] | None = None, trash: str | None = None) -> int:
-        """Remove every message in a folder, or those for which `keep(message_id)` is False.
+    def _imap_responses(self) -> dict[str, Any]:
+        responses: dict[str, Any] = getattr(getattr(self.client, "_imap", None), "untagged_responses", {})
+        return responses
 
-        On Gmail, pass the Trash folder: expunging elsewhere only drops a label (the copy stays
-        in All Mail), so the messages are moved to Trash, which is purged last.
-        """
-        ids = self.message_ids(folder)
-        doomed = [uid for uid, mid in ids.items() if keep is None or not keep(mid)]
-        self.delete(folder, doomed, trash=trash)
-        return len(doomed)
-
-    def count_matching(self, folders: Iterable[str], wanted: Callable[[str], bool]) -> dict[str, int]:
-        """How many messages per folder still have a Message-ID we handled (the final check)."""
+    def count_message_ids(self, folders: Iterable[str], message_ids: Sequence[str]) -> dict[str, int]:
+        """How many messages per folder carry one of these Message-IDs: the server searches, nothing is
+        downloaded; one SELECT and one SEARCH per folder for up to 50 ids."""
         counts: dict[str, int] = {}
         for folder in folders:
-            hits = sum(1 for mid in self.message_ids(folder).values() if wanted(mid))
-            if hits:
-                counts[folder] = hits
+            self.select(folder)
+            for start in range(0, len(message_ids), 50):
+                batch = message_ids[start : start + 50]
+                criteria: list[str] = ["OR"] * (len(batch) - 1)
+                for mid in batch:
+                    criteria += ["HEADER", "Message-ID", mid]
+                hits = self._call(f"SEARCH in {folder}", self.client.search, criteria)
+                if hits:
+                    counts[folder] = counts.get(folder, 0) + len(hits)
         return counts
 
+    def abort(self) -> None:
+        """Cut the connection from another thread (the cycle's deadline): a blocked read ends at once."""
+        # Only shutdown(): closing the file object under a thread blocked in readline could deadlock.
+        sock = getattr(getattr(self._client, "_imap", None), "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                return
 
-def _header_value(header: bytes) -> str:
-    text = header.decode("ascii", "replace")
-    _name, _colon, value = text.partition(":")
-    return " ".join(value.split())
+
+def uid_set(uids: Iterable[int]) -> str:
+    """RFC 3501 sequence set with runs folded: 1,2,3,7 → "1:3,7" (short commands for long lists)."""
+    ordered = sorted(set(uids))
+    parts: list[str] = []
+    start = prev = None
+    for uid in ordered:
+        if start is None:
+            start = prev = uid
+        elif prev is not None and uid == prev + 1:
+            prev = uid
+        else:
+            parts.append(f"{start}:{prev}" if start != prev else str(start))
+            start = prev = uid
+    if start is not None:
+        parts.append(f"{start}:{prev}" if start != prev else str(start))
+    return ",".join(parts)
+
+
+def _copyuid(values: Any) -> tuple[int | None, dict[int, int]]:
+    """Parse `[COPYUID validity 4,7:8 101:103]` (RFC 4315) into (validity, {4: 101, 7: 102, 8: 103})."""
+    if not values:
+        return None, {}
+    try:
+        text = values[-1].decode("ascii") if isinstance(values[-1], bytes) else str(values[-1])
+        validity, source, target = text.split()[:3]
+        return int(validity), dict(zip(_expand(source), _expand(target), strict=True))
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None, {}
+
+
+def _expand(seqset: str) -> list[int]:
+    numbers: list[int] = []
+    for part in seqset.split(","):
+        low, _, high = part.partition(":")
+        first, last = int(low), int(high or low)
+        numbers.extend(range(min(first, last), max(first, last) + 1))
+    return numbers
 
 
 def _close_quietly(client: IMAPClient) -> None:
@@ -325,4 +477,6 @@ def _close_quietly(client: IMAPClient) -> None:
         return
 
 
-__all__ = ["Fetched", "Folders", "ImapLogin", "Mailbox", "TracebackType", "tls_context"]
+__all__ = [
+    "Fetched", "FolderState", "Folders", "Glance", "ImapLogin", "Mailbox", "TracebackType", "tls_context", "uid_set",
+]

@@ -8,6 +8,7 @@ caller decides what a refused recipient means (fall back to the backup).
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -148,6 +149,16 @@ class Outbox:
 
     def close(self) -> None:
         self._drop()
+
+    def abort(self) -> None:
+        """Cut the connection from another thread (the cycle's deadline): a blocked read ends at once."""
+        smtp = self._smtp
+        sock = getattr(smtp, "sock", None) if smtp is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                return
 
 
 def _quit(smtp: smtplib.SMTP) -> None:

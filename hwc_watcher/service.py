@@ -113,7 +113,7 @@ class Service:
         status = "last poll OK" if result.mailbox_ok else "last poll FAILED (see journal)"
         self.notifier.status(
             f"{status} at {dt.datetime.now(self.config.schedule.timezone):%H:%M}; "
-            f"{result.completed} signal(s) handled, {result.verdicts['needs_human']} waiting for a person"
+            f"{result.completed} signal(s) handled, {result.waiting} waiting for a person"
         )
 
     def after_cycle(self, result: CycleResult, now: dt.datetime) -> None:

@@ -571,6 +571,11 @@ def _dedupe(pupils: Iterable[Pupil]) -> tuple[list[Pupil], bool]:
     return list(seen.values()), clash
 
 
+def mentions_code_word(text: str) -> bool:
+    """'Handle with Care' in any spacing, case or hyphenation, in one piece of text."""
+    return bool(_CODE_WORD_RE.search(_clean(text)))
+
+
 def has_code_word(text: MessageText) -> bool:
     """True when subject or body carries 'Handle with Care' in any spacing, case or hyphenation."""
     return bool(_CODE_WORD_RE.search(_clean(text.subject)) or _CODE_WORD_RE.search(_clean(text.text)))

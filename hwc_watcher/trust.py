@@ -47,18 +47,52 @@ def raw_values(msg: Message, name: str) -> list[str]:
 
 
 def sender_address(msg: Message) -> str | None:
-    """The single From address, lower-cased; None for none, several, or anything unusual.
+    """The single From address, lower-cased; None for none, several, or a display name naming another.
 
-    Exactly one '@' in the whole header: a display name that itself looks like an address
-    ("signalen@vt.example" <boef@evil.example>) is the classic spoof, so it is refused.
+    A display name may repeat the address (`"signalen@vt.example" <signalen@vt.example>`, as some
+    case systems write it) or carry `@` and parentheses, but it must never name a *different*
+    address: `"signalen@vt.example" <boef@evil.example>` is the classic spoof and is refused.
     """
     values = raw_values(msg, "From")
-    if len(values) != 1 or values[0].count("@") != 1:
+    if len(values) != 1:
         return None
-    addresses = [addr for _name, addr in getaddresses(values) if addr]
+    pairs = [(name, addr) for name, addr in getaddresses(values) if addr]
+    addresses = {_plain_address(addr) for _name, addr in pairs}
     if len(addresses) != 1:
         return None
-    return _plain_address(addresses[0])
+    address = addresses.pop()
+    if address is None:
+        return None
+    for name, _addr in pairs:
+        if any(other.strip(".").lower() != address for other in _ADDRESS_IN_TEXT.findall(name)):
+            return None
+    return address
+
+
+#: Something that looks like an address inside free text (a display name, a bounce body).
+_ADDRESS_IN_TEXT = re.compile(r"[^\s<>\"'(),;:@\[\]]+@[^\s<>\"'(),;:@\[\]]+\.[a-z]{2,}", re.IGNORECASE)
+
+
+def header_addresses(msg: Message, *names: str) -> list[str]:
+    """Every plain address in the given headers (From, Sender, Reply-To, Return-Path …), lower-cased."""
+    found: list[str] = []
+    for name in names:
+        for _display, addr in getaddresses(raw_values(msg, name)):
+            plain = _plain_address(addr) if addr else None
+            if plain is not None and plain not in found:
+                found.append(plain)
+    return found
+
+
+def vt_domains(senders: Iterable[str]) -> frozenset[str]:
+    """The domains VT writes from: every `@domain` entry and the domain of every exact address."""
+    return frozenset(entry.rsplit("@", 1)[1] for entry in senders if "@" in entry)
+
+
+def at_domain(address: str, domains: Iterable[str]) -> bool:
+    """Exactly that domain or a subdomain of it (`mail.vt.example` is VT's too)."""
+    domain = address.rsplit("@", 1)[-1]
+    return any(domain == d or domain.endswith("." + d) for d in domains)
 
 
 _ADDR = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[a-z0-9.-]{1,253}")
@@ -157,6 +191,44 @@ def is_automatic(msg: Message) -> bool:
         return True
     _name, addr = parseaddr((raw_values(msg, "From") or [""])[0])
     return bool(_ROBOTS.match(addr.split("@", 1)[0])) if addr else False
+
+
+def is_auto_reply(msg: Message) -> bool:
+    """An automatic *answer* (RFC 3834 auto-replied, vacation responders): never answered in turn."""
+    auto = (raw_values(msg, "Auto-Submitted") or [""])[0].strip().lower()
+    if auto.startswith("auto-replied"):
+        return True
+    if (raw_values(msg, "Precedence") or [""])[0].strip().lower() == "auto_reply":
+        return True
+    return bool(raw_values(msg, "X-Autoreply") or raw_values(msg, "X-Autorespond"))
+
+
+_BOUNCERS = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|maildaemon)$", re.IGNORECASE)
+
+
+def is_bounce(msg: Message) -> bool:
+    """A delivery failure, whether or not the MTA wrote an RFC 3464 report."""
+    report = report_type(msg)
+    if report is not None and "delivery" in report:
+        return True
+    if raw_values(msg, "X-Failed-Recipients"):
+        return True
+    return any(_BOUNCERS.match(address.split("@", 1)[0]) for address in header_addresses(msg, "From"))
+
+
+_FINAL_RECIPIENT = re.compile(rb"(?im)^(?:final|original)-recipient:\s*rfc822;\s*<?([^\s<>;]+@[^\s<>;]+)>?")
+
+
+def bounced_recipients(msg: Message) -> tuple[str, ...]:
+    """The addresses a bounce says refused our mail (RFC 3464 Final-Recipient, or X-Failed-Recipients)."""
+    found: list[str] = []
+    for _name, addr in getaddresses(raw_values(msg, "X-Failed-Recipients")):
+        found.append(addr)
+    for part in msg.walk():
+        if part.get_content_type() == "message/delivery-status":
+            found.extend(m.decode("ascii", "replace") for m in _FINAL_RECIPIENT.findall(_part_bytes(part)))
+    plain = [p for p in (_plain_address(a) for a in found) if p is not None]
+    return tuple(dict.fromkeys(plain))[:10]
 
 
 def report_type(msg: Message) -> str | None:

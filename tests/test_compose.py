@@ -103,11 +103,15 @@ def test_english_and_own_templates() -> None:
 
 
 def test_alert_is_content_free() -> None:
-    """Alerts carry an instruction and the kind of problem, nothing from the message."""
+    """One cycle's alert lists each cause in a line (folder, time, kind of problem), nothing from a message."""
     c = composer()
     people = c.config.alert_recipients()
-    msg = reparse(c.alert("alert_needs_human", people, NOW, received="27 november 2026 om 07:30",
-                          problem="not_authenticated"))
+    msg = reparse(c.digest([
+        ("item_waiting", {"folder": "INBOX", "received": "27 november 2026 om 07:30", "problem": "not_authenticated"}),
+        ("item_bounce", {"folder": "INBOX", "received": "27 november 2026 om 07:31", "problem": "bounce_of_notice",
+                         "refused": "zorg@college.example.nl"}),
+    ], people, NOW))
     body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "handmatig bekeken" in body and "mogelijk vervalst" in body
+    assert "persoon naar moet kijken" in body and "mogelijk vervalst" in body and "map INBOX" in body
+    assert "NIET aangekomen" in body and "Geweigerd adres: zorg@college.example.nl" in body
     assert msg["Subject"] == "Actie nodig: Handle with Care-mailbox"

@@ -35,7 +35,8 @@ def test_signal_fully_processed(imap_server: ImapAccount, smtp_server: SmtpCaptu
     """A trusted signal: notice to the coordinator, receipt to VT, every folder empty afterwards."""
     with imap_server.probe() as probe:
         probe.append("INBOX", signal(mdn=True))
-        probe.append("Trash", signal("Oude nieuwsbrief", sender="nieuws@elders.example", auth_results=None))
+        probe.append("Trash", signal("Oude nieuwsbrief", sender="nieuws@elders.example", auth_results=None,
+                                        subject="Nieuwsbrief maart"))
     watcher = make_watcher(write_config(tmp_path, imap_server, smtp_server))
 
     result = watcher.run_cycle()
@@ -171,25 +172,30 @@ def test_spoofed_signal_is_never_forwarded_nor_deleted(
 
     assert senders_and_recipients(smtp_server) == {CONTACT, BACKUP}
     assert len(smtp_server.messages) == 1  # alerted once, not on every poll
-    alert = smtp_server.messages[0].raw.decode()
-    assert "handmatig bekeken" in alert and "David" not in alert and "2012" not in alert
+    alert = smtp_server.messages[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "persoon naar moet kijken" in alert and "mogelijk vervalst" in alert and "map INBOX" in alert
+    assert "David" not in alert and "2012" not in alert
     assert total_messages(imap_server)["INBOX"] == 1
 
 
-def test_stranger_and_auto_reply_are_ignored(
+def test_stranger_and_auto_reply_are_left_alone(
     imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
 ) -> None:
-    """Mail from anyone else, and VT's own auto-replies, are never answered and never deleted."""
+    """A stranger without the code word, and VT's out-of-office to our receipt: never answered, never deleted."""
     with imap_server.probe() as probe:
-        probe.append("INBOX", signal(sender="veilig.thuis@gmail.example", auth_results=None))
-        probe.append("INBOX", signal(headers={"Auto-Submitted": "auto-replied"}))
+        probe.append("INBOX", signal("Nieuwsbrief", sender="nieuws@elders.example", auth_results=None,
+                                     subject="Nieuws van de bibliotheek"))
+        probe.append("INBOX", signal("Ik ben afwezig tot maandag.",
+                                     subject="Automatisch antwoord: Ontvangstbevestiging",
+                                     headers={"Auto-Submitted": "auto-replied"}))
     watcher = make_watcher(write_config(tmp_path, imap_server, smtp_server))
 
     result = watcher.run_cycle()
 
-    assert result.verdicts["ignored"] == 2
+    assert result.verdicts["ignored"] == 2 and not result.needs_attention
     assert smtp_server.messages == []
     assert total_messages(imap_server)["INBOX"] == 2
+    assert watcher.left_alone()[0] == 2
 
 
 def test_dry_run_sends_and_deletes_nothing(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
@@ -265,7 +271,7 @@ def test_signal_fully_processed_on_dovecot(
     with dovecot_account.probe() as probe:
         probe.append("INBOX", signal())
         probe.append("Verzonden items", signal("Kopie"))
-        probe.append("Verwijderde items", signal("Kopie"))
+        probe.append("Verwijderde items", signal("Oud", sender="nieuws@elders.example", subject="Nieuwsbrief"))
     config_path = write_config(tmp_path, dovecot_account, smtp_server_tls, smtp_password="secret")
     watcher = make_watcher(config_path)
 
@@ -341,11 +347,12 @@ def test_signal_deleted_unread_into_trash_is_still_handled(
     """A signal someone moved to Trash unread still gets its notice and receipt; other trash is just purged."""
     with imap_server.probe() as probe:
         probe.append("Trash", signal())
-        probe.append("Trash", signal(auth_results=None))  # untrusted: no alert from Trash, simply purged
+        probe.append("Trash", signal(auth_results=None))  # untrusted: a person is told, and it is kept
+        probe.append("Trash", signal("Oud", sender="nieuws@elders.example", subject="Nieuwsbrief"))
     watcher = make_watcher(write_config(tmp_path, imap_server, smtp_server))
 
     result = watcher.run_cycle()
 
-    assert result.completed == 1 and result.verdicts == {"signal": 1}
-    assert [m.rcpt_tos for m in smtp_server.messages] == [(COORDINATOR,), (VT,)]
-    assert total_messages(imap_server) == {"INBOX": 0, "Sent": 0, "Trash": 0, "Junk": 0}
+    assert result.completed == 1 and result.verdicts == {"signal": 1, "needs_human": 1, "ignored": 1}
+    assert [m.rcpt_tos for m in smtp_server.messages] == [(COORDINATOR,), (VT,), (CONTACT, BACKUP)]
+    assert total_messages(imap_server) == {"INBOX": 0, "Sent": 0, "Trash": 1, "Junk": 0}

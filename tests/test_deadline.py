@@ -161,7 +161,7 @@ def test_waiting_message_then_recovery_reported_once(
         with freeze_time(at(MONDAY, moment), tick=True):
             svc.poll()
     texts = alerts(smtp_server)
-    assert sum("handmatig bekeken" in t for t in texts) == 1  # the message itself, once
+    assert sum("persoon naar moet kijken" in t for t in texts) == 1  # the message itself, once
     assert sum("niet volledig verwerkt" in t for t in texts) == 1  # the deadline, once
     assert sum("werkt weer" in t for t in texts) == 1  # recovery, once
 

@@ -74,7 +74,7 @@ class Rig:
     inbox: str = "INBOX"
 
     def fill(self, scenario: str) -> Waiting:
-        """Signals first (in UID order), then the untrusted message, and an old, untrusted copy in Trash."""
+        """Signals first (in UID order), then the untrusted message, and an old newsletter in Trash."""
         ids = []
         untrusted = signal("Noah Visser, 7-7-2013, Handle with Care", auth_results=UNTRUSTED_AUTH)
         with self.direct.probe() as probe:
@@ -83,8 +83,10 @@ class Rig:
                 probe.append(self.inbox, raw)
                 ids.append((message_id(raw), pupils))
             probe.append(self.inbox, untrusted)
-            probe.append(self.trash, signal("Oude kopie: Sanne van den Berg, 12-5-2013, Handle with Care",
-                                            auth_results=UNTRUSTED_AUTH))
+            # Old mail of no concern in Trash, which the purge removes. (A VT message in Trash now waits
+            # for a person like any other: see test_cycle.)
+            probe.append(self.trash, signal("Oude nieuwsbrief", sender="nieuws@elders.example",
+                                            subject="Nieuwsbrief", auth_results=None))
         return Waiting(tuple(ids), message_id(untrusted))
 
     def config(self, directory: Path, *, imap_timeout: int = 10, smtp_timeout: int = 10, retries: int = 0) -> Path:
@@ -190,7 +192,9 @@ def judge(rig: Rig, waiting: Waiting) -> Outcome:
             outcome.notices[named[0]] += 1
     with rig.direct.probe() as probe:
         for folder, raws in probe.all_messages().items():
-            rest = [raw for raw in raws if message_id(raw) != waiting.untrusted_id]
+            # The cycle's alert goes out last, so its (content-free) Sent copy waits for the next purge.
+            rest = [raw for raw in raws if message_id(raw) != waiting.untrusted_id
+                    and not message_id(raw).startswith("<hwc-alert.")]
             if folder == rig.inbox:
                 outcome.untrusted_kept = len(raws) - len(rest) == 1
             if rest:

@@ -363,7 +363,7 @@ def test_junk_signal_handled_spam_ignored_untrusted_alerted(
     again = watcher.run_cycle()
 
     assert result.error is None and result.completed == 1, result.error
-    assert result.verdicts == {"signal": 1, "needs_human": 1}  # the spam is not counted at all
+    assert result.verdicts == {"signal": 1, "needs_human": 1, "ignored": 1}  # the spam: judged, never touched
     assert result.alerts == 1 and again.alerts == 0
     assert [m.rcpt_tos for m in smtp_server.messages[:2]] == [(COORDINATOR,), (VT,)]
     alerts = [m for m in smtp_server.messages if CONTACT in m.rcpt_tos]

@@ -1,0 +1,175 @@
+"""What the daemon remembers between cycles: which messages it has judged, and how they ended.
+
+In memory only, and no pupil data: per folder, the UIDVALIDITY and UIDNEXT it last saw and, per
+UID, the verdict kind and reason, when the message arrived and when its alert went out; plus
+content hashes of signals whose notices went out but whose receipt or deletion is still pending.
+A restart forgets it all, which costs one look at the headers again, never a signal: a message
+is only ever deleted after this process itself sent its notice and receipt.
+
+Pure: no IMAP, no clock. The cycle tells it what SELECT said and what it judged, and asks what is
+new, what must be looked at again, and what may be deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hwc_watcher.classify import Kind
+from hwc_watcher.school_calendar import SchoolCalendar
+
+Role = Literal["inbox", "junk", "trash", "sent"]
+PurgeMode = Literal["handled", "all"]
+
+#: Our keyword for "a person was alerted about this message" (RFC 3501 flag-keyword).
+ALERTED_KEYWORD = b"$HwcAlerted"
+FLAGGED = b"\\Flagged"
+
+
+@dataclass
+class Judged:
+    """The end state of one message, as far as it is known."""
+
+    kind: Kind
+    reason: str
+    arrived: dt.datetime | None = None
+    #: needs_human: the local day the alert about it went out (None: not yet).
+    alerted_on: dt.date | None = None
+    #: signal: notices and receipt accepted (only the deletion is left).
+    done: bool = False
+    #: How many cycles judged it (an incomplete body gets one more look before a person is told).
+    looks: int = 1
+    #: needs_human: the date the message says it was written; a bounce: the addresses that refused.
+    received: dt.datetime | None = None
+    refused: tuple[str, ...] = ()
+
+    @property
+    def unalerted(self) -> bool:
+        """A person still has to hear of it (the alert did not go out yet, or failed)."""
+        return self.alerted_on is None and (self.kind == "needs_human" or self.reason == "test_bounce")
+
+    @property
+    def unfinished(self) -> bool:
+        """Must be read again next cycle: a signal not yet done, or a body the server had not finished."""
+        return (self.kind == "signal" and not self.done) or self.reason == "incomplete"
+
+
+@dataclass
+class FolderMemory:
+    uidvalidity: int
+    uidnext: int | None = None
+    exists: int = 0
+    judged: dict[int, Judged] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Look:
+    """What to do in a folder this cycle: the UIDs never judged, and the known ones to read again."""
+
+    new: tuple[int, ...]
+    again: tuple[int, ...]
+    #: True when SELECT alone showed that nothing changed (no search was needed).
+    unchanged: bool
+
+
+class Memory:
+    """Judged messages per folder, bounded by what the folders hold."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, FolderMemory] = {}
+        #: Content keys of signals whose notices were all accepted but whose receipt is still pending.
+        self.noticed: set[str] = set()
+
+    def folder(self, name: str, uidvalidity: int) -> FolderMemory:
+        """The memory of one folder; a new UIDVALIDITY means the old UIDs name nothing any more."""
+        known = self.folders.get(name)
+        if known is None or known.uidvalidity != uidvalidity:
+            known = self.folders[name] = FolderMemory(uidvalidity)
+        return known
+
+    @staticmethod
+    def unchanged(memory: FolderMemory, exists: int, uidnext: int | None) -> bool:
+        """SELECT says nothing arrived and nothing left since the last look."""
+        return uidnext is not None and memory.uidnext == uidnext and memory.exists == exists == len(memory.judged)
+
+    @staticmethod
+    def resync(memory: FolderMemory, present: Iterable[int], exists: int, uidnext: int | None) -> Look:
+        """After a UID search: forget what left the folder, and say what is new."""
+        uids = sorted(set(present))
+        still = set(uids)
+        for gone in [uid for uid in memory.judged if uid not in still]:
+            del memory.judged[gone]
+        memory.exists, memory.uidnext = exists, uidnext
+        new = tuple(uid for uid in uids if uid not in memory.judged)
+        again = tuple(uid for uid, j in sorted(memory.judged.items()) if j.unfinished)
+        return Look(new=new, again=again, unchanged=False)
+
+    @staticmethod
+    def again(memory: FolderMemory) -> Look:
+        return Look(new=(), again=tuple(uid for uid, j in sorted(memory.judged.items()) if j.unfinished),
+                    unchanged=True)
+
+    def waiting(self) -> int:
+        """Messages waiting for a person, in every folder."""
+        return sum(1 for m in self.folders.values() for j in m.judged.values() if j.kind == "needs_human")
+
+    def pending(self) -> int:
+        """Signals not yet completed, in every folder."""
+        return sum(1 for m in self.folders.values() for j in m.judged.values() if j.kind == "signal" and not j.done)
+
+    def not_ours(self, folders: Iterable[str]) -> tuple[int, dt.datetime | None]:
+        """How many messages in these folders are left alone as not ours, and the oldest arrival."""
+        count, oldest = 0, None
+        for name in folders:
+            memory = self.folders.get(name)
+            for judged in memory.judged.values() if memory else ():
+                if judged.kind == "ignored":
+                    count += 1
+                    if judged.arrived is not None and (oldest is None or judged.arrived < oldest):
+                        oldest = judged.arrived
+        return count, oldest
+
+
+def keep_until(alerted_on: dt.date, calendar: SchoolCalendar, school_day_end: dt.time,
+               tz: dt.tzinfo) -> dt.datetime:
+    """A message waiting in Trash stays until the end of the school day on which its alert went out.
+
+    An alert on a weekend or holiday keeps it until the end of the next school day: the person
+    told must still find it when they come in.
+    """
+    day = alerted_on
+    for _ in range(400):  # a calendar with no school day at all still ends
+        if calendar.is_school_day(day):
+            break
+        day += dt.timedelta(days=1)
+    return dt.datetime.combine(day, school_day_end, tzinfo=tz)
+
+
+def may_delete(role: Role, judged: Judged, purge: PurgeMode, *, now: dt.datetime,
+               kept_until: dt.datetime | None) -> bool:
+    """Whether a judged message may leave its folder now. The one rule book for deleting.
+
+    * a signal only once its notices and receipt were accepted;
+    * our own mail (Sent copies, read receipts and auto-replies to what we sent) always;
+    * with `purge = "all"`, everything judged in Sent, and in Trash everything but a signal
+      not yet done and a message waiting for a person (that one after `kept_until`);
+    * never a message that is not ours in the inbox or Junk, never one waiting for a person elsewhere.
+    """
+    if judged.kind == "signal":
+        return judged.done
+    if judged.kind == "own":
+        # A bounce of our test mail goes only once the contact was told which address refused it.
+        return judged.reason != "test_bounce" or judged.alerted_on is not None
+    if purge != "all" or role not in ("trash", "sent"):
+        return False
+    if judged.kind == "needs_human":
+        if role == "sent":
+            return True
+        return judged.alerted_on is not None and kept_until is not None and now >= kept_until
+    return True
+
+
+__all__ = ["ALERTED_KEYWORD", "FLAGGED", "FolderMemory", "Judged", "Look", "Memory", "Role", "keep_until",
+           "may_delete"]
