@@ -10,6 +10,7 @@ import smtplib
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,11 @@ from oauth_servers import (
     HOST,
     PASSWORD,
     PASSWORD_USER,
+    ConnectProxy,
     IntrospectionServer,
+    SilentEndpoint,
     TokenServer,
+    TricklingEndpoint,
     make_cert,
     make_rsa_key,
     oauth_dovecot,
@@ -133,10 +137,9 @@ def microsoft(token_server: TokenServer, tls: tuple[Path, Path], secret_file: Pa
     return auth
 
 
-@pytest.fixture
-def google_key(tmp_path: Path, token_server: TokenServer) -> Path:
-    """A service account key file whose token_uri is the local endpoint."""
-    pem = make_rsa_key(tmp_path / "sa-key.pem")
+def write_google_key(directory: Path, token_uri: str) -> Path:
+    """A service account key file (a fresh RSA key) whose token_uri is `token_uri`."""
+    pem = make_rsa_key(directory / "sa-key.pem")
     info = {
         "type": "service_account",
         "project_id": "school-project",
@@ -144,9 +147,15 @@ def google_key(tmp_path: Path, token_server: TokenServer) -> Path:
         "private_key": pem,
         "client_email": SA_EMAIL,
         "client_id": SA_CLIENT_ID,
-        "token_uri": token_server.google_token_uri,
+        "token_uri": token_uri,
     }
-    return _private(tmp_path / "service-account.json", json.dumps(info))
+    return _private(directory / "service-account.json", json.dumps(info))
+
+
+@pytest.fixture
+def google_key(tmp_path: Path, token_server: TokenServer) -> Path:
+    """A service account key file whose token_uri is the local endpoint."""
+    return write_google_key(tmp_path, token_server.google_token_uri)
 
 
 def google_config(key: Path, ca: Path) -> dict[str, Any]:
@@ -455,6 +464,75 @@ def test_google_delegation_missing(google_key: Path, tls: tuple[Path, Path], tok
     auth = parse_auth(google_config(google_key, tls[0]), "smtp")
     with pytest.raises(DeliveryAuthError, match=f"Domain Wide Delegation, add client ID {SA_CLIENT_ID}"):
         auth.smtp_login(smtplib.SMTP(), MAILBOX)
+
+
+# --------------------------------------------------------------------------- deadline and proxy
+
+TIMEOUT = 1
+#: What a deadline may overrun by on a busy two-core machine (thread start, MSAL import).
+SLACK = 1.5
+
+
+def _oauth(provider: str, endpoint: Any, tmp_path: Path, ca: Path, secret: Path) -> Any:
+    """A Microsoft or Google authenticator for [imap] whose token endpoint is `endpoint`, timeout 1 s."""
+    if provider == "microsoft":
+        config = ms_config(endpoint, ca, secret)
+    else:
+        config = google_config(write_google_key(tmp_path, endpoint.google_token_uri), ca)
+    config["imap"]["timeout"] = TIMEOUT
+    return parse_auth(config, "imap")
+
+
+@pytest.mark.parametrize("provider", ["microsoft", "google"])
+@pytest.mark.parametrize("endpoint_kind", [SilentEndpoint, TricklingEndpoint])
+def test_token_request_ends_within_the_timeout(
+    provider: str, endpoint_kind: type[Any], tmp_path: Path, tls: tuple[Path, Path], secret_file: Path
+) -> None:
+    """A token endpoint that never answers, or answers a byte at a time, costs at most the timeout: transient."""
+    with endpoint_kind(*tls) as endpoint:
+        auth = _oauth(provider, endpoint, tmp_path, tls[0], secret_file)
+        for attempt in range(2):  # the second call waits for the first, still-running request
+            started = time.monotonic()
+            with pytest.raises(TokenError, match=f"did not answer within {TIMEOUT} s") as caught:
+                auth.access_token()
+            elapsed = time.monotonic() - started
+            assert elapsed < TIMEOUT + SLACK, (attempt, elapsed)
+            assert attempt or elapsed >= TIMEOUT - 0.1  # the first one really waited
+            assert caught.value.transient is True
+        started = time.monotonic()
+        with pytest.raises(MailboxError) as login:
+            auth.imap_login(object(), MAILBOX)
+        assert time.monotonic() - started < TIMEOUT + SLACK
+        assert not isinstance(login.value, MailboxAuthError)
+        assert endpoint.connections >= 1
+
+
+@pytest.mark.parametrize("provider", ["microsoft", "google"])
+def test_token_request_uses_https_proxy_and_keeps_ca_file(
+    provider: str,
+    tmp_path: Path,
+    tls: tuple[Path, Path],
+    secret_file: Path,
+    token_server: TokenServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ca_file set, HTTPS_PROXY is still used and REQUESTS_CA_BUNDLE still cannot replace ca_file."""
+    proxy = ConnectProxy()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "https_proxy", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+        auth = _oauth(provider, token_server, tmp_path, tls[0], secret_file)
+        assert auth.access_token().startswith("tok-")
+        assert proxy.targets and set(proxy.targets) == {f"{HOST}:{token_server.port}"}
+        monkeypatch.setenv("NO_PROXY", HOST)
+        proxy.targets.clear()
+        auth.invalidate()
+        assert auth.access_token().startswith("tok-")
+        assert proxy.targets == []
+    finally:
+        proxy.stop()
 
 
 # --------------------------------------------------------------------------- token expiry
