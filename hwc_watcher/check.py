@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from hwc_watcher.auth import Authenticator, parse_auth
+from hwc_watcher.auth import Authenticator, is_microsoft_smtp, parse_auth
+from hwc_watcher.auth.base import MICROSOFT_BASIC_SMTP_NOTE
 from hwc_watcher.config import Config, load_config
 from hwc_watcher.cycle import smtp_authenticator
 from hwc_watcher.errors import DeliveryAuthError, HwcError, MailboxAuthError, TlsError
@@ -99,6 +100,8 @@ def run_check(config_path: Path, out: TextIO, *, now: Callable[[], dt.datetime] 
         report.ok("SMTP credentials readable", smtp_auth.kind if smtp_auth else "none (relay without login)")
     except HwcError as err:
         report.fail("SMTP credentials readable", str(err))
+    if smtp_auth is not None and smtp_auth.kind == "password" and is_microsoft_smtp(config.smtp.host):
+        report.warn("SMTP Basic auth on Microsoft 365", MICROSOFT_BASIC_SMTP_NOTE)
     _check_imap(config, auths.get("imap"), report)
     _check_smtp(config, smtp_auth, report)
     _check_routes(config, report)
