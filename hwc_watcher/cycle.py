@@ -132,13 +132,18 @@ class Watcher:
         self.composer = Composer(config)
         self.memory = Memory()
         self.alerter = Alerter(config, self.composer, smtp_auth)
-        self.sleep: Callable[[float], None] = time.sleep
+        #: Retry waits end at once on a stop request (SIGTERM), also inside the Outbox.
+        self.sleep: Callable[[float], None] = self._wait
         self.own_domain = config.smtp.from_address.rsplit("@", 1)[-1].lower()
 
     @classmethod
     def from_config(cls, config: Config, **kwargs: Any) -> Watcher:
         """Build the authenticators (reading the secrets now, so start-up fails fast) and the watcher."""
         return cls(config, parse_auth(config.raw, "imap"), smtp_authenticator(config), **kwargs)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep between retries, but wake up as soon as a stop is requested."""
+        self.stop.wait(seconds)
 
     # --- the cycle -------------------------------------------------------------------------
 
@@ -177,6 +182,8 @@ class Watcher:
                 if not result.error_transient or attempt >= attempts or self.stop.is_set():
                     break
                 self.sleep(self.config.schedule.retry_delay_s * 2 ** (attempt - 1))
+                if self.stop.is_set():
+                    break
             except Exception as err:  # noqa: BLE001 - a bug must not stop the daemon; the next cycle retries
                 # Only the type and where it happened: an exception's text could quote message content.
                 where = traceback.extract_tb(err.__traceback__)[-1]
