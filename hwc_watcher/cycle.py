@@ -27,7 +27,8 @@ from typing import Any
 
 from hwc_watcher import log
 from hwc_watcher.alerts import Alerter
-from hwc_watcher.auth import Authenticator, is_token_expired, parse_auth
+from hwc_watcher.auth import Authenticator, imap_authenticator, is_token_expired
+from hwc_watcher.auth import smtp_authenticator as _smtp_authenticator
 from hwc_watcher.classify import OWN_ID_PREFIX, Verdict, classify
 from hwc_watcher.compose import Composer, format_moment
 from hwc_watcher.config import Config
@@ -104,11 +105,8 @@ class Memory:
 
 
 def smtp_authenticator(config: Config) -> Authenticator | None:
-    """`[smtp] auth = "none"` is for a relay that accepts the school server by address."""
-    smtp = config.raw.get("smtp", {})
-    if isinstance(smtp, dict) and smtp.get("auth") == "none":
-        return None
-    return parse_auth(config.raw, "smtp")
+    """`[smtp] auth = "none"` is for a relay that accepts the school server by address: None."""
+    return _smtp_authenticator(config)
 
 
 class Watcher:
@@ -139,7 +137,7 @@ class Watcher:
     @classmethod
     def from_config(cls, config: Config, **kwargs: Any) -> Watcher:
         """Build the authenticators (reading the secrets now, so start-up fails fast) and the watcher."""
-        return cls(config, parse_auth(config.raw, "imap"), smtp_authenticator(config), **kwargs)
+        return cls(config, imap_authenticator(config), smtp_authenticator(config), **kwargs)
 
     def _wait(self, seconds: float) -> None:
         """Sleep between retries, but wake up as soon as a stop is requested."""

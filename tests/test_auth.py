@@ -198,7 +198,7 @@ def test_password_credential_from_systemd(tmp_path: Path, monkeypatch: pytest.Mo
     ("imap", "expected"),
     [
         ({"auth": "oauth", "username": MAILBOX, "password_file": "/x"}, "'oauth'"),
-        ({"username": MAILBOX}, "password_file or password_credential"),
+        ({"username": MAILBOX}, "imap.password_file or imap.password_credential"),
         ({"username": MAILBOX, "password_file": "/x", "password_credential": "y"}, "both"),
         ({"username": MAILBOX, "password_file": "relative"}, "absolute"),
         ({"auth": "none", "username": MAILBOX}, "always needs a login"),
@@ -227,7 +227,7 @@ def test_relative_paths_and_smtp_none(tmp_path: Path) -> None:
         "smtp": {"auth": "none"},
     }
     assert isinstance(parse_auth(config, "imap", base_dir=tmp_path), PasswordAuth)
-    relay = parse_auth(config, "smtp")
+    relay = parse_auth(config, "smtp", base_dir=tmp_path)
     assert isinstance(relay, NoAuth)
     relay.smtp_login(smtplib.SMTP(), MAILBOX)
 
@@ -239,7 +239,7 @@ def test_smtp_with_other_username_needs_own_password(tmp_path: Path) -> None:
         "imap": {"username": MAILBOX, "password_file": str(pw)},
         "smtp": {"username": "other@school.example"},
     }
-    with pytest.raises(ConfigError, match=r"\[smtp\] needs password_file"):
+    with pytest.raises(ConfigError, match=r"smtp.password_file or smtp.password_credential is missing"):
         parse_auth(config, "smtp")
 
 
@@ -250,8 +250,10 @@ def test_smtp_with_other_username_needs_own_password(tmp_path: Path) -> None:
         ({"tenant_id": "common"}, "tenant_id = 'common'"),
         ({"tenant_id": "not a tenant"}, "neither a GUID nor a domain"),
         ({"authority_host": "http://login.example"}, "authority_host"),
-        ({"client_secret": "inline"}, "unknown key"),
-        ({"client_secret_credential": "x"}, "both client_secret_file and client_secret_credential"),
+        ({"client_secret": "inline"}, "secrets are not accepted inside the config file"),
+        ({"client_secrt_file": "/x"}, "microsoft.client_secrt_file is not a known setting. Did you mean "
+                                      "microsoft.client_secret_file?"),
+        ({"client_secret_credential": "x"}, "client_secret_file and microsoft.client_secret_credential are both set"),
         ({"certificate_file": "/etc/x.pem"}, "exactly one credential"),
         ({"ca_file": "/does/not/exist"}, "ca_file"),
     ],
@@ -761,8 +763,9 @@ def test_password_smtp_login(tmp_path: Path, smtp_server: Callable[..., Any]) ->
     _, connect = smtp_server(authenticator=authenticator)
     good = _private(tmp_path / "good", "hunter2\n")
     bad = _private(tmp_path / "bad", "letmein\n")
-    parse_auth({"smtp": {"username": MAILBOX, "password_file": str(good)}}, "smtp").smtp_login(connect(), MAILBOX)
-    auth = parse_auth({"smtp": {"username": MAILBOX, "password_file": str(bad)}}, "smtp")
+    imap = {"username": MAILBOX, "password_file": str(good)}
+    parse_auth({"imap": imap, "smtp": {"password_file": str(good)}}, "smtp").smtp_login(connect(), MAILBOX)
+    auth = parse_auth({"imap": imap, "smtp": {"password_file": str(bad)}}, "smtp")
     with pytest.raises(DeliveryAuthError, match=re.escape(f"the password in the file {bad}")) as caught:
         auth.smtp_login(connect(), MAILBOX)
     assert "letmein" not in str(caught.value)

@@ -7,7 +7,8 @@ never care which one a school uses.
 
 - ``base``: the interface, password and no login, shared helpers;
 - ``oauth2``: XOAUTH2, token caching and the token request's deadline;
-- ``microsoft`` / ``google``: getting a token and explaining refusals.
+- ``microsoft`` / ``google``: getting a token and explaining refusals;
+- ``build``: authenticators from the config layer's typed login settings (reads the secrets).
 """
 
 from hwc_watcher.auth.base import (
@@ -19,10 +20,10 @@ from hwc_watcher.auth.base import (
     is_token_expired,
     xoauth2_string,
 )
+from hwc_watcher.auth.build import authenticator_for, imap_authenticator, parse_auth, smtp_authenticator
 from hwc_watcher.auth.google import GOOGLE_SCOPE, GoogleAuth
 from hwc_watcher.auth.microsoft import DEFAULT_AUTHORITY_HOST, MICROSOFT_SCOPE, MicrosoftAuth
 from hwc_watcher.auth.oauth2 import HTTP_TIMEOUT, OAuth2Auth
-from hwc_watcher.auth.parse import parse_auth
 
 __all__ = [
     "DEFAULT_AUTHORITY_HOST",
@@ -36,8 +37,11 @@ __all__ = [
     "OAuth2Auth",
     "PasswordAuth",
     "TokenError",
+    "authenticator_for",
+    "imap_authenticator",
     "is_microsoft_smtp",
     "is_token_expired",
     "parse_auth",
+    "smtp_authenticator",
     "xoauth2_string",
 ]
