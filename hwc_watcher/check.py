@@ -212,7 +212,7 @@ def _check_example_values(config: Config, report: Report) -> None:
     else:
         report.ok("own values filled in", "no values left from config.example.toml")
     if placeholder:
-        report.warn("placeholder domains",
+        report.warn("placeholders",
                     f"{len(placeholder)} value(s) look like placeholders (a domain that receives no mail, "
                     f"the example school): "
                     + "; ".join(placeholder[:5]) + ("; …" if len(placeholder) > 5 else ""))
