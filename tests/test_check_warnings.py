@@ -9,20 +9,8 @@ import pytest
 from builders import private_file, write_config
 from mailprobe import ImapAccount
 
-from hwc_watcher import check
 from hwc_watcher.check import run_check
 from hwc_watcher.embedded_servers import SmtpCapture
-
-
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reaches the internet: every non-loopback host counts as unreachable."""
-    real = check._reachable
-
-    def reachable(host: str, port: int, timeout: float) -> str | None:
-        return real(host, port, timeout) if host in ("127.0.0.1", "localhost") else f"{host} is offline in tests"
-
-    monkeypatch.setattr(check, "_reachable", reachable)
 
 
 @pytest.mark.usefixtures("offline")

@@ -13,7 +13,6 @@ import pytest
 from builders import private_file, write_config
 from mailprobe import ImapAccount, TlsFiles
 
-from hwc_watcher import check
 from hwc_watcher.check import run_check
 from hwc_watcher.cli import main
 from hwc_watcher.config import SCHEMA, load_config, parse_config
@@ -269,16 +268,6 @@ def test_toml_writer_round_trips() -> None:
 
 # --- example values ---------------------------------------------------------------------------------
 
-
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reaches the internet: every non-loopback host counts as unreachable."""
-    real = check._reachable
-
-    def reachable(host: str, port: int, timeout: float) -> str | None:
-        return real(host, port, timeout) if host in ("127.0.0.1", "localhost") else f"{host} is offline in tests"
-
-    monkeypatch.setattr(check, "_reachable", reachable)
 
 
 def run(path: Path) -> tuple[int, str]:
