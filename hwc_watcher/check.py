@@ -1,5 +1,8 @@
 """`hwc-watcher check`: one ✓/✗ line per step, with a fix for every ✗. Changes nothing.
 
+With `--send-test` it also sends one marked test mail (no pupil data) to every address a notice or
+an alert can go to, and reports each; that is the only thing it ever sends.
+
 The steps follow the order in which an admin fixes things: the file, the secrets, the
 network, TLS, the login, the folders, then the same for SMTP. A failed step makes the
 steps that depend on it pointless, so they are skipped with a short note.
@@ -8,19 +11,21 @@ steps that depend on it pointless, so they are skipped with a short note.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from hwc_watcher.auth import Authenticator, parse_auth
-from hwc_watcher.config import Config, load_config
-from hwc_watcher.cycle import smtp_authenticator
-from hwc_watcher.errors import DeliveryAuthError, HwcError, MailboxAuthError, TlsError
+from hwc_watcher.auth import Authenticator, imap_authenticator, is_microsoft_smtp, smtp_authenticator
+from hwc_watcher.auth.base import MICROSOFT_BASIC_SMTP_NOTE
+from hwc_watcher.config import Config, LoginSettings, load_config
+from hwc_watcher.errors import ConfigError, DeliveryAuthError, HwcError, MailboxAuthError, TlsError
 from hwc_watcher.mailbox import Mailbox
 from hwc_watcher.outbox import Outbox
 from hwc_watcher.routing import Router
+from hwc_watcher.send_test import recipients, send_tests
 from hwc_watcher.service import next_polls
 
 
@@ -72,37 +77,45 @@ def _reachable(host: str, port: int, timeout: float) -> str | None:
         return f"{host}:{port} cannot be reached ({err.strerror or err})"
 
 
-def run_check(config_path: Path, out: TextIO, *, now: Callable[[], dt.datetime] | None = None) -> int:
-    """Run every step; return 0 when all passed, 1 otherwise."""
+def run_check(
+    config_path: Path,
+    out: TextIO,
+    *,
+    now: Callable[[], dt.datetime] | None = None,
+    send_test: bool = False,
+) -> int:
+    """Run every step; return 0 when all passed, 1 otherwise. With send_test, mail every person once."""
     report = Report(out)
+    clock = now or (lambda: dt.datetime.now(dt.UTC))
     try:
         config = load_config(config_path)
-    except HwcError as err:
-        report.fail("config valid", str(err), "edit the file and run check again")
-        return 1
-    report.ok("config valid", str(config_path))
-    if config.veilig_thuis.auth_check == "off":
-        report.warn(
-            "sender authentication",
-            'veilig_thuis.authentication = "off": a forged message from a VT address would be obeyed. '
-            "Turn it back on as soon as the mail server adds Authentication-Results.",
-        )
+    except ConfigError as err:
+        report.fail("config valid", str(err), err.fix or "edit the file and run check again")
+        return _summary(report, out)
+    report.ok("config valid", str(config.source or config_path))
+    _check_example_values(config, report)
+    _check_senders(config, report)
     auths: dict[str, Authenticator] = {}
     try:
-        auths["imap"] = parse_auth(config.raw, "imap")
-        report.ok("IMAP credentials readable", auths["imap"].kind)
+        auths["imap"] = imap_authenticator(config)
+        report.ok("IMAP credentials readable", _auth_detail(config.imap.auth))
     except HwcError as err:
-        report.fail("IMAP credentials readable", str(err))
+        report.fail("IMAP credentials readable", str(err), _fix(err))
     smtp_auth: Authenticator | None = None
+    smtp_readable = False
     try:
         smtp_auth = smtp_authenticator(config)
-        report.ok("SMTP credentials readable", smtp_auth.kind if smtp_auth else "none (relay without login)")
+        smtp_readable = True
+        report.ok("SMTP credentials readable",
+                  _auth_detail(config.smtp.auth) if smtp_auth else "none (relay without login)")
     except HwcError as err:
-        report.fail("SMTP credentials readable", str(err))
+        report.fail("SMTP credentials readable", str(err), _fix(err))
+    if config.smtp.auth.kind == "password" and is_microsoft_smtp(config.smtp.host):
+        report.warn("SMTP Basic auth on Microsoft 365", MICROSOFT_BASIC_SMTP_NOTE)
     _check_imap(config, auths.get("imap"), report)
-    _check_smtp(config, smtp_auth, report)
+    smtp_ok = _check_smtp(config, smtp_auth, report) if smtp_readable else _skip_smtp(config, report)
     _check_routes(config, report)
-    moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
+    moment = clock()
     polls = ", ".join(m.strftime("%a %d %b %H:%M") for m in next_polls(config.schedule, moment, 4))
     report.ok("schedule", f"next polls: {polls} ({config.schedule.timezone.key})")
     today = moment.astimezone(config.schedule.timezone).date()
@@ -112,9 +125,132 @@ def run_check(config_path: Path, out: TextIO, *, now: Callable[[], dt.datetime] 
         kind += f" ({off.name})"
     report.ok("calendar", f"{len(config.calendar.days_off)} day(s) off configured; today is {kind}; "
               f"deadline {config.schedule.deadline:%H:%M}")
+    if send_test:
+        if smtp_ok:
+            _send_tests(config, smtp_auth, report, clock)
+        else:
+            report.skip("test mails", "SMTP is not working yet: nothing was sent")
+    return _summary(report, out)
+
+
+def _summary(report: Report, out: TextIO) -> int:
     summary = "all checks passed" if not report.failures else f"{report.failures} check(s) failed"
     print(f"\n{summary}" + (f", {report.warnings} warning(s)" if report.warnings else ""), file=out)
     return 0 if not report.failures else 1
+
+
+def _fix(err: HwcError) -> str:
+    """The error's own fix line, when it has one."""
+    return err.fix if isinstance(err, ConfigError) else ""
+
+
+def _auth_detail(login: LoginSettings) -> str:
+    if login.kind == "password" and login.password is not None:
+        return f"password from {login.password.label}"
+    return login.kind
+
+
+def _skip_smtp(config: Config, report: Report) -> bool:
+    report.skip("SMTP login", "credentials not readable")
+    return False
+
+
+# --- what a person gets wrong ------------------------------------------------------------------------
+
+#: Values from config.example.toml and the docs: the school has not filled these in yet.
+_EXAMPLE_HOSTS = frozenset({"imap.example.nl", "smtp.example.nl"})
+_EXAMPLE_DOMAIN = "school.example.nl"
+_EXAMPLE_SENDERS = frozenset({"signalen@veiligthuis.example.nl", "@veiligthuis.example.nl"})
+_EXAMPLE_IDS = frozenset({"00000000-0000-0000-0000-000000000000", "11111111-1111-1111-1111-111111111111"})
+#: Domains that can never receive mail (RFC 2606/6761) and the project's own placeholder domain.
+_PLACEHOLDER = re.compile(r"(?:^|\.)(?:example\.(?:com|net|org|nl)|example|test|invalid)$")
+
+
+def _example_values(config: Config) -> tuple[list[str], list[str]]:
+    """(values copied unchanged from the example, values on a placeholder domain), as `key = 'value'`."""
+    unchanged: list[str] = []
+    placeholder: list[str] = []
+
+    def look(key: str, value: str | None, *, host: bool = False) -> None:
+        if not value:
+            return
+        domain = value.lower().rsplit("@", 1)[-1]
+        shown = f"{key} = {value!r}"
+        if (host and value.lower() in _EXAMPLE_HOSTS) or domain == _EXAMPLE_DOMAIN or value.lower() in (
+                _EXAMPLE_SENDERS | _EXAMPLE_IDS):
+            unchanged.append(shown)
+        elif _PLACEHOLDER.search(domain):
+            placeholder.append(shown)
+
+    look("imap.host", config.imap.host, host=True)
+    look("smtp.host", config.smtp.host, host=True)
+    look("imap.username", config.imap.username)
+    if config.smtp.username != config.imap.username:
+        look("smtp.username", config.smtp.username)
+    look("smtp.from_address", config.smtp.from_address)
+    for i, sender in enumerate(config.veilig_thuis.senders):
+        look(f"veilig_thuis.senders[{i}]", sender)
+    look("veilig_thuis.receipt_to", config.veilig_thuis.receipt_to)
+    for recipient in recipients(config):
+        for key in recipient.keys:
+            look(key, recipient.person.email)
+    if config.messages.school_name == "Het Voorbeeldcollege":
+        placeholder.append("messages.school_name = 'Het Voorbeeldcollege'")
+    if config.microsoft is not None:
+        look("microsoft.tenant_id", config.microsoft.tenant_id)
+        look("microsoft.client_id", config.microsoft.client_id)
+    return unchanged, placeholder
+
+
+def _check_example_values(config: Config, report: Report) -> None:
+    unchanged, placeholder = _example_values(config)
+    if unchanged:
+        report.fail("own values filled in", f"{len(unchanged)} value(s) are still the example's",
+                    "replace each with the school's own value (see the comments in the config file)")
+        for line in unchanged:
+            report.detail(line)
+    else:
+        report.ok("own values filled in", "no values left from config.example.toml")
+    if placeholder:
+        report.warn("placeholders",
+                    f"{len(placeholder)} value(s) look like placeholders (a domain that receives no mail, "
+                    f"the example school): "
+                    + "; ".join(placeholder[:5]) + ("; …" if len(placeholder) > 5 else ""))
+
+
+def _check_senders(config: Config, report: Report) -> None:
+    """Print whom the daemon will trust, and how: a wrong list means real signals are never handled."""
+    vt = config.veilig_thuis
+    shown = ", ".join(f"{s} (the whole domain {s[1:]})" if s.startswith("@") else s for s in vt.senders)
+    report.ok("Veilig Thuis senders", shown)
+    where = (f"the Authentication-Results header of {', '.join(vt.authserv_ids)}" if vt.authserv_ids
+             else "the topmost Authentication-Results header")
+    if vt.auth_check == "off":
+        report.warn(
+            "sender authentication",
+            'veilig_thuis.authentication = "off": a forged message from a VT address would be obeyed. '
+            "Turn it back on as soon as the mail server adds Authentication-Results.",
+        )
+        return
+    rule = "dmarc=pass" if vt.auth_check == "dmarc" else "dmarc=pass, or dkim=pass for the From domain"
+    report.ok("sender authentication", f"a message counts as from Veilig Thuis only when {where} says {rule}")
+
+
+def _send_tests(config: Config, auth: Authenticator | None, report: Report,
+                clock: Callable[[], dt.datetime]) -> None:
+    """One test mail per address over the real SMTP path; a ✓ or ✗ line each."""
+    outcomes = send_tests(config, auth, now=clock)
+    for outcome in outcomes:
+        person = outcome.recipient.person
+        step = f"test mail to {person.email}"
+        keys = ", ".join(outcome.recipient.keys)
+        if outcome.accepted:
+            report.ok(step, f"{', '.join(outcome.recipient.roles)}; {outcome.detail}")
+        else:
+            report.fail(step, f"{outcome.detail} ({keys})", f"check the address in {keys}")
+    if any(o.accepted for o in outcomes):
+        report.detail("Accepted only means the school's SMTP server took it. A test mail that bounces later "
+                      "arrives in the HwC mailbox; ask each person whether theirs arrived.")
 
 
 def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> None:
@@ -132,14 +268,15 @@ def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> N
     try:
         mailbox.connect()
     except TlsError as err:
-        report.fail("IMAP TLS verified", str(err))
+        report.fail("IMAP TLS verified", str(err),
+                    "check imap.host; for a server with the school's own CA set imap.ca_file")
         return
     except MailboxAuthError as err:
         _tls_line(report, "IMAP", s.security)
-        report.fail("IMAP login", str(err))
+        report.fail("IMAP login", str(err), "the message above names the cause; fix it and run check again")
         return
     except HwcError as err:
-        report.fail("IMAP session", str(err))
+        report.fail("IMAP session", str(err), "a network or server problem: run check again later")
         return
     try:
         _tls_line(report, "IMAP", s.security)
@@ -165,27 +302,30 @@ def _tls_line(report: Report, what: str, security: str) -> None:
         report.ok(f"{what} TLS verified", security)
 
 
-def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> None:
+def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> bool:
+    """True when a message could be sent now (reachable, TLS, login)."""
     s = config.smtp
     problem = _reachable(s.host, s.port, s.timeout)
     if problem:
         report.fail("SMTP reachable", problem, "check smtp.host and smtp.port, and the server's firewall")
-        return
+        return False
     report.ok("SMTP reachable", f"{s.host}:{s.port}")
     outbox = Outbox(s, auth)
     try:
         outbox.connect()
     except DeliveryAuthError as err:
         _tls_line(report, "SMTP", s.security)
-        report.fail("SMTP login", str(err))
-        return
+        report.fail("SMTP login", str(err), "the message above names the cause; fix it and run check again")
+        return False
     except HwcError as err:
-        report.fail("SMTP TLS verified" if s.security != "plain" else "SMTP session", str(err))
-        return
+        report.fail("SMTP TLS verified" if s.security != "plain" else "SMTP session", str(err),
+                    "check smtp.host, smtp.port and smtp.security; for the school's own CA set smtp.ca_file")
+        return False
     finally:
         outbox.close()
     _tls_line(report, "SMTP", s.security)
     report.ok("SMTP login", s.username if auth else "no login (relay)")
+    return True
 
 
 def _check_routes(config: Config, report: Report) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from hwc_watcher import __version__, log
 from hwc_watcher.config import DEFAULT_CONFIG_PATH, Config, load_config
 from hwc_watcher.errors import HwcError
+from hwc_watcher.resources import EXAMPLE_CONFIG, UNITS, read_text
 
 EXIT_OK, EXIT_ATTENTION, EXIT_CONFIG = 0, 1, 2
 
@@ -38,13 +39,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=("auto", "json", "console"), default="auto",
                         help="log output: JSON lines (journald), console, or auto by terminal")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("check", help="check config, servers, TLS, logins and folders; changes nothing")
+    check = sub.add_parser("check", help="check config, servers, TLS, logins and folders; changes nothing")
+    check.add_argument("--send-test", action="store_true",
+                       help="also send one marked test mail (no pupil data) to every coordinator, backup and "
+                            "the contact, and report each address")
     once = sub.add_parser("once", help="run one cycle and exit (1 if anything needs attention)")
     once.add_argument("--dry-run", action="store_true", help="decide and log, but send and delete nothing")
     sub.add_parser("run", help="run the scheduled daemon (systemd Type=notify)")
     inspect = sub.add_parser("inspect", help="show how one .eml message would be treated; sends nothing")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    example = sub.add_parser("example-config", help="print the example config (or write it with -o)")
+    example.add_argument("-o", "--output", type=Path, help="write it to this new file (mode 0640)")
+    unit = sub.add_parser("unit-file", help="print the systemd unit: 'service' (one school) or 'template' "
+                                            "(hwc-watcher@.service, one instance per school)")
+    unit.add_argument("kind", choices=sorted(UNITS), nargs="?", default="service")
     demo = sub.add_parser("demo", help="a full cycle against built-in mail servers on this machine")
     demo.add_argument("--keep-running", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -57,13 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.configure(json=None if fmt == "auto" else fmt == "json")
     try:
         if args.command == "demo":
-            from hwc_watcher.demo import run_demo
-
-            return run_demo(sys.stdout)
+            return _demo()
         if args.command == "check":
             from hwc_watcher.check import run_check
 
-            return run_check(args.config, sys.stdout)
+            return run_check(args.config, sys.stdout, send_test=args.send_test)
+        if args.command == "example-config":
+            return _example_config(args.output)
+        if args.command == "unit-file":
+            sys.stdout.write(read_text(UNITS[args.kind]))
+            return EXIT_OK
         config = load_config(args.config)
         if args.command == "inspect":
             return _inspect(config, args.file, as_json=args.json)
@@ -75,6 +87,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hwc-watcher: {err}", file=sys.stderr)
         return EXIT_CONFIG
     return EXIT_CONFIG  # pragma: no cover - argparse enforces a command
+
+
+def _demo() -> int:
+    """The demo needs the [demo] extra (pymap, aiosmtpd): say how to get it instead of a traceback."""
+    try:
+        import aiosmtpd  # noqa: F401 - only to find out whether the extra is installed
+        import pymap  # noqa: F401
+
+        from hwc_watcher.demo import run_demo
+    except ImportError as err:
+        pip = Path(sys.executable).with_name("pip")
+        print(f"hwc-watcher: the demo needs the optional mail servers ({err.name} is not installed). "
+              f"Install them with: {pip} install 'hwc-watcher[demo]' (from a checkout: {pip} install -e '.[demo]')",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    return run_demo(sys.stdout)
+
+
+def _example_config(output: Path | None) -> int:
+    text = read_text(EXAMPLE_CONFIG)
+    if output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        with os.fdopen(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640), "w", encoding="utf-8") as f:
+            f.write(text)
+    except FileExistsError:
+        print(f"hwc-watcher: {output} already exists; not overwritten.", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as err:
+        print(f"hwc-watcher: cannot write {output}: {err.strerror}.", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"wrote {output} (mode 0640); edit it, then: hwc-watcher --config {output} check", file=sys.stderr)
+    return EXIT_OK
 
 
 def _watcher(config: Config) -> Any:

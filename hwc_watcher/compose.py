@@ -69,22 +69,6 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "Dit is een automatisch bericht.\n"
         ),
         "alert_subject": "Actie nodig: Handle with Care-mailbox",
-        "alert_needs_human": (
-            "Er staat een bericht in de HwC-mailbox dat handmatig bekeken moet worden.\n\n"
-            "De automatische verwerking kon dit bericht niet met zekerheid lezen of vertrouwen, en\n"
-            "heeft het daarom laten staan. Open de HwC-mailbox nu, lees het bericht en handel het\n"
-            "af zoals in het Handle with Care-protocol staat (zorgcoördinator informeren,\n"
-            "ontvangstbevestiging sturen, bericht overal verwijderen).\n\n"
-            "Ontvangen: $received\n"
-            "Soort probleem: $problem\n\n"
-            "Deze melding bevat bewust geen gegevens uit het bericht.\n"
-        ),
-        "alert_delivery": (
-            "Een Handle with Care-melding kon niet worden afgeleverd bij $failed.\n\n"
-            "De melding is in plaats daarvan naar de achterwacht gestuurd. Controleer het\n"
-            "e-mailadres in de configuratie van hwc-watcher.\n\n"
-            "Deze melding bevat bewust geen gegevens van de leerling.\n"
-        ),
         "alert_deadline": (
             "Het is $deadline en de Handle with Care-mailbox is niet volledig verwerkt:\n\n"
             "    $problem\n\n"
@@ -97,12 +81,6 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "    $error\n\n"
             "Geef dit door aan de ICT-beheerder. Controleer tot het is opgelost de HwC-mailbox\n"
             "elke ochtend handmatig.\n"
-        ),
-        "alert_pupil_list": (
-            "De leerlingenlijst kan niet worden gebruikt:\n\n"
-            "    $problem\n\n"
-            "Tot dit is opgelost gaan alle meldingen naar de standaard-zorgcoördinator. Geef dit door\n"
-            "aan de ICT-beheerder.\n"
         ),
         "alert_recovered": (
             "hwc-watcher werkt weer: de Handle with Care-mailbox is om $moment gecontroleerd en\n"
@@ -143,10 +121,6 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "$oldest). hwc-watcher laat ze staan: kijk ze na en verwijder ze. Het convenant vraagt een\n"
             "lege mailbox.\n"
         ),
-        "alert_cleanup": (
-            "Na het verwerken van de HwC-mailbox zijn nog $count bericht(en) gevonden die verwijderd\n"
-            "hadden moeten zijn. Controleer de mappen van de HwC-mailbox en verwijder ze handmatig.\n"
-        ),
     },
     "en": {
         "notice": (
@@ -181,19 +155,6 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "Kind regards,\n$school\n\nThis is an automatic message.\n"
         ),
         "alert_subject": "Action needed: Handle with Care mailbox",
-        "alert_needs_human": (
-            "There is a message in the HwC mailbox that must be looked at by hand.\n\n"
-            "Automatic processing could not read or trust it with certainty and left it in place.\n"
-            "Open the HwC mailbox now, read the message and handle it as the Handle with Care\n"
-            "protocol says (inform the care coordinator, send a receipt, delete it everywhere).\n\n"
-            "Received: $received\nKind of problem: $problem\n\n"
-            "This alert deliberately contains nothing from the message.\n"
-        ),
-        "alert_delivery": (
-            "A Handle with Care notice could not be delivered to $failed.\n\n"
-            "It was sent to the backup instead. Check the address in the hwc-watcher config.\n\n"
-            "This alert deliberately contains no pupil data.\n"
-        ),
         "alert_deadline": (
             "It is $deadline and the Handle with Care mailbox has not been fully processed:\n\n"
             "    $problem\n\n"
@@ -206,12 +167,6 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "    $error\n\n"
             "Pass this on to the ICT admin. Until it is fixed, check the HwC mailbox by hand\n"
             "every morning.\n"
-        ),
-        "alert_pupil_list": (
-            "The pupil list cannot be used:\n\n"
-            "    $problem\n\n"
-            "Until this is fixed every notice goes to the default care coordinator. Pass this on to\n"
-            "the ICT admin.\n"
         ),
         "alert_recovered": (
             "hwc-watcher works again: the Handle with Care mailbox was checked at $moment and\n"
@@ -251,10 +206,6 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "The HwC mailbox holds $count message(s) that are not from Veilig Thuis (the oldest from\n"
             "$oldest). hwc-watcher leaves them alone: look at them and delete them. The covenant asks\n"
             "for an empty mailbox.\n"
-        ),
-        "alert_cleanup": (
-            "After processing the HwC mailbox, $count message(s) that should have been deleted\n"
-            "were still found. Check the folders of the HwC mailbox and delete them by hand.\n"
         ),
     },
 }

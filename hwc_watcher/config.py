@@ -1,39 +1,165 @@
-"""Load the one TOML file an admin writes, and validate all of it at start-up.
+"""The one config layer: load the TOML file an admin writes and validate all of it at start-up.
 
-Every problem is reported with the key and the bad value, so the admin can fix the file
-without reading code. Values end up in frozen dataclasses: nothing is read lazily mid-run.
-Secrets are never inline: the `*_file` / `*_credential` keys are checked by `hwc_watcher.auth`.
+Every section is validated here, with the same small validators and one key notation
+(`imap.timeout`, `imap.folders.sent`, `route[2].coordinator.email`, `calendar.days_off[1].from`).
+Unknown keys and sections are refused everywhere, with a "did you mean …?" for typos. The rest of
+the program gets frozen, typed settings and never sees the TOML document.
+
+Secrets are never read here: `*_file` / `*_credential` keys become `SecretRef`s (paths are resolved,
+relative to the config file), and `hwc_watcher.auth` reads them when it builds the logins, so that
+`check` can report "config valid" and "credentials readable" as two steps with their own fixes.
+
+Why no schema library (msgspec, pydantic): the messages are the product here ("imap.port must be
+1–65535, got 0", "imap.timout is not a known setting. Did you mean imap.timeout?"), the cross-field
+rules (plain text only to loopback, [smtp] inheriting [imap], route columns from [pupil_list]) are
+most of the code, and translating a library's error objects back into admin language would be as
+long as these validators, plus a dependency.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import ipaddress
+import os
 import re
 import ssl
 import tomllib
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
 from hwc_watcher.errors import ConfigError
-from hwc_watcher.routing import Person, RoutingConfig, parse_person, parse_routing
-from hwc_watcher.school_calendar import SchoolCalendar, parse_calendar
-from hwc_watcher.secrets import ensure_private
+from hwc_watcher.pupil_list import PupilListConfig
+from hwc_watcher.routing import BackupMode, Condition, Person, Route, RoutingConfig, Rule
+from hwc_watcher.school_calendar import DayOff, SchoolCalendar
+from hwc_watcher.secrets import credential_path, ensure_private
 
 DEFAULT_CONFIG_PATH = Path("/etc/hwc-watcher/config.toml")
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 
 Security = Literal["tls", "starttls", "plain"]
 PurgeMode = Literal["handled", "all"]
 AuthCheck = Literal["dmarc", "dmarc_or_dkim", "off"]
 Language = Literal["nl", "en"]
+AuthKind = Literal["password", "microsoft", "google", "none"]
 
 _SECRET_INLINE_KEYS = ("password", "client_secret", "token", "secret")
 _SENDER = re.compile(r"^(?:[a-z0-9!#$%&'*+/=?^_`{|}~.-]+)?@(?:[a-z0-9-]+\.)+[a-z]{2,}$")
+_ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+_AUTHORITY = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+_TOML_LINE = re.compile(r"at line (\d+)")
+
+#: The texts an admin may override in [messages.templates] (compose.TEXTS holds each; a test checks both agree).
+TEMPLATE_NAMES = frozenset({
+    "notice", "receipt", "alert_digest", "item_waiting", "item_bounce", "item_delivery", "item_test_bounce",
+    "item_signal_failed", "item_pupil_list", "item_cleanup", "alert_deadline", "alert_failure", "alert_recovered",
+    "alert_left_alone",
+})  # fmt: skip
+
+# Every key the config file may hold, per table: the single list `check`, the errors and the tests use.
+_SERVER_KEYS = ("host", "port", "security", "allow_plaintext", "username", "auth", "password_file",
+                "password_credential", "ca_file", "timeout")
+SCHEMA: Mapping[str, frozenset[str]] = MappingProxyType({
+    "": frozenset({"imap", "smtp", "microsoft", "google", "veilig_thuis", "coordinator", "backup", "contact",
+                   "pupil_list", "route", "messages", "schedule", "calendar", "alerts", "limits"}),
+    "imap": frozenset({*_SERVER_KEYS, "purge", "folders"}),
+    "imap.folders": frozenset({"sent", "trash", "junk"}),
+    "smtp": frozenset({*_SERVER_KEYS, "from_address", "from_name"}),
+    "microsoft": frozenset({"tenant_id", "client_id", "client_secret_file", "client_secret_credential",
+                            "certificate_file", "certificate_credential", "certificate_thumbprint",
+                            "authority_host", "ca_file"}),
+    "google": frozenset({"service_account_file", "service_account_credential", "ca_file"}),
+    "veilig_thuis": frozenset({"senders", "receipt_to", "authentication", "authserv_ids", "read_receipts"}),
+    "coordinator": frozenset({"name", "email"}),
+    "backup": frozenset({"name", "email", "mode"}),
+    "contact": frozenset({"name", "email"}),
+    "pupil_list": frozenset({"path", "first_name", "official_first_names", "infix", "last_name", "birth_date",
+                             "route_columns", "show_columns"}),
+    "route": frozenset({"name", "when", "coordinator", "backup"}),
+    "messages": frozenset({"language", "school_name", "notice_subject", "receipt_subject", "alert_subject",
+                           "templates"}),
+    "messages.templates": TEMPLATE_NAMES,
+    "schedule": frozenset({"timezone", "busy_start", "busy_end", "busy_interval_minutes", "quiet_interval_minutes",
+                           "deadline", "retries", "retry_delay_seconds", "cycle_timeout_seconds"}),
+    "calendar": frozenset({"days_off"}),
+    "calendar.days_off": frozenset({"from", "to", "name"}),
+    "alerts": frozenset({"webhook_url", "webhook_format", "heartbeat_url", "ca_file"}),
+    "limits": frozenset({"max_message_bytes"}),
+})  # fmt: skip
+
+
+# --- typed settings ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives: a file or a systemd credential. Never the secret itself."""
+
+    #: The config key that names it, e.g. "imap.password_file".
+    key: str
+    file: Path | None = None
+    credential: str | None = None
+
+    @property
+    def label(self) -> str:
+        """For messages: "the file /etc/…" or "the systemd credential 'imap-password'"."""
+        return f"the file {self.file}" if self.file is not None else f"the systemd credential {self.credential!r}"
+
+    def path(self) -> Path:
+        """The file to read; a credential is looked up in $CREDENTIALS_DIRECTORY (SecretError if unset)."""
+        if self.file is not None:
+            return self.file
+        return credential_path(self.credential or "")
+
+
+@dataclass(frozen=True)
+class LoginSettings:
+    """How [imap] or [smtp] logs in (after [smtp] has inherited from [imap])."""
+
+    section: Literal["imap", "smtp"]
+    kind: AuthKind
+    username: str
+    #: With kind == "password": where the password is (for [smtp] possibly [imap]'s).
+    password: SecretRef | None = None
+    #: Seconds for the server and for a token request on its behalf.
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class MicrosoftSettings:
+    """`[microsoft]`: the app registration for auth = "microsoft"."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: SecretRef | None
+    certificate: SecretRef | None
+    #: 40 upper-case hex digits, or None (MSAL computes it from the PEM's certificate).
+    certificate_thumbprint: str | None
+    authority_host: str
+    ca_file: Path | None
+
+    @property
+    def credential(self) -> SecretRef:
+        """The one credential (validation made sure there is exactly one)."""
+        ref = self.client_secret or self.certificate
+        if ref is None:  # pragma: no cover - refused by _microsoft
+            raise ConfigError("microsoft needs exactly one credential.")
+        return ref
+
+
+@dataclass(frozen=True)
+class GoogleSettings:
+    """`[google]`: the service account for auth = "google"."""
+
+    service_account: SecretRef
+    ca_file: Path | None
 
 
 @dataclass(frozen=True)
@@ -56,6 +182,7 @@ class ImapSettings:
     folders: FolderNames
     #: "all": empty Sent and Trash completely; "handled": only what this daemon handled or sent.
     purge: PurgeMode
+    auth: LoginSettings
 
 
 @dataclass(frozen=True)
@@ -68,6 +195,7 @@ class SmtpSettings:
     timeout: float
     from_address: str
     from_name: str
+    auth: LoginSettings
 
 
 @dataclass(frozen=True)
@@ -142,8 +270,8 @@ class Config:
     calendar: SchoolCalendar
     alerts: AlertSettings
     limits: Limits
-    #: The validated document, for the authentication section parser (secrets are read there).
-    raw: Mapping[str, Any]
+    microsoft: MicrosoftSettings | None = None
+    google: GoogleSettings | None = None
 
     def alert_recipients(self) -> tuple[Person, ...]:
         """The contact and the default route's backup: the people who must act when we cannot."""
@@ -153,105 +281,191 @@ class Config:
             people.append(backup)
         return tuple(people)
 
+    def test_recipients(self) -> tuple[Person, ...]:
+        """Everyone `check --send-test` mails: every route's coordinator and backup, and the contact, once each."""
+        seen: dict[str, Person] = {}
+        for route in self.routing.routes():
+            for person in (route.coordinator, route.backup):
+                if person is not None:
+                    seen.setdefault(person.email.lower(), person)
+        seen.setdefault(self.contact.email.lower(), self.contact)
+        return tuple(seen.values())
 
-# --- small validators -------------------------------------------------------------------------
+
+# --- one key notation, one set of validators ---------------------------------------------------------
 
 
-def _table(raw: Mapping[str, Any], key: str, *, required: bool = True) -> Mapping[str, Any]:
-    value = raw.get(key)
+def _type_name(value: object) -> str:
+    names = {str: "text", int: "a number", float: "a number", bool: "true/false", list: "a list", dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
+
+def unknown_key_error(where: str, key: str, known: Iterable[str]) -> ConfigError:
+    """`imap.timout is not a known setting. Did you mean imap.timeout?` (difflib), with the fix."""
+    choices = sorted(known)
+    close = difflib.get_close_matches(str(key), choices, n=1, cutoff=0.6)
+    if where:
+        name, suggestion = f"{where}.{key}", f"{where}.{close[0]}" if close else ""
+        what = "setting"
+    else:
+        name, suggestion = f"[{key}]", f"[{close[0]}]" if close else ""
+        what = "section"
+    hint = f" Did you mean {suggestion}?" if suggestion else ""
+    fix = f"rename {name} to {suggestion}" if suggestion else f"remove {name} (known: {', '.join(choices)})"
+    return ConfigError(f"{name} is not a known {what}.{hint} Known: {', '.join(choices)}.", fix=fix)
+
+
+class Table:
+    """One TOML table with its place in the file (`where`); refuses keys outside `known` at once.
+
+    Every validator names the key in the one notation: `where.key`.
+    """
+
+    def __init__(self, data: object, where: str, known: Iterable[str] | None = None, *,
+                 refuse_inline_secrets: bool = False) -> None:
+        if not isinstance(data, Mapping):
+            shown = f" ([{where}])" if where.isidentifier() else ""
+            raise ConfigError(f"{where or 'The config file'} must be a table{shown}, got {_type_name(data)}.")
+        self.data: Mapping[str, Any] = data
+        self.where = where
+        if refuse_inline_secrets:
+            for key in _SECRET_INLINE_KEYS:
+                if key in data:
+                    raise ConfigError(
+                        f"{self.key(key)}: secrets are not accepted inside the config file. Put it in a file "
+                        f"readable only by hwc-watcher and set {self.key(key)}_file (or {self.key(key)}_credential "
+                        f"for a systemd credential).",
+                        fix=f"move the value to a file (mode 0600) and replace {key} = … by {key}_file = \"…\"",
+                    )
+        if known is not None:
+            for key in data:
+                if key not in known:
+                    raise unknown_key_error(where, key, known)
+
+    def key(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def given(self, key: str) -> bool:
+        """The key is there and not empty ("" counts as not set, as in the example file)."""
+        return self.data.get(key) not in (None, "")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.data.get(key, default)
+        if value is None:
+            raise ConfigError(f"{self.key(key)} is missing.")
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{self.key(key)} must be non-empty text, got {value!r}.")
+        if any(ord(ch) < 32 for ch in value):
+            raise ConfigError(f"{self.key(key)} contains control characters.")
+        return value.strip()
+
+    def optional_text(self, key: str) -> str | None:
+        return self.text(key) if self.given(key) else None
+
+    def integer(self, key: str, default: int, lo: int, hi: int) -> int:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self.key(key)} must be a whole number, got {value!r}.")
+        if not lo <= value <= hi:
+            raise ConfigError(f"{self.key(key)} must be {lo}–{hi}, got {value}.")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.key(key)} must be true or false, got {value!r}.")
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.data.get(key, default)
+        if value not in choices:
+            options = ", ".join(f'"{c}"' for c in choices)
+            raise ConfigError(f"{self.key(key)} must be one of {options}, got {value!r}.")
+        return str(value)
+
+    def time(self, key: str, default: str) -> dt.time:
+        value = self.data.get(key, default)
+        match = _HHMM.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise ConfigError(f'{self.key(key)} must be a time like "08:15", got {value!r}.')
+        return dt.time(int(match.group(1)), int(match.group(2)))
+
+    def path(self, key: str, base: Path | None) -> Path | None:
+        """An absolute path, or one relative to the config file's directory."""
+        value = self.optional_text(key)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            return path
+        if base is None:
+            raise ConfigError(f"{self.key(key)} = {value!r} must be an absolute path.")
+        return base / path
+
+    def ca_file(self, base: Path | None) -> Path | None:
+        """A CA bundle must exist and hold PEM certificates: found out now, not at 07:50."""
+        path = self.path("ca_file", base)
+        if path is None:
+            return None
+        where = self.key("ca_file")
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except FileNotFoundError as err:
+            raise ConfigError(f"{where} = {str(path)!r} does not exist.",
+                              fix=f"check the path in {where}, or leave it empty for the system's CAs") from err
+        except OSError as err:
+            raise ConfigError(f"{where} = {str(path)!r} cannot be read: {err.strerror}.",
+                              fix=f"make {path} readable for the service user (chmod 0644 {path})") from err
+        except ssl.SSLError as err:
+            raise ConfigError(f"{where} = {str(path)!r} holds no usable PEM certificate ({err.reason}).",
+                              fix="point it at the CA certificate in PEM form (-----BEGIN CERTIFICATE-----)") from err
+        return path
+
+    def address(self, key: str, default: str | None = None) -> str:
+        value = self.text(key, default)
+        if not _ADDRESS.match(value) or value.startswith("@"):
+            raise ConfigError(f"{self.key(key)} must be an e-mail address, got {value!r}.")
+        return value
+
+    def text_list(self, key: str, what: str) -> tuple[str, ...]:
+        value = self.data.get(key, [])
+        if not isinstance(value, list):
+            raise ConfigError(f"{self.key(key)} must be a list of {what}, got {value!r}.")
+        names: list[str] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                raise ConfigError(f"{self.key(key)}[{i}] must be a {what.rstrip('s')}, got {item!r}.")
+            names.append(item.strip())
+        return tuple(names)
+
+    def secret(self, name: str, base: Path | None) -> SecretRef | None:
+        """`<name>_file` or `<name>_credential`: at most one of them."""
+        file_key, credential_key = f"{name}_file", f"{name}_credential"
+        has_file, has_credential = self.given(file_key), self.given(credential_key)
+        if has_file and has_credential:
+            raise ConfigError(f"{self.key(file_key)} and {self.key(credential_key)} are both set: keep exactly one.")
+        if has_credential:
+            credential = self.text(credential_key)
+            if "/" in credential or credential in {".", ".."}:
+                raise ConfigError(f"{self.key(credential_key)} = {credential!r} is not a plain credential name.")
+            return SecretRef(self.key(credential_key), credential=credential)
+        if has_file:
+            return SecretRef(self.key(file_key), file=self.path(file_key, base))
+        return None
+
+
+def _section(document: Mapping[str, Any], name: str, *, required: bool = False, why: str = "",
+             inline_secrets: bool = False) -> Table:
+    value = document.get(name)
     if value is None:
         if required:
-            raise ConfigError(f"[{key}] is missing from the config file.")
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{key} must be a table ([{key}]), got {type(value).__name__}.")
-    return value
-
-
-def _str(table: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
-    value = table.get(key, default)
-    if value is None:
-        raise ConfigError(f"{where}.{key} is missing.")
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}.{key} must be non-empty text, got {value!r}.")
-    if any(ord(ch) < 32 for ch in value):
-        raise ConfigError(f"{where}.{key} contains control characters.")
-    return value.strip()
-
-
-def _opt_str(table: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = table.get(key)
-    if value is None or value == "":
-        return None
-    return _str(table, key, where)
-
-
-def _int(table: Mapping[str, Any], key: str, where: str, default: int, lo: int, hi: int) -> int:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}.{key} must be a whole number, got {value!r}.")
-    if not lo <= value <= hi:
-        raise ConfigError(f"{where}.{key} must be {lo}–{hi}, got {value}.")
-    return value
-
-
-def _bool(table: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
-    value = table.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key} must be true or false, got {value!r}.")
-    return value
-
-
-def _choice(table: Mapping[str, Any], key: str, where: str, default: str, choices: tuple[str, ...]) -> str:
-    value = table.get(key, default)
-    if value not in choices:
-        options = ", ".join(f'"{c}"' for c in choices)
-        raise ConfigError(f"{where}.{key} must be one of {options}, got {value!r}.")
-    return str(value)
-
-
-def _time(table: Mapping[str, Any], key: str, where: str, default: str) -> dt.time:
-    value = table.get(key, default)
-    match = _HHMM.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise ConfigError(f'{where}.{key} must be a time like "08:15", got {value!r}.')
-    return dt.time(int(match.group(1)), int(match.group(2)))
-
-
-def _path(table: Mapping[str, Any], key: str, where: str, base: Path) -> Path | None:
-    value = _opt_str(table, key, where)
-    if value is None:
-        return None
-    path = Path(value)
-    return path if path.is_absolute() else (base / path)
-
-
-def _ca_file(table: Mapping[str, Any], where: str, base: Path) -> Path | None:
-    """A CA bundle must exist and hold PEM certificates: found out now, not at 07:50."""
-    path = _path(table, "ca_file", where, base)
-    if path is None:
-        return None
-    try:
-        ssl.create_default_context(cafile=str(path))
-    except FileNotFoundError as err:
-        raise ConfigError(f"{where}.ca_file = {str(path)!r} does not exist.") from err
-    except OSError as err:
-        raise ConfigError(f"{where}.ca_file = {str(path)!r} cannot be read: {err.strerror}.") from err
-    except ssl.SSLError as err:
-        raise ConfigError(
-            f"{where}.ca_file = {str(path)!r} holds no usable PEM certificate ({err.reason})."
-        ) from err
-    return path
-
-
-def _refuse_inline_secrets(table: Mapping[str, Any], where: str) -> None:
-    for key in _SECRET_INLINE_KEYS:
-        if key in table:
-            raise ConfigError(
-                f"{where}.{key}: secrets are not accepted inside the config file. "
-                f"Put it in a file readable only by hwc-watcher and set {where}.{key}_file "
-                f"(or {where}.{key}_credential for a systemd credential)."
-            )
+            raise ConfigError(f"[{name}] is missing from the config file{': ' + why if why else ''}.",
+                              fix=f"add a [{name}] section (see config.example.toml)")
+        value = {}
+    return Table(value, name, SCHEMA[name], refuse_inline_secrets=inline_secrets)
 
 
 def is_loopback(host: str) -> bool:
@@ -264,85 +478,203 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _server(table: Mapping[str, Any], where: str, default_port: dict[str, int]) -> tuple[str, int, Security]:
-    host = _str(table, "host", where)
-    security_s = _choice(table, "security", where, "tls", ("tls", "starttls", "plain"))
+# --- sections ----------------------------------------------------------------------------------------
+
+
+def _server(t: Table, default_port: dict[str, int]) -> tuple[str, int, Security]:
+    host = t.text("host")
+    security_s = t.choice("security", "tls", ("tls", "starttls", "plain"))
     security: Security = "tls" if security_s == "tls" else "starttls" if security_s == "starttls" else "plain"
-    port = _int(table, "port", where, default_port[security], 1, 65535)
+    port = t.integer("port", default_port[security], 1, 65535)
     if security == "plain":
-        if not _bool(table, "allow_plaintext", where, False):
+        if not t.boolean("allow_plaintext", False):
             raise ConfigError(
-                f'{where}.security = "plain" sends the password unencrypted; it needs '
-                f"{where}.allow_plaintext = true and is only allowed to this machine (127.0.0.1)."
+                f'{t.key("security")} = "plain" sends the password unencrypted; it needs '
+                f"{t.key('allow_plaintext')} = true and is only allowed to this machine (127.0.0.1)."
             )
         if not is_loopback(host):
             raise ConfigError(
-                f'{where}.security = "plain" is only allowed to a loopback address, not {host!r}. '
+                f'{t.key("security")} = "plain" is only allowed to a loopback address, not {host!r}. '
                 f'Use security = "tls" or "starttls".'
             )
+    else:
+        t.boolean("allow_plaintext", False)
     return host, port, security
 
 
-def _address(value: str, key: str) -> str:
-    value = value.strip()
-    if not _SENDER.match(value.lower()) or value.startswith("@"):
-        raise ConfigError(f"{key} must be an e-mail address, got {value!r}.")
-    return value
+def _auth_kind(t: Table, default: str) -> AuthKind:
+    kind = t.choice("auth", default, ("password", "microsoft", "google", "none"))
+    return "password" if kind == "password" else "microsoft" if kind == "microsoft" else (
+        "google" if kind == "google" else "none")
 
 
-# --- sections ---------------------------------------------------------------------------------
+def _imap_login(imap: Table, base: Path | None) -> LoginSettings:
+    kind = _auth_kind(imap, "password")
+    username = imap.text("username")
+    timeout = float(imap.integer("timeout", 30, 1, 600))
+    password = imap.secret("password", base)
+    if kind == "none":
+        raise ConfigError('imap.auth = "none" is not possible: an IMAP mailbox always needs a login.')
+    if kind == "password" and password is None:
+        raise ConfigError("imap.password_file or imap.password_credential is missing.",
+                          fix='add password_credential = "imap-password" (systemd) or password_file = "…" to [imap]')
+    if kind != "password" and password is not None:
+        raise ConfigError(f'{password.key} is only used with auth = "password", not auth = "{kind}".',
+                          fix=f"remove {password.key}")
+    return LoginSettings("imap", kind, username, password, timeout)
 
 
-def _imap(raw: Mapping[str, Any], base: Path) -> ImapSettings:
-    t = _table(raw, "imap")
-    _refuse_inline_secrets(t, "imap")
-    host, port, security = _server(t, "imap", {"tls": 993, "starttls": 143, "plain": 143})
-    folders_t = t.get("folders", {})
-    if not isinstance(folders_t, Mapping):
-        raise ConfigError("imap.folders must be a table with sent, trash and junk names.")
+def _smtp_login(smtp: Table, base: Path | None, imap_login: LoginSettings) -> LoginSettings:
+    kind = _auth_kind(smtp, imap_login.kind if imap_login.kind != "none" else "password")
+    username = smtp.text("username", imap_login.username)
+    timeout = float(smtp.integer("timeout", 30, 1, 600))
+    password = smtp.secret("password", base)
+    if kind != "password" and password is not None:
+        raise ConfigError(f'{password.key} is only used with auth = "password", not auth = "{kind}".',
+                          fix=f"remove {password.key}")
+    if kind == "password" and password is None:
+        if imap_login.kind == "password" and username == imap_login.username:
+            password = imap_login.password
+        else:
+            raise ConfigError(
+                "smtp.password_file or smtp.password_credential is missing (the [imap] password is only "
+                "reused for the same username).",
+                fix='add password_credential = "smtp-password" or password_file = "…" to [smtp]',
+            )
+    return LoginSettings("smtp", kind, username, password, timeout)
+
+
+def _imap(imap: Table, base: Path | None, login: LoginSettings) -> ImapSettings:
+    host, port, security = _server(imap, {"tls": 993, "starttls": 143, "plain": 143})
+    folders_t = Table(imap.get("folders", {}), "imap.folders", SCHEMA["imap.folders"])
     folders = FolderNames(
-        sent=_opt_str(folders_t, "sent", "imap.folders"),
-        trash=_opt_str(folders_t, "trash", "imap.folders"),
-        junk=_opt_str(folders_t, "junk", "imap.folders"),
+        sent=folders_t.optional_text("sent"),
+        trash=folders_t.optional_text("trash"),
+        junk=folders_t.optional_text("junk"),
     )
-    purge_s = _choice(t, "purge", "imap", "all", ("all", "handled"))
+    purge_s = imap.choice("purge", "all", ("all", "handled"))
     return ImapSettings(
         host=host,
         port=port,
         security=security,
-        username=_str(t, "username", "imap"),
-        ca_file=_ca_file(t, "imap", base),
-        timeout=float(_int(t, "timeout", "imap", 30, 1, 600)),
+        username=login.username,
+        ca_file=imap.ca_file(base),
+        timeout=login.timeout,
         folders=folders,
         purge="all" if purge_s == "all" else "handled",
+        auth=login,
     )
 
 
-def _smtp(raw: Mapping[str, Any], base: Path, imap: ImapSettings) -> SmtpSettings:
-    t = _table(raw, "smtp")
-    _refuse_inline_secrets(t, "smtp")
-    host, port, security = _server(t, "smtp", {"tls": 465, "starttls": 587, "plain": 25})
-    if t.get("auth", "password") not in ("password", "microsoft", "google", "none"):
-        raise ConfigError(f'smtp.auth must be "password", "microsoft", "google" or "none", got {t.get("auth")!r}.')
+def _smtp(smtp: Table, base: Path | None, login: LoginSettings) -> SmtpSettings:
+    host, port, security = _server(smtp, {"tls": 465, "starttls": 587, "plain": 25})
     return SmtpSettings(
         host=host,
         port=port,
         security=security,
-        username=_str(t, "username", "smtp", imap.username),
-        ca_file=_ca_file(t, "smtp", base),
-        timeout=float(_int(t, "timeout", "smtp", 30, 1, 600)),
-        from_address=_address(_str(t, "from_address", "smtp", imap.username), "smtp.from_address"),
-        from_name=_str(t, "from_name", "smtp", "Handle with Care"),
+        username=login.username,
+        ca_file=smtp.ca_file(base),
+        timeout=login.timeout,
+        from_address=smtp.address("from_address", login.username),
+        from_name=smtp.text("from_name", "Handle with Care"),
+        auth=login,
     )
 
 
-def _veilig_thuis(raw: Mapping[str, Any]) -> VeiligThuisSettings:
-    t = _table(raw, "veilig_thuis")
+def _microsoft(ms: Table, base: Path | None) -> MicrosoftSettings:
+    tenant_id = ms.text("tenant_id")
+    if tenant_id.lower() in {"common", "organizations", "consumers"}:
+        raise ConfigError(
+            f"microsoft.tenant_id = {tenant_id!r} cannot be used by a daemon: use the school's Directory "
+            f"(tenant) ID or primary domain."
+        )
+    if not (_GUID.match(tenant_id) or _DOMAIN.match(tenant_id)):
+        raise ConfigError(f"microsoft.tenant_id = {tenant_id!r} is neither a GUID nor a domain name.")
+    client_id = ms.text("client_id")
+    if not _GUID.match(client_id):
+        raise ConfigError(
+            f"microsoft.client_id = {client_id!r} is not a GUID: copy the Application (client) ID from the "
+            f"app registration's Overview page."
+        )
+    authority_host = str(ms.optional_text("authority_host") or DEFAULT_AUTHORITY_HOST).rstrip("/")
+    if not _AUTHORITY.match(authority_host):
+        raise ConfigError(
+            f"microsoft.authority_host = {authority_host!r} must look like {DEFAULT_AUTHORITY_HOST!r} "
+            f"(https, no path)."
+        )
+    secret = ms.secret("client_secret", base)
+    certificate = ms.secret("certificate", base)
+    if (secret is None) == (certificate is None):
+        raise ConfigError(
+            "microsoft needs exactly one credential: client_secret_file, client_secret_credential, "
+            "certificate_file or certificate_credential.",
+        )
+    thumbprint: str | None = None
+    if ms.given("certificate_thumbprint"):
+        if certificate is None:
+            raise ConfigError("microsoft.certificate_thumbprint is only used with a certificate.")
+        given = str(ms.get("certificate_thumbprint"))
+        value = re.sub(r"[\s:]", "", given)
+        if not re.fullmatch(r"[0-9a-fA-F]{40}", value):
+            raise ConfigError(
+                f"microsoft.certificate_thumbprint = {given!r} is not a SHA-1 thumbprint (40 hex digits, as "
+                f"shown under Certificates & secrets)."
+            )
+        thumbprint = value.upper()
+    return MicrosoftSettings(
+        tenant_id=tenant_id,
+        client_id=client_id,
+        client_secret=secret,
+        certificate=certificate,
+        certificate_thumbprint=thumbprint,
+        authority_host=authority_host,
+        ca_file=ms.ca_file(base),
+    )
+
+
+def _google(google: Table, base: Path | None) -> GoogleSettings:
+    source = google.secret("service_account", base)
+    if source is None:
+        raise ConfigError("google.service_account_file or google.service_account_credential is missing.",
+                          fix='add service_account_credential = "google-sa" or service_account_file = "…"')
+    return GoogleSettings(service_account=source, ca_file=google.ca_file(base))
+
+
+_GUIDES = {"microsoft": "microsoft365.md", "google": "google-workspace.md"}
+
+
+def parse_logins(
+    document: Mapping[str, Any], base: Path | None
+) -> tuple[LoginSettings, LoginSettings, MicrosoftSettings | None, GoogleSettings | None]:
+    """[imap] and [smtp] logins with the [microsoft]/[google] table they need; secrets are not read."""
+    imap = _section(document, "imap", required=True, inline_secrets=True)
+    smtp = _section(document, "smtp", inline_secrets=True)
+    imap_login = _imap_login(imap, base)
+    smtp_login = _smtp_login(smtp, base, imap_login)
+    kinds = {imap_login.kind, smtp_login.kind}
+    microsoft = google = None
+    for name in ("microsoft", "google"):
+        if name in kinds and name not in document:
+            who = "imap" if imap_login.kind == name else "smtp"
+            needs = "tenant_id, client_id" if name == "microsoft" else "service_account_file"
+            raise ConfigError(f'{who}.auth = "{name}" needs a [{name}] table ({needs}).',
+                              fix=f"add [{name}] (docs/{_GUIDES[name]})")
+    if "microsoft" in document:
+        ms = _section(document, "microsoft", inline_secrets=True)
+        microsoft = _microsoft(ms, base)
+    if "google" in document:
+        g = _section(document, "google", inline_secrets=True)
+        google = _google(g, base)
+    return imap_login, smtp_login, microsoft, google
+
+
+def _veilig_thuis(t: Table) -> VeiligThuisSettings:
     senders_raw = t.get("senders")
     if not isinstance(senders_raw, list) or not senders_raw:
         raise ConfigError(
             'veilig_thuis.senders must list the Veilig Thuis addresses, e.g. ["signalen@veiligthuis.example.nl"] '
-            'or ["@veiligthuis.example.nl"] for the whole domain.'
+            'or ["@veiligthuis.example.nl"] for the whole domain.',
+            fix="ask your regional Veilig Thuis which address(es) send Handle with Care signals",
         )
     senders: list[str] = []
     for i, sender in enumerate(senders_raw):
@@ -351,70 +683,258 @@ def _veilig_thuis(raw: Mapping[str, Any]) -> VeiligThuisSettings:
                 f"veilig_thuis.senders[{i}] must be an address or @domain in plain ASCII, got {sender!r}."
             )
         senders.append(sender.strip().lower())
-    receipt_to = _opt_str(t, "receipt_to", "veilig_thuis")
-    check_s = _choice(t, "authentication", "veilig_thuis", "dmarc", ("dmarc", "dmarc_or_dkim", "off"))
+    receipt_to = t.optional_text("receipt_to")
+    if receipt_to is not None:
+        receipt_to = t.address("receipt_to").lower()
+    check_s = t.choice("authentication", "dmarc", ("dmarc", "dmarc_or_dkim", "off"))
     auth_check: AuthCheck = "dmarc" if check_s == "dmarc" else "dmarc_or_dkim" if check_s == "dmarc_or_dkim" else "off"
     ids_raw = t.get("authserv_ids", [])
     if not isinstance(ids_raw, list) or not all(isinstance(x, str) and x.strip() for x in ids_raw):
         raise ConfigError('veilig_thuis.authserv_ids must be a list of host names, e.g. ["mx.school.nl"].')
     return VeiligThuisSettings(
         senders=tuple(senders),
-        receipt_to=_address(receipt_to, "veilig_thuis.receipt_to").lower() if receipt_to else None,
+        receipt_to=receipt_to,
         auth_check=auth_check,
         authserv_ids=tuple(x.strip().lower() for x in ids_raw),
-        send_mdn=_bool(t, "read_receipts", "veilig_thuis", True),
+        send_mdn=t.boolean("read_receipts", True),
     )
 
 
-def _messages(raw: Mapping[str, Any]) -> MessageSettings:
-    t = _table(raw, "messages", required=False)
-    language_s = _choice(t, "language", "messages", "nl", ("nl", "en"))
-    templates_t = t.get("templates", {})
-    if not isinstance(templates_t, Mapping) or not all(isinstance(v, str) for v in templates_t.values()):
-        raise ConfigError("messages.templates must be a table of texts.")
-    known = {"notice", "receipt", "alert_needs_human", "alert_delivery", "alert_cleanup", "alert_deadline",
-             "alert_failure", "alert_recovered", "alert_pupil_list"}
-    unknown = set(templates_t) - known
-    if unknown:
+def parse_person(raw: object, where: str, known: Iterable[str] = ("name", "email")) -> Person:
+    """A `{name = ..., email = ...}` table."""
+    t = Table(raw, where, known)
+    name = t.get("name", "")
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}.name must be text.")
+    if any(ord(ch) < 32 for ch in name):
+        raise ConfigError(f"{where}.name contains control characters.")
+    email = t.get("email")
+    if not isinstance(email, str) or not _ADDRESS.match(email.strip()):
+        raise ConfigError(f"{where}.email must be an e-mail address, got {email!r}.")
+    return Person(name=name.strip(), email=email.strip())
+
+
+def _backup(raw: object, where: str) -> tuple[Person | None, BackupMode]:
+    if raw is None:
+        return None, "fallback"
+    backup = parse_person(raw, where, SCHEMA["backup"])
+    t = Table(raw, where, SCHEMA["backup"])
+    mode: BackupMode = "cc" if t.choice("mode", "fallback", ("cc", "fallback")) == "cc" else "fallback"
+    return backup, mode
+
+
+def parse_pupil_list_config(document: Mapping[str, Any], base: Path | None = None) -> PupilListConfig | None:
+    """`[pupil_list]`; None when the school routes everything to one place."""
+    if document.get("pupil_list") is None:
+        return None
+    t = _section(document, "pupil_list")
+    if not t.given("path"):
+        raise ConfigError(f"pupil_list.path must be the path of the CSV file, got {t.get('path')!r}.")
+    path = t.path("path", base if base is not None else Path.cwd())
+
+    def column(key: str, required: bool) -> str | None:
+        if t.get(key) is None:
+            if required:
+                raise ConfigError(f"pupil_list.{key} is missing: name the column that holds it.")
+            return None
+        value = t.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"pupil_list.{key} must be a column name, got {value!r}.")
+        return value.strip()
+
+    def columns(key: str) -> tuple[str, ...]:
+        names = t.text_list(key, "column names")
+        folded = [n.casefold() for n in names]
+        for i, name in enumerate(folded):
+            if name in folded[:i]:
+                raise ConfigError(f"pupil_list.{key} names column {names[i]!r} twice.")
+        return names
+
+    return PupilListConfig(
+        path=path or Path(),
+        first_name=column("first_name", True) or "",
+        last_name=column("last_name", True) or "",
+        birth_date=column("birth_date", True) or "",
+        official_first_names=column("official_first_names", False),
+        infix=column("infix", False),
+        route_columns=columns("route_columns"),
+        show_columns=columns("show_columns"),
+    )
+
+
+def _whole_number(raw: Any, key: str) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ConfigError(f"{key} must be a whole number, got {raw!r}.")
+    return raw
+
+
+def _condition(raw: Any, column: str, key: str) -> Condition:
+    """`"Noord"`, `3`, `["havo", "vwo"]` or `{ min = 1, max = 2 }`."""
+    values: set[str] = set()
+    ranges: list[tuple[int | None, int | None]] = []
+
+    def single(item: Any, item_key: str) -> None:
+        if isinstance(item, str) and item.strip():
+            values.add(item.strip().casefold())
+        elif isinstance(item, int) and not isinstance(item, bool):
+            values.add(str(item))
+            ranges.append((item, item))
+        else:
+            raise ConfigError(f"{item_key} must be a text or a whole number, got {item!r}.")
+
+    if isinstance(raw, Mapping):
+        Table(raw, key, ("min", "max"))
+        if not raw:
+            raise ConfigError(f"{key} must give min, max or both.")
+        low = _whole_number(raw["min"], f"{key}.min") if "min" in raw else None
+        high = _whole_number(raw["max"], f"{key}.max") if "max" in raw else None
+        if low is not None and high is not None and low > high:
+            raise ConfigError(f"{key}.min must not be above {key}.max, got {low} > {high}.")
+        ranges.append((low, high))
+    elif isinstance(raw, list):
+        if not raw:
+            raise ConfigError(f"{key} must list at least one value.")
+        for i, item in enumerate(raw):
+            single(item, f"{key}[{i}]")
+    else:
+        single(raw, key)
+    return Condition(column=column, values=frozenset(values), ranges=tuple(ranges))
+
+
+def _rule(raw: Any, where: str, columns: tuple[str, ...]) -> Rule:
+    t = Table(raw, where, SCHEMA["route"])
+    name = t.get("name", where)
+    if not isinstance(name, str) or not name.strip() or any(ord(ch) < 32 for ch in name):
+        raise ConfigError(f"{where}.name must be a short text, got {name!r}.")
+    when = t.get("when")
+    if not isinstance(when, Mapping) or not when:
         raise ConfigError(
-            f"messages.templates has unknown template(s) {sorted(unknown)}; known: {sorted(known)}."
+            f"{where}.when must be a table such as {{ Leerjaar = {{ min = 1, max = 2 }} }}, got {when!r}."
         )
+    by_folded = {column.casefold(): column for column in columns}
+    conditions = []
+    for column, condition in when.items():
+        canonical = by_folded.get(str(column).strip().casefold())
+        if canonical is None:
+            known = ", ".join(repr(c) for c in columns) or "none"
+            close = difflib.get_close_matches(str(column), list(columns), n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{where}.when.{column} is not one of pupil_list.route_columns (configured: {known}).{hint}"
+            )
+        conditions.append(_condition(condition, canonical, f"{where}.when.{column}"))
+    if t.get("coordinator") is None:
+        raise ConfigError(f"{where}.coordinator is missing: name who receives these notices.")
+    coordinator = parse_person(t.get("coordinator"), f"{where}.coordinator")
+    backup, mode = _backup(t.get("backup"), f"{where}.backup")
+    route = Route(name=name.strip(), coordinator=coordinator, backup=backup, backup_mode=mode)
+    return Rule(route=route, conditions=tuple(conditions))
+
+
+def parse_routing(document: Mapping[str, Any], base: Path | None = None) -> RoutingConfig:
+    """The default route ([coordinator], [backup]), the [pupil_list] and the ordered [[route]] rules.
+
+    Rules are numbered from 1 in messages (`route[2]` is the second `[[route]]` in the file), the way
+    an admin counts them.
+    """
+    if document.get("coordinator") is None:
+        raise ConfigError("[coordinator] is missing: name the zorgcoördinator who receives the notices.",
+                          fix="add [coordinator] with name and email (see config.example.toml)")
+    coordinator = parse_person(document["coordinator"], "coordinator")
+    backup, mode = _backup(document.get("backup"), "backup")
+    default = Route(name="default", coordinator=coordinator, backup=backup, backup_mode=mode)
+    pupil_list = parse_pupil_list_config(document, base)
+    rules_raw = document.get("route", [])
+    if not isinstance(rules_raw, list):
+        raise ConfigError(f"route must be written as [[route]] tables, got {_type_name(rules_raw)}.")
+    if rules_raw and pupil_list is None:
+        raise ConfigError("[[route]] rules need a [pupil_list] to tell which pupil belongs where.")
+    columns = pupil_list.route_columns if pupil_list is not None else ()
+    rules = tuple(_rule(item, f"route[{i}]", columns) for i, item in enumerate(rules_raw, start=1))
+    seen = {"default"}
+    for i, rule in enumerate(rules, start=1):
+        folded = rule.route.name.casefold()
+        if folded in seen:
+            raise ConfigError(f"route[{i}].name {rule.route.name!r} is already used; give each route its own name.")
+        seen.add(folded)
+    return RoutingConfig(default=default, rules=rules, pupil_list=pupil_list)
+
+
+def _messages(t: Table) -> MessageSettings:
+    language_s = t.choice("language", "nl", ("nl", "en"))
+    templates_t = Table(t.get("templates", {}), "messages.templates", SCHEMA["messages.templates"])
+    for name, value in templates_t.data.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"messages.templates.{name} must be a text, got {_type_name(value)}.")
     return MessageSettings(
         language="en" if language_s == "en" else "nl",
-        school_name=_str(t, "school_name", "messages", "de school"),
-        notice_subject=_str(t, "notice_subject", "messages", "Handle with Care"),
-        receipt_subject=_opt_str(t, "receipt_subject", "messages"),
-        alert_subject=_opt_str(t, "alert_subject", "messages"),
-        templates=MappingProxyType(dict(templates_t)),
+        school_name=t.text("school_name", "de school"),
+        notice_subject=t.text("notice_subject", "Handle with Care"),
+        receipt_subject=t.optional_text("receipt_subject"),
+        alert_subject=t.optional_text("alert_subject"),
+        templates=MappingProxyType(dict(templates_t.data)),
     )
 
 
-def _schedule(raw: Mapping[str, Any]) -> ScheduleSettings:
-    t = _table(raw, "schedule", required=False)
-    tz_name = _str(t, "timezone", "schedule", "Europe/Amsterdam")
+def _schedule(t: Table) -> ScheduleSettings:
+    tz_name = t.text("timezone", "Europe/Amsterdam")
     try:
         tz = zoneinfo.ZoneInfo(tz_name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
         raise ConfigError(f"schedule.timezone {tz_name!r} is not a known time zone.") from err
-    start = _time(t, "busy_start", "schedule", "06:00")
-    end = _time(t, "busy_end", "schedule", "17:00")
+    start = t.time("busy_start", "06:00")
+    end = t.time("busy_end", "17:00")
     if end <= start:
         raise ConfigError("schedule.busy_end must be later than schedule.busy_start.")
     return ScheduleSettings(
         timezone=tz,
         busy_start=start,
         busy_end=end,
-        busy_interval_minutes=_int(t, "busy_interval_minutes", "schedule", 5, 1, 60),
-        quiet_interval_minutes=_int(t, "quiet_interval_minutes", "schedule", 30, 1, 240),
-        deadline=_time(t, "deadline", "schedule", "08:15"),
-        retries=_int(t, "retries", "schedule", 2, 0, 10),
-        retry_delay_s=float(_int(t, "retry_delay_seconds", "schedule", 5, 0, 300)),
-        cycle_timeout_s=float(_int(t, "cycle_timeout_seconds", "schedule", 300, 30, 1800)),
+        busy_interval_minutes=t.integer("busy_interval_minutes", 5, 1, 60),
+        quiet_interval_minutes=t.integer("quiet_interval_minutes", 30, 1, 240),
+        deadline=t.time("deadline", "08:15"),
+        retries=t.integer("retries", 2, 0, 10),
+        retry_delay_s=float(t.integer("retry_delay_seconds", 5, 0, 300)),
+        cycle_timeout_s=float(t.integer("cycle_timeout_seconds", 300, 30, 1800)),
     )
 
 
-def _url(table: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = _opt_str(table, key, where)
+def _date(value: Any, key: str) -> dt.date:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{key} must be a date like 2026-12-21, got {value!r}.")
+
+
+def parse_calendar(document: Mapping[str, Any]) -> SchoolCalendar:
+    """`[calendar] days_off = [{ from = 2026-12-21, to = 2027-01-01, name = "Kerstvakantie" }, ...]`."""
+    t = _section(document, "calendar")
+    entries = t.get("days_off", [])
+    if not isinstance(entries, list):
+        raise ConfigError("calendar.days_off must be a list of { from = ..., to = ..., name = ... } entries.")
+    days: list[DayOff] = []
+    for i, entry in enumerate(entries):
+        where = f"calendar.days_off[{i}]"
+        e = Table(entry, where, SCHEMA["calendar.days_off"])
+        if e.get("from") is None:
+            raise ConfigError(f"{where} must have at least 'from' (and optionally 'to' and 'name').")
+        first = _date(e.get("from"), f"{where}.from")
+        last = _date(e.get("to", e.get("from")), f"{where}.to")
+        if last < first:
+            raise ConfigError(f"{where}: 'to' ({last}) is before 'from' ({first}).")
+        name = e.get("name", "")
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}.name must be text.")
+        days.append(DayOff(first, last, name))
+    return SchoolCalendar(tuple(days))
+
+
+def _url(t: Table, key: str) -> str | None:
+    value = t.optional_text(key)
     if value is None:
         return None
     scheme, _, rest = value.partition("://")
@@ -423,78 +943,99 @@ def _url(table: Mapping[str, Any], key: str, where: str) -> str | None:
         return value
     if scheme == "http" and is_loopback(host):
         return value
-    raise ConfigError(f"{where}.{key} must be an https:// URL (http:// only to 127.0.0.1), got {scheme or value!r}.")
+    raise ConfigError(f"{t.key(key)} must be an https:// URL (http:// only to 127.0.0.1), got {scheme or value!r}.")
 
 
-def _alerts(raw: Mapping[str, Any], base: Path) -> AlertSettings:
-    t = _table(raw, "alerts", required=False)
-    fmt = _choice(t, "webhook_format", "alerts", "json", ("json", "text"))
+def _alerts(t: Table, base: Path | None) -> AlertSettings:
+    fmt = t.choice("webhook_format", "json", ("json", "text"))
     return AlertSettings(
-        webhook_url=_url(t, "webhook_url", "alerts"),
+        webhook_url=_url(t, "webhook_url"),
         webhook_format="text" if fmt == "text" else "json",
-        heartbeat_url=_url(t, "heartbeat_url", "alerts"),
-        ca_file=_ca_file(t, "alerts", base),
+        heartbeat_url=_url(t, "heartbeat_url"),
+        ca_file=t.ca_file(base),
     )
 
 
-def _absolute_paths(raw: Mapping[str, Any], base: Path) -> dict[str, Any]:
-    """Make every `*_file` key absolute, relative to the config file, for the sections read later."""
-    document = dict(raw)
-    for section, table in raw.items():
-        if not isinstance(table, Mapping):
-            continue
-        fixed = dict(table)
-        for key, value in table.items():
-            is_path = key.endswith("_file") or (section == "pupil_list" and key == "path")
-            if is_path and isinstance(value, str) and value and not Path(value).is_absolute():
-                fixed[key] = str(base / value)
-        document[section] = fixed
-    return document
-
-
-def parse_config(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
-    """Validate a parsed TOML document; relative paths are relative to the config file."""
-    base = source.parent if source is not None else Path.cwd()
-    raw = _absolute_paths(raw, base)
-    imap = _imap(raw, base)
-    smtp = _smtp(raw, base, imap)
-    contact_raw = raw.get("contact")
-    if contact_raw is None:
-        raise ConfigError("[contact] is missing: name the school's HwC contact person who receives alerts.")
-    limits_t = _table(raw, "limits", required=False)
+def parse_config(document: Mapping[str, Any], *, source: Path | None = None) -> Config:
+    """Validate a parsed TOML document; relative paths are relative to the config file's directory."""
+    base = source.absolute().parent if source is not None else Path.cwd()
+    Table(document, "", SCHEMA[""])  # unknown sections first: a typo explains everything that follows
+    # The servers before the logins: the order in which the file (and `check`) reads.
+    _server(_section(document, "imap", required=True, inline_secrets=True), {"tls": 993, "starttls": 143, "plain": 143})
+    _server(_section(document, "smtp", required=True, inline_secrets=True), {"tls": 465, "starttls": 587, "plain": 25})
+    imap_login, smtp_login, microsoft, google = parse_logins(document, base)
+    imap = _imap(_section(document, "imap", required=True, inline_secrets=True), base, imap_login)
+    smtp_t = _section(document, "smtp", required=True, inline_secrets=True)
+    smtp = _smtp(smtp_t, base, smtp_login)
+    veilig_thuis = _veilig_thuis(_section(document, "veilig_thuis", required=True,
+                                          why="list the Veilig Thuis senders"))
+    routing = parse_routing(document, base)
+    if document.get("contact") is None:
+        raise ConfigError("[contact] is missing: name the school's HwC contact person who receives alerts.",
+                          fix="add [contact] with name and email (see config.example.toml)")
+    contact = parse_person(document["contact"], "contact")
+    limits = _section(document, "limits")
     return Config(
-        source=source,
+        source=source.absolute() if source is not None else None,
         imap=imap,
         smtp=smtp,
-        veilig_thuis=_veilig_thuis(raw),
-        routing=parse_routing(raw),
-        contact=parse_person(contact_raw, "contact"),
-        messages=_messages(raw),
-        schedule=_schedule(raw),
-        calendar=parse_calendar(raw),
-        alerts=_alerts(raw, base),
-        limits=Limits(
-            max_message_bytes=_int(limits_t, "max_message_bytes", "limits", 10_000_000, 10_000, 100_000_000)
-        ),
-        raw=MappingProxyType(dict(raw)),
+        veilig_thuis=veilig_thuis,
+        routing=routing,
+        contact=contact,
+        messages=_messages(_section(document, "messages")),
+        schedule=_schedule(_section(document, "schedule")),
+        calendar=parse_calendar(document),
+        alerts=_alerts(_section(document, "alerts"), base),
+        limits=Limits(max_message_bytes=limits.integer("max_message_bytes", 10_000_000, 10_000, 100_000_000)),
+        microsoft=microsoft,
+        google=google,
     )
+
+
+def _service_user_fix(path: Path) -> str:
+    return (f"run check as root (sudo), or let the service user read it: chown root:hwc-watcher {path} && "
+            f"chmod 0640 {path}")
 
 
 def load_config(path: Path) -> Config:
-    """Read and validate the config file; refuses a file other users can read."""
+    """Read and validate the config file; refuses a file other users can read.
+
+    A relative path counts from the current directory, and the paths inside the file count from the
+    file's own directory, however the file was named (`--config config.toml` works).
+    """
+    path = Path(os.path.abspath(path))
     try:
         data = path.read_bytes()
     except FileNotFoundError as err:
         raise ConfigError(
-            f"Config file {path} does not exist. Copy config.example.toml there and fill it in."
+            f"Config file {path} does not exist. Copy config.example.toml there and fill it in.",
+            fix=f"hwc-watcher example-config > {path} && chmod 0640 {path}, then edit it",
         ) from err
+    except PermissionError as err:
+        raise ConfigError(f"Config file {path} cannot be read: {err.strerror}.",
+                          fix=_service_user_fix(path)) from err
+    except IsADirectoryError as err:
+        raise ConfigError(f"Config file {path} is a directory.",
+                          fix=f"use --config {path / 'config.toml'}") from err
     except OSError as err:
         raise ConfigError(f"Config file {path} cannot be read: {err.strerror}.") from err
     ensure_private(path, "Config file")
     try:
-        raw = tomllib.loads(data.decode("utf-8"))
+        document = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as err:
-        raise ConfigError(f"Config file {path} is not UTF-8 text.") from err
+        raise ConfigError(f"Config file {path} is not UTF-8 text.",
+                          fix=f"save {path} as UTF-8 (iconv -f WINDOWS-1252 -t UTF-8)") from err
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"Config file {path} is not valid TOML: {err}.") from err
-    return parse_config(raw, source=path)
+        line = _TOML_LINE.search(str(err))
+        where = f"line {line.group(1)} of {path}" if line else str(path)
+        raise ConfigError(
+            f"Config file {path} is not valid TOML: {err}.",
+            fix=f"fix {where}: texts need quotes (key = \"value\"), sections look like [imap], "
+                f"each key appears once per section",
+        ) from err
+    try:
+        return parse_config(document, source=path)
+    except ConfigError as err:
+        if not err.fix:
+            err.fix = f"edit {path} and run check again"
+        raise

@@ -30,7 +30,8 @@ from typing import Any
 
 from hwc_watcher import log
 from hwc_watcher.alerts import Alerter
-from hwc_watcher.auth import Authenticator, is_token_expired, parse_auth
+from hwc_watcher.auth import Authenticator, imap_authenticator, is_token_expired
+from hwc_watcher.auth import smtp_authenticator as _smtp_authenticator
 from hwc_watcher.classify import TRIAGE_FIELDS, Verdict, classify, oversized, triage
 from hwc_watcher.compose import Composer, format_moment
 from hwc_watcher.config import Config
@@ -99,11 +100,8 @@ def content_key(raw: bytes) -> str:
 
 
 def smtp_authenticator(config: Config) -> Authenticator | None:
-    """`[smtp] auth = "none"` is for a relay that accepts the school server by address."""
-    smtp = config.raw.get("smtp", {})
-    if isinstance(smtp, dict) and smtp.get("auth") == "none":
-        return None
-    return parse_auth(config.raw, "smtp")
+    """`[smtp] auth = "none"` is for a relay that accepts the school server by address: None."""
+    return _smtp_authenticator(config)
 
 
 class Budget:
@@ -177,14 +175,19 @@ class Watcher:
         #: (Gmail's Trash without COPYUID) is deleted, not sent twice.
         self.completed: dict[str, dt.date] = {}
         self.alerter = Alerter(config, self.composer, smtp_auth)
-        self.sleep: Callable[[float], None] = time.sleep
+        #: Retry waits end at once on a stop request (SIGTERM), also inside the Outbox.
+        self.sleep: Callable[[float], None] = self._wait
         #: The folders of the last cycle (for the daily "left alone" line).
         self.folders: Folders | None = None
 
     @classmethod
     def from_config(cls, config: Config, **kwargs: Any) -> Watcher:
         """Build the authenticators (reading the secrets now, so start-up fails fast) and the watcher."""
-        return cls(config, parse_auth(config.raw, "imap"), smtp_authenticator(config), **kwargs)
+        return cls(config, imap_authenticator(config), smtp_authenticator(config), **kwargs)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep between retries, but wake up as soon as a stop is requested."""
+        self.stop.wait(seconds)
 
     def run_cycle(self, *, dry_run: bool = False) -> CycleResult:
         """One poll. Never raises for mail trouble: the result carries the error for the caller."""
@@ -227,6 +230,8 @@ class Watcher:
                             or budget.expired.is_set()):
                         break
                     self.sleep(self.config.schedule.retry_delay_s * 2 ** (attempt - 1))
+                    if self.stop.is_set():
+                        break
                 except Exception as err:  # noqa: BLE001 - a bug must not stop the daemon; the next cycle retries
                     # Only the type and where it happened: an exception's text could quote message content.
                     where = traceback.extract_tb(err.__traceback__)[-1]

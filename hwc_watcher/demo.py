@@ -1,7 +1,7 @@
 """`hwc-watcher demo`: one real cycle against built-in mail servers, nothing outside this machine.
 
 It writes an ordinary config file and password file into a private temporary directory and
-runs the same code path as `hwc-watcher once` would at a school: load_config, parse_auth,
+runs the same code path as `hwc-watcher once` would at a school: load_config, the authenticators,
 Watcher.run_cycle. Only the servers are different: an in-memory IMAP server (pymap) and an
 SMTP server (aiosmtpd) on 127.0.0.1 that, like Microsoft 365, keeps a copy of what we send
 in "Sent".

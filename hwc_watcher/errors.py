@@ -14,6 +14,11 @@ class HwcError(Exception):
 class ConfigError(HwcError):
     """The config file or a secret file is missing, unsafe or invalid."""
 
+    def __init__(self, message: str, *, fix: str = "") -> None:
+        super().__init__(message)
+        #: One line telling the admin what to do (`check` prints it as "fix: …"); empty when generic.
+        self.fix = fix
+
 
 class SecretError(ConfigError):
     """A password, token or key file cannot be read or is readable by others."""

@@ -19,10 +19,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hwc_watcher import name_match
-from hwc_watcher.errors import ConfigError, PupilListError
+from hwc_watcher.errors import PupilListError
 
 #: Larger files are refused: a real school export is a few MB at most.
 MAX_BYTES = 64 * 1024 * 1024
@@ -35,10 +34,6 @@ _MIDNIGHT = r"(?:[ T]0{1,2}:00(?::00)?)?"
 _DATE_DMY = re.compile(r"(\d{1,2})([-/.])(\d{1,2})\2(\d{4})" + _MIDNIGHT)
 _DATE_YMD = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})" + _MIDNIGHT)
 
-_CONFIG_KEYS = {
-    "path", "first_name", "official_first_names", "infix", "last_name", "birth_date",
-    "route_columns", "show_columns",
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -66,56 +61,6 @@ class PupilListConfig:
         for column in self.show_columns:
             named.setdefault(column, "pupil_list.show_columns")
         return named
-
-
-def _text(raw: Mapping[str, Any], key: str, *, required: bool) -> str | None:
-    value = raw.get(key)
-    if value is None:
-        if required:
-            raise ConfigError(f"pupil_list.{key} is missing: name the column that holds it.")
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"pupil_list.{key} must be a column name, got {value!r}.")
-    return value.strip()
-
-
-def _columns(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    value = raw.get(key, [])
-    if not isinstance(value, list):
-        raise ConfigError(f"pupil_list.{key} must be a list of column names, got {value!r}.")
-    names: list[str] = []
-    for i, item in enumerate(value):
-        if not isinstance(item, str) or not item.strip():
-            raise ConfigError(f"pupil_list.{key}[{i}] must be a column name, got {item!r}.")
-        if item.strip().casefold() in (n.casefold() for n in names):
-            raise ConfigError(f"pupil_list.{key} names column {item!r} twice.")
-        names.append(item.strip())
-    return tuple(names)
-
-
-def parse_pupil_list_config(raw: Mapping[str, Any]) -> PupilListConfig | None:
-    """Read `[pupil_list]` from the whole config; None when the school routes everything to one place."""
-    table = raw.get("pupil_list")
-    if table is None:
-        return None
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"pupil_list must be a table, got {type(table).__name__}.")
-    unknown = sorted(set(table) - _CONFIG_KEYS)
-    if unknown:
-        raise ConfigError(f"pupil_list.{unknown[0]} is not a known setting (known: {', '.join(sorted(_CONFIG_KEYS))}).")
-    path = table.get("path")
-    if not isinstance(path, str) or not path.strip():
-        raise ConfigError(f"pupil_list.path must be the path of the CSV file, got {path!r}.")
-    return PupilListConfig(
-        path=Path(path.strip()),
-        first_name=_text(table, "first_name", required=True) or "",
-        last_name=_text(table, "last_name", required=True) or "",
-        birth_date=_text(table, "birth_date", required=True) or "",
-        official_first_names=_text(table, "official_first_names", required=False),
-        infix=_text(table, "infix", required=False),
-        route_columns=_columns(table, "route_columns"),
-        show_columns=_columns(table, "show_columns"),
-    )
 
 
 def parse_date(text: str) -> dt.date | None:

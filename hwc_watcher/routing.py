@@ -14,9 +14,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from hwc_watcher.errors import ConfigError
 from hwc_watcher.models import Pupil
 from hwc_watcher.pupil_list import (
     ListedPupil,
@@ -24,11 +23,8 @@ from hwc_watcher.pupil_list import (
     PupilListConfig,
     PupilListSource,
     Stamp,
-    parse_pupil_list_config,
     stat_stamp,
 )
-
-_ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
@@ -119,131 +115,6 @@ class RoutingConfig:
     def routes(self) -> tuple[Route, ...]:
         """Every route, rules first, default last."""
         return (*(rule.route for rule in self.rules), self.default)
-
-
-def parse_person(raw: Any, key: str) -> Person:
-    """Validate a `{name = ..., email = ...}` table."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{key} must be a table with name and email, got {type(raw).__name__}.")
-    name = raw.get("name", "")
-    email = raw.get("email")
-    if not isinstance(name, str):
-        raise ConfigError(f"{key}.name must be text.")
-    if not isinstance(email, str) or not _ADDRESS.match(email.strip()):
-        raise ConfigError(f"{key}.email must be an e-mail address, got {email!r}.")
-    if any(ord(ch) < 32 for ch in name):
-        raise ConfigError(f"{key}.name contains control characters.")
-    return Person(name=name.strip(), email=email.strip())
-
-
-def _parse_backup(raw: Any, key: str) -> tuple[Person | None, BackupMode]:
-    if raw is None:
-        return None, "fallback"
-    backup = parse_person(raw, key)
-    given = raw.get("mode", "fallback")
-    if given not in ("cc", "fallback"):
-        raise ConfigError(f'{key}.mode must be "cc" or "fallback", got {given!r}.')
-    return backup, "cc" if given == "cc" else "fallback"
-
-
-def _whole_number(raw: Any, key: str) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise ConfigError(f"{key} must be a whole number, got {raw!r}.")
-    return raw
-
-
-def _parse_condition(raw: Any, column: str, key: str) -> Condition:
-    """`"Noord"`, `3`, `["havo", "vwo"]` or `{ min = 1, max = 2 }`."""
-    values: set[str] = set()
-    ranges: list[tuple[int | None, int | None]] = []
-
-    def single(item: Any, item_key: str) -> None:
-        if isinstance(item, str) and item.strip():
-            values.add(item.strip().casefold())
-        elif isinstance(item, int) and not isinstance(item, bool):
-            values.add(str(item))
-            ranges.append((item, item))
-        else:
-            raise ConfigError(f"{item_key} must be a text or a whole number, got {item!r}.")
-
-    if isinstance(raw, Mapping):
-        unknown = sorted(set(raw) - {"min", "max"})
-        if unknown:
-            raise ConfigError(f"{key}.{unknown[0]} is not allowed: a range has only min and max.")
-        if not raw:
-            raise ConfigError(f"{key} must give min, max or both.")
-        low = _whole_number(raw["min"], f"{key}.min") if "min" in raw else None
-        high = _whole_number(raw["max"], f"{key}.max") if "max" in raw else None
-        if low is not None and high is not None and low > high:
-            raise ConfigError(f"{key}.min must not be above {key}.max, got {low} > {high}.")
-        ranges.append((low, high))
-    elif isinstance(raw, list):
-        if not raw:
-            raise ConfigError(f"{key} must list at least one value.")
-        for i, item in enumerate(raw):
-            single(item, f"{key}[{i}]")
-    else:
-        single(raw, key)
-    return Condition(column=column, values=frozenset(values), ranges=tuple(ranges))
-
-
-_RULE_KEYS = {"name", "when", "coordinator", "backup"}
-
-
-def _parse_rule(raw: Any, key: str, columns: tuple[str, ...]) -> Rule:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{key} must be a table, got {type(raw).__name__}.")
-    unknown = sorted(set(raw) - _RULE_KEYS)
-    if unknown:
-        raise ConfigError(f"{key}.{unknown[0]} is not a known setting (known: {', '.join(sorted(_RULE_KEYS))}).")
-    name = raw.get("name", key)
-    if not isinstance(name, str) or not name.strip() or any(ord(ch) < 32 for ch in name):
-        raise ConfigError(f"{key}.name must be a short text, got {name!r}.")
-    when = raw.get("when")
-    if not isinstance(when, Mapping) or not when:
-        raise ConfigError(f"{key}.when must be a table such as {{ Leerjaar = {{ min = 1, max = 2 }} }}, got {when!r}.")
-    by_folded = {column.casefold(): column for column in columns}
-    conditions = []
-    for column, condition in when.items():
-        canonical = by_folded.get(str(column).strip().casefold())
-        if canonical is None:
-            known = ", ".join(repr(c) for c in columns) or "none"
-            raise ConfigError(f"{key}.when.{column} is not one of pupil_list.route_columns (configured: {known}).")
-        conditions.append(_parse_condition(condition, canonical, f"{key}.when.{column}"))
-    if "coordinator" not in raw:
-        raise ConfigError(f"{key}.coordinator is missing: name who receives these notices.")
-    coordinator = parse_person(raw["coordinator"], f"{key}.coordinator")
-    backup, mode = _parse_backup(raw.get("backup"), f"{key}.backup")
-    route = Route(name=name.strip(), coordinator=coordinator, backup=backup, backup_mode=mode)
-    return Rule(route=route, conditions=tuple(conditions))
-
-
-def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
-    """Build the routes from the whole config table; raises ConfigError naming the key at fault.
-
-    Rules are numbered from 1 in messages (`route[2]` is the second `[[route]]`
-    in the file), the way an admin counts them.
-    """
-    if "coordinator" not in raw:
-        raise ConfigError("[coordinator] is missing: name the zorgcoördinator who receives the notices.")
-    coordinator = parse_person(raw["coordinator"], "coordinator")
-    backup, mode = _parse_backup(raw.get("backup"), "backup")
-    default = Route(name="default", coordinator=coordinator, backup=backup, backup_mode=mode)
-    pupil_list = parse_pupil_list_config(raw)
-    rules_raw = raw.get("route", [])
-    if not isinstance(rules_raw, list):
-        raise ConfigError(f"route must be written as [[route]] tables, got {type(rules_raw).__name__}.")
-    if rules_raw and pupil_list is None:
-        raise ConfigError("[[route]] rules need a [pupil_list] to tell which pupil belongs where.")
-    columns = pupil_list.route_columns if pupil_list is not None else ()
-    rules = tuple(_parse_rule(item, f"route[{i}]", columns) for i, item in enumerate(rules_raw, start=1))
-    seen = {"default"}
-    for i, rule in enumerate(rules, start=1):
-        folded = rule.route.name.casefold()
-        if folded in seen:
-            raise ConfigError(f"route[{i}].name {rule.route.name!r} is already used; give each route its own name.")
-        seen.add(folded)
-    return RoutingConfig(default=default, rules=rules, pupil_list=pupil_list)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 Secrets are never accepted inline in the config: a config file gets copied, mailed and
 pasted into tickets; a secret file with mode 0600 (or a systemd credential) does not.
+Every error carries a `fix` line for `check`.
 """
 
 from __future__ import annotations
@@ -12,31 +13,48 @@ from pathlib import Path
 
 from hwc_watcher.errors import ConfigError, SecretError
 
+#: Where the unit's LoadCredential= lines take the credentials from; `check` as root can use it directly.
+CREDENTIALS_SOURCE = Path("/etc/hwc-watcher")
+
+
+def _read_fix(path: Path) -> str:
+    return (f"the service reads it as user hwc-watcher: chown root:hwc-watcher {path} && chmod 0640 {path}; "
+            f"or run check as root")
+
 
 def ensure_private(path: Path, what: str) -> None:
     """Refuse a file that other users on the server can read (or write)."""
     try:
         mode = path.stat().st_mode
+    except FileNotFoundError as err:
+        raise SecretError(f"{what} {path} does not exist.",
+                          fix=f"create it (install -m 0600 /dev/null {path}, then put the secret in it), "
+                              f"or correct the path in the config") from err
+    except PermissionError as err:
+        raise SecretError(f"{what} {path} cannot be read: {err.strerror}.", fix=_read_fix(path)) from err
     except OSError as err:
         raise SecretError(f"{what} {path} cannot be read: {err.strerror}.") from err
     if mode & (stat.S_IROTH | stat.S_IWOTH):
         raise SecretError(
             f"{what} {path} is readable by every user on this server. "
-            f"Fix it with: chmod o-rwx {path}"
+            f"Fix it with: chmod o-rwx {path}",
+            fix=f"chmod o-rwx {path}",
         )
 
 
 def credential_path(name: str) -> Path:
     """Locate a systemd credential (LoadCredential=/SetCredentialEncrypted=) by name."""
+    if "/" in name or name in {"", ".", ".."}:
+        raise ConfigError(f"Credential name {name!r} is not a plain name.")
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     if not directory:
         raise SecretError(
             f"The credential {name!r} was configured, but hwc-watcher was not started by systemd with "
             f"LoadCredential= ($CREDENTIALS_DIRECTORY is not set). "
-            f"Use a *_file key instead, or start the service."
+            f"Use a *_file key instead, or start the service.",
+            fix=f"as root, point at the files the unit loads: sudo CREDENTIALS_DIRECTORY={CREDENTIALS_SOURCE} "
+                f"hwc-watcher --config … check (then {CREDENTIALS_SOURCE / name} must exist)",
         )
-    if "/" in name or name in {"", ".", ".."}:
-        raise ConfigError(f"Credential name {name!r} is not a plain name.")
     return Path(directory) / name
 
 
@@ -45,11 +63,13 @@ def read_secret(path: Path, what: str) -> str:
     ensure_private(path, what)
     try:
         text = path.read_text(encoding="utf-8")
+    except PermissionError as err:
+        raise SecretError(f"{what} {path} cannot be read: {err.strerror}.", fix=_read_fix(path)) from err
     except OSError as err:
         raise SecretError(f"{what} {path} cannot be read: {err.strerror}.") from err
     except UnicodeDecodeError as err:
-        raise SecretError(f"{what} {path} is not UTF-8 text.") from err
+        raise SecretError(f"{what} {path} is not UTF-8 text.", fix=f"save {path} as UTF-8 text") from err
     secret = text.splitlines()[0].strip() if text.strip() else ""
     if not secret:
-        raise SecretError(f"{what} {path} is empty.")
+        raise SecretError(f"{what} {path} is empty.", fix=f"put the secret on the first line of {path}")
     return secret

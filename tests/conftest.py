@@ -82,3 +82,16 @@ def dovecot_no_uidplus(dovecot: DovecotServer, tls_files: TlsFiles) -> Iterator[
 def dovecot_no_uidplus_account(dovecot_no_uidplus: DovecotServer) -> ImapAccount:
     """A fresh, empty user on the no-UIDPLUS Dovecot, over implicit TLS."""
     return dovecot_no_uidplus.account(dovecot_no_uidplus.add_user())
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check` reaches no host outside this machine: every non-loopback host counts as unreachable."""
+    from hwc_watcher import check
+
+    real = check._reachable
+
+    def reachable(host: str, port: int, timeout: float) -> str | None:
+        return real(host, port, timeout) if host in ("127.0.0.1", "localhost") else f"{host} is offline in tests"
+
+    monkeypatch.setattr(check, "_reachable", reachable)

@@ -6,9 +6,11 @@ Everything binds 127.0.0.1 only; no test ever talks to a real Microsoft or Googl
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
@@ -266,3 +268,142 @@ def oauth_dovecot(introspection_url: str, cert: Path, key: Path) -> Iterator[Dov
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+class _Stalling:
+    """A TLS listener on 127.0.0.1 whose connections a handler keeps busy; `stop()` closes them all."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._context.load_cert_chain(cert, key)
+        self._listener = socket.create_server((HOST, 0))
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        self.connections = 0
+        self._stopped = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    @property
+    def google_token_uri(self) -> str:
+        return f"{self.base_url}/token"
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            self._sockets.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> _Stalling:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._listener.close()
+        for conn in self._sockets:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+
+class SilentEndpoint(_Stalling):
+    """Accepts TCP connections and never says a word (not even the TLS handshake)."""
+
+    def _serve(self, conn: socket.socket) -> None:
+        self._stopped.wait()
+
+
+class TricklingEndpoint(_Stalling):
+    """Completes TLS, then answers every request one byte every `interval` seconds.
+
+    No single read ever waits long, so a per-operation timeout alone never fires: only a deadline
+    over the whole request ends it.
+    """
+
+    interval = 0.2
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            tls = self._context.wrap_socket(conn, server_side=True)
+            tls.recv(65536)
+            body = json.dumps({"access_token": "never-finished", "expires_in": 3600, "token_type": "Bearer"})
+            reply = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+            for char in reply:
+                if self._stopped.wait(self.interval):
+                    return
+                tls.sendall(char.encode())
+        except OSError:
+            return
+
+
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy on 127.0.0.1 that records the targets it tunnelled to."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server((HOST, 0))
+        self.port = self._listener.getsockname()[1]
+        self.targets: list[str] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+            if method != "CONNECT":
+                client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                return
+            self.targets.append(target)
+            host, port = target.rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=10) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                pump = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+                pump.start()
+                _pump(client, upstream)
+                pump.join(5)
+
+    def stop(self) -> None:
+        self._listener.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy bytes one way until either side closes."""
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)

@@ -10,6 +10,7 @@ import smtplib
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,11 @@ from oauth_servers import (
     HOST,
     PASSWORD,
     PASSWORD_USER,
+    ConnectProxy,
     IntrospectionServer,
+    SilentEndpoint,
     TokenServer,
+    TricklingEndpoint,
     make_cert,
     make_rsa_key,
     oauth_dovecot,
@@ -133,10 +137,9 @@ def microsoft(token_server: TokenServer, tls: tuple[Path, Path], secret_file: Pa
     return auth
 
 
-@pytest.fixture
-def google_key(tmp_path: Path, token_server: TokenServer) -> Path:
-    """A service account key file whose token_uri is the local endpoint."""
-    pem = make_rsa_key(tmp_path / "sa-key.pem")
+def write_google_key(directory: Path, token_uri: str) -> Path:
+    """A service account key file (a fresh RSA key) whose token_uri is `token_uri`."""
+    pem = make_rsa_key(directory / "sa-key.pem")
     info = {
         "type": "service_account",
         "project_id": "school-project",
@@ -144,9 +147,15 @@ def google_key(tmp_path: Path, token_server: TokenServer) -> Path:
         "private_key": pem,
         "client_email": SA_EMAIL,
         "client_id": SA_CLIENT_ID,
-        "token_uri": token_server.google_token_uri,
+        "token_uri": token_uri,
     }
-    return _private(tmp_path / "service-account.json", json.dumps(info))
+    return _private(directory / "service-account.json", json.dumps(info))
+
+
+@pytest.fixture
+def google_key(tmp_path: Path, token_server: TokenServer) -> Path:
+    """A service account key file whose token_uri is the local endpoint."""
+    return write_google_key(tmp_path, token_server.google_token_uri)
 
 
 def google_config(key: Path, ca: Path) -> dict[str, Any]:
@@ -189,7 +198,7 @@ def test_password_credential_from_systemd(tmp_path: Path, monkeypatch: pytest.Mo
     ("imap", "expected"),
     [
         ({"auth": "oauth", "username": MAILBOX, "password_file": "/x"}, "'oauth'"),
-        ({"username": MAILBOX}, "password_file or password_credential"),
+        ({"username": MAILBOX}, "imap.password_file or imap.password_credential"),
         ({"username": MAILBOX, "password_file": "/x", "password_credential": "y"}, "both"),
         ({"username": MAILBOX, "password_file": "relative"}, "absolute"),
         ({"auth": "none", "username": MAILBOX}, "always needs a login"),
@@ -218,7 +227,7 @@ def test_relative_paths_and_smtp_none(tmp_path: Path) -> None:
         "smtp": {"auth": "none"},
     }
     assert isinstance(parse_auth(config, "imap", base_dir=tmp_path), PasswordAuth)
-    relay = parse_auth(config, "smtp")
+    relay = parse_auth(config, "smtp", base_dir=tmp_path)
     assert isinstance(relay, NoAuth)
     relay.smtp_login(smtplib.SMTP(), MAILBOX)
 
@@ -230,7 +239,7 @@ def test_smtp_with_other_username_needs_own_password(tmp_path: Path) -> None:
         "imap": {"username": MAILBOX, "password_file": str(pw)},
         "smtp": {"username": "other@school.example"},
     }
-    with pytest.raises(ConfigError, match=r"\[smtp\] needs password_file"):
+    with pytest.raises(ConfigError, match=r"smtp.password_file or smtp.password_credential is missing"):
         parse_auth(config, "smtp")
 
 
@@ -241,8 +250,10 @@ def test_smtp_with_other_username_needs_own_password(tmp_path: Path) -> None:
         ({"tenant_id": "common"}, "tenant_id = 'common'"),
         ({"tenant_id": "not a tenant"}, "neither a GUID nor a domain"),
         ({"authority_host": "http://login.example"}, "authority_host"),
-        ({"client_secret": "inline"}, "unknown key"),
-        ({"client_secret_credential": "x"}, "both client_secret_file and client_secret_credential"),
+        ({"client_secret": "inline"}, "secrets are not accepted inside the config file"),
+        ({"client_secrt_file": "/x"}, "microsoft.client_secrt_file is not a known setting. Did you mean "
+                                      "microsoft.client_secret_file?"),
+        ({"client_secret_credential": "x"}, "client_secret_file and microsoft.client_secret_credential are both set"),
         ({"certificate_file": "/etc/x.pem"}, "exactly one credential"),
         ({"ca_file": "/does/not/exist"}, "ca_file"),
     ],
@@ -455,6 +466,75 @@ def test_google_delegation_missing(google_key: Path, tls: tuple[Path, Path], tok
     auth = parse_auth(google_config(google_key, tls[0]), "smtp")
     with pytest.raises(DeliveryAuthError, match=f"Domain Wide Delegation, add client ID {SA_CLIENT_ID}"):
         auth.smtp_login(smtplib.SMTP(), MAILBOX)
+
+
+# --------------------------------------------------------------------------- deadline and proxy
+
+TIMEOUT = 1
+#: What a deadline may overrun by on a busy two-core machine (thread start, MSAL import).
+SLACK = 1.5
+
+
+def _oauth(provider: str, endpoint: Any, tmp_path: Path, ca: Path, secret: Path) -> Any:
+    """A Microsoft or Google authenticator for [imap] whose token endpoint is `endpoint`, timeout 1 s."""
+    if provider == "microsoft":
+        config = ms_config(endpoint, ca, secret)
+    else:
+        config = google_config(write_google_key(tmp_path, endpoint.google_token_uri), ca)
+    config["imap"]["timeout"] = TIMEOUT
+    return parse_auth(config, "imap")
+
+
+@pytest.mark.parametrize("provider", ["microsoft", "google"])
+@pytest.mark.parametrize("endpoint_kind", [SilentEndpoint, TricklingEndpoint])
+def test_token_request_ends_within_the_timeout(
+    provider: str, endpoint_kind: type[Any], tmp_path: Path, tls: tuple[Path, Path], secret_file: Path
+) -> None:
+    """A token endpoint that never answers, or answers a byte at a time, costs at most the timeout: transient."""
+    with endpoint_kind(*tls) as endpoint:
+        auth = _oauth(provider, endpoint, tmp_path, tls[0], secret_file)
+        for attempt in range(2):  # the second call waits for the first, still-running request
+            started = time.monotonic()
+            with pytest.raises(TokenError, match=f"did not answer within {TIMEOUT} s") as caught:
+                auth.access_token()
+            elapsed = time.monotonic() - started
+            assert elapsed < TIMEOUT + SLACK, (attempt, elapsed)
+            assert attempt or elapsed >= TIMEOUT - 0.1  # the first one really waited
+            assert caught.value.transient is True
+        started = time.monotonic()
+        with pytest.raises(MailboxError) as login:
+            auth.imap_login(object(), MAILBOX)
+        assert time.monotonic() - started < TIMEOUT + SLACK
+        assert not isinstance(login.value, MailboxAuthError)
+        assert endpoint.connections >= 1
+
+
+@pytest.mark.parametrize("provider", ["microsoft", "google"])
+def test_token_request_uses_https_proxy_and_keeps_ca_file(
+    provider: str,
+    tmp_path: Path,
+    tls: tuple[Path, Path],
+    secret_file: Path,
+    token_server: TokenServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ca_file set, HTTPS_PROXY is still used and REQUESTS_CA_BUNDLE still cannot replace ca_file."""
+    proxy = ConnectProxy()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "https_proxy", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+        auth = _oauth(provider, token_server, tmp_path, tls[0], secret_file)
+        assert auth.access_token().startswith("tok-")
+        assert proxy.targets and set(proxy.targets) == {f"{HOST}:{token_server.port}"}
+        monkeypatch.setenv("NO_PROXY", HOST)
+        proxy.targets.clear()
+        auth.invalidate()
+        assert auth.access_token().startswith("tok-")
+        assert proxy.targets == []
+    finally:
+        proxy.stop()
 
 
 # --------------------------------------------------------------------------- token expiry
@@ -683,8 +763,9 @@ def test_password_smtp_login(tmp_path: Path, smtp_server: Callable[..., Any]) ->
     _, connect = smtp_server(authenticator=authenticator)
     good = _private(tmp_path / "good", "hunter2\n")
     bad = _private(tmp_path / "bad", "letmein\n")
-    parse_auth({"smtp": {"username": MAILBOX, "password_file": str(good)}}, "smtp").smtp_login(connect(), MAILBOX)
-    auth = parse_auth({"smtp": {"username": MAILBOX, "password_file": str(bad)}}, "smtp")
+    imap = {"username": MAILBOX, "password_file": str(good)}
+    parse_auth({"imap": imap, "smtp": {"password_file": str(good)}}, "smtp").smtp_login(connect(), MAILBOX)
+    auth = parse_auth({"imap": imap, "smtp": {"password_file": str(bad)}}, "smtp")
     with pytest.raises(DeliveryAuthError, match=re.escape(f"the password in the file {bad}")) as caught:
         auth.smtp_login(connect(), MAILBOX)
     assert "letmein" not in str(caught.value)

@@ -115,3 +115,13 @@ def test_alert_is_content_free() -> None:
     assert "persoon naar moet kijken" in body and "mogelijk vervalst" in body and "map INBOX" in body
     assert "NIET aangekomen" in body and "Geweigerd adres: zorg@college.example.nl" in body
     assert msg["Subject"] == "Actie nodig: Handle with Care-mailbox"
+
+
+def test_overridable_template_names_are_the_composer_texts() -> None:
+    """Every name [messages.templates] accepts is a text the composer has, in both languages, and vice versa."""
+    from hwc_watcher.compose import TEXTS
+    from hwc_watcher.config import TEMPLATE_NAMES
+
+    for language, texts in TEXTS.items():
+        building_blocks = {"not_in_list", "ambiguous_in_list", "receipt_subject", "alert_subject"}
+        assert set(texts) - building_blocks == TEMPLATE_NAMES, language

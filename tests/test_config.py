@@ -106,5 +106,7 @@ def test_relative_secret_paths_are_relative_to_the_config(tmp_path: Path) -> Non
     """password_file = "imap-password" means the file next to the config."""
     raw = base()
     raw["imap"]["password_file"] = "imap-password"
+    del raw["imap"]["password_credential"]
     config = parse_config(raw, source=tmp_path / "config.toml")
-    assert config.raw["imap"]["password_file"] == str(tmp_path / "imap-password")
+    assert config.imap.auth.password is not None
+    assert config.imap.auth.password.file == tmp_path / "imap-password"

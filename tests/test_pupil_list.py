@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from hwc_watcher.config import parse_pupil_list_config
 from hwc_watcher.errors import ConfigError, PupilListError
 from hwc_watcher.pupil_list import (
     PupilListConfig,
     PupilListSource,
     Stamp,
     parse_date,
-    parse_pupil_list_config,
     read_pupil_list,
 )
 
@@ -304,7 +304,7 @@ def test_config_parses_all_keys() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"pupil_list": "leerlingen.csv"}, "pupil_list must be a table, got str"),
+        ({"pupil_list": "leerlingen.csv"}, r"pupil_list must be a table \(\[pupil_list\]\), got text"),
         (table(path=None), "pupil_list.path must be the path of the CSV file, got None"),
         (table(path=""), "pupil_list.path must be the path of the CSV file, got ''"),
         (table(birth_date=None), "pupil_list.birth_date is missing"),

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
+from hwc_watcher.config import parse_routing
 from hwc_watcher.errors import ConfigError
 from hwc_watcher.models import Pupil
 from hwc_watcher.name_match import tokens
 from hwc_watcher.pupil_list import Stamp
-from hwc_watcher.routing import Person, Router, RoutingConfig, parse_routing
+from hwc_watcher.routing import Person, Router, RoutingConfig
 
 BASE_TOML = """
 [coordinator]
@@ -318,7 +319,7 @@ def with_rules(*rules: Any, pupil_list: bool = True) -> dict[str, Any]:
         (with_rules(rule(when={"Leerjaar": {"max": 1.5}})), "route[1].when.Leerjaar.max must be a whole number"),
         (with_rules(rule(when={"Leerjaar": {"min": True}})), "route[1].when.Leerjaar.min must be a whole number"),
         (with_rules(rule(when={"Leerjaar": {"min": 3, "max": 2}})), "route[1].when.Leerjaar.min must not be above"),
-        (with_rules(rule(when={"Leerjaar": {"from": 3}})), "route[1].when.Leerjaar.from is not allowed"),
+        (with_rules(rule(when={"Leerjaar": {"from": 3}})), "route[1].when.Leerjaar.from is not a known setting"),
         (with_rules(rule(when={"Leerjaar": {}})), "route[1].when.Leerjaar must give min, max or both"),
         (with_rules(rule(when={"Afdeling": []})), "route[1].when.Afdeling must list at least one value"),
         (with_rules(rule(when={"Afdeling": ["havo", None]})), "route[1].when.Afdeling[1] must be a text"),
@@ -333,13 +334,13 @@ def with_rules(*rules: Any, pupil_list: bool = True) -> dict[str, Any]:
         ),
         (
             with_rules(rule(backup={"name": "X", "email": "x@college.example.nl", "mode": "bcc"})),
-            """route[1].backup.mode must be "cc" or "fallback", got 'bcc'""",
+            """route[1].backup.mode must be one of "cc", "fallback", got 'bcc'""",
         ),
         (with_rules(rule(name="")), "route[1].name must be a short text"),
         (with_rules(rule(), rule()), "route[2].name 'Onderbouw' is already used"),
         (with_rules(rule(name="Default")), "route[1].name 'Default' is already used"),
         (with_rules(rule(whne={})), "route[1].whne is not a known setting"),
-        (with_rules("Onderbouw"), "route[1] must be a table, got str"),
+        (with_rules("Onderbouw"), "route[1] must be a table, got text"),
         (with_rules(rule(), pupil_list=False), "[[route]] rules need a [pupil_list]"),
         ({**with_rules(), "route": {"name": "x"}}, "route must be written as"),
         ({"pupil_list": {}}, "[coordinator] is missing"),
