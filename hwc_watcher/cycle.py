@@ -46,8 +46,8 @@ _log = log.get_logger("hwc_watcher.cycle")
 
 Clock = Callable[[], dt.datetime]
 
-#: Words the server's own full-text search looks for in new mail (all of them, anywhere): a hit
-#: means the message is read whole, as the code word may be in its text and not its subject.
+#: Words the server's own search looks for in the body of new mail (all of them): a hit means the
+#: message is read whole, as the code word may be in its text and not its subject.
 SEARCH_WORDS = ("handle", "care")
 
 

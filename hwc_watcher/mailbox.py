@@ -289,7 +289,7 @@ class Mailbox:
         return sorted(uid for uid in found if since is None or uid >= since)
 
     def search_text(self, state: FolderState, uids: Sequence[int], words: Sequence[str]) -> set[int]:
-        """Which of these UIDs the server finds every word in (its own full-text search, nothing downloaded).
+        """Which of these UIDs the server finds every word in the body of (its own search, nothing downloaded).
 
         A server that refuses the search gets every UID back: then each message is read instead.
         """
@@ -297,10 +297,10 @@ class Mailbox:
             return set()
         self._ensure_selected(state.name)
         criteria: list[str] = ["UID", uid_set(uids)]
-        for word in words:
-            criteria += ["TEXT", word]
+        for word in words:  # BODY, not TEXT: every header here names the handlewithcare@ mailbox itself
+            criteria += ["BODY", word]
         try:
-            hits: list[int] = self._call(f"SEARCH TEXT in {state.name}", self.client.search, criteria)
+            hits: list[int] = self._call(f"SEARCH BODY in {state.name}", self.client.search, criteria)
         except MailboxError as err:
             cause = err.__cause__
             if isinstance(cause, imaplib.IMAP4.abort) or not isinstance(cause, imaplib.IMAP4.error):

@@ -29,6 +29,7 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from hwc_watcher import log
+from hwc_watcher.compose import format_moment
 from hwc_watcher.config import Config, ScheduleSettings
 from hwc_watcher.cycle import CycleResult, Watcher
 from hwc_watcher.deadline import DeadlineGuard
@@ -146,8 +147,21 @@ class Service:
             if self.alerter.alert(f"deadline:{cause}", "alert_deadline", moment,
                                   deadline=self.config.schedule.deadline.strftime("%H:%M"), problem=cause):
                 self.alerter.forget("recovered")
+        self.report_left_alone(moment)
         _log.info("deadline_checked", problems=causes)
         return causes
+
+    def report_left_alone(self, now: dt.datetime) -> bool:
+        """Once a school day: how much mail that is not ours sits in the mailbox (the covenant wants it empty)."""
+        local = now.astimezone(self.config.schedule.timezone)
+        if not self.config.calendar.is_school_day(local.date()):
+            return False
+        count, oldest = self.watcher.left_alone()
+        if not count:
+            return False
+        since = format_moment((oldest or now).astimezone(self.config.schedule.timezone),
+                              self.config.messages.language)
+        return self.alerter.alert("left_alone", "alert_left_alone", now, count=str(count), oldest=since)
 
     def feed_watchdog(self) -> None:
         """Ping systemd unless a cycle has been running for far too long."""
