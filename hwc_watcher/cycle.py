@@ -325,6 +325,7 @@ class CycleRun:
             self.scan(folder, role)
         self.verify()
         self.alert()
+        self.memory.forget_delivered()
 
     def step(self, what: str) -> None:
         """Between steps: stop when the cycle ran out of time."""
@@ -431,7 +432,7 @@ class CycleRun:
         judged = self.judge(memory, uid, glance, verdict.kind, verdict.reason, state, verdict)
         judged.received, judged.refused = verdict.received, verdict.refused
         if previous is not None and previous.kind == "signal" and verdict.kind == "signal":
-            judged.done = previous.done
+            judged.done, judged.key = previous.done, previous.key
         if verdict.kind == "signal" and fetched is not None and not self.dry_run:
             self.deliver(fetched, verdict, judged)
             if judged.done and verdict.message_id:
@@ -456,7 +457,7 @@ class CycleRun:
 
     def deliver(self, fetched: Fetched, verdict: Verdict, judged: Judged) -> None:
         """Notices, then receipt, then read receipt; `judged.done` once the message may be deleted."""
-        key = content_key(fetched.raw)
+        key = judged.key = content_key(fetched.raw)
         memory, watcher = self.memory, self.watcher
         if judged.done or key in watcher.completed:
             judged.done = True

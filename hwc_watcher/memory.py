@@ -44,6 +44,8 @@ class Judged:
     #: needs_human: the date the message says it was written; a bounce: the addresses that refused.
     received: dt.datetime | None = None
     refused: tuple[str, ...] = ()
+    #: signal: the content key its delivery memory is kept under.
+    key: str | None = None
 
     @property
     def unalerted(self) -> bool:
@@ -110,6 +112,10 @@ class Memory:
     def again(memory: FolderMemory) -> Look:
         return Look(new=(), again=tuple(uid for uid, j in sorted(memory.judged.items()) if j.unfinished),
                     unchanged=True)
+
+    def forget_delivered(self) -> None:
+        """Keep "notices sent, receipt pending" only for signals still in a folder (bounded memory)."""
+        self.noticed &= {j.key for m in self.folders.values() for j in m.judged.values() if j.key}
 
     def waiting(self) -> int:
         """Messages waiting for a person, in every folder."""

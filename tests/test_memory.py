@@ -1,0 +1,65 @@
+"""The one rule book for deleting, and what memory says is new: pure, table-tested."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from hwc_watcher.memory import FolderMemory, Judged, Memory, keep_until, may_delete
+from hwc_watcher.school_calendar import DayOff, SchoolCalendar
+
+AMS = ZoneInfo("Europe/Amsterdam")
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=AMS)  # a Monday
+LATER = NOW + dt.timedelta(hours=6)
+EARLIER = NOW - dt.timedelta(hours=6)
+
+
+@pytest.mark.parametrize(("role", "judged", "purge", "kept_until", "deletable"), [
+    ("inbox", Judged("signal", "signal"), "all", None, False),
+    ("inbox", Judged("signal", "signal", done=True), "handled", None, True),
+    ("trash", Judged("signal", "signal"), "all", None, False),
+    ("inbox", Judged("own", "own_copy"), "handled", None, True),
+    ("inbox", Judged("own", "test_bounce"), "all", None, False),
+    ("inbox", Judged("own", "test_bounce", alerted_on=NOW.date()), "all", None, True),
+    ("inbox", Judged("ignored", "not_vt_sender"), "all", None, False),
+    ("junk", Judged("ignored", "not_vt_sender"), "all", None, False),
+    ("trash", Judged("ignored", "not_vt_sender"), "all", None, True),
+    ("trash", Judged("ignored", "not_vt_sender"), "handled", None, False),
+    ("sent", Judged("ignored", "sent"), "all", None, True),
+    ("sent", Judged("ignored", "sent"), "handled", None, False),
+    ("inbox", Judged("needs_human", "not_authenticated", alerted_on=NOW.date()), "all", EARLIER, False),
+    ("junk", Judged("needs_human", "not_authenticated", alerted_on=NOW.date()), "all", EARLIER, False),
+    ("trash", Judged("needs_human", "not_authenticated"), "all", None, False),
+    ("trash", Judged("needs_human", "not_authenticated", alerted_on=NOW.date()), "all", LATER, False),
+    ("trash", Judged("needs_human", "not_authenticated", alerted_on=NOW.date()), "all", EARLIER, True),
+    ("trash", Judged("needs_human", "not_authenticated", alerted_on=NOW.date()), "handled", EARLIER, False),
+])  # fmt: skip
+def test_may_delete(role: str, judged: Judged, purge: str, kept_until: dt.datetime | None, deletable: bool) -> None:
+    """Only done signals and our own mail go everywhere; waiting mail never, except from Trash after its day."""
+    assert may_delete(role, judged, purge, now=NOW, kept_until=kept_until) is deletable  # type: ignore[arg-type]
+
+
+def test_waiting_mail_alerted_on_a_friday_evening_is_kept_through_monday() -> None:
+    """An alert on a weekend or day off keeps the message until the end of the next school day."""
+    calendar = SchoolCalendar(days_off=(DayOff(dt.date(2026, 11, 30), dt.date(2026, 11, 30), "Studiedag"),))
+    saturday = dt.date(2026, 11, 28)
+    assert keep_until(saturday, calendar, dt.time(17, 0), AMS) == dt.datetime(2026, 12, 1, 17, 0, tzinfo=AMS)
+
+
+def test_unchanged_folder_needs_no_search_and_gone_messages_are_forgotten() -> None:
+    """SELECT alone proves a quiet folder; a resync drops UIDs that left and lists only the new ones."""
+    memory = FolderMemory(uidvalidity=7, uidnext=11, exists=2,
+                          judged={3: Judged("ignored", "x"), 9: Judged("signal", "signal")})
+    assert Memory.unchanged(memory, exists=2, uidnext=11)
+    assert not Memory.unchanged(memory, exists=3, uidnext=12)
+    look = Memory.resync(memory, [9, 11, 12], exists=3, uidnext=13)
+    assert look.new == (11, 12) and look.again == (9,) and set(memory.judged) == {9}
+
+
+def test_a_new_uidvalidity_forgets_the_folder() -> None:
+    """Old UIDs name nothing once UIDVALIDITY changed (RFC 3501 §2.3.1.1)."""
+    memory = Memory()
+    memory.folder("INBOX", 1).judged[5] = Judged("needs_human", "x")
+    assert memory.folder("INBOX", 2).judged == {}
