@@ -382,7 +382,10 @@ class CycleRun:
         hits = set() if role == "sent" else self.mailbox.search_text(state, uids, SEARCH_WORDS)
         reads: list[tuple[int, Glance]] = []
         for glance in self.mailbox.glance(state, uids, TRIAGE_FIELDS):
-            look = triage(glance.headers, self.config, text_hit=glance.uid in hits)
+            try:
+                look = triage(glance.headers, self.config, text_hit=glance.uid in hits)
+            except Exception:  # noqa: BLE001 - headers that break the parser are read whole, never skipped
+                look = "candidate"
             if role == "sent":
                 # What this mailbox sent: ours to purge, never a signal to act on.
                 self.judge(memory, glance.uid, glance, "own" if look == "own" else "ignored", "sent", state)
@@ -573,7 +576,15 @@ class CycleRun:
         if not self.handled_ids or self.dry_run:
             return
         self.step("verifying")
-        leftovers = self.mailbox.count_message_ids(self.folders.all, sorted(self.handled_ids))
+        found = self.mailbox.find_message_ids(self.folders.all, sorted(self.handled_ids))
+        leftovers: dict[str, int] = {}
+        for folder, (validity, uids) in found.items():
+            known = self.memory.folders.get(folder)
+            if known is not None and known.uidvalidity == validity:
+                # Still judged there on purpose: another message reusing a handled signal's id.
+                uids = [uid for uid in uids if uid not in known.judged]
+            if uids:
+                leftovers[folder] = len(uids)
         self.result.leftovers = sum(leftovers.values())
         if self.result.leftovers:
             _log.warning("leftovers", count=self.result.leftovers, folders=len(leftovers), step="verify")

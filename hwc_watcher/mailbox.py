@@ -401,12 +401,12 @@ class Mailbox:
         responses: dict[str, Any] = getattr(getattr(self.client, "_imap", None), "untagged_responses", {})
         return responses
 
-    def count_message_ids(self, folders: Iterable[str], message_ids: Sequence[str]) -> dict[str, int]:
-        """How many messages per folder carry one of these Message-IDs: the server searches, nothing is
-        downloaded; one SELECT and one SEARCH per folder for up to 50 ids."""
-        counts: dict[str, int] = {}
+    def find_message_ids(self, folders: Iterable[str], message_ids: Sequence[str]) -> dict[str, tuple[int, list[int]]]:
+        """Per folder, (UIDVALIDITY, UIDs) of messages carrying one of these Message-IDs: the server
+        searches, nothing is downloaded; one SELECT and one SEARCH per folder for up to 50 ids."""
+        found: dict[str, tuple[int, list[int]]] = {}
         for folder in folders:
-            self.select(folder)
+            state = self.select(folder)
             for start in range(0, len(message_ids), 50):
                 batch = message_ids[start : start + 50]
                 criteria: list[str] = ["OR"] * (len(batch) - 1)
@@ -414,8 +414,8 @@ class Mailbox:
                     criteria += ["HEADER", "Message-ID", mid]
                 hits = self._call(f"SEARCH in {folder}", self.client.search, criteria)
                 if hits:
-                    counts[folder] = counts.get(folder, 0) + len(hits)
-        return counts
+                    found.setdefault(folder, (state.uidvalidity, []))[1].extend(hits)
+        return found
 
     def abort(self) -> None:
         """Cut the connection from another thread (the cycle's deadline): a blocked read ends at once."""
