@@ -101,8 +101,22 @@ class _Quiet(BaseHTTPRequestHandler):
         return {k: v[0] for k, v in urllib.parse.parse_qs(raw, keep_blank_values=True).items()}
 
 
+class _TokenUrls:
+    """Where a local token endpoint answers: the Microsoft authority base and Google's token_uri."""
+
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    @property
+    def google_token_uri(self) -> str:
+        return f"{self.base_url}/token"
+
+
 @dataclass
-class TokenServer:
+class TokenServer(_TokenUrls):
     """An HTTPS token endpoint speaking enough of Entra ID (MSAL) and Google's OAuth2 for the daemon."""
 
     cert: Path
@@ -120,14 +134,6 @@ class TokenServer:
     issued: dict[str, str] = field(default_factory=dict)
     port: int = 0
     _httpd: _Server | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"https://{HOST}:{self.port}"
-
-    @property
-    def google_token_uri(self) -> str:
-        return f"{self.base_url}/token"
 
     def subject_for(self, token: str) -> str | None:
         """The mailbox a token we issued may open, or None for a token we never issued."""
@@ -270,7 +276,7 @@ def oauth_dovecot(introspection_url: str, cert: Path, key: Path) -> Iterator[Dov
         shutil.rmtree(directory, ignore_errors=True)
 
 
-class _Stalling:
+class _Stalling(_TokenUrls):
     """A TLS listener on 127.0.0.1 whose connections a handler keeps busy; `stop()` closes them all."""
 
     def __init__(self, cert: Path, key: Path) -> None:
@@ -283,14 +289,6 @@ class _Stalling:
         self._stopped = threading.Event()
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def base_url(self) -> str:
-        return f"https://{HOST}:{self.port}"
-
-    @property
-    def google_token_uri(self) -> str:
-        return f"{self.base_url}/token"
 
     def _accept(self) -> None:
         while not self._stopped.is_set():
