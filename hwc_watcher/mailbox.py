@@ -116,6 +116,8 @@ def _reply_size(err: BaseException) -> str:
 
 #: imaplib's wording for a tagged NO/BAD: "FETCH command error: BAD [b'...']".
 _STATUS = re.compile(r"command error: (NO|BAD)\b")
+#: imapclient's wording for a tagged NO/BAD (it drops the status word): "fetch failed: ...".
+_TAGGED_FAILURE = re.compile(r"[a-z_ ]{1,30} failed: ")
 _FOLDER_STEPS = ("SELECT ", "SEARCH in ", "FETCH in ", "MOVE to ", "STORE in ", "UID EXPUNGE in ", "EXPUNGE in ")
 _KNOWN_FOLDERS = frozenset(n.lower() for names in _SPECIAL_NAMES.values() for n in names) | {"inbox"}
 
@@ -217,10 +219,9 @@ class Mailbox:
             ) from err
         except imaplib.IMAP4.error as err:
             status = _STATUS.search(str(err))
-            if status:
-                raise MailboxError(
-                    f"The IMAP server refused {self._step(what)} ({status.group(1)}; {_reply_size(err)})."
-                ) from err
+            if status or _TAGGED_FAILURE.match(str(err)):
+                word = status.group(1) if status else "NO or BAD"
+                raise MailboxError(f"The IMAP server refused {self._step(what)} ({word}; {_reply_size(err)}).") from err
             raise MailboxError(
                 f"The IMAP server refused {self._step(what)} or gave a reply that could not be read "
                 f"({type(err).__name__}, {_reply_size(err)})."
