@@ -11,15 +11,20 @@ steps that depend on it pointless, so they are skipped with a short note.
 from __future__ import annotations
 
 import datetime as dt
+import email.policy
 import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import TextIO
 
+from imapclient.exceptions import IMAPClientError
+
 from hwc_watcher.auth import Authenticator, imap_authenticator, is_microsoft_smtp, smtp_authenticator
 from hwc_watcher.auth.base import MICROSOFT_BASIC_SMTP_NOTE
+from hwc_watcher.auth_results import AuthResults, AuthResultsError, parse_auth_results
 from hwc_watcher.config import Config, LoginSettings, load_config
 from hwc_watcher.errors import ConfigError, DeliveryAuthError, HwcError, MailboxAuthError, TlsError
 from hwc_watcher.mailbox import Mailbox
@@ -27,6 +32,7 @@ from hwc_watcher.outbox import Outbox
 from hwc_watcher.routing import Router
 from hwc_watcher.send_test import recipients, send_tests
 from hwc_watcher.service import next_polls
+from hwc_watcher.trust import raw_values
 
 
 @dataclass
@@ -289,10 +295,71 @@ def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> N
                         f"set imap.folders.{missing[0]} to the folder's name; folders: {', '.join(folders.all)}")
         else:
             report.ok("folders found", detail)
+        _check_authserv(config, mailbox, folders.inbox, report)
     except HwcError as err:
         report.fail("folders found", str(err))
     finally:
         mailbox.close()
+
+
+def _check_authserv(config: Config, mailbox: Mailbox, inbox: str, report: Report) -> None:
+    """Which authserv-id the school's server writes, from the newest INBOX message's headers only.
+
+    Fetches only its Authentication-Results headers (BODY.PEEK: nothing is marked read) and prints
+    nothing from them but authserv-ids and result names: no subject, sender or body is read.
+    """
+    step = "Authentication-Results"
+    vt = config.veilig_thuis
+    if vt.auth_check == "off":
+        return
+    try:
+        client = mailbox.client
+        client.select_folder(inbox, readonly=True)
+        uids = client.search(["ALL"])
+        if not uids:
+            report.skip(step, "INBOX is empty; run check again once a message from outside has arrived")
+            return
+        newest = max(uids)
+        item = client.fetch([newest], ["BODY.PEEK[HEADER.FIELDS (AUTHENTICATION-RESULTS)]"]).get(newest, {})
+    except (IMAPClientError, OSError) as err:
+        report.warn(step, f"the newest message's headers could not be read ({type(err).__name__})")
+        return
+    raw = next((v for k, v in item.items() if isinstance(v, bytes) and k.upper().startswith(b"BODY[")), b"")
+    values = raw_values(BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw), "Authentication-Results")
+    headers: list[AuthResults | None] = []
+    for value in values:
+        try:
+            headers.append(parse_auth_results(value))
+        except AuthResultsError:
+            headers.append(None)
+
+    def show(header: AuthResults | None) -> str:
+        if header is None:
+            return "unreadable (not RFC 8601)"
+        names = ", ".join(sorted({f"{r.method}={r.result}" for r in header.results})) or "no results"
+        ident = header.authserv_id[:100] if header.authserv_id else "no authserv-id"
+        return f"{ident}: {names}"
+
+    if not headers:
+        report.warn(step, "the newest INBOX message has none: a signal is only obeyed when the school's server "
+                    "adds this header (internal mail has none; check the server's DMARC/DKIM milter)")
+        return
+    report.ok(step, f"newest INBOX message, topmost header: {show(headers[0])}")
+    for header in headers[1:4]:
+        report.detail(f"lower header (written before, by another server; ignored): {show(header)}")
+    top = headers[0]
+    ours = [h for h in headers if h is not None and h.authserv_id in vt.authserv_ids]
+    if vt.authserv_ids and not ours:
+        report.warn("authserv_ids", f"no header of the newest message carries {', '.join(vt.authserv_ids)}: if "
+                    "that message came from outside, signals will wait for a person. Check veilig_thuis.authserv_ids")
+    elif vt.authserv_ids:
+        report.ok("authserv_ids", "the school's server's header is found by its authserv-id")
+    elif top is not None and top.authserv_id:
+        report.warn("authserv_ids", f"empty: the topmost header is believed whoever wrote it. Your server writes "
+                    f"{top.authserv_id[:100]!r}: set veilig_thuis.authserv_ids = [\"{top.authserv_id[:100]}\"]")
+    elif top is not None:
+        report.ok("authserv_ids", "empty, and rightly so: this server (Microsoft 365 does this) writes no "
+                  "authserv-id, so there is none to set; the topmost header counts")
 
 
 def _tls_line(report: Report, what: str, security: str) -> None:

@@ -19,6 +19,7 @@ from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+from hwc_watcher.budgets import over_budget, sender_fields
 from hwc_watcher.config import Config
 from hwc_watcher.message_text import message_text
 from hwc_watcher.models import Pupil
@@ -102,11 +103,6 @@ def _message_id(msg: EmailMessage) -> str | None:
     return value if _MSG_ID.fullmatch(value) and "=?" not in value else None
 
 
-#: More nested multiparts than any real mail has; Python's parser recurses per level.
-MAX_MULTIPARTS = 100
-_MULTIPART = re.compile(rb"(?i)content-type:\s*multipart/")
-
-
 def classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None = None) -> Verdict:
     """Decide what one message is. Never raises: what cannot be read is never acted on.
 
@@ -114,8 +110,10 @@ def classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int
     is ignored otherwise; either way it stays in the mailbox and blocks no other message.
     """
     try:
-        if len(_MULTIPART.findall(raw[: config.limits.max_message_bytes])) > MAX_MULTIPARTS:
-            return _unreadable(raw, config, "too_complex")
+        # Cheap, linear checks on the bytes first: what would make the parser slow is never parsed.
+        budget = over_budget(raw[: config.limits.max_message_bytes])
+        if budget is not None:
+            return _unreadable(sender_fields(raw), config, budget)
         return _classify(raw, config, now=now, expected_size=expected_size)
     except Exception:  # noqa: BLE001 - hostile input must not stop the cycle; the reason is logged by code
         return _unreadable(raw, config, "unreadable")
@@ -271,9 +269,12 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
     if not authenticated(msg, address, vt):
         return Verdict("needs_human", "not_authenticated", message_id=msg_id, received=received)
 
-    reading = read_signal(message_text(msg), received.astimezone(config.schedule.timezone).date())
+    text = message_text(msg)
+    reading = read_signal(text, received.astimezone(config.schedule.timezone).date())
     if reading.status != "pupils":
-        return Verdict("needs_human", reading.reason, message_id=msg_id, received=received)
+        # Text cut at a budget (e.g. HTML too large to read in time) says why better than "no pupil".
+        reason = text.limit if text.limit is not None else reading.reason
+        return Verdict("needs_human", reason, message_id=msg_id, received=received)
     return Verdict(
         "signal",
         "signal",

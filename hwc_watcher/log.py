@@ -4,7 +4,8 @@ The covenant promises that the school keeps no record of a signal; a log line in
 journal is a record. So the logs carry counts, UIDs, step names and error classes, and
 two guards make sure nothing else slips through:
 
-* keys that could carry content (name, birth_date, subject, body, …) are dropped;
+* keys that could carry content (name, birth_date, subject, body, …) are dropped, and bytes,
+  tracebacks, over-long values and day-first dates never reach a line;
 * while a cycle handles pupils, their names and birth dates (in every written form) are
   registered with `sensitive()`, and any log value containing one is replaced.
 """
@@ -66,11 +67,30 @@ def sensitive(pupils: Iterable[Pupil]) -> Iterator[None]:
             _sensitive.pop(key, None)
 
 
+#: Day-first dates (3-2-2012, 03/02/2012, 3.2.2012, 3 februari 2012): how a birth date is written in
+#: Dutch mail. No log line of ours carries one (timestamps are ISO), so any is redacted, registered or not.
+_MONTHS = ("januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december|"
+           "jan|feb|mrt|apr|jun|jul|aug|sep|sept|okt|nov|dec")
+_DAY_FIRST_DATE = re.compile(
+    rf"(?<!\d)\d{{1,2}}\s*[-/.]\s*\d{{1,2}}\s*[-/.]\s*(?:19|20)\d\d(?!\d)|(?<!\d)\d{{1,2}}\s+(?:{_MONTHS})\.?\s+(?:19|20)\d\d",
+    re.IGNORECASE,
+)
+#: Longer log values than this are content, not a count or a step name: not shown.
+MAX_VALUE_CHARS = 1000
+#: Keys set by our own processors, never from a message or a server.
+_OWN_KEYS = frozenset({"timestamp", "level", "logger"})
+
+
 def _scrub(value: Any, forms: frozenset[str]) -> Any:
-    if isinstance(value, str | bytes):
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        folded = text.casefold()
-        return REDACTED if any(f in folded for f in forms) else value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"[{len(value)} bytes not shown]"  # raw bytes come from a server or a message, never ours
+    if isinstance(value, str):
+        folded = value.casefold()
+        if any(f in folded for f in forms) or _DAY_FIRST_DATE.search(value):
+            return REDACTED
+        if len(value) > MAX_VALUE_CHARS:
+            return f"[{len(value)} characters not shown]"
+        return value
     if isinstance(value, dt.date):
         return REDACTED
     if isinstance(value, list | tuple | set | frozenset):
@@ -80,15 +100,53 @@ def _scrub(value: Any, forms: frozenset[str]) -> Any:
     return value
 
 
+def _exception_summary(exc: BaseException) -> dict[str, Any]:
+    """An exception as its type chain; the text only of our own errors, which are written for the admin.
+
+    A traceback or a library's message can quote a server reply or a message (imaplib's
+    "unexpected response: ..."), so neither is ever rendered.
+    """
+    from hwc_watcher.errors import HwcError  # a leaf module; imported here to keep log importable first
+
+    chain: list[str] = []
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen and len(chain) < 8:
+        seen.add(id(current))
+        chain.append(type(current).__name__)
+        current = current.__cause__ or current.__context__
+    summary: dict[str, Any] = {"error_chain": " <- ".join(chain)}
+    if isinstance(exc, HwcError):
+        summary["error"] = str(exc)
+    return summary
+
+
 def refuse_pupil_data(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: drop content keys, and redact any registered pupil data."""
+    """structlog processor: no content keys, no server bytes, no traceback text, no pupil data.
+
+    * keys that could carry content are dropped;
+    * `exc_info` / `exception` become the exception's type chain (and our own errors' text);
+    * bytes, over-long strings and day-first dates are replaced, and so is any value containing
+      a pupil's name or birth date registered with `sensitive()`.
+    """
     for key in [k for k in event_dict if k.lower() in _FORBIDDEN_KEYS]:
         del event_dict[key]
         event_dict["redacted"] = True
+    exc_info = event_dict.pop("exc_info", None)
+    if "exception" in event_dict:  # already rendered by an earlier processor: text we cannot vouch for
+        del event_dict["exception"]
+        event_dict["redacted"] = True
+    if exc_info:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc_info, tuple) and len(exc_info) == 3 and isinstance(exc_info[1], BaseException):
+            exc = exc_info[1]
+        if exc is not None:
+            for key, value in _exception_summary(exc).items():
+                event_dict.setdefault(key, value)
     with _lock:
         forms = frozenset().union(*_sensitive.values()) if _sensitive else frozenset()
-    if forms:
-        for key, value in list(event_dict.items()):
+    for key, value in list(event_dict.items()):
+        if key not in _OWN_KEYS:
             event_dict[key] = _scrub(value, forms)
     return event_dict
 
@@ -105,14 +163,14 @@ def _shared_processors() -> list[Any]:
 def configure(*, json: bool | None = None, level: int = logging.INFO) -> None:
     """JSON lines when stdout is not a terminal (journald), readable lines on a terminal.
 
-    Exceptions are rendered (type and message, which are written to carry no pupil
-    data) and redacted by the same processor before rendering.
+    Exceptions are never rendered as tracebacks: `refuse_pupil_data` turns `exc_info` into the
+    exception's type chain (and the text of our own errors, written to carry no pupil data).
     """
     if json is None:
         json = not sys.stdout.isatty()
     renderer: Any
     if json:
-        processors = [*_shared_processors(), structlog.processors.format_exc_info, refuse_pupil_data]
+        processors = [*_shared_processors()]
         renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
     else:
         processors = [*_shared_processors()]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import imaplib
+import re
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,7 +29,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientError, LoginError
 
 from hwc_watcher.config import ImapSettings
 from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, TlsError
@@ -130,8 +131,25 @@ def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError
     if isinstance(err, ConnectionRefusedError):
         return MailboxError(f"The IMAP server {where} refused the connection. Check imap.host and imap.port.")
     if isinstance(err, OSError):
-        return MailboxError(f"The IMAP server {where} cannot be reached: {err.strerror or err}.")
-    return MailboxError(f"The IMAP server {where} answered unexpectedly: {type(err).__name__}: {err}")
+        return MailboxError(f"The IMAP server {where} cannot be reached: {err.strerror or type(err).__name__}.")
+    # The text of any other error (imaplib's "unexpected response: ...") quotes the server's reply.
+    return MailboxError(
+        f"The IMAP server {where} answered unexpectedly during connect or login ({type(err).__name__}, "
+        f"{_reply_size(err)}). Check imap.host, imap.port and imap.security; the server's log has the details."
+    )
+
+
+def _reply_size(err: BaseException) -> str:
+    """How big the error text was, never the text: it may quote a server reply, so a message."""
+    return f"{len(str(err).encode('utf-8', 'replace'))} bytes of reply text not shown"
+
+
+#: imaplib's wording for a tagged NO/BAD: "FETCH command error: BAD [b'...']".
+_STATUS = re.compile(r"command error: (NO|BAD)\b")
+#: imapclient's wording for a tagged NO/BAD (it drops the status word): "fetch failed: ...".
+_TAGGED_FAILURE = re.compile(r"[a-z_ ]{1,30} failed: ")
+_FOLDER_STEPS = ("SELECT ", "SEARCH in ", "FETCH in ", "MOVE to ", "STORE in ", "UID EXPUNGE in ", "EXPUNGE in ")
+_KNOWN_FOLDERS = frozenset(n.lower() for names in _SPECIAL_NAMES.values() for n in names) | {"inbox"}
 
 
 class Mailbox:
@@ -217,20 +235,53 @@ class Mailbox:
         return "X-GM-EXT-1" in self.capabilities
 
     def _call(self, what: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run one IMAP command; translate every failure into a MailboxError naming the step."""
+        """Run one IMAP command; translate every failure into a MailboxError naming the step.
+
+        The message says which step, what kind of failure and how many bytes the server's text
+        had, never the text: a malformed FETCH reply quotes the message (subject, name, birth
+        date), and the message ends up in the journal on every retry. For a refused command the
+        status word (NO/BAD) is given. The original exception stays the `__cause__` (not logged).
+        """
         self.commands += 1
         try:
             return func(*args, **kwargs)
-        except IMAPClientAbortError as err:
-            raise MailboxError(f"The IMAP server ended the session during {what}: {err}") from err
-        except (IMAPClientError, imaplib.IMAP4.error) as err:
-            raise MailboxError(f"The IMAP server refused {what}: {err}") from err
+        except imaplib.IMAP4.abort as err:
+            raise MailboxError(
+                f"The IMAP server ended the session during {self._step(what)} ({type(err).__name__}, "
+                f"{_reply_size(err)})."
+            ) from err
+        except imaplib.IMAP4.error as err:
+            status = _STATUS.search(str(err))
+            if status or _TAGGED_FAILURE.match(str(err)):
+                word = status.group(1) if status else "NO or BAD"
+                raise MailboxError(f"The IMAP server refused {self._step(what)} ({word}; {_reply_size(err)}).") from err
+            raise MailboxError(
+                f"The IMAP server refused {self._step(what)} or gave a reply that could not be read "
+                f"({type(err).__name__}, {_reply_size(err)})."
+            ) from err
         except TimeoutError as err:
             raise MailboxError(
-                f"The IMAP server did not answer during {what} within {self.settings.timeout:.0f} s."
+                f"The IMAP server did not answer during {self._step(what)} within {self.settings.timeout:.0f} s."
             ) from err
         except OSError as err:
-            raise MailboxError(f"The connection to the IMAP server broke during {what}: {err}") from err
+            raise MailboxError(
+                f"The connection to the IMAP server broke during {self._step(what)} "
+                f"({type(err).__name__}: {err.strerror or 'no detail'})."
+            ) from err
+
+    def _step(self, what: str) -> str:
+        """The step for an error message: a folder name only if it is a well-known or configured one.
+
+        Folder names come from the server's LIST reply, and a person may name a folder after a pupil.
+        """
+        for prefix in _FOLDER_STEPS:
+            if what.startswith(prefix):
+                folder = what[len(prefix) :]
+                configured = {n for n in vars(self.settings.folders).values() if isinstance(n, str)}
+                if folder.lower() in _KNOWN_FOLDERS or folder in configured:
+                    return what
+                return f"{prefix}a folder ({len(folder.encode())} bytes of name not shown)"
+        return what
 
     # --- folders ---------------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ Pure functions over `email.message.EmailMessage`. The rules, and why:
 * An allowed entry is an exact address or `@domain` for exactly that domain: no suffix
   matching, and the address must be plain ASCII so a homoglyph cannot pass.
 * The From header is whatever the sender typed; the school's receiving server vouches for it
-  in the *topmost* Authentication-Results header (RFC 8601: each hop prepends its own). A
-  lower header could have been written by the sender, so it counts for nothing.
+  in its Authentication-Results header (RFC 8601: each hop prepends its own), read exactly by
+  `auth_results`. A lower header could have been written by the sender, so it counts for
+  nothing: see `authenticated` for the rule and `_trusted_headers` for which header counts.
 * Automatic mail (RFC 3834) and reports (RFC 3464, RFC 8098) are never answered: no loops.
 """
 
@@ -15,20 +16,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parseaddr
 
+# AuthResults and parse_auth_results are re-exported: they lived here before auth_results existed.
+from hwc_watcher.auth_results import AuthResults as AuthResults
+from hwc_watcher.auth_results import AuthResultsError, Result
+from hwc_watcher.auth_results import parse_auth_results as parse_auth_results
 from hwc_watcher.config import VeiligThuisSettings
 
-_COMMENT = re.compile(r"\([^()]*\)")
-_RESULT = re.compile(r"^\s*([a-z][a-z0-9-]*)\s*=\s*([a-z]+)\b(.*)$", re.IGNORECASE | re.DOTALL)
-_PROPERTY = re.compile(r"\b(header\.[a-z]+|smtp\.[a-z]+)\s*=\s*([^\s;]+)", re.IGNORECASE)
 _ROBOTS = re.compile(
     r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?|auto-?reply)([+.-].*)?$", re.IGNORECASE
 )
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_KNOWN_METHODS = frozenset({"spf", "dkim", "dmarc", "arc", "iprev", "auth", "compauth", "bimi", "dkim-atps"})
 
 
 def raw_values(msg: Message, name: str) -> list[str]:
@@ -117,38 +117,53 @@ def is_allowed(address: str | None, senders: Iterable[str]) -> bool:
     return any(entry in (address, domain) for entry in senders)
 
 
-@dataclass(frozen=True)
-class AuthResults:
-    """One Authentication-Results header, reduced to what we decide on."""
-
-    authserv_id: str | None
-    results: dict[str, list[tuple[str, dict[str, str]]]]
-
-    def passed(self, method: str) -> list[dict[str, str]]:
-        return [props for result, props in self.results.get(method, []) if result == "pass"]
+#: DMARC results that mean "the domain publishes no policy": only then may `dmarc_or_dkim` fall back
+#: to an aligned DKIM signature. Microsoft 365 writes "bestguesspass" for a domain without a record.
+_NO_POLICY = frozenset({"none", "bestguesspass"})
 
 
-def parse_auth_results(value: str) -> AuthResults:
-    """Parse RFC 8601 loosely; Microsoft 365 omits the authserv-id, so allow that."""
-    text = value
-    for _ in range(5):  # comments may nest a little
-        text = _COMMENT.sub(" ", text)
-    parts = [p.strip() for p in text.split(";")]
-    authserv_id: str | None = None
-    first = _RESULT.match(parts[0]) if parts else None
-    if parts and (first is None or first.group(1).lower() not in _KNOWN_METHODS):
-        words = parts[0].split()
-        authserv_id = words[0].lower() if words else None
-        parts = parts[1:]
-    results: dict[str, list[tuple[str, dict[str, str]]]] = {}
-    for part in parts:
-        match = _RESULT.match(part)
-        if not match:
+def _trusted_headers(values: list[str], authserv_ids: tuple[str, ...]) -> list[AuthResults] | None:
+    """The headers the school's own server wrote, or None when there is none we can believe.
+
+    Without `authserv_ids`: the topmost header only, whoever wrote it (RFC 8601 §5: each hop
+    prepends its own). Without an id to look for, nothing shows whether the school's server
+    wrote it: `check` recommends setting the id (Microsoft 365 writes none, so it cannot).
+    With `authserv_ids`: every header carrying one of those ids, together, so that one with a
+    forged id below the real one can only spoil a pass, never make one. A header that cannot
+    be read but mentions one of the ids spoils everything (it may have been ours).
+    """
+    if not values:
+        return None
+    if not authserv_ids:
+        try:
+            return [parse_auth_results(values[0])]
+        except AuthResultsError:
+            return None
+    chosen: list[AuthResults] = []
+    for value in values:
+        try:
+            header = parse_auth_results(value)
+        except AuthResultsError:
+            if any(i in value.lower() for i in authserv_ids):
+                return None
             continue
-        method, result, rest = match.group(1).lower(), match.group(2).lower(), match.group(3)
-        props = {k.lower(): v.strip().strip('"').lower() for k, v in _PROPERTY.findall(rest)}
-        results.setdefault(method, []).append((result, props))
-    return AuthResults(authserv_id=authserv_id, results=results)
+        if header.authserv_id in authserv_ids:
+            chosen.append(header)
+    return chosen or None
+
+
+def _names_domain(result: Result, domain: str, prop: str) -> bool:
+    """The result names exactly `domain` in `prop`, and nothing else there."""
+    values = result.values(prop)
+    return bool(values) and all(v == domain for v in values)
+
+
+def _dkim_domain(result: Result) -> str:
+    d = result.values("header.d")
+    if d:
+        return d[-1]
+    i = result.values("header.i")
+    return i[-1].rsplit("@", 1)[-1] if i else ""
 
 
 def _aligned(domain: str | None, from_domain: str) -> bool:
@@ -158,23 +173,27 @@ def _aligned(domain: str | None, from_domain: str) -> bool:
 
 
 def authenticated(msg: Message, address: str, settings: VeiligThuisSettings) -> bool:
-    """True when the school's own server vouches for the From domain."""
+    """True when the school's own server vouches for the From domain.
+
+    The rule: every dmarc result in the trusted header(s) is `pass` and names the From
+    domain in its own `header.from`; a fail, none, temperror, permerror or a second result
+    that disagrees means not vouched for. With `dmarc_or_dkim`, a domain without a DMARC
+    policy (`dmarc=none`, or no dmarc result) may instead be vouched for by DKIM: every
+    DKIM result aligned with the From domain is `pass`, and there is at least one.
+    """
     if settings.auth_check == "off":
         return True
-    headers = [parse_auth_results(v) for v in raw_values(msg, "Authentication-Results")]
-    if settings.authserv_ids:
-        headers = [h for h in headers if h.authserv_id in settings.authserv_ids]
-    if not headers:
+    headers = _trusted_headers(raw_values(msg, "Authentication-Results"), settings.authserv_ids)
+    if headers is None:
         return False
-    top = headers[0]
     from_domain = address.split("@", 1)[1]
-    # header.from must name the From domain: a dmarc=pass for some other domain vouches for nothing.
-    if any(props.get("header.from") == from_domain for props in top.passed("dmarc")):
+    dmarc = [r for h in headers for r in h.of("dmarc")]
+    if dmarc and all(r.result == "pass" and _names_domain(r, from_domain, "header.from") for r in dmarc):
         return True
-    if settings.auth_check == "dmarc_or_dkim":
-        return any(_aligned(props.get("header.d") or props.get("header.i", "").lstrip("@").split("@")[-1],
-                            from_domain) for props in top.passed("dkim"))
-    return False
+    if settings.auth_check != "dmarc_or_dkim" or not all(r.result in _NO_POLICY for r in dmarc):
+        return False
+    dkim = [r for h in headers for r in h.of("dkim") if _aligned(_dkim_domain(r), from_domain)]
+    return bool(dkim) and all(r.result == "pass" for r in dkim)
 
 
 def is_automatic(msg: Message) -> bool:

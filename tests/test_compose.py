@@ -125,3 +125,21 @@ def test_overridable_template_names_are_the_composer_texts() -> None:
     for language, texts in TEXTS.items():
         building_blocks = {"not_in_list", "ambiguous_in_list", "receipt_subject", "alert_subject"}
         assert set(texts) - building_blocks == TEMPLATE_NAMES, language
+
+
+def test_every_reason_a_person_may_read_is_explained() -> None:
+    """Each reason code the judge can give a waiting message has a sentence in both languages."""
+    import re
+    from pathlib import Path
+
+    from hwc_watcher.compose import PROBLEMS
+
+    source = "".join((Path(__file__).parent.parent / "hwc_watcher" / name).read_text(encoding="utf-8")
+                     for name in ("classify.py", "budgets.py", "message_text.py", "signal_parser.py"))
+    codes = set(re.findall(r'Verdict\("needs_human", "([a-z_]+)"', source))
+    codes |= set(re.findall(r'return "([a-z_]+)"', source)) | {"html_too_large", "bounce_of_notice"}
+    codes |= set(re.findall(r'Reading\("needs_human", "([a-z_]+)"\)', source))
+    codes -= {"pupils", "signal", "candidate", "not_ours", "own"}  # triage answers, not reasons
+    for language, texts in PROBLEMS.items():
+        missing = codes - set(texts)
+        assert not missing, (language, sorted(missing))

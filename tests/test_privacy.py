@@ -299,6 +299,13 @@ def test_needles_cover_every_written_form() -> None:
     assert leaks("cycle signals=1 uid=3 step=notice 2026-02-03T07:00:00Z") == []
 
 
+def test_no_fixed_temp_paths_in_the_daemon() -> None:
+    """The daemon writes temporary files only through `tempfile` (TMPDIR), never to a fixed /tmp or /var/tmp path."""
+    fixed = re.compile(r"""["'](/tmp|/var/tmp|/dev/shm)\b""")
+    offenders = [p.name for p in (REPO / "hwc_watcher").glob("*.py") if fixed.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
+
+
 @pytest.mark.dovecot
 def test_nothing_kept_after_many_cycles_on_dovecot(
     dovecot_account: ImapAccount,
@@ -312,9 +319,12 @@ def test_nothing_kept_after_many_cycles_on_dovecot(
         d.mkdir()
     with SmtpCapture(on_message=copy_to_sent(dovecot_account)) as smtp:  # type: ignore[arg-type]
         config_path = write_config(conf, dovecot_account, smtp, purge="handled")
-        roots = [work, tmpdir, home, conf, Path("/tmp")]
-        # pytest's own tmp (our dirs under it are roots of their own), Dovecot's dirs, the job runner's.
-        skip = [p for pattern in ("pytest-of-*", "hwc-dovecot-*", "bash_jobs*") for p in Path("/tmp").glob(pattern)]
+        # Only what the daemon could touch: its cwd, HOME, config dir and TMPDIR (both the subprocess and
+        # the in-process cycles get this TMPDIR, and `tempfile` honours it). Not all of /tmp: other
+        # programs on the machine leave files there, some with dates in them. A path written without
+        # `tempfile` would escape this scan, so test_no_fixed_temp_paths_in_the_daemon forbids one.
+        roots = [work, tmpdir, home, conf]
+        skip: list[Path] = []
         before = snapshot(roots, skip)
 
         monkeypatch.chdir(work)
@@ -358,7 +368,7 @@ def test_nothing_kept_after_many_cycles_on_dovecot(
     log_hits = {n for text in logs for n in leaks(text)}
     assert not log_hits, f"pupil data in the logs: {sorted(log_hits)}"
 
-    # 2. Files: nothing new or changed under cwd, TMPDIR, HOME or the config dir; nothing in /tmp with pupil data.
+    # 2. Files: nothing new or changed under cwd, TMPDIR, HOME or the config dir, so none with pupil data.
     touched = changed(before, after)
     ours = [p for p in touched if any(Path(p).is_relative_to(r) for r in (work, tmpdir, home, conf))]
     assert ours == [], f"the daemon wrote files: {ours}"
