@@ -87,27 +87,43 @@ config_path, cycles = sys.argv[1], int(sys.argv[2])
 trace = os.environ.get("BENCH_TRACEMALLOC")
 if trace:
     import tracemalloc
-    tracemalloc.start(25)
+    tracemalloc.start(1)
 from hwc_watcher import log
 from hwc_watcher import cli, service  # everything `hwc-watcher run` imports
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import Watcher
+peaks = {}
+if trace:  # per step: the most Python heap held at its start, and the most it added on top
+    import hwc_watcher.cycle, hwc_watcher.mailbox
+    def traced(name, func):
+        def wrapper(*args, **kwargs):
+            held = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                added = tracemalloc.get_traced_memory()[1] - held
+                old = peaks.get(name, (0, 0, 0))
+                peaks[name] = (max(old[0], held // 1024), max(old[1], added // 1024), old[2] + 1)
+        return wrapper
+    hwc_watcher.mailbox.Mailbox.fetch_message = traced("Mailbox.fetch_message",
+                                                       hwc_watcher.mailbox.Mailbox.fetch_message)
+    hwc_watcher.cycle.classify = traced("classify", hwc_watcher.cycle.classify)
 log.configure(json=True)  # as under systemd: JSON lines on stdout
 watcher = Watcher.from_config(load_config(config_path))
 say(step="ready", rss_kb=status("VmRSS"), hwm_kb=status("VmHWM"))
 for number in range(1, cycles + 1):
     sys.stdin.readline()
     if trace:
-        tracemalloc.reset_peak()
         before = tracemalloc.take_snapshot()
     started = time.perf_counter()
     result = watcher.run_cycle()
     wall = time.perf_counter() - started
     extra = {}
     if trace:
-        extra["traced_peak_kb"] = tracemalloc.get_traced_memory()[1] // 1024
-        stats = tracemalloc.take_snapshot().compare_to(before, "lineno")[:12]
-        extra["top"] = [f"{s.size_diff // 1024:+} KiB {s.count_diff:+} blocks {s.traceback[0]}" for s in stats]
+        extra["steps"] = {name: list(v) for name, v in peaks.items()}
+        stats = tracemalloc.take_snapshot().compare_to(before, "lineno")[:5]
+        extra["kept"] = [f"{s.size_diff // 1024:+} KiB {s.count_diff:+} blocks {s.traceback[0]}" for s in stats]
     say(step="cycle", number=number, wall_s=wall, imap_commands=result.imap_commands, error=result.error,
         completed=result.completed, verdicts=dict(result.verdicts), waiting=result.waiting,
         alerts=result.alerts, rss_kb=status("VmRSS"), hwm_kb=status("VmHWM"), **extra)
@@ -153,12 +169,12 @@ def newsletter(i: int, when: dt.datetime, to: str = BOX) -> bytes:
     return raw
 
 
-def big_mail(i: int, when: dt.datetime) -> bytes:
+def big_mail(i: int, when: dt.datetime, to: str = BOX) -> bytes:
     """A stranger's 6 MB mail: a short note and a binary attachment (base64 on the wire)."""
     rnd = random.Random(1000 + i)
     msg = EmailMessage()
     msg["From"] = f"Fotograaf {i} <foto{i}@fotostudio.example>"
-    msg["To"] = BOX
+    msg["To"] = to
     msg["Subject"] = f"Uw foto's van de schoolreis, deel {i + 1}"
     msg["Date"] = format_datetime(when)
     msg["Message-ID"] = make_msgid(f"foto{i}", "fotostudio.example")
@@ -204,6 +220,7 @@ class Bench:
     def __init__(self, dovecot: DovecotServer, proxy: CountingProxy, smtp: SmtpCapture, work: Path) -> None:
         self.dovecot, self.proxy, self.smtp, self.work = dovecot, proxy, smtp, work
         self.runs = 0
+        self.last_user = ""
 
     def fill(self, messages: list[tuple[bytes, dt.datetime]]) -> tuple[str, ImapAccount]:
         """A new Dovecot user holding these messages in INBOX (APPENDed straight to Dovecot, not proxied)."""
@@ -211,7 +228,14 @@ class Bench:
         with self.dovecot.account(user, security="plain").probe() as probe:
             for raw, when in messages:
                 probe.client.append("INBOX", raw, flags=(), msg_time=when)
+        self.last_user = user
         return user, ImapAccount(HOST, self.proxy.port, user, PASSWORD, "plain", None)
+
+    def search_hits(self, user: str) -> dict[str, int]:
+        """How many INBOX messages Dovecot finds for the daemon's words with TEXT (header + body) and BODY."""
+        with self.dovecot.account(user, security="plain").probe() as probe:
+            probe.client.select_folder("INBOX", readonly=True)
+            return {key: len(probe.client.search([key, "handle", key, "care"])) for key in ("TEXT", "BODY")}
 
     def config(self, account: ImapAccount) -> Path:
         self.runs += 1
@@ -393,6 +417,28 @@ def print_stale(runs: list[ProcessFigures], filters: list[FilterFigures]) -> Non
     print(f"   cycle 1 verdicts: {first[0].verdicts}; daemon's own command count: {first[0].imap_commands}")
 
 
+def big_runs(bench: Bench, mails: list[tuple[bytes, dt.datetime]], imapfilter: str | None, repeats: int, *,
+             trace: bool = False) -> tuple[list[ProcessFigures], list[FilterFigures]]:
+    """One daemon cycle per fresh mailbox (it handles and deletes the signal); check the SMTP capture."""
+    runs: list[ProcessFigures] = []
+    filters: list[FilterFigures] = []
+    for _ in range(repeats):
+        before = len(bench.smtp.messages)
+        user, account = bench.fill(mails)
+        if imapfilter:  # before the daemon: the signal is still there to be found
+            filters.append(bench.imapfilter(imapfilter, user))
+        run = bench.daemon(account, 1, trace=trace)
+        sent = bench.smtp.messages[before:]
+        notices = [m for m in sent if COORDINATOR in m.rcpt_tos]
+        receipts = [m for m in sent if VT in m.rcpt_tos]
+        cycle = run.cycles[0]
+        if cycle.error or cycle.completed != 1 or len(notices) != 1 or len(receipts) != 1:
+            raise RuntimeError(f"big: the signal was not handled: error={cycle.error!r} completed={cycle.completed} "
+                               f"notices={len(notices)} receipts={len(receipts)}")
+        runs.append(run)
+    return runs, filters
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
@@ -431,6 +477,7 @@ def report(bench: Bench, t0: float) -> None:
     del stale
     stale_fill_s = time.perf_counter() - started
     stale = stale_runs(bench, stale_account)
+    stale_hits = bench.search_hits(stale_user)
     filters_stale = [bench.imapfilter(imapfilter, stale_user) for _ in range(REPEATS)] if imapfilter else []
 
     alias_user, alias_account = bench.fill([(newsletter(i, when, ALIAS), when) for i, when in enumerate(times)])
@@ -438,28 +485,17 @@ def report(bench: Bench, t0: float) -> None:
     filters_alias = [bench.imapfilter(imapfilter, alias_user) for _ in range(REPEATS)] if imapfilter else []
 
     started = time.perf_counter()
-    big_mails = [(big_mail(i, now - dt.timedelta(minutes=30 - i)), now - dt.timedelta(minutes=30 - i))
-                 for i in range(BIG)]
-    big_mails.append((vt_signal(PUPIL), now))
+    arrivals = [now - dt.timedelta(minutes=30 - i) for i in range(BIG)]
+    big_mails = [(big_mail(i, when), when) for i, when in enumerate(arrivals)] + [(vt_signal(PUPIL), now)]
     big_size = sum(len(raw) for raw, _when in big_mails)
-    big: list[ProcessFigures] = []
-    filters_big: list[FilterFigures] = []
-    for _ in range(REPEATS):  # each run handles (and deletes) the signal: a fresh mailbox per run
-        mails = len(bench.smtp.messages)
-        user, account = bench.fill(big_mails)
-        if imapfilter:  # before the daemon: the signal is still there to be found
-            filters_big.append(bench.imapfilter(imapfilter, user))
-        run = bench.daemon(account, 1)
-        sent = bench.smtp.messages[mails:]
-        notices = [m for m in sent if COORDINATOR in m.rcpt_tos]
-        receipts = [m for m in sent if VT in m.rcpt_tos]
-        cycle = run.cycles[0]
-        if cycle.error or cycle.completed != 1 or len(notices) != 1 or len(receipts) != 1:
-            raise RuntimeError(f"big: the signal was not handled: error={cycle.error!r} completed={cycle.completed} "
-                               f"notices={len(notices)} receipts={len(receipts)}")
-        big.append(run)
-    big_s = time.perf_counter() - started
+    big, filters_big = big_runs(bench, big_mails, imapfilter, REPEATS)
+    big_hits = bench.search_hits(bench.last_user)  # the ten big mails, after the daemon took the signal
+    traced, _none = big_runs(bench, big_mails, None, 1, trace=True)
     del big_mails
+    alias_mails = [(big_mail(i, when, ALIAS), when) for i, when in enumerate(arrivals)] + [(vt_signal(PUPIL), now)]
+    big_alias, _none = big_runs(bench, alias_mails, None, REPEATS)
+    del alias_mails
+    big_s = time.perf_counter() - started
 
     print(f"hwc-watcher intake benchmark: Dovecot {dovecot_version()} on 127.0.0.1, plain IMAP through a counting "
           f"proxy; median of {REPEATS} runs")
@@ -475,6 +511,10 @@ def report(bench: Bench, t0: float) -> None:
     print(f"1. stale: {STALE} newsletters from strangers (no code word) in INBOX, To: {BOX}, {kb(stale_size)} in all "
           f"(made and APPENDed in {stale_fill_s:.1f} s)")
     print_stale(stale, filters_stale)
+    print(f"   why cycle 1 reads them whole: SEARCH TEXT handle TEXT care (the daemon's text search) matches "
+          f"{stale_hits['TEXT']} of {STALE} (TEXT includes the To header, {BOX});")
+    print(f"   SEARCH BODY handle BODY care matches {stale_hits['BODY']}. Each hit is a candidate: one UID FETCH "
+          f"BODY.PEEK[] per message.")
     print()
     print(f"1b. the same {STALE} newsletters To: {ALIAS} (an alias that delivers here): the header-only path")
     print_stale(alias, filters_alias)
@@ -490,6 +530,19 @@ def report(bench: Bench, t0: float) -> None:
           f"{', '.join(f'{r.maxrss_mb:.1f}' for r in big)} MB (VmHWM {med([r.hwm_mb for r in big]):.1f} MB)")
     print(f"   commands: {breakdown(big[0].cycles[0].traffic)}")
     print(f"   bytes from server by command: {bytes_breakdown(big[0].cycles[0].traffic)}")
+    print(f"   SEARCH TEXT handle TEXT care matches {big_hits['TEXT']} of the {BIG} big mails (their To header), "
+          f"SEARCH BODY ... {big_hits['BODY']}: each is read whole, one at a time")
+    steps = traced[0].tracemalloc[0]["steps"]
+    print("   Python heap per step (tracemalloc, one more run): "
+          + "; ".join(f"{name} x{n}: held at start up to {kb(held * 1024)}, added up to {kb(added * 1024)}"
+                      for name, (held, added, n) in steps.items()))
+    print()
+    print(f"2b. the same, the {BIG} big mails To: {ALIAS}")
+    print(HEADER)
+    print("   " + "-" * (len(HEADER) - 3))
+    cycle_row("daemon, one cycle (signal handled)", [r.cycles[0] for r in big_alias],
+              [r.maxrss_mb for r in big_alias])
+    print(f"   verdicts {big_alias[0].cycles[0].verdicts}; commands: {breakdown(big_alias[0].cycles[0].traffic)}")
     print()
 
     second = [r.cycles[1] for r in stale]
