@@ -115,8 +115,30 @@ class CommandParser:
         return names
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What the proxy counted: client commands, connections, bytes each way."""
+
+    commands: Counter[str]
+    connections: int
+    bytes_up: int
+    bytes_down: int
+    down_by_command: Counter[str]
+    command_log: tuple[str, ...]
+
+    def __sub__(self, before: Traffic) -> Traffic:
+        return Traffic(self.commands - before.commands, self.connections - before.connections,
+                       self.bytes_up - before.bytes_up, self.bytes_down - before.bytes_down,
+                       self.down_by_command - before.down_by_command,
+                       self.command_log[len(before.command_log):])
+
+    @property
+    def total_commands(self) -> int:
+        return sum(self.commands.values())
+
+
 class CountingProxy:
-    """127.0.0.1 TCP proxy to one upstream port; counts IMAP client commands and connections."""
+    """127.0.0.1 TCP proxy to one upstream port; counts IMAP client commands, connections and bytes."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -126,6 +148,12 @@ class CountingProxy:
         self._lock = threading.Condition()
         self.commands: Counter[str] = Counter()
         self.connections = 0
+        #: Bytes each way, and server→client bytes by the client command they followed (approximate
+        #: when a client pipelines; "(greeting)" before the first command), plus every command in order.
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.down_by_command: Counter[str] = Counter()
+        self.command_log: list[str] = []
         self._active = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, name="counting-proxy", daemon=True)
@@ -145,6 +173,13 @@ class CountingProxy:
             self._lock.wait_for(lambda: self._active == 0, IDLE_TIMEOUT_S)
             return Counter(self.commands), self.connections
 
+    def traffic(self) -> Traffic:
+        """Everything counted so far, once every proxied connection has closed; subtract two for a delta."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._active == 0, IDLE_TIMEOUT_S)
+            return Traffic(Counter(self.commands), self.connections, self.bytes_up, self.bytes_down,
+                           Counter(self.down_by_command), tuple(self.command_log))
+
     def _accept_loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -161,12 +196,14 @@ class CountingProxy:
                 self.connections += 1
                 self._active += 1
             done = threading.Semaphore(0)
-            threading.Thread(target=self._pump, args=(client, upstream, CommandParser(), done), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, None, done), daemon=True).start()
+            last = ["(greeting)"]  # the command the server is answering, shared by this connection's pumps
+            threading.Thread(target=self._pump, args=(client, upstream, CommandParser(), done, last),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, None, done, last), daemon=True).start()
             threading.Thread(target=self._close_when_done, args=(client, upstream, done), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, parser: CommandParser | None,
-              done: threading.Semaphore) -> None:
+              done: threading.Semaphore, last: list[str]) -> None:
         try:
             while True:
                 data = source.recv(65536)
@@ -178,9 +215,16 @@ class CountingProxy:
                     source.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
                 if parser is not None:  # counted before forwarding: before the server can answer
                     names = parser.feed(data)
-                    if names:
-                        with self._lock:
+                    with self._lock:
+                        self.bytes_up += len(data)
+                        if names:
                             self.commands.update(names)
+                            self.command_log.extend(names)
+                            last[0] = names[-1]
+                else:
+                    with self._lock:
+                        self.bytes_down += len(data)
+                        self.down_by_command[last[0]] += len(data)
                 sink.sendall(data)
         except OSError:
             pass
