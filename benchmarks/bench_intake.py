@@ -511,10 +511,9 @@ def report(bench: Bench, t0: float) -> None:
     print(f"1. stale: {STALE} newsletters from strangers (no code word) in INBOX, To: {BOX}, {kb(stale_size)} in all "
           f"(made and APPENDed in {stale_fill_s:.1f} s)")
     print_stale(stale, filters_stale)
-    print(f"   why cycle 1 reads them whole: SEARCH TEXT handle TEXT care (the daemon's text search) matches "
-          f"{stale_hits['TEXT']} of {STALE} (TEXT includes the To header, {BOX});")
-    print(f"   SEARCH BODY handle BODY care matches {stale_hits['BODY']}. Each hit is a candidate: one UID FETCH "
-          f"BODY.PEEK[] per message.")
+    print(f"   the daemon's body search: SEARCH BODY handle BODY care matches {stale_hits['BODY']} of {STALE} "
+          f"(each hit would be read whole); SEARCH TEXT would match {stale_hits['TEXT']} (TEXT includes the "
+          f"To header, {BOX})")
     print()
     print(f"1b. the same {STALE} newsletters To: {ALIAS} (an alias that delivers here): the header-only path")
     print_stale(alias, filters_alias)
@@ -530,8 +529,8 @@ def report(bench: Bench, t0: float) -> None:
           f"{', '.join(f'{r.maxrss_mb:.1f}' for r in big)} MB (VmHWM {med([r.hwm_mb for r in big]):.1f} MB)")
     print(f"   commands: {breakdown(big[0].cycles[0].traffic)}")
     print(f"   bytes from server by command: {bytes_breakdown(big[0].cycles[0].traffic)}")
-    print(f"   SEARCH TEXT handle TEXT care matches {big_hits['TEXT']} of the {BIG} big mails (their To header), "
-          f"SEARCH BODY ... {big_hits['BODY']}: each is read whole, one at a time")
+    print(f"   SEARCH BODY handle BODY care (the daemon's) matches {big_hits['BODY']} of the {BIG} big mails; "
+          f"SEARCH TEXT would match {big_hits['TEXT']} (their To header); a hit is read whole, one at a time")
     steps = traced[0].tracemalloc[0]["steps"]
     print("   Python heap per step (tracemalloc, one more run): "
           + "; ".join(f"{name} x{n}: held at start up to {kb(held * 1024)}, added up to {kb(added * 1024)}"
