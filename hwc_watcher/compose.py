@@ -71,7 +71,8 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
         "alert_subject": "Actie nodig: Handle with Care-mailbox",
         "alert_deadline": (
             "Het is $deadline en de Handle with Care-mailbox is niet volledig verwerkt:\n\n"
-            "    $problem\n\n"
+            "    $problem\n"
+            "    $detail\n\n"
             "Controleer de HwC-mailbox nu handmatig en informeer zo nodig de zorgcoördinator\n"
             "vóór het eerste lesuur.\n\n"
             "Deze melding bevat bewust geen gegevens van leerlingen.\n"
@@ -157,7 +158,8 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
         "alert_subject": "Action needed: Handle with Care mailbox",
         "alert_deadline": (
             "It is $deadline and the Handle with Care mailbox has not been fully processed:\n\n"
-            "    $problem\n\n"
+            "    $problem\n"
+            "    $detail\n\n"
             "Check the HwC mailbox by hand now and inform the care coordinator before the first\n"
             "lesson if needed.\n\n"
             "This alert deliberately contains no pupil data.\n"

@@ -28,12 +28,19 @@ class DeadlineGuard:
     last_ok: dt.datetime | None = None
     #: VT messages still waiting after that read (needs_human + unfinished signals).
     waiting: int = 0
+    #: Since the last good read: the first failed cycle's moment, and the newest error (admin text).
+    failing_since: dt.datetime | None = None
+    last_error: str | None = None
 
     def observe(self, result: CycleResult, at: dt.datetime) -> None:
-        """Record a cycle; a failed cycle changes nothing we know about the mailbox."""
-        if result.dry_run or not result.mailbox_ok:
+        """Record a cycle; a failed cycle changes nothing we know about the mailbox, only why it failed."""
+        if result.dry_run:
             return
-        self.last_ok = at
+        if not result.mailbox_ok:
+            self.failing_since = self.failing_since or at
+            self.last_error = result.error
+            return
+        self.last_ok, self.failing_since, self.last_error = at, None, None
         self.waiting = result.waiting + result.pending
 
     def window_start(self, day: dt.date) -> dt.datetime:

@@ -145,11 +145,27 @@ class Service:
         causes = self.guard.problems(moment)
         for cause in causes:
             if self.alerter.alert(f"deadline:{cause}", "alert_deadline", moment,
-                                  deadline=self.config.schedule.deadline.strftime("%H:%M"), problem=cause):
+                                  deadline=self.config.schedule.deadline.strftime("%H:%M"), problem=cause,
+                                  detail=self.deadline_detail(cause)):
                 self.alerter.forget("recovered")
         self.report_left_alone(moment)
         _log.info("deadline_checked", problems=causes)
         return causes
+
+    def deadline_detail(self, cause: str) -> str:
+        """What the person who can fix it needs: the last error and since when, or how many wait."""
+        guard, tz = self.guard, self.config.schedule.timezone
+        nl = self.config.messages.language == "nl"
+        if cause == "not_checked" and guard.last_error:
+            since = guard.failing_since.astimezone(tz).strftime("%H:%M") if guard.failing_since else "?"
+            return (f"Laatste fout (sinds {since}): {guard.last_error}" if nl
+                    else f"Last error (since {since}): {guard.last_error}")
+        if cause == "not_checked":
+            return ("hwc-watcher heeft sinds de start van het ochtendvenster geen controle kunnen afronden "
+                    "(draait de service?)." if nl else
+                    "hwc-watcher has not finished a check since the morning window opened (is the service running?).")
+        return (f"{guard.waiting} bericht(en) wachten op een persoon; ze zijn gemarkeerd in de HwC-mailbox."
+                if nl else f"{guard.waiting} message(s) wait for a person; they are marked in the HwC mailbox.")
 
     def report_left_alone(self, now: dt.datetime) -> bool:
         """Once a school day: how much mail that is not ours sits in the mailbox (the covenant wants it empty)."""

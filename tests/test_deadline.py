@@ -80,6 +80,8 @@ def test_imap_down_alerts_once_to_both_contacts_and_the_webhook(smtp_server: Smt
         assert len(mails) == 1 and set(mails[0].rcpt_tos) == {CONTACT, BACKUP}
         body = alerts(smtp_server)[0]
         assert "Controleer de HwC-mailbox nu handmatig" in body and "08:15" in body
+        # What failed and since when, for the person who can fix it.
+        assert "Laatste fout (sinds 06:00): The IMAP server 127.0.0.1:" in body and "refused the connection" in body
         posts = [r for r in hook.requests if r[0] == "POST"]
         assert len(posts) == 1 and posts[0][1] == "/hooks/geheim-token"
         assert "handmatig" in json.loads(posts[0][2])["text"]
@@ -163,6 +165,7 @@ def test_waiting_message_then_recovery_reported_once(
     texts = alerts(smtp_server)
     assert sum("persoon naar moet kijken" in t for t in texts) == 1  # the message itself, once
     assert sum("niet volledig verwerkt" in t for t in texts) == 1  # the deadline, once
+    assert any("1 bericht(en) wachten op een persoon" in t for t in texts)  # how many, not what
     assert sum("werkt weer" in t for t in texts) == 1  # recovery, once
 
 
