@@ -8,6 +8,11 @@ import contextlib
 import dataclasses
 import datetime as dt
 import io
+import json
+import os
+import signal as signals
+import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -297,3 +302,43 @@ def test_idle_settings_are_validated() -> None:
         with pytest.raises(ConfigError, match=message):
             parse_config(imap(bad))
 
+
+
+@pytest.mark.dovecot
+def test_sigterm_while_idling_stops_the_daemon_at_once(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
+    """`hwc-watcher run` as a real process, idling on Dovecot: SIGTERM ends IDLE, logs out and exits 0 in seconds."""
+    config = write_config(tmp_path, dovecot_account, smtp_server)
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hwc_watcher", "--config", str(config), "--log-format", "json", "run"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    events: list[dict[str, object]] = []
+    idling = threading.Event()
+
+    def read() -> None:
+        for line in process.stdout or ():
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+                if events[-1].get("event") == "push_idling":
+                    idling.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert idling.wait(20), "push never reached IDLE"
+        stopping = time.monotonic()
+        process.send_signal(signals.SIGTERM)
+        process.wait(timeout=15)
+        took = time.monotonic() - stopping
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    reader.join(5)
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+    assert took < 5, f"stopping took {took:.1f} s"
+    names = [e.get("event") for e in events]
+    assert "stopped" in names and "push_unavailable" not in names and "push_reconnect" not in names
