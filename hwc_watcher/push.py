@@ -17,6 +17,10 @@ Choices, and why:
 * No IDLE in CAPABILITY, or three failures in a row: polling only, logged once. After a failure
   streak the session is tried again every `RETRY_AFTER_S`; a recovery is logged once too.
 * The session is read-only (EXAMINE) and reads nothing: logs carry no message content.
+
+Known limit: an EXISTS that reaches the client in the same read as IDLE's own "+ idling" stays in
+imaplib's buffer unseen until the next renewal's DONE (at most `idle_minutes`) or the next poll,
+whichever is first. Mail is never lost by it, only announced late; Dovecot sends them apart.
 """
 
 from __future__ import annotations
@@ -157,11 +161,18 @@ class PushListener:
             self.idling.clear()
             if mailbox.idle_done():
                 self._announce()
+            if self.auth.refresh_due(time.time()):  # the token runs out soon: a fresh session, not a BYE
+                _log.info("push_reconnect", why="access token runs out soon")
+                self.state = "reconnecting"
+                return
 
     def _announce(self) -> None:
         self.pushes += 1
         _log.info("push_new_mail")
-        self.on_new_mail()
+        try:
+            self.on_new_mail()
+        except Exception as err:  # noqa: BLE001 - the scheduled poll still comes; keep idling
+            _log.error("push_trigger_failed", error_type=type(err).__name__)
 
     # --- failures ----------------------------------------------------------------------------
 
