@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -281,6 +282,23 @@ def test_push_access_token_expired_reconnects_with_a_fresh_token_and_still_pushe
     first, second = exchange.imap_tokens()
     assert first != second  # invalidate() dropped the cached token
     assert listener.state == "idling" and listener.problem is None
+
+
+@pytest.mark.dovecot
+def test_push_renews_its_session_before_the_token_runs_out(exchange: Exchange, tmp_path: Path) -> None:
+    """A token about to run out (within the 5-minute margin) at a renewal: a new session with a fresh token."""
+    exchange.tokens.expires_in = 302  # due for refresh 2 s after it was issued
+    listener, _announced, stop = push_listener(exchange.watcher(tmp_path), interval_s=0.5)
+    try:
+        deadline = time.monotonic() + 20
+        while listener.connections < 2:
+            assert time.monotonic() < deadline, "no new session before the token ran out"
+            assert listener.idling.wait(1) or listener.alive
+    finally:
+        stop.set()
+        listener.join(10)
+    first, second = exchange.imap_tokens()[:2]
+    assert first != second and listener.problem is None
 
 
 @pytest.mark.dovecot
