@@ -18,12 +18,14 @@ import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import structlog
 from builders import COORDINATOR, VT, people, signal, write_config
 from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance
 from faultproxy import Fault, FaultProxy
+from freezegun import freeze_time
 from mailprobe import ImapAccount, TlsFiles
 
 from hwc_watcher import push as push_module
@@ -39,6 +41,7 @@ from hwc_watcher.service import Service, next_polls
 #: Dovecot's post-login capabilities with UIDPLUS and MOVE, but without IDLE.
 CAPABILITIES_WITHOUT_IDLE = CAPABILITIES_WITHOUT_UIDPLUS.replace(" IDLE", "") + " UIDPLUS MOVE"
 WAIT_S = 10.0
+AMS = ZoneInfo("Europe/Amsterdam")
 
 
 def config_for(account: ImapAccount, smtp: SmtpCapture, directory: Path, **imap: object) -> Config:
@@ -342,3 +345,37 @@ def test_sigterm_while_idling_stops_the_daemon_at_once(
     assert took < 5, f"stopping took {took:.1f} s"
     names = [e.get("event") for e in events]
     assert "stopped" in names and "push_unavailable" not in names and "push_reconnect" not in names
+
+
+def test_push_at_0812_runs_the_poll_now_and_keeps_the_0815_poll(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VT sends at 08:12 on a Monday: without push the next poll is 08:15; push moves the poll job to
+    now, and the schedule after it is unchanged (the busy window's 08:15, 08:20 …)."""
+    config = config_for(imap_server, smtp_server, tmp_path, idle=False)
+    service = Service(config, Watcher.from_config(config))
+    real_start = service.scheduler.start
+    monkeypatch.setattr(service.scheduler, "start", lambda: real_start(paused=True))  # no job runs
+    moment = dt.datetime(2026, 11, 30, 8, 12, 30, tzinfo=AMS)
+    with freeze_time(moment):
+        service.start()
+        try:
+            job = service.scheduler.get_job("poll")
+            assert job is not None
+            scheduled = job.trigger.get_next_fire_time(None, moment)
+            service.scheduler.modify_job("poll", next_run_time=scheduled)  # as after an earlier poll
+            assert job_next(service) == dt.datetime(2026, 11, 30, 8, 15, tzinfo=AMS)
+            service.push_new_mail()
+            assert job_next(service) == moment
+            after = job.trigger.get_next_fire_time(moment, moment)
+            assert after == dt.datetime(2026, 11, 30, 8, 15, tzinfo=AMS)
+        finally:
+            service.watcher.stop.set()
+            service.scheduler.shutdown(wait=False)
+
+
+def job_next(service: Service) -> dt.datetime:
+    job = service.scheduler.get_job("poll")
+    assert job is not None and job.next_run_time is not None
+    moment: dt.datetime = job.next_run_time
+    return moment
