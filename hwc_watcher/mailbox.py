@@ -12,7 +12,9 @@ What it promises the cycle:
 * deleting removes exactly the given UIDs: without UIDPLUS, other messages that happen to
   carry \\Deleted are unflagged around a plain EXPUNGE and flagged again afterwards;
 * Gmail: removing a message from INBOX only drops a label, so it is moved to Trash
-  and expunged there.
+  and expunged there;
+* push (RFC 2177): a session of its own EXAMINEs INBOX (read-only) and waits in IDLE; it only
+  says that new mail arrived, and never reads or changes a message.
 """
 
 from __future__ import annotations
