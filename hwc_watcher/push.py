@@ -146,7 +146,7 @@ class PushListener:
             if self.state != "idling":
                 if self.state == "polling":
                     _log.info("push_restored", idle_minutes=round(self.interval_s / 60, 2))
-                elif self.idles == 1:
+                elif self.idles == 1 or self._failures:  # the first time, and back after a failure
                     _log.info("push_idling", idle_minutes=round(self.interval_s / 60, 2))
                 self.state, self.problem = "idling", None
             self._failures = self._expiries = 0
