@@ -287,6 +287,7 @@ def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> N
     try:
         _tls_line(report, "IMAP", s.security)
         report.ok("IMAP login", s.username)
+        _check_idle(config, mailbox.offers_idle, report)
         folders = mailbox.folders()
         missing = [role for role in ("sent", "trash") if getattr(folders, role) is None]
         detail = f"Sent={folders.sent!r}, Trash={folders.trash!r}, Junk={folders.junk!r}"
@@ -360,6 +361,20 @@ def _check_authserv(config: Config, mailbox: Mailbox, inbox: str, report: Report
     elif top is not None:
         report.ok("authserv_ids", "empty, and rightly so: this server (Microsoft 365 does this) writes no "
                   "authserv-id, so there is none to set; the topmost header counts")
+
+
+def _check_idle(config: Config, offered: bool, report: Report) -> None:
+    """One line: does new mail start a cycle within seconds (push), or only at the next poll?"""
+    sched = config.schedule
+    polling = (f"polling every {sched.busy_interval_minutes} minutes in the busy window, "
+               f"every {sched.quiet_interval_minutes} outside it")
+    if not config.imap.idle:
+        report.ok("IMAP IDLE", f"switched off (imap.idle = false): {polling}")
+    elif offered:
+        report.ok("IMAP IDLE", f"new mail starts a cycle within seconds (IDLE renewed every "
+                  f"{config.imap.idle_interval_s / 60:g} minutes; the polls stay for Junk and Trash)")
+    else:
+        report.warn("IMAP IDLE not offered", polling)
 
 
 def _tls_line(report: Report, what: str, security: str) -> None:

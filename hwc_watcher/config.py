@@ -69,7 +69,7 @@ _SERVER_KEYS = ("host", "port", "security", "allow_plaintext", "username", "auth
 SCHEMA: Mapping[str, frozenset[str]] = MappingProxyType({
     "": frozenset({"imap", "smtp", "microsoft", "google", "veilig_thuis", "coordinator", "backup", "contact",
                    "pupil_list", "route", "messages", "schedule", "calendar", "alerts", "limits"}),
-    "imap": frozenset({*_SERVER_KEYS, "purge", "folders"}),
+    "imap": frozenset({*_SERVER_KEYS, "purge", "folders", "idle", "idle_minutes"}),
     "imap.folders": frozenset({"sent", "trash", "junk"}),
     "smtp": frozenset({*_SERVER_KEYS, "from_address", "from_name"}),
     "microsoft": frozenset({"tenant_id", "client_id", "client_secret_file", "client_secret_credential",
@@ -183,6 +183,10 @@ class ImapSettings:
     #: "all": empty Sent and Trash completely; "handled": only what this daemon handled or sent.
     purge: PurgeMode
     auth: LoginSettings
+    #: Keep one extra connection in IDLE (RFC 2177) so new mail starts a cycle at once (when offered).
+    idle: bool = True
+    #: IDLE is ended and issued again this often: well inside Microsoft 365's and Gmail's limits.
+    idle_interval_s: float = 540.0
 
 
 @dataclass(frozen=True)
@@ -563,6 +567,9 @@ def _imap(imap: Table, base: Path | None, login: LoginSettings) -> ImapSettings:
         folders=folders,
         purge="all" if purge_s == "all" else "handled",
         auth=login,
+        idle=imap.boolean("idle", True),
+        # RFC 2177: re-issue within 29 minutes; Microsoft 365 and Gmail drop idle connections sooner.
+        idle_interval_s=60.0 * imap.integer("idle_minutes", 9, 1, 25),
     )
 
 

@@ -12,7 +12,9 @@ What it promises the cycle:
 * deleting removes exactly the given UIDs: without UIDPLUS, other messages that happen to
   carry \\Deleted are unflagged around a plain EXPUNGE and flagged again afterwards;
 * Gmail: removing a message from INBOX only drops a label, so it is moved to Trash
-  and expunged there.
+  and expunged there;
+* push (RFC 2177): a session of its own EXAMINEs INBOX (read-only) and waits in IDLE; it only
+  says that new mail arrived, and never reads or changes a message.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import datetime as dt
 import functools
 import imaplib
 import re
+import select
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -165,6 +168,8 @@ class Mailbox:
         self.capabilities: frozenset[str] = frozenset()
         #: Count of IMAP commands sent, for the benchmark; approximate but constant-sized.
         self.commands = 0
+        #: Push: the message count of the watched folder, as EXISTS/EXPUNGE keep telling it.
+        self._watched_exists = 0
 
     # --- session ---------------------------------------------------------------------------
 
@@ -467,6 +472,66 @@ class Mailbox:
                 if hits:
                     found.setdefault(folder, (state.uidvalidity, []))[1].extend(hits)
         return found
+
+    # --- push (RFC 2177 IDLE) -----------------------------------------------------------------
+
+    @property
+    def offers_idle(self) -> bool:
+        return "IDLE" in self.capabilities
+
+    def watch(self, folder: str) -> None:
+        """EXAMINE a folder for IDLE: read-only, so the watching session can never change a message."""
+        info = self._call(f"EXAMINE {folder}", self.client.select_folder, folder, readonly=True)
+        self._selected = None  # nothing is read or changed through this session
+        self._watched_exists = int(info.get(b"EXISTS", 0))
+
+    def idle_start(self) -> None:
+        """IDLE: from now on the server tells of changes unasked; no other command until idle_done()."""
+        self._call("IDLE", self.client.idle)
+
+    def idle_wait(self, seconds: float) -> bool:
+        """Wait at most `seconds` in IDLE; True when the server announced new mail (EXISTS grew).
+
+        Waiting costs no command. A closed connection or a `* BYE` (e.g. Microsoft's
+        AccessTokenExpired) raises MailboxError with the server's words.
+        """
+        sock = self.client.socket()
+        if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            if not poller.poll(max(0.0, seconds) * 1000):
+                return False
+        try:
+            responses = self.client.idle_check(timeout=0)
+        except (IMAPClientError, imaplib.IMAP4.error, OSError) as err:
+            raise MailboxError(f"The connection to the IMAP server broke during IDLE: {err}") from err
+        if not responses:  # readable, yet not one whole line: the server closed the connection
+            raise MailboxError("The IMAP server closed the connection during IDLE.")
+        return self._news(responses)
+
+    def idle_done(self) -> bool:
+        """DONE: end IDLE (to issue it again, or to log out); True when new mail was announced meanwhile."""
+        try:
+            _text, responses = self.client.idle_done()
+        except (IMAPClientError, imaplib.IMAP4.error, OSError) as err:
+            raise MailboxError(f"The IMAP server did not end IDLE cleanly: {err}") from err
+        return self._news(responses)
+
+    def _news(self, responses: Iterable[Any]) -> bool:
+        """Follow EXISTS/EXPUNGE; only a grown count is new mail (a deletion elsewhere is not)."""
+        new = False
+        for response in responses:
+            if not isinstance(response, tuple) or len(response) < 2:
+                continue
+            if response[0] == b"BYE":
+                words = b" ".join(w for w in response[1:] if isinstance(w, bytes)).decode("ascii", "replace")
+                raise MailboxError(f"The IMAP server ended the session during IDLE: BYE {words}")
+            if isinstance(response[0], int) and response[1] == b"EXPUNGE":
+                self._watched_exists = max(0, self._watched_exists - 1)
+            elif isinstance(response[0], int) and response[1] == b"EXISTS":
+                new = new or response[0] > self._watched_exists
+                self._watched_exists = response[0]
+        return new
 
     def abort(self) -> None:
         """Cut the connection from another thread (the cycle's deadline): a blocked read ends at once."""

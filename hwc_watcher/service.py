@@ -13,6 +13,9 @@ Choices, and why:
   have timeouts, but still) makes systemd restart us rather than leave the school unserved.
 * SIGTERM/SIGINT set a stop flag the cycle checks between messages, so it finishes the
   current message, logs out and exits.
+* Push (`push.PushListener`, when the server offers IDLE) only moves the poll job's next run to
+  now, or, while a cycle runs, asks that cycle's job to run once more when it ends: every cycle
+  is still the one poll job, so a push-started and a scheduled cycle never overlap.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from hwc_watcher.compose import format_moment
 from hwc_watcher.config import Config, ScheduleSettings
 from hwc_watcher.cycle import CycleResult, Watcher
 from hwc_watcher.deadline import DeadlineGuard
+from hwc_watcher.push import PushListener
 from hwc_watcher.sdnotify import Notifier
 from hwc_watcher.webhook import ChannelError, ping
 
@@ -97,11 +101,44 @@ class Service:
         self.last_result: CycleResult | None = None
         self.guard = DeadlineGuard(config.schedule, config.calendar)
         self.alerter = watcher.alerter
+        #: The poll job is running (a push then asks it for one more cycle instead of starting one).
+        self._busy = False
+        self._again = False
+        #: Cycles run because push announced new mail (tests and the benchmark count them).
+        self.push_cycles = 0
+        self.push: PushListener | None = None
+        if config.imap.idle:
+            self.push = PushListener(config.imap, watcher.imap_auth, self.push_new_mail, watcher.stop)
+
+    def push_new_mail(self) -> None:
+        """New mail announced: run the poll job now, or once more right after the running cycle."""
+        with self._lock:
+            self._again = True
+            busy = self._busy
+        if not busy and self.scheduler.running:
+            self.scheduler.modify_job("poll", next_run_time=dt.datetime.now(self.config.schedule.timezone))
 
     def poll(self) -> None:
-        """The scheduled job: one cycle, with a status line for `systemctl status`."""
-        if self.watcher.stop.is_set():
-            return
+        """The poll job: one cycle (more while push announces mail during one), with a status line."""
+        with self._lock:
+            if self._busy:  # never two cycles at once, whatever started them
+                self._again = True
+                return
+            self._busy = True
+        try:
+            while not self.watcher.stop.is_set():
+                with self._lock:
+                    pushed, self._again = self._again, False
+                self.push_cycles += pushed
+                self._cycle()
+                with self._lock:
+                    if not self._again:
+                        break
+        finally:
+            with self._lock:
+                self._busy = False
+
+    def _cycle(self) -> None:
         with self._lock:
             self._cycle_started = time.monotonic()
         try:
@@ -197,6 +234,17 @@ class Service:
         """Until SIGTERM/SIGINT; then let the running cycle finish its message, log out and return."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self.start()
+        self.notifier.ready(status="started; first poll now")
+        while not self.watcher.stop.wait(1.0):
+            pass
+        name = signal.Signals(self._signal).name if self._signal else "stop"
+        _log.info("stop_requested", signal=name)
+        self.notifier.stopping()
+        self.shutdown()
+
+    def start(self) -> None:
+        """The jobs (first poll now), the scheduler and, when configured, the push session."""
         tz = self.config.schedule.timezone
         self.scheduler.add_job(self.poll, poll_trigger(self.config.schedule), id="poll", name="poll",
                                next_run_time=dt.datetime.now(tz))
@@ -210,11 +258,13 @@ class Service:
         upcoming = next_polls(self.config.schedule, dt.datetime.now(dt.UTC), 3)
         _log.info("started", next_polls=[m.strftime("%a %H:%M") for m in upcoming], watchdog_s=interval)
         self.scheduler.start()
-        self.notifier.ready(status="started; first poll now")
-        while not self.watcher.stop.wait(1.0):
-            pass
-        name = signal.Signals(self._signal).name if self._signal else "stop"
-        _log.info("stop_requested", signal=name)
-        self.notifier.stopping()
+        if self.push is not None:
+            self.push.start()
+
+    def shutdown(self) -> None:
+        """After a stop request: the push session ends within a second; the running cycle finishes its message."""
+        self.watcher.stop.set()
+        if self.push is not None:
+            self.push.join(10.0)
         self.scheduler.shutdown(wait=True)  # the running cycle finishes its current message and logs out
         _log.info("stopped")

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import email
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from builders import BACKUP, CONTACT, COORDINATOR, VT, senders_and_recipients, signal, write_config
 from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, require_dovecot
+from faultproxy import Fault, FaultProxy
 from imapclient import IMAPClient
 from mailprobe import ImapAccount, TlsFiles
 from oauth_servers import IntrospectionServer, TokenServer, oauth_dovecot
@@ -25,6 +28,7 @@ from provider_support import (
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import CycleResult, Watcher
 from hwc_watcher.embedded_servers import CapturedMail, EmbeddedImapServer, SmtpCapture
+from hwc_watcher.push import PushListener
 
 #: The Microsoft-365-like folders the OAuth Dovecot gets (it has no special-use folders of its own).
 EXCHANGE_FOLDERS = ("Sent Items", "Deleted Items", "Junk Email")
@@ -247,6 +251,79 @@ def test_access_token_expired_at_delete_does_not_repeat_notice_and_receipt(
     assert result.error is None, result.error
     assert counts(exchange)["INBOX"] == 0
     assert [m.rcpt_tos for m in exchange.smtp.messages] == [(COORDINATOR,), (VT,)]
+
+
+# --------------------------------------------------------------------------- Microsoft 365: push
+
+
+def push_listener(watcher: Watcher, interval_s: float = 60.0) -> tuple[PushListener, threading.Event, threading.Event]:
+    """A started push session with the watcher's IMAP settings and authenticator; (listener, announced, stop)."""
+    announced, stop = threading.Event(), threading.Event()
+    listener = PushListener(watcher.config.imap, watcher.imap_auth, announced.set, stop, interval_s=interval_s)
+    listener.start()
+    return listener, announced, stop
+
+
+@pytest.mark.dovecot
+def test_push_access_token_expired_reconnects_with_a_fresh_token_and_still_pushes(
+    exchange: Exchange, tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    """Exchange ends the IDLE session with BYE ... AccessTokenExpired: a fresh token, at once, and push goes on."""
+    with ImapRelay(exchange.imap.tls_port, tls_files, expire_on=r"IDLE\b") as relay:
+        listener, announced, stop = push_listener(exchange.watcher(tmp_path, imap_port=relay.port))
+        try:
+            assert listener.idling.wait(10) and relay.byes == 1
+            append_to(exchange, "INBOX", signal())
+            assert announced.wait(10), "no announcement after the reconnect"
+        finally:
+            stop.set()
+            listener.join(10)
+    assert not listener.alive and relay.connections == 2
+    first, second = exchange.imap_tokens()
+    assert first != second  # invalidate() dropped the cached token
+    assert listener.state == "idling" and listener.problem is None
+
+
+@pytest.mark.dovecot
+def test_push_renews_its_session_before_the_token_runs_out(exchange: Exchange, tmp_path: Path) -> None:
+    """A token about to run out (within the 5-minute margin) at a renewal: a new session with a fresh token."""
+    exchange.tokens.expires_in = 302  # due for refresh 2 s after it was issued
+    listener, _announced, stop = push_listener(exchange.watcher(tmp_path), interval_s=0.5)
+    try:
+        deadline = time.monotonic() + 20
+        while listener.connections < 2:
+            assert time.monotonic() < deadline, "no new session before the token ran out"
+            assert listener.idling.wait(1) or listener.alive
+    finally:
+        stop.set()
+        listener.join(10)
+    first, second = exchange.imap_tokens()[:2]
+    assert first != second and listener.problem is None
+
+
+@pytest.mark.dovecot
+def test_push_login_refused_for_an_expired_cached_token_retries_with_a_fresh_one(
+    exchange: Exchange, tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    """The IDLE connection drops, and the cached token has meanwhile run out: the refused login fetches a new one."""
+    with FaultProxy("imap", "127.0.0.1", exchange.imap.tls_port, server_tls=tls_files.server_context(),
+                    upstream_tls=tls_files.client_context()) as proxy:
+        cut = proxy.add(Fault(r"^IDLE", "cut"))
+        listener, announced, stop = push_listener(exchange.watcher(tmp_path, imap_port=proxy.port))
+        try:
+            assert cut.fired.wait(10)
+            (expired,) = exchange.imap_tokens()
+            del exchange.tokens.issued[expired]  # the server no longer takes it; MSAL's cache still has it
+            proxy.wait_for("IDLE", 2, timeout=20)  # after the 2 s back-off: refused login, fresh token, IDLE
+            assert listener.idling.wait(10)
+            append_to(exchange, "INBOX", signal())
+            assert announced.wait(10)
+        finally:
+            stop.set()
+            listener.join(10)
+    tokens = exchange.imap_tokens()
+    assert tokens[:2] == [expired, expired] and tokens[2] != expired, tokens
+    assert microsoft_token_requests(exchange.tokens) == 2
 
 
 # --------------------------------------------------------------------------- Gmail
