@@ -9,10 +9,6 @@ import dataclasses
 import datetime as dt
 import io
 import json
-import os
-import signal as signals
-import subprocess
-import sys
 import threading
 import time
 import tomllib
@@ -23,6 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 from builders import COORDINATOR, VT, people, signal, write_config
+from daemon_process import running_daemon, seconds_to_stop
 from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance
 from faultproxy import Fault, FaultProxy
 from freezegun import freeze_time
@@ -313,33 +310,21 @@ def test_sigterm_while_idling_stops_the_daemon_at_once(
 ) -> None:
     """`hwc-watcher run` as a real process, idling on Dovecot: SIGTERM ends IDLE, logs out and exits 0 in seconds."""
     config = write_config(tmp_path, dovecot_account, smtp_server)
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hwc_watcher", "--config", str(config), "--log-format", "json", "run"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
     events: list[dict[str, object]] = []
     idling = threading.Event()
+    with running_daemon(config) as process:
 
-    def read() -> None:
-        for line in process.stdout or ():
-            with contextlib.suppress(ValueError):
-                events.append(json.loads(line))
-                if events[-1].get("event") == "push_idling":
-                    idling.set()
+        def read() -> None:
+            for line in process.stdout or ():
+                with contextlib.suppress(ValueError):
+                    events.append(json.loads(line))
+                    if events[-1].get("event") == "push_idling":
+                        idling.set()
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
         assert idling.wait(20), "push never reached IDLE"
-        stopping = time.monotonic()
-        process.send_signal(signals.SIGTERM)
-        process.wait(timeout=15)
-        took = time.monotonic() - stopping
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+        took = seconds_to_stop(process)
     reader.join(5)
     assert process.returncode == 0, process.stderr.read() if process.stderr else ""
     assert took < 5, f"stopping took {took:.1f} s"

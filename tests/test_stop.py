@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 from builders import write_config
+from daemon_process import running_daemon, seconds_to_stop
 from mailprobe import ImapAccount
 
 from hwc_watcher.embedded_servers import SmtpCapture, free_port
@@ -30,15 +27,10 @@ def test_sigterm_during_a_retry_wait_stops_at_once(tmp_path: Path) -> None:
     text = config.read_text(encoding="utf-8")
     text = text.replace("retry_delay_seconds = 1", f"retry_delay_seconds = {RETRY_DELAY_S}")
     config.write_text(text, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hwc_watcher", "--config", str(config), "--log-format", "json", "run"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True)
-    reader.start()
-    try:
+    with running_daemon(config) as process:
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True)
+        reader.start()
         deadline = time.monotonic() + 30
         failed = None
         while failed is None and time.monotonic() < deadline:
@@ -51,14 +43,7 @@ def test_sigterm_during_a_retry_wait_stops_at_once(tmp_path: Path) -> None:
         assert failed is not None, "the first attempt never failed"
         assert failed["transient"] is True
         time.sleep(0.3)  # now inside the 120 s wait before the second attempt
-        stopping = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
-        took = time.monotonic() - stopping
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+        took = seconds_to_stop(process)
     assert process.returncode == 0, process.stderr.read() if process.stderr else ""
     assert took < 5, f"stopping took {took:.1f} s"
     reader.join(5)
