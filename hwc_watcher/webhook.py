@@ -14,7 +14,7 @@ import urllib.request
 from typing import Literal
 
 from hwc_watcher.errors import HwcError
-from hwc_watcher.mailbox import tls_context
+from hwc_watcher.tls import tls_context
 
 WebhookFormat = Literal["json", "text"]
 
