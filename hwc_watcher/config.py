@@ -48,7 +48,9 @@ Language = Literal["nl", "en"]
 AuthKind = Literal["password", "microsoft", "google", "none"]
 
 _SECRET_INLINE_KEYS = ("password", "client_secret", "token", "secret")
+# A VT sender: an exact address or an @domain entry, in the characters trust._plain_address yields, so it can match.
 _SENDER = re.compile(r"^(?:[a-z0-9!#$%&'*+/=?^_`{|}~.-]+)?@(?:[a-z0-9-]+\.)+[a-z]{2,}$")
+# An address we send to (receipt_to, people): any case, no @domain form; config.is_address is the one check.
 _ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -430,7 +432,7 @@ class Table:
 
     def address(self, key: str, default: str | None = None) -> str:
         value = self.text(key, default)
-        if not _ADDRESS.match(value) or value.startswith("@"):
+        if not is_address(value):
             raise ConfigError(f"{self.key(key)} must be an e-mail address, got {value!r}.")
         return value
 
@@ -707,6 +709,11 @@ def _veilig_thuis(t: Table) -> VeiligThuisSettings:
     )
 
 
+def is_address(value: str) -> bool:
+    """A full e-mail address as the config accepts one for sending: name@domain.tld, no spaces or brackets."""
+    return bool(_ADDRESS.match(value))
+
+
 def parse_person(raw: object, where: str, known: Iterable[str] = ("name", "email")) -> Person:
     """A `{name = ..., email = ...}` table."""
     t = Table(raw, where, known)
@@ -716,7 +723,7 @@ def parse_person(raw: object, where: str, known: Iterable[str] = ("name", "email
     if any(ord(ch) < 32 for ch in name):
         raise ConfigError(f"{where}.name contains control characters.")
     email = t.get("email")
-    if not isinstance(email, str) or not _ADDRESS.match(email.strip()):
+    if not isinstance(email, str) or not is_address(email.strip()):
         raise ConfigError(f"{where}.email must be an e-mail address, got {email!r}.")
     return Person(name=name.strip(), email=email.strip())
 

@@ -69,5 +69,18 @@ class DeliveryAuthError(DeliveryError):
         super().__init__(message, transient=False)
 
 
+class TokenError(HwcError):
+    """No access token could be obtained from Microsoft or Google."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        #: True for network trouble, timeouts and 5xx answers: the next cycle may succeed.
+        self.transient = transient
+
+
+class ChannelError(HwcError):
+    """A webhook or heartbeat URL did not accept our request."""
+
+
 class PupilListError(HwcError):
     """The pupil list cannot be read or its columns do not match the config."""

@@ -20,7 +20,6 @@ What it promises the cycle:
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import imaplib
 import re
 import select
@@ -36,6 +35,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from hwc_watcher.config import ImapSettings
 from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, TlsError
+from hwc_watcher.tls import tls_context
 
 FETCH_BATCH = 200
 #: Header bytes read per message at the first look: a 90 KiB Content-Type costs nothing.
@@ -102,17 +102,6 @@ class Fetched:
     raw: bytes
     #: RFC822.SIZE as announced by the server; differs from len(raw) when the body is incomplete.
     size: int
-
-
-@functools.lru_cache(maxsize=8)
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """Certificate and host name always verified; a school's own CA may be added.
-
-    Cached: loading the system CA store costs tens of milliseconds, and a context can be shared.
-    """
-    context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError:
@@ -594,5 +583,5 @@ def _close_quietly(client: IMAPClient) -> None:
 
 
 __all__ = [
-    "Fetched", "FolderState", "Folders", "Glance", "ImapLogin", "Mailbox", "TracebackType", "tls_context", "uid_set",
+    "Fetched", "FolderState", "Folders", "Glance", "ImapLogin", "Mailbox", "TracebackType", "uid_set",
 ]

@@ -29,14 +29,10 @@ from typing import Literal
 
 from rapidfuzz.distance import Indel
 
-#: Dutch (and a few neighbouring) surname particles; ignored when comparing surnames' core.
-PARTICLES: frozenset[str] = frozenset(
-    {
-        "van", "de", "den", "der", "het", "t", "te", "ten", "ter", "in", "op", "aan", "bij",
-        "uit", "voor", "onder", "over", "s", "vd", "v", "d", "l", "la", "le", "les", "du",
-        "des", "da", "das", "do", "dos", "di", "del", "della", "von", "zu", "zum", "zur", "am", "im",
-    }
-)  # fmt: skip
+from hwc_watcher import lexicon
+
+#: Dutch (and a few neighbouring) surname particles, normalised; ignored when comparing surnames' core.
+PARTICLES: frozenset[str] = lexicon.PARTICLES | lexicon.NORMALISED_FORMS | lexicon.NAME_FIELD_ONLY
 
 #: Letters NFKD leaves alone but that people routinely write without their mark.
 _FOLD = str.maketrans(

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from hwc_watcher.config import SmtpSettings
 from hwc_watcher.errors import DeliveryAuthError, DeliveryError
-from hwc_watcher.mailbox import tls_context
+from hwc_watcher.tls import tls_context
 
 
 class SmtpLogin(Protocol):

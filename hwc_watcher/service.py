@@ -36,9 +36,10 @@ from hwc_watcher.compose import format_moment
 from hwc_watcher.config import Config, ScheduleSettings
 from hwc_watcher.cycle import CycleResult, Watcher
 from hwc_watcher.deadline import DeadlineGuard
+from hwc_watcher.errors import ChannelError
 from hwc_watcher.push import PushListener
 from hwc_watcher.sdnotify import Notifier
-from hwc_watcher.webhook import ChannelError, ping
+from hwc_watcher.webhook import ping
 
 _log = log.get_logger("hwc_watcher.service")
 

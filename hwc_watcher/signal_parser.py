@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hwc_watcher import lexicon
 from hwc_watcher.message_text import MessageText
 from hwc_watcher.models import Pupil
 
@@ -115,11 +116,8 @@ _TRAILING_INTRO = re.compile(
 )
 _LEADING_BULLET = re.compile(r"^(?:[\s\-–—•*·>|]+|\d{1,2}[.)]\s+)")
 
-TUSSENVOEGSELS = frozenset(
-    {"van", "de", "den", "der", "het", "'t", "’t", "te", "ten", "ter", "in", "'s", "’s", "d'", "'d", "’d",
-     "op", "aan", "bij", "uit", "uijt", "la", "le", "du", "da", "di", "del", "della", "des", "dos", "von",
-     "zu", "vd", "v.d."}
-)
+#: Tussenvoegsels as the parser meets them in raw text (hwc_watcher.lexicon).
+TUSSENVOEGSELS = lexicon.PARTICLES | lexicon.WRITTEN_FORMS
 
 
 def _word_set(text: str) -> frozenset[str]:

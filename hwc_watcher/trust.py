@@ -95,6 +95,7 @@ def at_domain(address: str, domains: Iterable[str]) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in domains)
 
 
+# Addresses read from headers, which we may mail: ASCII atext and RFC 5321 lengths (config checks what admins type).
 _ADDR = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[a-z0-9.-]{1,253}")
 
 

@@ -13,14 +13,10 @@ import urllib.error
 import urllib.request
 from typing import Literal
 
-from hwc_watcher.errors import HwcError
-from hwc_watcher.mailbox import tls_context
+from hwc_watcher.errors import ChannelError
+from hwc_watcher.tls import tls_context
 
 WebhookFormat = Literal["json", "text"]
-
-
-class ChannelError(HwcError):
-    """A webhook or heartbeat URL did not accept our request."""
 
 
 def _open(request: urllib.request.Request, timeout: float, ca_file: str | None) -> None:

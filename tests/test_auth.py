@@ -39,7 +39,6 @@ from hwc_watcher.auth import (
     MicrosoftAuth,
     NoAuth,
     PasswordAuth,
-    TokenError,
     is_token_expired,
     parse_auth,
     xoauth2_string,
@@ -51,6 +50,7 @@ from hwc_watcher.errors import (
     DeliveryError,
     MailboxAuthError,
     MailboxError,
+    TokenError,
 )
 
 MAILBOX = "hwc@school.example"

@@ -13,7 +13,7 @@ from typing import Protocol
 import imapclient
 import imapclient.exceptions
 
-from hwc_watcher.errors import DeliveryAuthError, HwcError, MailboxAuthError, MailboxError
+from hwc_watcher.errors import DeliveryAuthError, MailboxAuthError, MailboxError
 
 #: Fetch a new token this long before the old one runs out, so a session never starts on a dying token.
 REFRESH_MARGIN = 300.0
@@ -24,15 +24,6 @@ MICROSOFT_BASIC_SMTP_NOTE = (
     "Microsoft turns Basic authentication (a password) for SMTP AUTH off by default for existing tenants "
     'from the end of December 2026: switch [smtp] to auth = "microsoft" (docs/microsoft365.md).'
 )
-
-
-class TokenError(HwcError):
-    """No access token could be obtained from Microsoft or Google."""
-
-    def __init__(self, message: str, *, transient: bool) -> None:
-        super().__init__(message)
-        #: True for network trouble, timeouts and 5xx answers: the next cycle may succeed.
-        self.transient = transient
 
 
 class Authenticator(Protocol):

@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hwc_watcher.auth.base import TokenError, scrub
+from hwc_watcher.auth.base import scrub
 from hwc_watcher.auth.oauth2 import HTTP_TIMEOUT, OAuth2Auth, http_session
+from hwc_watcher.errors import TokenError
 
 if TYPE_CHECKING:
     from google.oauth2.service_account import Credentials as GoogleCredentials

@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hwc_watcher.auth.base import TokenError, scrub
+from hwc_watcher.auth.base import scrub
 from hwc_watcher.auth.oauth2 import HTTP_TIMEOUT, OAuth2Auth, http_session
+from hwc_watcher.errors import TokenError
 
 MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"

@@ -22,13 +22,12 @@ import imapclient.exceptions
 
 from hwc_watcher.auth.base import (
     REFRESH_MARGIN,
-    TokenError,
     raise_if_connection_lost,
     reply_text,
     scrub,
     xoauth2_string,
 )
-from hwc_watcher.errors import DeliveryAuthError, DeliveryError, MailboxAuthError, MailboxError
+from hwc_watcher.errors import DeliveryAuthError, DeliveryError, MailboxAuthError, MailboxError, TokenError
 
 if TYPE_CHECKING:
     import requests
