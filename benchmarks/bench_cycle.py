@@ -479,14 +479,15 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def run_all() -> None:
+def run_with_dovecot(prefix: str, report_fn: Callable[[Bench, float], None]) -> None:
+    """A throwaway Dovecot behind the counting proxy, an SMTP capture, then `report_fn(bench, t0)`."""
     if find_dovecot() is None:
         sys.exit("dovecot-imapd is not installed (apt-get install dovecot-imapd)")
     if os.geteuid() != 0:
         sys.exit("Dovecot is started as root here (it drops to nobody for the mail store); run as root")
     log.configure(json=True, level=logging.CRITICAL)  # the in-process daemon stays quiet
     t0 = time.perf_counter()
-    work = make_directory("hwc-bench-")
+    work = make_directory(prefix)
     work.chmod(0o755)  # Dovecot's unprivileged auth process must reach users.d under it
     try:
         tls_files = make_tls_files(work / "tls")
@@ -494,12 +495,15 @@ def run_all() -> None:
         dovecot.start()
         try:
             with CountingProxy(dovecot.starttls_port) as proxy, SmtpCapture() as smtp:
-                bench = Bench(dovecot, proxy, smtp, work / "configs")
-                report(bench, t0)
+                report_fn(Bench(dovecot, proxy, smtp, work / "configs"), t0)
         finally:
             dovecot.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_all() -> None:
+    run_with_dovecot("hwc-bench-", report)
 
 
 def report(bench: Bench, t0: float) -> None:

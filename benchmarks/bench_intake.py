@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import logging
 import os
 import queue
 import random
@@ -48,13 +47,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT), str(ROOT / "tests")]
 
-from bench_cycle import LAUNCHER, CountingProxy, Traffic, dovecot_version  # noqa: E402
+from bench_cycle import LAUNCHER, CountingProxy, Traffic, dovecot_version, run_with_dovecot  # noqa: E402
 from builders import BOX, COORDINATOR, VT, VT_DOMAIN, write_config  # noqa: E402
 from builders import signal as vt_signal  # noqa: E402
-from dovecot import HOST, PASSWORD, DovecotServer, find_dovecot, make_directory  # noqa: E402
-from mailprobe import ImapAccount, make_tls_files  # noqa: E402
+from dovecot import HOST, PASSWORD, DovecotServer  # noqa: E402
+from mailprobe import ImapAccount  # noqa: E402
 
-from hwc_watcher import log  # noqa: E402
 from hwc_watcher.embedded_servers import SmtpCapture  # noqa: E402
 
 STALE = 3_000
@@ -444,25 +442,7 @@ def verdict(ok: bool) -> str:
 
 
 def run_all() -> None:
-    if find_dovecot() is None:
-        sys.exit("dovecot-imapd is not installed (apt-get install dovecot-imapd)")
-    if os.geteuid() != 0:
-        sys.exit("Dovecot is started as root here (it drops to nobody for the mail store); run as root")
-    log.configure(json=True, level=logging.CRITICAL)
-    t0 = time.perf_counter()
-    work = make_directory("hwc-intake-")
-    work.chmod(0o755)
-    try:
-        tls_files = make_tls_files(work / "tls")
-        dovecot = DovecotServer(work / "dovecot", tls_files)
-        dovecot.start()
-        try:
-            with CountingProxy(dovecot.starttls_port) as proxy, SmtpCapture() as smtp:
-                report(Bench(dovecot, proxy, smtp, work / "configs"), t0)
-        finally:
-            dovecot.stop()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    run_with_dovecot("hwc-intake-", report)
 
 
 def report(bench: Bench, t0: float) -> None:
