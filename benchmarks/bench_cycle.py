@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's hwc_watcher, and the test helpers
@@ -479,8 +480,12 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def run_with_dovecot(prefix: str, report_fn: Callable[[Bench, float], None]) -> None:
-    """A throwaway Dovecot behind the counting proxy, an SMTP capture, then `report_fn(bench, t0)`."""
+T = TypeVar("T")
+
+
+def run_with_dovecot(prefix: str, make: Callable[[DovecotServer, CountingProxy, SmtpCapture, Path], T],
+                     report_fn: Callable[[T, float], None]) -> None:
+    """A throwaway Dovecot behind the counting proxy and an SMTP capture; `report_fn(make(...), t0)`."""
     if find_dovecot() is None:
         sys.exit("dovecot-imapd is not installed (apt-get install dovecot-imapd)")
     if os.geteuid() != 0:
@@ -495,7 +500,7 @@ def run_with_dovecot(prefix: str, report_fn: Callable[[Bench, float], None]) -> 
         dovecot.start()
         try:
             with CountingProxy(dovecot.starttls_port) as proxy, SmtpCapture() as smtp:
-                report_fn(Bench(dovecot, proxy, smtp, work / "configs"), t0)
+                report_fn(make(dovecot, proxy, smtp, work / "configs"), t0)
         finally:
             dovecot.stop()
     finally:
@@ -503,7 +508,7 @@ def run_with_dovecot(prefix: str, report_fn: Callable[[Bench, float], None]) -> 
 
 
 def run_all() -> None:
-    run_with_dovecot("hwc-bench-", report)
+    run_with_dovecot("hwc-bench-", Bench, report)
 
 
 def report(bench: Bench, t0: float) -> None:

@@ -442,7 +442,7 @@ def verdict(ok: bool) -> str:
 
 
 def run_all() -> None:
-    run_with_dovecot("hwc-intake-", report)
+    run_with_dovecot("hwc-intake-", Bench, report)
 
 
 def report(bench: Bench, t0: float) -> None:
