@@ -57,6 +57,10 @@ class Alerter:
         message = self.composer.digest(lines, self.config.alert_recipients(), now)
         return self._deliver(message, [key for key, _t, _v in fresh], "alert_digest", now, outbox)
 
+    def deliver(self, message: EmailMessage, template: str, now: dt.datetime) -> bool:
+        """A ready message (the drill report) by mail and webhook, without the once-a-day memory."""
+        return self._deliver(message, [], template, now, None)
+
     def _deliver(self, message: EmailMessage, keys: Sequence[str], template: str, now: dt.datetime,
                  outbox: Outbox | None) -> bool:
         today = self.today(now)

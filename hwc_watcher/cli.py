@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     once = sub.add_parser("once", help="run one cycle and exit (1 if anything needs attention)")
     once.add_argument("--dry-run", action="store_true", help="decide and log, but send and delete nothing")
     sub.add_parser("run", help="run the scheduled daemon (systemd Type=notify)")
+    sub.add_parser("drill", help="send a test mail to the HwC mailbox itself, check it arrives trusted, delete it, "
+                                 "tell the contact (0 passed, 1 failed)")
     inspect = sub.add_parser("inspect", help="show how one .eml message would be treated; sends nothing")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
@@ -83,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _once(config, dry_run=args.dry_run)
         if args.command == "run":
             return _run(config)
+        if args.command == "drill":
+            from hwc_watcher.drill import run_drill_command
+
+            return run_drill_command(config, sys.stdout)
     except HwcError as err:
         print(f"hwc-watcher: {err}", file=sys.stderr)
         return EXIT_CONFIG

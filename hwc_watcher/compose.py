@@ -117,6 +117,21 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "- Na het verwerken zijn nog $count bericht(en) gevonden die verwijderd hadden moeten zijn.\n"
             "  Controleer de mappen van de HwC-mailbox en verwijder ze met de hand.\n"
         ),
+        "drill_ok": (
+            "Oefening geslaagd: ontvangen $received, vertrouwd ($trust), verwijderd $deleted.\n\n"
+            "hwc-watcher stuurde om $sent een testbericht van de Handle with Care-mailbox aan zichzelf. Het\n"
+            "kwam aan, de mailserver van de school bevestigde de afzender zoals bij een signaal van Veilig\n"
+            "Thuis, en het is overal verwijderd. U hoeft niets te doen.\n"
+        ),
+        "drill_failed": (
+            "Oefening MISLUKT bij stap '$step': $error\n\n"
+            "Oplossing: $fix\n\n"
+            "Stappen: $steps\n\n"
+            "hwc-watcher stuurde om $sent een testbericht van de Handle with Care-mailbox aan zichzelf, om na\n"
+            "de vakantie de hele keten te controleren. Tot dit is opgelost komt een signaal van Veilig Thuis\n"
+            "misschien niet vanzelf bij de zorgcoördinator: geef dit door aan de ICT-beheerder en controleer\n"
+            "de HwC-mailbox elke ochtend met de hand.\n"
+        ),
         "alert_left_alone": (
             "In de HwC-mailbox staan $count bericht(en) die niet van Veilig Thuis komen (het oudste van\n"
             "$oldest). hwc-watcher laat ze staan: kijk ze na en verwijder ze. Het convenant vraagt een\n"
@@ -204,12 +219,33 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "- After processing, $count message(s) that should have been deleted were still found.\n"
             "  Check the folders of the HwC mailbox and delete them by hand.\n"
         ),
+        "drill_ok": (
+            "Drill passed: received $received, trusted ($trust), deleted $deleted.\n\n"
+            "At $sent hwc-watcher sent a test mail from the Handle with Care mailbox to itself. It arrived,\n"
+            "the school's mail server vouched for the sender as it must for a signal from Veilig Thuis, and\n"
+            "it was deleted everywhere. You need not do anything.\n"
+        ),
+        "drill_failed": (
+            "Drill FAILED at step '$step': $error\n\n"
+            "Fix: $fix\n\n"
+            "Steps: $steps\n\n"
+            "At $sent hwc-watcher sent a test mail from the Handle with Care mailbox to itself, to check the\n"
+            "whole chain after the holiday. Until this is fixed a signal from Veilig Thuis may not reach the\n"
+            "care coordinator by itself: pass this on to the ICT admin and check the HwC mailbox by hand\n"
+            "every morning.\n"
+        ),
         "alert_left_alone": (
             "The HwC mailbox holds $count message(s) that are not from Veilig Thuis (the oldest from\n"
             "$oldest). hwc-watcher leaves them alone: look at them and delete them. The covenant asks\n"
             "for an empty mailbox.\n"
         ),
     },
+}
+
+#: Subjects of the drill report: (passed, failed).
+DRILL_SUBJECTS: Mapping[str, tuple[str, str]] = {
+    "nl": ("Oefening Handle with Care-mailbox geslaagd", "Actie nodig: oefening Handle with Care-mailbox mislukt"),
+    "en": ("Handle with Care mailbox drill passed", "Action needed: Handle with Care mailbox drill failed"),
 }
 
 #: Reason codes explained for the person who gets the alert (no message content).
@@ -412,6 +448,14 @@ class Composer:
         msg = self._base("alert", subject, to, now)
         msg["Importance"] = "high"
         msg.set_content(Template(self.texts["alert_digest"]).safe_substitute(items="".join(lines)))
+        return msg
+
+    def drill_report(self, passed: bool, to: Sequence[Person], now: dt.datetime, **values: str) -> EmailMessage:
+        """The drill's one short mail to the contact: passed with the times, or the failed step and its fix."""
+        msg = self._base("alert", DRILL_SUBJECTS[self.language][0 if passed else 1], to, now)
+        if not passed:
+            msg["Importance"] = "high"
+        msg.set_content(self._text("drill_ok" if passed else "drill_failed", **values))
         return msg
 
     def alert(self, key: str, to: Sequence[Person], now: dt.datetime, **values: str) -> EmailMessage:

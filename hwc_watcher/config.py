@@ -62,7 +62,7 @@ _TOML_LINE = re.compile(r"at line (\d+)")
 TEMPLATE_NAMES = frozenset({
     "notice", "receipt", "alert_digest", "item_waiting", "item_bounce", "item_delivery", "item_test_bounce",
     "item_signal_failed", "item_pupil_list", "item_cleanup", "alert_deadline", "alert_failure", "alert_recovered",
-    "alert_left_alone",
+    "alert_left_alone", "drill_ok", "drill_failed",
 })  # fmt: skip
 
 # Every key the config file may hold, per table: the single list `check`, the errors and the tests use.
@@ -70,7 +70,7 @@ _SERVER_KEYS = ("host", "port", "security", "allow_plaintext", "username", "auth
                 "password_credential", "ca_file", "timeout")
 SCHEMA: Mapping[str, frozenset[str]] = MappingProxyType({
     "": frozenset({"imap", "smtp", "microsoft", "google", "veilig_thuis", "coordinator", "backup", "contact",
-                   "pupil_list", "route", "messages", "schedule", "calendar", "alerts", "limits"}),
+                   "pupil_list", "route", "messages", "schedule", "calendar", "alerts", "limits", "drill"}),
     "imap": frozenset({*_SERVER_KEYS, "purge", "folders", "idle", "idle_minutes"}),
     "imap.folders": frozenset({"sent", "trash", "junk"}),
     "smtp": frozenset({*_SERVER_KEYS, "from_address", "from_name"}),
@@ -94,6 +94,7 @@ SCHEMA: Mapping[str, frozenset[str]] = MappingProxyType({
     "calendar.days_off": frozenset({"from", "to", "name"}),
     "alerts": frozenset({"webhook_url", "webhook_format", "heartbeat_url", "ca_file"}),
     "limits": frozenset({"max_message_bytes"}),
+    "drill": frozenset({"enabled", "at", "wait_seconds"}),
 })  # fmt: skip
 
 
@@ -257,6 +258,17 @@ class AlertSettings:
 
 
 @dataclass(frozen=True)
+class DrillSettings:
+    """`[drill]`: after each holiday, prove the whole chain with a test mail to the mailbox itself."""
+
+    enabled: bool = False
+    #: Local time of the drill on a drill day; before the morning window by default.
+    at: dt.time = dt.time(5, 30)
+    #: How long the drill waits for its mail to arrive.
+    wait_s: float = 300.0
+
+
+@dataclass(frozen=True)
 class Limits:
     #: Larger messages are not parsed: a human looks at them.
     max_message_bytes: int
@@ -278,6 +290,7 @@ class Config:
     limits: Limits
     microsoft: MicrosoftSettings | None = None
     google: GoogleSettings | None = None
+    drill: DrillSettings = DrillSettings()
 
     def alert_recipients(self) -> tuple[Person, ...]:
         """The contact and the default route's backup: the people who must act when we cannot."""
@@ -947,6 +960,19 @@ def parse_calendar(document: Mapping[str, Any]) -> SchoolCalendar:
     return SchoolCalendar(tuple(days))
 
 
+def _drill(t: Table, schedule: ScheduleSettings) -> DrillSettings:
+    """Default time: 30 minutes before the busy window opens; it must come before the deadline."""
+    start = schedule.busy_start.hour * 60 + schedule.busy_start.minute
+    default = max(0, start - 30)
+    at = t.time("at", f"{default // 60:02d}:{default % 60:02d}")
+    if at >= schedule.deadline:
+        raise ConfigError(f"drill.at ({at:%H:%M}) must be before schedule.deadline ({schedule.deadline:%H:%M}).",
+                          fix=f"set drill.at to a time before {schedule.deadline:%H:%M}, e.g. "
+                              f'"{default // 60:02d}:{default % 60:02d}"')
+    return DrillSettings(enabled=t.boolean("enabled", False), at=at,
+                         wait_s=float(t.integer("wait_seconds", 300, 30, 1800)))
+
+
 def _url(t: Table, key: str) -> str | None:
     value = t.optional_text(key)
     if value is None:
@@ -989,6 +1015,7 @@ def parse_config(document: Mapping[str, Any], *, source: Path | None = None) -> 
                           fix="add [contact] with name and email (see config.example.toml)")
     contact = parse_person(document["contact"], "contact")
     limits = _section(document, "limits")
+    schedule = _schedule(_section(document, "schedule"))
     return Config(
         source=source.absolute() if source is not None else None,
         imap=imap,
@@ -997,12 +1024,13 @@ def parse_config(document: Mapping[str, Any], *, source: Path | None = None) -> 
         routing=routing,
         contact=contact,
         messages=_messages(_section(document, "messages")),
-        schedule=_schedule(_section(document, "schedule")),
+        schedule=schedule,
         calendar=parse_calendar(document),
         alerts=_alerts(_section(document, "alerts"), base),
         limits=Limits(max_message_bytes=limits.integer("max_message_bytes", 10_000_000, 10_000, 100_000_000)),
         microsoft=microsoft,
         google=google,
+        drill=_drill(_section(document, "drill"), schedule),
     )
 
 

@@ -35,6 +35,7 @@ from hwc_watcher.auth import smtp_authenticator as _smtp_authenticator
 from hwc_watcher.classify import TRIAGE_FIELDS, Verdict, classify, oversized, triage
 from hwc_watcher.compose import Composer, format_moment
 from hwc_watcher.config import Config
+from hwc_watcher.drill_rules import awaited
 from hwc_watcher.errors import CycleTimeoutError, DeliveryError, FolderChangedError, HwcError, MailboxError
 from hwc_watcher.mailbox import Fetched, Folders, FolderState, Glance, Mailbox
 from hwc_watcher.memory import ALERTED_KEYWORD, FLAGGED, FolderMemory, Judged, Memory, Role, keep_until, may_delete
@@ -386,6 +387,8 @@ class CycleRun:
                 look = triage(glance.headers, self.config, text_hit=glance.uid in hits)
             except Exception:  # noqa: BLE001 - headers that break the parser are read whole, never skipped
                 look = "candidate"
+            if look == "own" and awaited(glance.headers, self.now, self.config.drill):
+                continue  # a drill (here or `hwc-watcher drill`) may still wait for it; it deletes it itself
             if role == "sent":
                 # What this mailbox sent: ours to purge, never a signal to act on.
                 self.judge(memory, glance.uid, glance, "own" if look == "own" else "ignored", "sent", state)

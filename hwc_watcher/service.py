@@ -36,6 +36,7 @@ from hwc_watcher.compose import format_moment
 from hwc_watcher.config import Config, ScheduleSettings
 from hwc_watcher.cycle import CycleResult, Watcher
 from hwc_watcher.deadline import DeadlineGuard
+from hwc_watcher.drill import DrillJob
 from hwc_watcher.errors import ChannelError
 from hwc_watcher.push import PushListener
 from hwc_watcher.sdnotify import Notifier
@@ -92,7 +93,8 @@ class Service:
         self.watcher = watcher
         self.notifier = notifier or Notifier()
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=2)},
+            # The drill waits minutes for its mail: its own thread, so the watchdog job is never starved.
+            executors={"default": ThreadPoolExecutor(max_workers=2), "drill": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 15 * 60},
             timezone=config.schedule.timezone,
         )
@@ -107,6 +109,7 @@ class Service:
         self._again = False
         #: Cycles run because push announced new mail (tests and the benchmark count them).
         self.push_cycles = 0
+        self.drill = DrillJob(watcher) if config.drill.enabled else None
         self.push: PushListener | None = None
         if config.imap.idle:
             self.push = PushListener(config.imap, watcher.imap_auth, self.push_new_mail, watcher.stop)
@@ -253,6 +256,8 @@ class Service:
         self.scheduler.add_job(self.check_deadline, CronTrigger(day_of_week="mon-fri", hour=deadline.hour,
                                                                 minute=deadline.minute, timezone=tz),
                                id="deadline", name="deadline guard")
+        if self.drill is not None:
+            self.drill.add_to(self.scheduler, dt.datetime.now(tz))
         interval = self.notifier.ping_interval
         if interval:
             self.scheduler.add_job(self.feed_watchdog, "interval", seconds=interval, id="watchdog", name="watchdog")

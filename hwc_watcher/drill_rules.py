@@ -1,0 +1,224 @@
+"""The drill's decisions, without IO: which days are drill days, is the arrived mail ours and trusted, what to fix.
+
+A drill mail carries `<hwc-drill.UNIXTIME.RANDOM@our domain>`: the random part makes it the one mail
+this run sent (held in memory only), the time lets every cycle, in this process or another, leave a
+drill mail alone while a drill may still be waiting for it, and delete it as our own mail after that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.policy
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from string import Template
+
+from hwc_watcher.auth_results import AuthResultsError, parse_auth_results
+from hwc_watcher.classify import parse_message
+from hwc_watcher.config import Config, DrillSettings
+from hwc_watcher.school_calendar import SchoolCalendar
+from hwc_watcher.trust import _trusted_headers, authenticated, raw_values, sender_address
+
+#: The steps of a drill, in order; each is named in the report when it fails.
+STEPS = ("mailbox", "send", "arrive", "authenticate", "delete")
+
+#: A cycle leaves a drill mail alone this long after the drill's own wait (sending, retries, deleting).
+MARGIN_S = 600.0
+
+_DRILL_ID = re.compile(r"<hwc-drill\.(\d{9,11})\.[0-9a-f]{16,64}@[^<>@\s]{1,250}>", re.IGNORECASE)
+
+
+def drill_message_id(from_address: str, now: dt.datetime) -> str:
+    """A fresh id for one drill mail: unguessable, and dated so a cycle knows how long to leave it."""
+    domain = from_address.rsplit("@", 1)[-1]
+    return f"<hwc-drill.{int(now.timestamp())}.{secrets.token_hex(16)}@{domain}>"
+
+
+def drill_sent_at(message_id: str) -> dt.datetime | None:
+    """The moment a drill id says it was made; None for any other id."""
+    match = _DRILL_ID.fullmatch(message_id.strip())
+    return dt.datetime.fromtimestamp(int(match.group(1)), dt.UTC) if match else None
+
+
+def awaited(headers: bytes, now: dt.datetime, settings: DrillSettings) -> bool:
+    """A drill may still be waiting for this mail (our own copy, by the caller's triage): leave it for now.
+
+    Only for the drill's wait plus a margin, in either direction of the clock: a forged id dated far
+    ahead is not left alone for long.
+    """
+    msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(headers)
+    ids = raw_values(msg, "Message-ID")
+    sent = drill_sent_at(ids[0]) if len(ids) == 1 else None
+    return sent is not None and abs((now - sent).total_seconds()) <= settings.wait_s + MARGIN_S
+
+
+# --- which days ------------------------------------------------------------------------------------
+
+
+def first_school_day_after(calendar: SchoolCalendar, day: dt.date) -> dt.date | None:
+    """The first school day after `day` (within a year; None for a calendar that has none)."""
+    for offset in range(1, 367):
+        candidate = day + dt.timedelta(days=offset)
+        if calendar.is_school_day(candidate):
+            return candidate
+    return None
+
+
+def drill_days(calendar: SchoolCalendar) -> frozenset[dt.date]:
+    """The first school day after the last day of each holiday or study day in `[calendar]`."""
+    days = (first_school_day_after(calendar, off.last) for off in calendar.days_off)
+    return frozenset(day for day in days if day is not None)
+
+
+def is_drill_day(calendar: SchoolCalendar, day: dt.date) -> bool:
+    return day in drill_days(calendar)
+
+
+# --- the verdict on the mail that arrived -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    """What the drill found on the mail carrying its id; `problem` is a short code (None: trusted)."""
+
+    problem: str | None
+    #: Every authserv-id on the mail's Authentication-Results headers, top first.
+    seen_ids: tuple[str, ...]
+    #: The authserv-id(s) of the header(s) that counted, and their dmarc results ("dmarc=pass").
+    trusted_ids: tuple[str, ...] = ()
+    dmarc: str = ""
+
+    @property
+    def trusted(self) -> bool:
+        return self.problem is None
+
+
+def judge(raw: bytes, message_id: str, config: Config) -> Received:
+    """Is this the drill mail this run sent, From our address, vouched for by the school's server?
+
+    The same rule VT's signals face (`trust.authenticated`), with our own address as the sender.
+    """
+    msg = parse_message(raw)
+    vt = config.veilig_thuis
+    values = raw_values(msg, "Authentication-Results")
+    seen: list[str] = []
+    for value in values:
+        try:
+            header = parse_auth_results(value)
+        except AuthResultsError:
+            seen.append("(unreadable)")
+            continue
+        seen.append(header.authserv_id or "(none)")
+    seen_ids = tuple(seen)
+    if raw_values(msg, "Message-ID") != [message_id]:
+        return Received("wrong_id", seen_ids)
+    address = config.smtp.from_address.lower()
+    if sender_address(msg) != address:
+        return Received("not_from_us", seen_ids)
+    if vt.auth_check == "off":
+        return Received("check_off", seen_ids)
+    if not values:
+        return Received("no_header", seen_ids)
+    headers = _trusted_headers(values, vt.authserv_ids)
+    if headers is None:
+        return Received("untrusted_id" if vt.authserv_ids else "unreadable", seen_ids)
+    trusted = tuple(h.authserv_id or "(none)" for h in headers)
+    dmarc = ", ".join(f"dmarc={r.result}" + (f" header.from={','.join(r.values('header.from'))}"
+                                             if r.result != "pass" else "")
+                      for h in headers for r in h.of("dmarc")) or "no dmarc result"
+    if not authenticated(msg, address, vt):
+        return Received("not_pass", seen_ids, trusted, dmarc)
+    return Received(None, seen_ids, trusted, dmarc)
+
+
+# --- what to tell the admin -------------------------------------------------------------------------
+
+STEP_NAMES: Mapping[str, Mapping[str, str]] = {
+    "nl": {"mailbox": "mailbox openen", "send": "versturen", "arrive": "aankomst",
+           "authenticate": "afzender bevestigd", "delete": "verwijderen"},
+    "en": {"mailbox": "open the mailbox", "send": "send", "arrive": "arrive",
+           "authenticate": "authenticate", "delete": "delete"},
+}
+
+#: Per problem code, what to fix; $address, $wait, $seen, $configured, $dmarc, $domain, $left are filled in.
+FIXES: Mapping[str, Mapping[str, str]] = {
+    "en": {
+        "imap": "Check [imap] (host, port, security, login); `hwc-watcher check` says which part fails.",
+        "smtp": "Check [smtp] (host, port, security); `hwc-watcher check` says which part fails.",
+        "smtp_login": "Check smtp.username and its password (or the OAuth2 app's SMTP.SendAsApp permission).",
+        "smtp_refused": "The SMTP server refused mail to $address, the HwC mailbox's own address: check "
+                        "smtp.from_address and that the server accepts mail for that address.",
+        "smtp_sender": "The SMTP account must be allowed to send as $address (smtp.from_address).",
+        "not_arrived": "Mail to $address did not reach INBOX or Junk within $wait s: check forwarding and "
+                       "transport rules and the quarantine for this mailbox, or raise drill.wait_seconds if the "
+                       "server is slow. If it still arrives, hwc-watcher deletes it.",
+        "stopped": "The daemon was stopped during the drill; run `hwc-watcher drill` again.",
+        "gone": "The drill mail vanished before it could be read: does another program delete mail in this mailbox?",
+        "wrong_id": "A message with this drill's id was not the drill mail; it was not trusted.",
+        "not_from_us": "The drill mail arrived with another From than $address: something rewrites the sender "
+                       "of mail to this mailbox; VT's signals will not be recognised either.",
+        "check_off": 'veilig_thuis.authentication = "off": no sender is checked and a forged signal would be '
+                     'obeyed. Set it to "dmarc".',
+        "no_header": "The school's mail server stamped no Authentication-Results header on it, so VT's signals "
+                     "will go to a person too: have the receiving server add Authentication-Results (RFC 8601) "
+                     "with its SPF, DKIM and DMARC results.",
+        "untrusted_id": "Authentication-Results came from $seen, but veilig_thuis.authserv_ids = $configured. "
+                        "If that is your own receiving server, add its id to veilig_thuis.authserv_ids.",
+        "unreadable": "The topmost Authentication-Results header cannot be read; set veilig_thuis.authserv_ids to "
+                      "your receiving server's id ($seen).",
+        "not_pass": "The school's server says $dmarc for $domain: fix SPF, DKIM and DMARC for $domain, or check "
+                    "veilig_thuis.authserv_ids ($configured).",
+        "left": "$left copy(ies) of the drill mail are still in the mailbox: delete them by hand and check that "
+                "the HwC account may delete mail.",
+    },
+    "nl": {
+        "imap": "Controleer [imap] (host, port, security, login); `hwc-watcher check` zegt welk deel faalt.",
+        "smtp": "Controleer [smtp] (host, port, security); `hwc-watcher check` zegt welk deel faalt.",
+        "smtp_login": "Controleer smtp.username en het wachtwoord (of de SMTP.SendAsApp-toestemming van de app).",
+        "smtp_refused": "De SMTP-server weigerde mail aan $address, het eigen adres van de HwC-mailbox: controleer "
+                        "smtp.from_address en of de server mail voor dat adres aanneemt.",
+        "smtp_sender": "Het SMTP-account moet mogen versturen als $address (smtp.from_address).",
+        "not_arrived": "Mail aan $address kwam niet binnen $wait s in INBOX of Ongewenste e-mail: controleer "
+                       "doorstuur- en transportregels en de quarantaine van deze mailbox, of verhoog "
+                       "drill.wait_seconds als de server traag is. Komt hij later nog, dan verwijdert hwc-watcher hem.",
+        "stopped": "hwc-watcher werd tijdens de oefening gestopt; voer `hwc-watcher drill` opnieuw uit.",
+        "gone": "Het oefenbericht verdween voordat het gelezen kon worden: verwijdert een ander programma mail "
+                "in deze mailbox?",
+        "wrong_id": "Een bericht met het kenmerk van deze oefening was niet het oefenbericht; het is niet vertrouwd.",
+        "not_from_us": "Het oefenbericht kwam aan met een andere afzender dan $address: iets herschrijft de "
+                       "afzender van mail aan deze mailbox; signalen van Veilig Thuis worden dan ook niet herkend.",
+        "check_off": 'veilig_thuis.authentication = "off": geen afzender wordt gecontroleerd en een vervalst '
+                     'signaal zou worden uitgevoerd. Zet het op "dmarc".',
+        "no_header": "De mailserver van de school zette er geen Authentication-Results-kopregel op, dus ook "
+                     "signalen van Veilig Thuis gaan naar een persoon: laat de ontvangende server "
+                     "Authentication-Results (RFC 8601) met SPF-, DKIM- en DMARC-uitslagen toevoegen.",
+        "untrusted_id": "Authentication-Results kwam van $seen, maar veilig_thuis.authserv_ids = $configured. "
+                        "Is dat uw eigen ontvangende server, voeg de id dan toe aan veilig_thuis.authserv_ids.",
+        "unreadable": "De bovenste Authentication-Results-kopregel is onleesbaar; zet veilig_thuis.authserv_ids "
+                      "op de id van uw ontvangende server ($seen).",
+        "not_pass": "De server van de school zegt $dmarc voor $domain: herstel SPF, DKIM en DMARC voor $domain, "
+                    "of controleer veilig_thuis.authserv_ids ($configured).",
+        "left": "Er staan nog $left kopie(ën) van het oefenbericht in de mailbox: verwijder ze met de hand en "
+                "controleer of het HwC-account mail mag verwijderen.",
+    },
+}
+
+
+def fix_text(problem: str, language: str, values: Mapping[str, str]) -> str:
+    """The fix for one problem code in the given language, with its values filled in."""
+    return Template(FIXES[language].get(problem, FIXES[language]["imap"])).safe_substitute(values)
+
+
+def fail_url(url: str) -> str:
+    """healthchecks.io's convention: `<ping URL>/fail` reports a failure (a query string stays at the end)."""
+    base, sep, query = url.partition("?")
+    return f"{base.rstrip('/')}/fail{sep}{query}"
+
+
+__all__ = [
+    "FIXES", "MARGIN_S", "STEPS", "STEP_NAMES", "Received", "awaited", "drill_days", "drill_message_id",
+    "drill_sent_at", "fail_url", "first_school_day_after", "fix_text", "is_drill_day", "judge",
+]  # fmt: skip
