@@ -19,11 +19,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from hwc_watcher import log
@@ -156,9 +158,14 @@ class Drill:
                 result.running = "delete"
                 self.delete(mailbox, folders, result)
         except HwcError as err:
-            result.failed(result.running, str(err), "imap")
+            result.failed(result.running, str(err), "smtp" if result.running == "send" else "imap")
             if result.sent is not None and result.step("delete") is None:
                 self.delete_again(result)
+        except Exception as err:  # noqa: BLE001 - a bug must still be reported to a person, not only logged
+            # Only the type and where: an exception's text could quote a server reply.
+            where = traceback.extract_tb(err.__traceback__)[-1]
+            result.failed(result.running, f"internal error {type(err).__name__} at {Path(where.filename).name}:"
+                                          f"{where.lineno}", "internal")
         return self.finish(result)
 
     def compose(self, message_id: str, now: dt.datetime) -> EmailMessage:

@@ -171,6 +171,8 @@ FIXES: Mapping[str, Mapping[str, str]] = {
                       "your receiving server's id ($seen).",
         "not_pass": "The school's server says $dmarc for $domain: fix SPF, DKIM and DMARC for $domain, or check "
                     "veilig_thuis.authserv_ids ($configured).",
+        "internal": "An internal error in hwc-watcher: report it with the journal lines of this drill; run "
+                    "`hwc-watcher drill` again.",
         "left": "$left copy(ies) of the drill mail are still in the mailbox: delete them by hand and check that "
                 "the HwC account may delete mail.",
     },
@@ -201,6 +203,8 @@ FIXES: Mapping[str, Mapping[str, str]] = {
                       "op de id van uw ontvangende server ($seen).",
         "not_pass": "De server van de school zegt $dmarc voor $domain: herstel SPF, DKIM en DMARC voor $domain, "
                     "of controleer veilig_thuis.authserv_ids ($configured).",
+        "internal": "Een interne fout in hwc-watcher: meld die met de logregels van deze oefening en voer "
+                    "`hwc-watcher drill` opnieuw uit.",
         "left": "Er staan nog $left kopie(ën) van het oefenbericht in de mailbox: verwijder ze met de hand en "
                 "controleer of het HwC-account mail mag verwijderen.",
     },
