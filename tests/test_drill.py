@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -463,3 +464,12 @@ def test_the_daemons_job_runs_the_real_drill_and_reports_it(school: School) -> N
     assert result is not None and result.ok, result.steps
     assert "Oefening geslaagd" in school.report()
     assert school.pings() == ["/ping/abc"] and school.left() == {}
+
+
+def test_check_names_the_next_drill(school: School) -> None:
+    """`check` says when the next drill runs (the first school day after the next holiday, at drill.at)."""
+    from hwc_watcher.check import run_check
+
+    out = io.StringIO()
+    run_check(school.path, out, now=lambda: dt.datetime(2026, 12, 2, 12, 0, tzinfo=AMS))
+    assert "✓ drill: after each holiday: next Mon 04 Jan 05:30; waits up to 300 s" in out.getvalue()
