@@ -1,4 +1,4 @@
-"""Write the notice, the receipt, the read receipt and the alerts.
+"""Write the notice, the receipt, the read receipt, the alerts and the drill report.
 
 Pure: values in, `EmailMessage` out, built with the standard library's `email` package
 so that a name with CR/LF or other control characters cannot add a header. What goes where:

@@ -46,7 +46,7 @@ from hwc_watcher.drill_rules import (
 from hwc_watcher.errors import ChannelError, DeliveryAuthError, DeliveryError, HwcError
 from hwc_watcher.mailbox import Folders, Mailbox
 from hwc_watcher.outbox import Outbox, SmtpLogin
-from hwc_watcher.send_test import _refusal
+from hwc_watcher.send_test import refusal_words
 from hwc_watcher.webhook import ping
 
 _log = log.get_logger("hwc_watcher.drill")
@@ -195,7 +195,7 @@ class Drill:
             return False
         except DeliveryError as err:
             if err.refused:
-                result.failed("send", f"{err} ({_refusal(err)})", "smtp_refused", address=address)
+                result.failed("send", f"{err} ({refusal_words(err)})", "smtp_refused", address=address)
             elif "refused the sender" in str(err):
                 result.failed("send", str(err), "smtp_sender", address=address)
             else:

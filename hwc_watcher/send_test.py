@@ -104,7 +104,7 @@ def compose_test_mail(config: Config, recipient: Recipient, now: dt.datetime) ->
     return msg
 
 
-def _refusal(err: DeliveryError) -> str:
+def refusal_words(err: DeliveryError) -> str:
     """The server's own words for a refused recipient, when smtplib kept them."""
     cause = err.__cause__
     if isinstance(cause, smtplib.SMTPRecipientsRefused):
@@ -130,7 +130,7 @@ def send_tests(
                 refused = box.send(message, [recipient.person.email])
             except DeliveryError as err:
                 if err.refused or not err.transient:
-                    outcomes.append(Outcome(recipient, False, _refusal(err)))
+                    outcomes.append(Outcome(recipient, False, refusal_words(err)))
                     continue
                 outcomes.append(Outcome(recipient, False, f"not sent: {err}"))
                 continue

@@ -3,6 +3,7 @@ files each mail for the HwC mailbox into Dovecot's INBOX, with (or without) its 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import io
@@ -13,9 +14,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from builders import BACKUP, BOX, CONTACT, COORDINATOR, VT, write_config
+from builders import BACKUP, BOX, CONTACT, COORDINATOR, VT, private_file, write_config
+from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance
 from freezegun import freeze_time
-from mailprobe import ImapAccount
+from mailprobe import ImapAccount, TlsFiles
 from webhooks import Recorder
 
 from hwc_watcher.auth import imap_authenticator, smtp_authenticator
@@ -120,13 +122,30 @@ enabled = true
 """
 
 
+@contextlib.contextmanager
+def school_at(account: ImapAccount, directory: Path) -> Iterator[School]:
+    mta = SchoolMta(account)
+    with SmtpCapture(on_message=mta) as smtp, Recorder() as hooks:
+        path = write_config(directory, account, smtp, extra=config_text(hooks))
+        path.write_text(path.read_text().replace(f'senders = ["{VT}"]', f'senders = ["{VT}"]\nauthserv_ids = ["{MX}"]'))
+        yield School(mta, smtp, hooks, path, account)
+
+
 @pytest.fixture
 def school(dovecot_account: ImapAccount, tmp_path: Path) -> Iterator[School]:
-    mta = SchoolMta(dovecot_account)
-    with SmtpCapture(on_message=mta) as smtp, Recorder() as hooks:
-        path = write_config(tmp_path, dovecot_account, smtp, extra=config_text(hooks))
-        path.write_text(path.read_text().replace(f'senders = ["{VT}"]', f'senders = ["{VT}"]\nauthserv_ids = ["{MX}"]'))
-        yield School(mta, smtp, hooks, path, dovecot_account)
+    with school_at(dovecot_account, tmp_path) as school:
+        yield school
+
+
+#: A Gmail-like Dovecot: UIDPLUS and MOVE, plus Gmail's extension (deleting means moving to Trash).
+GMAIL_CAPABILITIES = CAPABILITIES_WITHOUT_UIDPLUS + " UIDPLUS MOVE X-GM-EXT-1"
+
+
+@pytest.fixture
+def gmail_school(dovecot: DovecotServer, tls_files: TlsFiles, tmp_path: Path) -> Iterator[School]:
+    with derived_instance(dovecot, tls_files, "hwc-dovecot-gmail-", GMAIL_CAPABILITIES) as server, \
+            school_at(server.account(server.add_user()), tmp_path) as school:
+        yield school
 
 
 def no_coordinator_mail(smtp: SmtpCapture) -> bool:
@@ -149,6 +168,24 @@ def test_a_drill_passes_tells_the_contact_and_leaves_nothing(school: School) -> 
     assert no_coordinator_mail(school.smtp)
     assert any("Oefening geslaagd: ontvangen" in post for post in school.posts())
     assert school.pings() == ["/ping/abc"]
+
+
+def test_gmail_style_deletion_finishes_in_trash(gmail_school: School) -> None:
+    """Where deleting from INBOX only moves the mail to Trash (Gmail), the drill finishes the job there."""
+    result, _drill = gmail_school.drill()
+    assert result.ok, result.steps
+    assert gmail_school.left() == {}
+
+
+def test_a_refused_imap_login_fails_at_mailbox_and_sends_nothing(school: School) -> None:
+    """Wrong IMAP password: 'mailbox' failed, no drill mail was sent, and the contact is still told."""
+    private_file(school.path.parent / "imap-password", "wrong\n")
+    result, _drill = school.drill()
+    failure = result.failure
+    assert failure is not None and failure.name == "mailbox" and result.sent is None
+    assert all(BOX not in m.rcpt_tos for m in school.smtp.messages)
+    assert "MISLUKT bij stap 'mailbox openen'" in school.report()
+    assert school.pings() == ["/ping/abc/fail"]
 
 
 def test_smtp_refused_fails_at_send(school: School) -> None:
