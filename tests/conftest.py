@@ -9,7 +9,7 @@ import pytest
 from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, make_directory, require_dovecot
 from mailprobe import ImapAccount, TlsFiles, make_tls_files
 
-from hwc_watcher.embedded_servers import EmbeddedImapServer, SmtpCapture
+from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture
 
 SMTP_USERNAME = "school"
 SMTP_PASSWORD = "secret"

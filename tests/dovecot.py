@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from mailprobe import ImapAccount, Security, TlsFiles
 
-from hwc_watcher.embedded_servers import free_port
+from hwc_watcher.testing import free_port
 
 HOST = "127.0.0.1"
 PASSWORD = "secret"

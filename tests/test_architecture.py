@@ -24,7 +24,7 @@ CORE = (
 #: The edges: modules that speak IMAP, SMTP, HTTP, systemd or run the process.
 IO_MODULES = (
     "mailbox", "outbox", "webhook", "cycle", "service", "cli", "check", "push", "demo",
-    "embedded_servers", "auth", "sdnotify", "send_test",
+    "testing", "auth", "sdnotify", "send_test",
 )  # fmt: skip
 
 #: Libraries that open connections or schedule work.

@@ -16,8 +16,8 @@ from mailprobe import ImapAccount, TlsFiles
 from hwc_watcher.check import run_check
 from hwc_watcher.cli import main
 from hwc_watcher.config import SCHEMA, load_config, parse_config
-from hwc_watcher.embedded_servers import SmtpCapture
 from hwc_watcher.errors import ConfigError
+from hwc_watcher.testing import SmtpCapture
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 GUID = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"

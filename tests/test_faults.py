@@ -29,7 +29,7 @@ from mailprobe import ImapAccount, MailboxProbe, TlsFiles
 
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import CycleResult, Watcher
-from hwc_watcher.embedded_servers import CapturedMail, SmtpCapture
+from hwc_watcher.testing import CapturedMail, SmtpCapture
 
 # --- the mailbox -------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from mailprobe import ImapAccount
 
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import CycleResult, Watcher
-from hwc_watcher.embedded_servers import CapturedMail, EmbeddedImapServer, SmtpCapture
+from hwc_watcher.testing import CapturedMail, EmbeddedImapServer, SmtpCapture
 
 EVIL = "attacker@evil.example"
 BATCH = 50

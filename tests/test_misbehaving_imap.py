@@ -27,7 +27,7 @@ from mailprobe import ImapAccount
 from hwc_watcher import log
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import Watcher
-from hwc_watcher.embedded_servers import SmtpCapture
+from hwc_watcher.testing import SmtpCapture
 
 NAME, BORN, SUBJECT = "David Pieterse", "3-2-2012", "Handle with Care David Pieterse"
 NEEDLES = ("david", "pieterse", "3-2-2012", "03-02-2012", "2012-02-03", "handle with care")

@@ -34,7 +34,7 @@ from mailprobe import ImapAccount
 from hwc_watcher import log
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import Watcher
-from hwc_watcher.embedded_servers import CapturedMail, SmtpCapture
+from hwc_watcher.testing import CapturedMail, SmtpCapture
 
 REPO = Path(__file__).resolve().parent.parent
 SENT = "Verzonden items"

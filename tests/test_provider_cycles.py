@@ -19,7 +19,6 @@ from mailprobe import ImapAccount, TlsFiles
 from oauth_servers import IntrospectionServer, TokenServer, oauth_dovecot
 from provider_support import (
     ImapRelay,
-    XOAuth2Capture,
     folder_counts,
     oauth_client,
     write_microsoft_config,
@@ -27,8 +26,8 @@ from provider_support import (
 
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import CycleResult, Watcher
-from hwc_watcher.embedded_servers import CapturedMail, EmbeddedImapServer, SmtpCapture
 from hwc_watcher.push import PushListener
+from hwc_watcher.testing import CapturedMail, EmbeddedImapServer, SmtpCapture
 
 #: The Microsoft-365-like folders the OAuth Dovecot gets (it has no special-use folders of its own).
 EXCHANGE_FOLDERS = ("Sent Items", "Deleted Items", "Junk Email")
@@ -76,7 +75,7 @@ def exchange_imap(
 class Exchange:
     """One fresh Microsoft 365 mailbox: its IMAP server, its SMTP server, and a probe that logs in as a user."""
 
-    def __init__(self, tokens: TokenServer, imap: DovecotServer, smtp: XOAuth2Capture, ca_file: str,
+    def __init__(self, tokens: TokenServer, imap: DovecotServer, smtp: SmtpCapture, ca_file: str,
                  introspected: list[str]) -> None:
         self.tokens = tokens
         self.imap = imap
@@ -127,9 +126,9 @@ def exchange(
     token_endpoint.token_requests.clear()
     introspected.clear()
     holder: list[Exchange] = []
-    smtp = XOAuth2Capture(
-        lambda user, token: token_endpoint.subject_for(token) == user,
-        tls_files.server_context(),
+    smtp = SmtpCapture(
+        xoauth2=lambda user, token: token_endpoint.subject_for(token) == user,
+        tls_context=tls_files.server_context(),
         on_message=lambda mail: holder[0].save_sent_copy(mail),
     )
     with smtp:

@@ -25,8 +25,8 @@ from mailprobe import ImapAccount
 from hwc_watcher.cli import main
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import Watcher
-from hwc_watcher.embedded_servers import EmbeddedImapServer, SmtpCapture
 from hwc_watcher.errors import ConfigError
+from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
