@@ -23,8 +23,7 @@ from email.utils import format_datetime
 from string import Template
 
 from hwc_watcher.config import Config
-from hwc_watcher.models import Pupil
-from hwc_watcher.routing import Person, RouteDecision
+from hwc_watcher.models import Person, Pupil, RouteDecision
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 

@@ -33,8 +33,9 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from hwc_watcher.errors import ConfigError
+from hwc_watcher.models import BackupMode, Person, Route
 from hwc_watcher.pupil_list import PupilListConfig
-from hwc_watcher.routing import BackupMode, Condition, Person, Route, RoutingConfig, Rule
+from hwc_watcher.routing import Condition, RoutingConfig, Rule
 from hwc_watcher.school_calendar import DayOff, SchoolCalendar
 from hwc_watcher.secrets import credential_path, ensure_private
 

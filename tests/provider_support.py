@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from builders import people, private_file
+from faultproxy import command_verb, unquote
 from imapclient import IMAPClient
 from mailprobe import TlsFiles
 
@@ -43,19 +44,7 @@ class Command:
 
     @property
     def verb(self) -> str:
-        words = self.text.split()
-        if not words:
-            return ""
-        if words[0].upper() == "UID" and len(words) > 1:
-            return "UID " + words[1].upper()
-        return words[0].upper()
-
-
-def _unquote(word: str) -> str:
-    word = word.strip()
-    if len(word) >= 2 and word[0] == word[-1] == '"':
-        return word[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return word
+        return command_verb("imap", self.text)
 
 
 class ImapRelay:
@@ -188,7 +177,7 @@ class ImapRelay:
                     text = rest.decode("latin-1")
                     verb = text.split(" ", 1)[0].upper()
                     if verb in ("SELECT", "EXAMINE") and " " in text:
-                        selected = _unquote(text.split(" ", 1)[1])
+                        selected = unquote(text.split(" ", 1)[1])
                     shown = f"{verb} ***" if verb in ("LOGIN", "AUTHENTICATE") else text
                     command = Command(number, selected, shown)
                     with self._lock:

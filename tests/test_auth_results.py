@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 from builders import VT, VT_DOMAIN, signal
+from corpus_cases import copy_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +16,6 @@ from hwc_watcher.classify import classify, parse_message
 from hwc_watcher.config import Config, VeiligThuisSettings, load_config
 from hwc_watcher.trust import authenticated
 
-CORPUS = Path(__file__).parent / "corpus"
 MX = "mx.college.example.nl"
 PASS = f"dmarc=pass header.from={VT_DOMAIN}"
 NOW = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
@@ -259,11 +257,7 @@ def test_generated_decorations_keep_a_real_pass(others: list[str], spaces: list[
 
 @pytest.fixture(scope="module")
 def corpus_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    """The corpus config (copied with mode 0600, as hwc-watcher insists)."""
-    path = tmp_path_factory.mktemp("authres") / "config.toml"
-    shutil.copyfile(CORPUS / "config.toml", path)
-    path.chmod(0o600)
-    return load_config(path)
+    return load_config(copy_config(tmp_path_factory.mktemp("authres")))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

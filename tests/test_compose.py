@@ -12,8 +12,7 @@ import pytest
 
 from hwc_watcher.compose import Composer
 from hwc_watcher.config import parse_config
-from hwc_watcher.models import Pupil
-from hwc_watcher.routing import RouteDecision
+from hwc_watcher.models import Pupil, RouteDecision
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 NOW = dt.datetime(2026, 11, 27, 6, 30, tzinfo=dt.UTC)

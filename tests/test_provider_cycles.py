@@ -3,7 +3,6 @@ Exchange's AccessTokenExpired, Gmail's move-to-Trash deletion, Junk, and the lef
 
 from __future__ import annotations
 
-import email
 import secrets
 import threading
 import time
@@ -15,7 +14,7 @@ from builders import BACKUP, CONTACT, COORDINATOR, VT, senders_and_recipients, s
 from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, require_dovecot
 from faultproxy import Fault, FaultProxy
 from imapclient import IMAPClient
-from mailprobe import ImapAccount, TlsFiles
+from mailprobe import ImapAccount, TlsFiles, message_id
 from oauth_servers import IntrospectionServer, TokenServer, oauth_dovecot
 from provider_support import (
     ImapRelay,
@@ -451,9 +450,6 @@ def test_junk_signal_handled_spam_ignored_untrusted_alerted(
         assert probe.count("INBOX") == 0
     assert sorted(message_id(raw) for raw in left) == sorted(message_id(raw) for raw in (spam, untrusted))
 
-
-def message_id(raw: bytes) -> str:
-    return " ".join(str(email.message_from_bytes(raw)["Message-ID"]).split())
 
 
 # --------------------------------------------------------------------------- leftover
