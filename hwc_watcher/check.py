@@ -399,9 +399,12 @@ def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> b
         _tls_line(report, "SMTP", s.security)
         report.fail("SMTP login", str(err), "the message above names the cause; fix it and run check again")
         return False
-    except HwcError as err:
-        report.fail("SMTP TLS verified" if s.security != "plain" else "SMTP session", str(err),
+    except TlsError as err:
+        report.fail("SMTP TLS verified", str(err),
                     "check smtp.host, smtp.port and smtp.security; for the school's own CA set smtp.ca_file")
+        return False
+    except HwcError as err:
+        report.fail("SMTP session", str(err), "a network or server problem: run check again later")
         return False
     finally:
         outbox.close()

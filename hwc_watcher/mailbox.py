@@ -34,7 +34,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from hwc_watcher.config import ImapSettings
-from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, TlsError
+from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, MailboxTlsError
 from hwc_watcher.tls import tls_context
 
 FETCH_BATCH = 200
@@ -107,12 +107,12 @@ class Fetched:
 def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError:
     where = f"{settings.host}:{settings.port}"
     if isinstance(err, ssl.SSLCertVerificationError):
-        return TlsError(
+        return MailboxTlsError(
             f"The certificate of the IMAP server {where} could not be verified ({err.verify_message}). "
             f"Check imap.host (it must match the certificate), or set imap.ca_file to the school's CA."
         )
     if isinstance(err, ssl.SSLError):
-        return TlsError(
+        return MailboxTlsError(
             f"TLS with the IMAP server {where} failed ({err.reason}). "
             f'Check imap.port and imap.security ("tls" is usually port 993, "starttls" port 143).'
         )
@@ -179,7 +179,7 @@ class Mailbox:
         except (OSError, imaplib.IMAP4.error) as err:
             _close_quietly(client)
             if isinstance(err, imaplib.IMAP4.error) and not isinstance(err, OSError):
-                raise TlsError(
+                raise MailboxTlsError(
                     f"The IMAP server {s.host}:{s.port} does not offer STARTTLS. "
                     f'Use imap.security = "tls" (port 993).'
                 ) from err
