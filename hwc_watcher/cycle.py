@@ -433,7 +433,7 @@ class CycleRun:
             verdict = classify(fetched.raw, self.config, now=self.now, expected_size=fetched.size)
         previous = memory.judged.get(uid)
         judged = self.judge(memory, uid, glance, verdict.kind, verdict.reason, state, verdict)
-        judged.received, judged.refused = verdict.received, verdict.refused
+        judged.written, judged.refused = verdict.written, verdict.refused
         if previous is not None and previous.kind == "signal" and verdict.kind == "signal":
             judged.done, judged.key = previous.done, previous.key
         if verdict.kind == "signal" and fetched is not None and not self.dry_run:
@@ -450,7 +450,7 @@ class CycleRun:
             return
         if judged.reason == "incomplete" and judged.looks < 2:
             return  # give the server one more cycle to finish the body
-        received = format_moment((judged.received or judged.arrived or self.now)
+        received = format_moment((judged.written or judged.arrived or self.now)
                                  .astimezone(self.config.schedule.timezone), self.config.messages.language)
         values = {"folder": state.name, "received": received, "problem": judged.reason}
         if judged.refused:
@@ -476,7 +476,7 @@ class CycleRun:
                 if verdict.receipt_to is None:  # classify always sets it for a signal; be explicit anyway
                     raise DeliveryError("No allowed address to send the receipt to.", transient=False)
                 receipt = self.watcher.composer.receipt(verdict.receipt_to, verdict.message_id,
-                                                        verdict.received or self.now, self.now)
+                                                        verdict.written or self.now, self.now)
                 self.outbox.send(receipt, [verdict.receipt_to])
                 _log.info("receipt_sent", uid=fetched.uid, step="receipt")
             except DeliveryError as err:
