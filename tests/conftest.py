@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 
+import examples  # noqa: F401 - loads the hypothesis profile before any test module is collected
 import pytest
 from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, make_directory, require_dovecot
 from mailprobe import ImapAccount, TlsFiles, make_tls_files

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from builders import ALLOWED, BACKUP, BOX, CONTACT, COORDINATOR, TRUSTED, VT, VT_DOMAIN, write_config
+from examples import examples
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 from mailprobe import ImapAccount
@@ -326,10 +327,7 @@ def run_batch(account: ImapAccount, smtp: SmtpCapture, config: Path, batch: list
 
 
 @settings(
-    max_examples=CYCLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
+    max_examples=examples(CYCLES),
     phases=[Phase.explicit, Phase.generate],  # no shrinking: a failing batch is reported as generated
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )

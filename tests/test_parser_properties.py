@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from email.header import Header
 
+from examples import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mailprobe import parse_mail
@@ -19,7 +20,7 @@ from hwc_watcher.models import Pupil
 from hwc_watcher.signal_parser import read_signal
 
 TODAY = dt.date(2026, 3, 3)
-PROFILE = settings(derandomize=True, deadline=None, max_examples=600,
+PROFILE = settings(max_examples=examples(600),
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 FIRST = ["Daan", "Zoë", "Özlem", "Jan-Willem", "Noor", "Chloë", "Sem", "Anne-Fleur", "Mila", "André", "Fenna",
@@ -192,7 +193,7 @@ junk_parts = st.one_of(
 )
 
 
-@settings(derandomize=True, deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(prefix=junk_parts, middle=st.binary(max_size=500), suffix=junk_parts)
 def test_junk_never_raises_or_invents_pupils(prefix: bytes, middle: bytes, suffix: bytes) -> None:
     """Malformed MIME never raises, is read quickly, and never yields pupils without the code word."""
