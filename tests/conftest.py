@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import examples  # noqa: F401 - loads the hypothesis profile before any test module is collected
 import pytest
-from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, make_directory, require_dovecot
+from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, running
 from mailprobe import ImapAccount, TlsFiles, make_tls_files
 
 from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture
@@ -55,15 +54,8 @@ def smtp_server_tls(tls_files: TlsFiles) -> Iterator[SmtpCapture]:
 @pytest.fixture(scope="session")
 def dovecot(tls_files: TlsFiles) -> Iterator[DovecotServer]:
     """One real Dovecot per session: Dutch special-use folders, a STARTTLS and an implicit-TLS port."""
-    require_dovecot()
-    directory = make_directory("hwc-dovecot-")
-    server = DovecotServer(directory, tls_files)
-    try:
-        server.start()
+    with running(tls_files, "hwc-dovecot-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

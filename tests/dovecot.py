@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mailprobe import ImapAccount, Security, TlsFiles
@@ -285,13 +286,21 @@ def make_directory(prefix: str) -> Path:
 
 
 @contextlib.contextmanager
-def derived_instance(base: DovecotServer, tls: TlsFiles, prefix: str, imap_capability: str) -> Iterator[DovecotServer]:
-    """A second Dovecot sharing `base`'s users but advertising other capabilities (for client fallbacks)."""
+def running(tls: TlsFiles, prefix: str, **options: Any) -> Iterator[DovecotServer]:
+    """A Dovecot in a fresh directory for as long as the block runs; the directory goes with it."""
+    require_dovecot()
     directory = make_directory(prefix)
-    server = DovecotServer(directory, tls, base=base, imap_capability=imap_capability)
+    server = DovecotServer(directory, tls, **options)
     try:
         server.start()
         yield server
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def derived_instance(base: DovecotServer, tls: TlsFiles, prefix: str, imap_capability: str) -> Iterator[DovecotServer]:
+    """A second Dovecot sharing `base`'s users but advertising other capabilities (for client fallbacks)."""
+    with running(tls, prefix, base=base, imap_capability=imap_capability) as server:
+        yield server
