@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     once = sub.add_parser("once", help="run one cycle and exit (1 if anything needs attention)")
     once.add_argument("--dry-run", action="store_true", help="decide and log, but send and delete nothing")
     sub.add_parser("run", help="run the scheduled daemon (systemd Type=notify)")
+    sub.add_parser("recall", help="take back now the notices whose moment has come ([recall]); prints counts")
     inspect = sub.add_parser("inspect", help="show how one .eml message would be treated; sends nothing")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
@@ -83,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _once(config, dry_run=args.dry_run)
         if args.command == "run":
             return _run(config)
+        if args.command == "recall":
+            return _recall(config)
     except HwcError as err:
         print(f"hwc-watcher: {err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -121,6 +124,23 @@ def _example_config(output: Path | None) -> int:
         return EXIT_CONFIG
     print(f"wrote {output} (mode 0640); edit it, then: hwc-watcher --config {output} check", file=sys.stderr)
     return EXIT_OK
+
+
+def _recall(config: Config) -> int:
+    """One recall now, for the admin: per mailbox the count removed, or the step that failed."""
+    if not config.recall.enabled:
+        print("hwc-watcher: [recall] is not enabled in this config (recall.enabled = true); nothing done.",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    from hwc_watcher.recall import Recaller
+
+    result = Recaller(config).run()
+    for box in result.mailboxes:
+        if box.ok:
+            print(f"✓ {box.address}: {box.removed} notice(s) removed")
+        else:
+            print(f"✗ {box.address}: failed at {box.step} ({box.removed} removed): {box.error}")
+    return EXIT_ATTENTION if result.failed else EXIT_OK
 
 
 def _watcher(config: Config) -> Any:

@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,9 @@ from hwc_watcher.config import Config
 from hwc_watcher.errors import CycleTimeoutError, DeliveryError, FolderChangedError, HwcError, MailboxError
 from hwc_watcher.mailbox import Fetched, Folders, FolderState, Glance, Mailbox
 from hwc_watcher.memory import ALERTED_KEYWORD, FLAGGED, FolderMemory, Judged, Memory, Role, keep_until, may_delete
-from hwc_watcher.models import Pupil
+from hwc_watcher.models import Person, Pupil
 from hwc_watcher.outbox import Outbox, SmtpLogin
+from hwc_watcher.recall_plan import recall_moment
 from hwc_watcher.routing import Router
 
 _log = log.get_logger("hwc_watcher.cycle")
@@ -504,7 +505,7 @@ class CycleRun:
         composer, outbox = self.watcher.composer, self.outbox
         decision = self.watcher.router.route(pupil)
         recipients = decision.route.recipients()
-        notice = composer.notice(pupil, decision, recipients, self.now)
+        notice = composer.notice(pupil, decision, recipients, self.now, disappears=self.disappears(recipients))
         try:
             refused = outbox.send(notice, [p.email for p in recipients])
         except DeliveryError as err:
@@ -512,7 +513,8 @@ class CycleRun:
             if not err.refused or backup is None or backup.email in err.refused:
                 raise
             refused = err.refused
-            outbox.send(composer.notice(pupil, decision, (backup,), self.now), [backup.email])
+            outbox.send(composer.notice(pupil, decision, (backup,), self.now, disappears=self.disappears((backup,))),
+                        [backup.email])
             _log.warning("notice_to_backup", pupil_index=index, step="notice", refused=len(refused))
         else:
             if len(refused) == len(recipients):  # pragma: no cover - smtplib raises in this case
@@ -522,6 +524,13 @@ class CycleRun:
                       route=decision.route.name)
         _log.info("notice_sent", pupil_index=index, step="notice", route=decision.route.name,
                   matched=decision.matched, recipients=len(recipients))
+
+    def disappears(self, recipients: Sequence[Person]) -> dt.datetime | None:
+        """When the recall takes this notice back, if it will for every recipient (the notice says so)."""
+        recall = self.config.recall
+        if not recipients or not all(recall.covers(p.email) for p in recipients):
+            return None
+        return recall_moment(self.now, recall, self.config.schedule.timezone, self.config.calendar)
 
     def check_pupil_list(self) -> None:
         """A broken pupil list never stops a signal (the default route takes it), but the admin hears of it."""

@@ -333,6 +333,15 @@ class Mailbox:
             found = self._call(f"SEARCH in {state.name}", self.client.search, ["UID", f"{since}:*"])
         return sorted(uid for uid in found if since is None or uid >= since)
 
+    def search_headers(self, state: FolderState, fields: Sequence[tuple[str, str]]) -> list[int]:
+        """UIDs whose header fields contain these texts (all of them), found by the server: nothing is downloaded."""
+        self._ensure_selected(state.name)
+        criteria: list[str] = []
+        for name, text in fields:
+            criteria += ["HEADER", name, text]
+        found: list[int] = self._call(f"SEARCH in {state.name}", self.client.search, criteria)
+        return sorted(found)
+
     def search_text(self, state: FolderState, uids: Sequence[int], words: Sequence[str]) -> set[int]:
         """Which of these UIDs the server finds every word in the body of (its own search, nothing downloaded).
 

@@ -122,7 +122,8 @@ def test_overridable_template_names_are_the_composer_texts() -> None:
     from hwc_watcher.config import TEMPLATE_NAMES
 
     for language, texts in TEXTS.items():
-        building_blocks = {"not_in_list", "ambiguous_in_list", "receipt_subject", "alert_subject"}
+        building_blocks = {"not_in_list", "ambiguous_in_list", "receipt_subject", "alert_subject", "keep_notice",
+                           "recall_notice"}
         assert set(texts) - building_blocks == TEMPLATE_NAMES, language
 
 
