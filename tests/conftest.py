@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import examples  # noqa: F401 - loads the hypothesis profile before any test module is collected
 import pytest
-from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, running
+from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, GMAIL_CAPABILITIES, DovecotServer, derived_instance, running
 from mailprobe import ImapAccount, TlsFiles, make_tls_files
 
 from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture
@@ -14,7 +14,8 @@ from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture
 SMTP_USERNAME = "school"
 SMTP_PASSWORD = "secret"
 
-_DOVECOT_FIXTURES = frozenset({"dovecot", "dovecot_account", "dovecot_no_uidplus", "dovecot_no_uidplus_account"})
+_DOVECOT_FIXTURES = frozenset({"dovecot", "dovecot_account", "dovecot_no_uidplus", "dovecot_no_uidplus_account",
+                               "gmail_dovecot", "gmail_account"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -75,6 +76,19 @@ def dovecot_no_uidplus(dovecot: DovecotServer, tls_files: TlsFiles) -> Iterator[
 def dovecot_no_uidplus_account(dovecot_no_uidplus: DovecotServer) -> ImapAccount:
     """A fresh, empty user on the no-UIDPLUS Dovecot, over implicit TLS."""
     return dovecot_no_uidplus.account(dovecot_no_uidplus.add_user())
+
+
+@pytest.fixture(scope="session")
+def gmail_dovecot(dovecot: DovecotServer, tls_files: TlsFiles) -> Iterator[DovecotServer]:
+    """A Dovecot that says it is Gmail (X-GM-EXT-1) and offers UIDPLUS and MOVE; shares the base's users."""
+    with derived_instance(dovecot, tls_files, "hwc-dovecot-gmail-", GMAIL_CAPABILITIES) as server:
+        yield server
+
+
+@pytest.fixture
+def gmail_account(gmail_dovecot: DovecotServer) -> ImapAccount:
+    """A fresh, empty user on the Gmail-like Dovecot."""
+    return gmail_dovecot.account(gmail_dovecot.add_user())
 
 
 @pytest.fixture

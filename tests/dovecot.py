@@ -47,6 +47,8 @@ CAPABILITIES_WITHOUT_UIDPLUS = (
     "CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY "
     "SPECIAL-USE LITERAL+ NOTIFY"
 )
+#: What Gmail says: X-GM-EXT-1 makes the daemon delete by moving to Trash, as Gmail needs.
+GMAIL_CAPABILITIES = CAPABILITIES_WITHOUT_UIDPLUS + " UIDPLUS MOVE X-GM-EXT-1"
 
 _user_numbers = itertools.count(1)
 _SAFE_USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")

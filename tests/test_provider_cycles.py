@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from builders import BACKUP, CONTACT, COORDINATOR, VT, senders_and_recipients, signal, write_config
-from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, require_dovecot
+from dovecot import DovecotServer, require_dovecot
 from faultproxy import Fault, FaultProxy
 from imapclient import IMAPClient
 from mailprobe import ImapAccount, TlsFiles, message_id
@@ -31,7 +31,6 @@ from hwc_watcher.testing import CapturedMail, EmbeddedImapServer, SmtpCapture
 #: The Microsoft-365-like folders the OAuth Dovecot gets (it has no special-use folders of its own).
 EXCHANGE_FOLDERS = ("Sent Items", "Deleted Items", "Junk Email")
 #: A Gmail-like Dovecot: the normal post-login capabilities, UIDPLUS and MOVE back, plus Gmail's extension.
-GMAIL_CAPABILITIES = CAPABILITIES_WITHOUT_UIDPLUS + " UIDPLUS MOVE X-GM-EXT-1"
 PUPIL_DATA = ("David", "Pieterse", "2012", "Sanne", "Berg", "2013")
 
 
@@ -325,19 +324,6 @@ def test_push_login_refused_for_an_expired_cached_token_retries_with_a_fresh_one
 
 
 # --------------------------------------------------------------------------- Gmail
-
-
-@pytest.fixture(scope="module")
-def gmail_dovecot(dovecot: DovecotServer, tls_files: TlsFiles) -> Iterator[DovecotServer]:
-    """A Dovecot that says it is Gmail (X-GM-EXT-1) and offers UIDPLUS and MOVE; shares the base's users."""
-    with derived_instance(dovecot, tls_files, "hwc-dovecot-gmail-", GMAIL_CAPABILITIES) as server:
-        yield server
-
-
-@pytest.fixture
-def gmail_account(gmail_dovecot: DovecotServer) -> ImapAccount:
-    """A fresh, empty user on the Gmail-like Dovecot."""
-    return gmail_dovecot.account(gmail_dovecot.add_user())
 
 
 def readable(mail: CapturedMail) -> str:
