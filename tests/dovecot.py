@@ -59,6 +59,11 @@ def find_dovecot() -> str | None:
     return shutil.which("dovecot") or shutil.which("dovecot", path="/usr/sbin:/usr/local/sbin")
 
 
+def dovecot_usable() -> bool:
+    """Dovecot can run here (installed, and we are root): for tests that fall back to pymap without it."""
+    return find_dovecot() is not None and os.geteuid() == 0
+
+
 def require_dovecot() -> None:
     """Skip without Dovecot or root locally; under CI a missing Dovecot is a failure, never a skip."""
     problem = None
