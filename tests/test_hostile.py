@@ -4,8 +4,9 @@ Hypothesis builds batches of messages (broken MIME, bad charsets, huge headers, 
 binary junk, header injection, forged Authentication-Results, display-name and look-alike
 spoofing, Reply-To and Disposition-Notification-To pointing outside, names with CR/LF); each
 batch is one cycle on Dovecot (pymap where Dovecot is not installed) with aiosmtpd. Whatever
-arrives: nothing escapes `run_cycle`, every cycle ends in bounded time, nothing is sent outside the configured addresses, no message that
-is not a trusted signal is deleted, and no injected header reaches anything we send.
+arrives: nothing escapes `run_cycle`, every cycle ends in bounded time, nothing is sent outside
+the configured addresses, no message that is not a trusted signal is deleted, and no injected
+header reaches anything we send.
 
 A plain parametrized spoofing suite then pins each attack down one message at a time.
 """
