@@ -59,7 +59,7 @@ from mailprobe import ImapAccount, make_tls_files  # noqa: E402
 from hwc_watcher import log  # noqa: E402
 from hwc_watcher.config import load_config  # noqa: E402
 from hwc_watcher.cycle import Watcher  # noqa: E402
-from hwc_watcher.embedded_servers import SmtpCapture  # noqa: E402
+from hwc_watcher.testing import SmtpCapture  # noqa: E402
 
 BACKLOGS = (1, 10, 100)
 REPEATS = 3

@@ -53,7 +53,7 @@ from builders import signal as vt_signal  # noqa: E402
 from dovecot import HOST, PASSWORD, DovecotServer  # noqa: E402
 from mailprobe import ImapAccount  # noqa: E402
 
-from hwc_watcher.embedded_servers import SmtpCapture  # noqa: E402
+from hwc_watcher.testing import SmtpCapture  # noqa: E402
 
 STALE = 3_000
 STALE_BYTES = 20_000

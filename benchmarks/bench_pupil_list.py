@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from hwc_watcher.models import Pupil
+from hwc_watcher.models import Person, Pupil, Route
 from hwc_watcher.pupil_list import PupilListConfig, PupilListSource
-from hwc_watcher.routing import Person, Route, Router, RoutingConfig
+from hwc_watcher.routing import Router, RoutingConfig
 
 FIRST = [
     "Bram", "Zoë", "Sanne", "Daan", "Sem", "Noor", "Özlem", "Anne Fleur", "Mohammed", "Fatima", "Lucas", "Emma",

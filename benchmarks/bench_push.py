@@ -35,8 +35,8 @@ from mailprobe import make_tls_files  # noqa: E402
 from hwc_watcher import log  # noqa: E402
 from hwc_watcher.config import load_config  # noqa: E402
 from hwc_watcher.cycle import CycleResult, Watcher  # noqa: E402
-from hwc_watcher.embedded_servers import CapturedMail, SmtpCapture  # noqa: E402
 from hwc_watcher.service import Service  # noqa: E402
+from hwc_watcher.testing import CapturedMail, SmtpCapture  # noqa: E402
 
 TRIALS = 20
 MEDIAN_TARGET_S = 2.0

@@ -122,6 +122,7 @@ def run_check(
     _check_imap(config, auths.get("imap"), report)
     smtp_ok = _check_smtp(config, smtp_auth, report) if smtp_readable else _skip_smtp(config, report)
     _check_routes(config, report)
+    _check_recall(config, report)
     moment = clock()
     polls = ", ".join(m.strftime("%a %d %b %H:%M") for m in next_polls(config.schedule, moment, 4))
     report.ok("schedule", f"next polls: {polls} ({config.schedule.timezone.key})")
@@ -411,15 +412,39 @@ def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> b
         _tls_line(report, "SMTP", s.security)
         report.fail("SMTP login", str(err), "the message above names the cause; fix it and run check again")
         return False
-    except HwcError as err:
-        report.fail("SMTP TLS verified" if s.security != "plain" else "SMTP session", str(err),
+    except TlsError as err:
+        report.fail("SMTP TLS verified", str(err),
                     "check smtp.host, smtp.port and smtp.security; for the school's own CA set smtp.ca_file")
+        return False
+    except HwcError as err:
+        report.fail("SMTP session", str(err), "a network or server problem: run check again later")
         return False
     finally:
         outbox.close()
     _tls_line(report, "SMTP", s.security)
     report.ok("SMTP login", s.username if auth else "no login (relay)")
     return True
+
+
+def _check_recall(config: Config, report: Report) -> None:
+    """[recall]: each mailbox's login, and which recipients keep their notices because they are not listed."""
+    recall = config.recall
+    if not recall.enabled:
+        return
+    from hwc_watcher.recall import Recaller
+
+    recaller = Recaller(config)
+    for mailbox in recall.mailboxes:
+        problem = recaller.check_login(mailbox)
+        if problem is None:
+            report.ok(f"recall login {mailbox.address}", f"every folder readable; notices go at {recall.at:%H:%M}")
+        else:
+            report.fail(f"recall login {mailbox.address}", problem,
+                        "see docs/recall.md for the permission this mailbox needs")
+    left_out = sorted({p.email for p in config.test_recipients() if not recall.covers(p.email)}
+                      - {config.contact.email})
+    if left_out:
+        report.warn("recall coverage", f"notices to {', '.join(left_out)} are not recalled (no [[recall.mailbox]])")
 
 
 def _check_routes(config: Config, report: Report) -> None:

@@ -61,8 +61,8 @@ class Verdict:
     receipt_to: str | None = None
     mdn_to: str | None = None
     message_id: str | None = None
-    #: The date the message was written (for the receipt text and the age check).
-    received: dt.datetime | None = None
+    #: The Date header: when the sender wrote it (the receipt names it; the age check uses it).
+    written: dt.datetime | None = None
     #: For a bounce: the addresses that refused our mail (an address is not pupil data).
     refused: tuple[str, ...] = ()
 
@@ -242,14 +242,14 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
 
     msg = parse_message(raw)
     msg_id = _message_id(msg)
-    received = message_date(msg, now)
+    written = message_date(msg, now)
     own = OwnMail.of(config)
     if own.is_copy(msg):
         return Verdict("own", "own_copy", message_id=msg_id)
 
     report = report_type(msg)
     if report is not None or is_bounce(msg):
-        return _report(msg, raw, report, config, own, msg_id, received)
+        return _report(msg, raw, report, config, own, msg_id, written)
 
     if is_auto_reply(msg):
         # RFC 3834: an automatic answer (an out-of-office to our receipt) is never answered. One
@@ -258,23 +258,23 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
         if own.referenced_by(msg):
             return Verdict("own", "auto_reply_to_own", message_id=msg_id)
         if mentions_code_word(message_text(msg).text):
-            return Verdict("needs_human", "auto_reply", message_id=msg_id, received=received)
+            return Verdict("needs_human", "auto_reply", message_id=msg_id, written=written)
         return Verdict("ignored", "auto_reply", message_id=msg_id)
     address = sender_address(msg)
     if address is None or not is_allowed(address, vt.senders):
         related = _related(msg, address, config)
         if related:
-            return Verdict("needs_human", related, message_id=msg_id, received=received)
+            return Verdict("needs_human", related, message_id=msg_id, written=written)
         return Verdict("ignored", "not_vt_sender", message_id=msg_id)
     if not authenticated(msg, address, vt):
-        return Verdict("needs_human", "not_authenticated", message_id=msg_id, received=received)
+        return Verdict("needs_human", "not_authenticated", message_id=msg_id, written=written)
 
     text = message_text(msg)
-    reading = read_signal(text, received.astimezone(config.schedule.timezone).date())
+    reading = read_signal(text, written.astimezone(config.schedule.timezone).date())
     if reading.status != "pupils":
         # Text cut at a budget (e.g. HTML too large to read in time) says why better than "no pupil".
         reason = text.limit if text.limit is not None else reading.reason
-        return Verdict("needs_human", reason, message_id=msg_id, received=received)
+        return Verdict("needs_human", reason, message_id=msg_id, written=written)
     return Verdict(
         "signal",
         "signal",
@@ -282,7 +282,7 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
         receipt_to=receipt_address(msg, address, vt),
         mdn_to=mdn_address(msg, vt),
         message_id=msg_id,
-        received=received,
+        written=written,
     )
 
 
@@ -303,7 +303,7 @@ def _related(msg: EmailMessage, address: str | None, config: Config) -> str | No
 
 
 def _report(msg: EmailMessage, raw: bytes, report: str | None, config: Config, own: OwnMail,
-            msg_id: str | None, received: dt.datetime) -> Verdict:
+            msg_id: str | None, written: dt.datetime) -> Verdict:
     """Bounces, read receipts and other reports: never answered; what they are about decides the rest."""
     about = own.kinds_in(msg, raw)
     if report == "disposition-notification" or (report is not None and "delivery" not in report and not is_bounce(msg)):
@@ -311,7 +311,7 @@ def _report(msg: EmailMessage, raw: bytes, report: str | None, config: Config, o
         if about:
             return Verdict("own", "report_about_own", message_id=msg_id)
         if _related(msg, sender_address(msg), config):
-            return Verdict("needs_human", "report", message_id=msg_id, received=received)
+            return Verdict("needs_human", "report", message_id=msg_id, written=written)
         return Verdict("ignored", "report", message_id=msg_id)
     refused = bounced_recipients(msg)
     if about == {"test"}:
@@ -327,4 +327,4 @@ def _report(msg: EmailMessage, raw: bytes, report: str | None, config: Config, o
     else:
         return Verdict("ignored", "bounce", message_id=msg_id)
     # The bounce quotes what we sent (a notice quotes the pupil): kept for a person, never deleted.
-    return Verdict("needs_human", reason, message_id=msg_id, received=received, refused=refused)
+    return Verdict("needs_human", reason, message_id=msg_id, written=written, refused=refused)

@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the scheduled daemon (systemd Type=notify)")
     sub.add_parser("drill", help="send a test mail to the HwC mailbox itself, check it arrives trusted, delete it, "
                                  "tell the contact (0 passed, 1 failed)")
+    sub.add_parser("recall", help="take back now the notices whose moment has come ([recall]); prints counts")
     inspect = sub.add_parser("inspect", help="show how one .eml message would be treated; sends nothing")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
@@ -89,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from hwc_watcher.drill import run_drill_command
 
             return run_drill_command(config, sys.stdout)
+        if args.command == "recall":
+            return _recall(config)
     except HwcError as err:
         print(f"hwc-watcher: {err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -127,6 +130,23 @@ def _example_config(output: Path | None) -> int:
         return EXIT_CONFIG
     print(f"wrote {output} (mode 0640); edit it, then: hwc-watcher --config {output} check", file=sys.stderr)
     return EXIT_OK
+
+
+def _recall(config: Config) -> int:
+    """One recall now, for the admin: per mailbox the count removed, or the step that failed."""
+    if not config.recall.enabled:
+        print("hwc-watcher: [recall] is not enabled in this config (recall.enabled = true); nothing done.",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    from hwc_watcher.recall import Recaller
+
+    result = Recaller(config).run()
+    for box in result.mailboxes:
+        if box.ok:
+            print(f"✓ {box.address}: {box.removed} notice(s) removed")
+        else:
+            print(f"✗ {box.address}: failed at {box.step} ({box.removed} removed): {box.error}")
+    return EXIT_ATTENTION if result.failed else EXIT_OK
 
 
 def _watcher(config: Config) -> Any:

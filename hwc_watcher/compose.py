@@ -23,8 +23,7 @@ from email.utils import format_datetime
 from string import Template
 
 from hwc_watcher.config import Config
-from hwc_watcher.models import Pupil
-from hwc_watcher.routing import Person, RouteDecision
+from hwc_watcher.models import Person, Pupil, RouteDecision
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
@@ -46,10 +45,19 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "- Vraag wat hij of zij vandaag nodig heeft (een rustige plek, een toets later maken, even\n"
             "  een time-out). Je hoeft niet te weten wat er thuis is gebeurd.\n"
             "- Bespreek samen met de leerling wie op school het mag weten.\n\n"
+            "${keeping}"
+            "Dit bericht is automatisch verstuurd vanuit de Handle with Care-mailbox van $school.\n"
+        ),
+        "keep_notice": (
             "Bewaar deze e-mail niet: verwijder hem nadat je de leerling hebt gesproken, ook uit\n"
             "'Verwijderde items'. Noteer het signaal niet in het leerlingvolgsysteem. Dat heeft\n"
             "$school afgesproken in het Handle with Care-convenant.\n\n"
-            "Dit bericht is automatisch verstuurd vanuit de Handle with Care-mailbox van $school.\n"
+        ),
+        "recall_notice": (
+            "Deze e-mail verdwijnt $moment vanzelf uit je mailbox, ook uit 'Verwijderde items'.\n"
+            "Wil je iets onthouden, doe dat dan zoals het protocol het toestaat (mondeling), niet door\n"
+            "de e-mail te bewaren, en noteer het signaal niet in het leerlingvolgsysteem. Dat heeft\n"
+            "$school afgesproken in het Handle with Care-convenant.\n\n"
         ),
         "not_in_list": (
             "    Let op:        deze leerling is niet gevonden in de leerlingenlijst. Geef dit\n"
@@ -132,6 +140,15 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "misschien niet vanzelf bij de zorgcoördinator: geef dit door aan de ICT-beheerder en controleer\n"
             "de HwC-mailbox elke ochtend met de hand.\n"
         ),
+        "alert_recall": (
+            "hwc-watcher kon de meldingen niet (helemaal) terughalen uit de mailbox van $mailbox\n"
+            "(stap: $step):\n\n"
+            "    $error\n\n"
+            "Het probeert het om $retry opnieuw. Geef dit door aan de ICT-beheerder; tot het is opgelost\n"
+            "blijven meldingen in die mailbox staan (de zorgcoördinator kan ze zelf verwijderen, ook uit\n"
+            "'Verwijderde items').\n\n"
+            "Deze melding bevat bewust geen gegevens van leerlingen.\n"
+        ),
         "alert_left_alone": (
             "In de HwC-mailbox staan $count bericht(en) die niet van Veilig Thuis komen (het oudste van\n"
             "$oldest). hwc-watcher laat ze staan: kijk ze na en verwijder ze. Het convenant vraagt een\n"
@@ -150,10 +167,19 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "- Ask what they need today (a quiet place, a test moved, a time-out). You do not\n"
             "  need to know what happened at home.\n"
             "- Agree with the pupil who at school may know.\n\n"
+            "${keeping}"
+            "This message was sent automatically from the Handle with Care mailbox of $school.\n"
+        ),
+        "keep_notice": (
             "Do not keep this e-mail: delete it after you have spoken to the pupil, also from\n"
             "'Deleted items', and do not record the signal anywhere. $school agreed to this in\n"
             "the Handle with Care covenant.\n\n"
-            "This message was sent automatically from the Handle with Care mailbox of $school.\n"
+        ),
+        "recall_notice": (
+            "This e-mail disappears from your mailbox $moment, also from 'Deleted items'. If you\n"
+            "want to remember something, do so as the protocol allows (by word of mouth), not by\n"
+            "keeping the e-mail, and do not record the signal anywhere. $school agreed to this in\n"
+            "the Handle with Care covenant.\n\n"
         ),
         "not_in_list": (
             "    Note:          this pupil was not found in the pupil list. Pass this message on\n"
@@ -233,6 +259,14 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "whole chain after the holiday. Until this is fixed a signal from Veilig Thuis may not reach the\n"
             "care coordinator by itself: pass this on to the ICT admin and check the HwC mailbox by hand\n"
             "every morning.\n"
+        ),
+        "alert_recall": (
+            "hwc-watcher could not (completely) recall the notices from the mailbox of $mailbox\n"
+            "(step: $step):\n\n"
+            "    $error\n\n"
+            "It tries again at $retry. Pass this on to the ICT admin; until it is fixed, notices stay in\n"
+            "that mailbox (the care coordinator can delete them, also from 'Deleted items').\n\n"
+            "This alert deliberately contains no pupil data.\n"
         ),
         "alert_left_alone": (
             "The HwC mailbox holds $count message(s) that are not from Veilig Thuis (the oldest from\n"
@@ -317,6 +351,10 @@ PROBLEMS: Mapping[str, Mapping[str, str]] = {
 }
 
 
+#: Values built by the composer itself from its own texts (never from a message), kept multi-line.
+_BLOCKS = frozenset({"details", "keeping"})
+
+
 def clean(value: str) -> str:
     """Collapse control characters (CR, LF, NUL, …) to a space: no header or line injection."""
     return _CONTROL.sub(" ", value).strip()
@@ -353,7 +391,8 @@ class Composer:
 
     def _text(self, key: str, **values: str) -> str:
         values.setdefault("school", self.config.messages.school_name)
-        return Template(self.texts[key]).safe_substitute({k: clean(v) if k != "details" else v
+        # Only our own multi-line blocks keep their line ends; every other value is one clean line.
+        return Template(self.texts[key]).safe_substitute({k: v if k in _BLOCKS else clean(v)
                                                            for k, v in values.items()})
 
     def _base(self, kind: str, subject: str, to: Sequence[Person | str], now: dt.datetime) -> EmailMessage:
@@ -372,8 +411,13 @@ class Composer:
         msg["X-Auto-Response-Suppress"] = "All"
         return msg
 
-    def notice(self, pupil: Pupil, decision: RouteDecision, to: Sequence[Person], now: dt.datetime) -> EmailMessage:
-        """One notice per pupil; the subject is exactly the configured one, never a name."""
+    def notice(self, pupil: Pupil, decision: RouteDecision, to: Sequence[Person], now: dt.datetime, *,
+               disappears: dt.datetime | None = None) -> EmailMessage:
+        """One notice per pupil; the subject is exactly the configured one, never a name.
+
+        With `disappears` (the recall will take it back), the notice says when, instead of asking
+        the reader to delete it.
+        """
         details = "".join(f"    {clean(k) + ':':<15}{clean(v)}\n" for k, v in decision.details.items())
         if decision.note == "not_found":
             details += self.texts["not_in_list"]
@@ -389,9 +433,21 @@ class Composer:
                 pupil_name=pupil.name,
                 birth_date=format_date(pupil.birth_date, self.language),
                 details=details,
+                keeping=self._keeping(disappears, now),
             )
         )
         return msg
+
+    def _keeping(self, disappears: dt.datetime | None, now: dt.datetime) -> str:
+        if disappears is None:
+            return self._text("keep_notice")
+        local, today = disappears.astimezone(self.config.schedule.timezone), now.astimezone(
+            self.config.schedule.timezone).date()
+        if local.date() == today:
+            moment = f"vandaag om {local:%H:%M}" if self.language == "nl" else f"today at {local:%H:%M}"
+        else:
+            moment = ("op " if self.language == "nl" else "on ") + format_moment(local, self.language)
+        return self._text("recall_notice", moment=moment)
 
     def receipt(self, to: str, original_id: str | None, received: dt.datetime, now: dt.datetime) -> EmailMessage:
         """To VT: refers to their message, carries no pupil data."""

@@ -33,8 +33,9 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from hwc_watcher.errors import ConfigError
+from hwc_watcher.models import BackupMode, Person, Route
 from hwc_watcher.pupil_list import PupilListConfig
-from hwc_watcher.routing import BackupMode, Condition, Person, Route, RoutingConfig, Rule
+from hwc_watcher.routing import Condition, RoutingConfig, Rule
 from hwc_watcher.school_calendar import DayOff, SchoolCalendar
 from hwc_watcher.secrets import credential_path, ensure_private
 
@@ -62,7 +63,7 @@ _TOML_LINE = re.compile(r"at line (\d+)")
 TEMPLATE_NAMES = frozenset({
     "notice", "receipt", "alert_digest", "item_waiting", "item_bounce", "item_delivery", "item_test_bounce",
     "item_signal_failed", "item_pupil_list", "item_cleanup", "alert_deadline", "alert_failure", "alert_recovered",
-    "alert_left_alone", "drill_ok", "drill_failed",
+    "alert_left_alone", "alert_recall", "drill_ok", "drill_failed",
 })  # fmt: skip
 
 # Every key the config file may hold, per table: the single list `check`, the errors and the tests use.
@@ -70,7 +71,7 @@ _SERVER_KEYS = ("host", "port", "security", "allow_plaintext", "username", "auth
                 "password_credential", "ca_file", "timeout")
 SCHEMA: Mapping[str, frozenset[str]] = MappingProxyType({
     "": frozenset({"imap", "smtp", "microsoft", "google", "veilig_thuis", "coordinator", "backup", "contact",
-                   "pupil_list", "route", "messages", "schedule", "calendar", "alerts", "limits", "drill"}),
+                   "pupil_list", "route", "messages", "schedule", "calendar", "alerts", "limits", "recall", "drill"}),
     "imap": frozenset({*_SERVER_KEYS, "purge", "folders", "idle", "idle_minutes"}),
     "imap.folders": frozenset({"sent", "trash", "junk"}),
     "smtp": frozenset({*_SERVER_KEYS, "from_address", "from_name"}),
@@ -95,6 +96,8 @@ SCHEMA: Mapping[str, frozenset[str]] = MappingProxyType({
     "alerts": frozenset({"webhook_url", "webhook_format", "heartbeat_url", "ca_file"}),
     "limits": frozenset({"max_message_bytes"}),
     "drill": frozenset({"enabled", "at", "wait_seconds"}),
+    "recall": frozenset({"enabled", "at", "keep_hours", "retry_minutes", "mailbox"}),
+    "recall.mailbox": frozenset({"address", "username", "password_file", "password_credential"}),
 })  # fmt: skip
 
 
@@ -126,7 +129,8 @@ class SecretRef:
 class LoginSettings:
     """How [imap] or [smtp] logs in (after [smtp] has inherited from [imap])."""
 
-    section: Literal["imap", "smtp"]
+    #: Where the login is configured: [imap], [smtp] or a [[recall.mailbox]].
+    section: Literal["imap", "smtp", "recall.mailbox"]
     kind: AuthKind
     username: str
     #: With kind == "password": where the password is (for [smtp] possibly [imap]'s).
@@ -269,6 +273,33 @@ class DrillSettings:
 
 
 @dataclass(frozen=True)
+class RecallMailbox:
+    """A coordinator's or backup's own mailbox that the recall may clean of our notices."""
+
+    address: str
+    #: The same kind of login as [imap]: the app's token for this address, or this mailbox's password.
+    login: LoginSettings
+
+
+@dataclass(frozen=True)
+class RecallSettings:
+    """`[recall]`: remove our notices from the recipients' own mailboxes once the day is over."""
+
+    enabled: bool = False
+    #: Local time of the daily recall (default: the end of the busy window, 17:00).
+    at: dt.time = dt.time(17, 0)
+    #: A notice stays at least this long, so one sent late in the day is still there the next day.
+    keep_hours: int = 6
+    #: After a failed recall, the next attempt comes this much later.
+    retry_s: float = 1800.0
+    mailboxes: tuple[RecallMailbox, ...] = ()
+
+    def covers(self, address: str) -> bool:
+        """This address's notices are recalled (the notice can then say when it disappears)."""
+        return self.enabled and any(m.address.lower() == address.lower() for m in self.mailboxes)
+
+
+@dataclass(frozen=True)
 class Limits:
     #: Larger messages are not parsed: a human looks at them.
     max_message_bytes: int
@@ -291,6 +322,7 @@ class Config:
     microsoft: MicrosoftSettings | None = None
     google: GoogleSettings | None = None
     drill: DrillSettings = DrillSettings()
+    recall: RecallSettings = RecallSettings()
 
     def alert_recipients(self) -> tuple[Person, ...]:
         """The contact and the default route's backup: the people who must act when we cannot."""
@@ -973,6 +1005,50 @@ def _drill(t: Table, schedule: ScheduleSettings) -> DrillSettings:
                          wait_s=float(t.integer("wait_seconds", 300, 30, 1800)))
 
 
+def _recall(document: Mapping[str, Any], base: Path | None, imap: LoginSettings, routing: RoutingConfig,
+            schedule: ScheduleSettings) -> RecallSettings:
+    """Which recipients' mailboxes the recall may clean; each must receive notices, each login is [imap]'s kind."""
+    t = _section(document, "recall", inline_secrets=True)
+    enabled = t.boolean("enabled", False)
+    people = {p.email.lower(): p.email for route in routing.routes()
+              for p in (route.coordinator, route.backup) if p is not None}
+    raw = t.get("mailbox", [])
+    if not isinstance(raw, list):
+        raise ConfigError("recall.mailbox must be a list of tables: write [[recall.mailbox]] once per mailbox.")
+    mailboxes: list[RecallMailbox] = []
+    for i, item in enumerate(raw):
+        m = Table(item, "recall.mailbox", SCHEMA["recall.mailbox"], refuse_inline_secrets=True)
+        address = m.address("address")
+        if address.lower() not in people:
+            raise ConfigError(
+                f"recall.mailbox[{i}].address = {address!r} is no coordinator or backup: the recall only cleans "
+                f"mailboxes that receive notices.", fix="use an address from [coordinator], [backup] or a [[route]]")
+        if any(x.address.lower() == address.lower() for x in mailboxes):
+            raise ConfigError(f"recall.mailbox[{i}].address = {address!r} is listed twice.")
+        password = m.secret("password", base)
+        if imap.kind == "password" and password is None:
+            raise ConfigError(
+                f"recall.mailbox[{i}] ({address}) needs password_file or password_credential: with [imap] "
+                f'auth = "password" each mailbox logs in with its own password.',
+                fix=f'add password_credential = "recall-{address.split("@")[0]}" (systemd) or password_file = "…"')
+        if imap.kind != "password" and (password is not None or m.given("username")):
+            raise ConfigError(
+                f'recall.mailbox[{i}]: with [imap] auth = "{imap.kind}" the app logs in as {address} itself; '
+                f"username and password are not used.", fix="keep only address")
+        username = m.text("username", address) if imap.kind == "password" else address
+        login = LoginSettings("recall.mailbox", imap.kind, username, password, imap.timeout)
+        mailboxes.append(RecallMailbox(people[address.lower()], login))
+    if enabled and not mailboxes:
+        if imap.kind == "password":
+            raise ConfigError("recall.enabled = true, but no [[recall.mailbox]] is listed (each needs its password).",
+                              fix="add one [[recall.mailbox]] with address and password_credential per coordinator")
+        mailboxes = [RecallMailbox(email, LoginSettings("recall.mailbox", imap.kind, email, None, imap.timeout))
+                     for email in people.values()]
+    end = schedule.busy_end.strftime("%H:%M")
+    return RecallSettings(enabled=enabled, at=t.time("at", end), keep_hours=t.integer("keep_hours", 6, 1, 72),
+                          retry_s=60.0 * t.integer("retry_minutes", 30, 5, 720), mailboxes=tuple(mailboxes))
+
+
 def _url(t: Table, key: str) -> str | None:
     value = t.optional_text(key)
     if value is None:
@@ -1031,6 +1107,7 @@ def parse_config(document: Mapping[str, Any], *, source: Path | None = None) -> 
         microsoft=microsoft,
         google=google,
         drill=_drill(_section(document, "drill"), schedule),
+        recall=_recall(document, base, imap.auth, routing, schedule),
     )
 
 

@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,9 @@ from hwc_watcher.drill_rules import awaited
 from hwc_watcher.errors import CycleTimeoutError, DeliveryError, FolderChangedError, HwcError, MailboxError
 from hwc_watcher.mailbox import Fetched, Folders, FolderState, Glance, Mailbox
 from hwc_watcher.memory import ALERTED_KEYWORD, FLAGGED, FolderMemory, Judged, Memory, Role, keep_until, may_delete
-from hwc_watcher.models import Pupil
+from hwc_watcher.models import Person, Pupil
 from hwc_watcher.outbox import Outbox, SmtpLogin
+from hwc_watcher.recall_plan import recall_moment
 from hwc_watcher.routing import Router
 
 _log = log.get_logger("hwc_watcher.cycle")
@@ -436,7 +437,7 @@ class CycleRun:
             verdict = classify(fetched.raw, self.config, now=self.now, expected_size=fetched.size)
         previous = memory.judged.get(uid)
         judged = self.judge(memory, uid, glance, verdict.kind, verdict.reason, state, verdict)
-        judged.received, judged.refused = verdict.received, verdict.refused
+        judged.written, judged.refused = verdict.written, verdict.refused
         if previous is not None and previous.kind == "signal" and verdict.kind == "signal":
             judged.done, judged.key = previous.done, previous.key
         if verdict.kind == "signal" and fetched is not None and not self.dry_run:
@@ -453,7 +454,7 @@ class CycleRun:
             return
         if judged.reason == "incomplete" and judged.looks < 2:
             return  # give the server one more cycle to finish the body
-        received = format_moment((judged.received or judged.arrived or self.now)
+        received = format_moment((judged.written or judged.arrived or self.now)
                                  .astimezone(self.config.schedule.timezone), self.config.messages.language)
         values = {"folder": state.name, "received": received, "problem": judged.reason}
         if judged.refused:
@@ -479,7 +480,7 @@ class CycleRun:
                 if verdict.receipt_to is None:  # classify always sets it for a signal; be explicit anyway
                     raise DeliveryError("No allowed address to send the receipt to.", transient=False)
                 receipt = self.watcher.composer.receipt(verdict.receipt_to, verdict.message_id,
-                                                        verdict.received or self.now, self.now)
+                                                        verdict.written or self.now, self.now)
                 self.outbox.send(receipt, [verdict.receipt_to])
                 _log.info("receipt_sent", uid=fetched.uid, step="receipt")
             except DeliveryError as err:
@@ -507,7 +508,7 @@ class CycleRun:
         composer, outbox = self.watcher.composer, self.outbox
         decision = self.watcher.router.route(pupil)
         recipients = decision.route.recipients()
-        notice = composer.notice(pupil, decision, recipients, self.now)
+        notice = composer.notice(pupil, decision, recipients, self.now, disappears=self.disappears(recipients))
         try:
             refused = outbox.send(notice, [p.email for p in recipients])
         except DeliveryError as err:
@@ -515,7 +516,8 @@ class CycleRun:
             if not err.refused or backup is None or backup.email in err.refused:
                 raise
             refused = err.refused
-            outbox.send(composer.notice(pupil, decision, (backup,), self.now), [backup.email])
+            outbox.send(composer.notice(pupil, decision, (backup,), self.now, disappears=self.disappears((backup,))),
+                        [backup.email])
             _log.warning("notice_to_backup", pupil_index=index, step="notice", refused=len(refused))
         else:
             if len(refused) == len(recipients):  # pragma: no cover - smtplib raises in this case
@@ -525,6 +527,13 @@ class CycleRun:
                       route=decision.route.name)
         _log.info("notice_sent", pupil_index=index, step="notice", route=decision.route.name,
                   matched=decision.matched, recipients=len(recipients))
+
+    def disappears(self, recipients: Sequence[Person]) -> dt.datetime | None:
+        """When the recall takes this notice back, if it will for every recipient (the notice says so)."""
+        recall = self.config.recall
+        if not recipients or not all(recall.covers(p.email) for p in recipients):
+            return None
+        return recall_moment(self.now, recall, self.config.schedule.timezone, self.config.calendar)
 
     def check_pupil_list(self) -> None:
         """A broken pupil list never stops a signal (the default route takes it), but the admin hears of it."""

@@ -25,7 +25,7 @@ from hwc_watcher.config import load_config
 from hwc_watcher.cycle import Watcher
 
 if TYPE_CHECKING:
-    from hwc_watcher.embedded_servers import EmbeddedImapServer
+    from hwc_watcher.testing import EmbeddedImapServer
 
 VT_SENDER = "signalen@veiligthuis-gv.example.nl"
 SCHOOL_BOX = "handlewithcare@college.example.nl"
@@ -93,7 +93,7 @@ def demo_signal(now: dt.datetime) -> bytes:
 
 def run_demo(out: TextIO) -> int:
     """Start the servers, drop the signal in, run one cycle, show what everyone received."""
-    from hwc_watcher.embedded_servers import EmbeddedImapServer, SmtpCapture
+    from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture
 
     # The demo SMTP server asks for a login without TLS (loopback only); its warnings are noise here.
     warnings.filterwarnings("ignore", module="aiosmtpd")

@@ -45,12 +45,6 @@ class CycleTimeoutError(MailboxError):
     """A cycle ran past its wall-clock budget (a server answering a byte at a time)."""
 
 
-class TlsError(MailboxError):
-    """A server's certificate could not be verified."""
-
-    transient = False
-
-
 class DeliveryError(HwcError):
     """The SMTP server did not accept a message."""
 
@@ -64,6 +58,27 @@ class DeliveryError(HwcError):
 
 class DeliveryAuthError(DeliveryError):
     """The SMTP server refused the login."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
+
+
+class TlsError(HwcError):
+    """TLS with a mail server failed: its certificate, or the port and security settings.
+
+    One class to catch for IMAP and SMTP alike; the two subclasses keep the cycle's IMAP and
+    SMTP handling apart. Never transient: someone has to fix a name, a CA or a port.
+    """
+
+    transient = False
+
+
+class MailboxTlsError(TlsError, MailboxError):
+    """TLS with the IMAP server failed."""
+
+
+class DeliveryTlsError(TlsError, DeliveryError):
+    """TLS with the SMTP server failed."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, transient=False)

@@ -34,7 +34,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from hwc_watcher.config import ImapSettings
-from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, TlsError
+from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, MailboxTlsError
 from hwc_watcher.tls import tls_context
 
 FETCH_BATCH = 200
@@ -107,12 +107,12 @@ class Fetched:
 def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError:
     where = f"{settings.host}:{settings.port}"
     if isinstance(err, ssl.SSLCertVerificationError):
-        return TlsError(
+        return MailboxTlsError(
             f"The certificate of the IMAP server {where} could not be verified ({err.verify_message}). "
             f"Check imap.host (it must match the certificate), or set imap.ca_file to the school's CA."
         )
     if isinstance(err, ssl.SSLError):
-        return TlsError(
+        return MailboxTlsError(
             f"TLS with the IMAP server {where} failed ({err.reason}). "
             f'Check imap.port and imap.security ("tls" is usually port 993, "starttls" port 143).'
         )
@@ -179,7 +179,7 @@ class Mailbox:
         except (OSError, imaplib.IMAP4.error) as err:
             _close_quietly(client)
             if isinstance(err, imaplib.IMAP4.error) and not isinstance(err, OSError):
-                raise TlsError(
+                raise MailboxTlsError(
                     f"The IMAP server {s.host}:{s.port} does not offer STARTTLS. "
                     f'Use imap.security = "tls" (port 993).'
                 ) from err
@@ -332,6 +332,15 @@ class Mailbox:
         else:
             found = self._call(f"SEARCH in {state.name}", self.client.search, ["UID", f"{since}:*"])
         return sorted(uid for uid in found if since is None or uid >= since)
+
+    def search_headers(self, state: FolderState, fields: Sequence[tuple[str, str]]) -> list[int]:
+        """UIDs whose header fields contain these texts (all of them), found by the server: nothing is downloaded."""
+        self._ensure_selected(state.name)
+        criteria: list[str] = []
+        for name, text in fields:
+            criteria += ["HEADER", name, text]
+        found: list[int] = self._call(f"SEARCH in {state.name}", self.client.search, criteria)
+        return sorted(found)
 
     def search_text(self, state: FolderState, uids: Sequence[int], words: Sequence[str]) -> set[int]:
         """Which of these UIDs the server finds every word in the body of (its own search, nothing downloaded).

@@ -42,7 +42,7 @@ class Judged:
     #: How many cycles judged it (an incomplete body gets one more look before a person is told).
     looks: int = 1
     #: needs_human: the date the message says it was written; a bounce: the addresses that refused.
-    received: dt.datetime | None = None
+    written: dt.datetime | None = None
     refused: tuple[str, ...] = ()
     #: signal: the content key its delivery memory is kept under.
     key: str | None = None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -12,3 +14,45 @@ class Pupil:
 
     name: str
     birth_date: dt.date
+
+
+BackupMode = Literal["cc", "fallback"]
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone at school who can receive a notice or an alert."""
+
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class Route:
+    """A coordinator with their backup (achterwacht)."""
+
+    name: str
+    coordinator: Person
+    backup: Person | None = None
+    #: "cc": the backup is copied on every notice; "fallback": only when the coordinator's address is refused.
+    backup_mode: BackupMode = "fallback"
+
+    def recipients(self) -> tuple[Person, ...]:
+        """Who gets the notice in the normal case."""
+        if self.backup is not None and self.backup_mode == "cc":
+            return (self.coordinator, self.backup)
+        return (self.coordinator,)
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """The route chosen for one pupil and how sure we are of it."""
+
+    route: Route
+    #: True when the pupil was found with certainty in the pupil list.
+    matched: bool
+    #: Extra lines for the notice, e.g. {"Klas": "2B"}; never used in a subject or log.
+    details: Mapping[str, str] = field(default_factory=dict)
+    #: "matched", or why not: "no_pupil_list" (none configured, or unusable: see Router.status),
+    #: "not_found", "ambiguous" (several pupils fit; the default coordinator decides).
+    note: str = "no_pupil_list"

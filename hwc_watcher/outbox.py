@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from typing import Protocol
 
 from hwc_watcher.config import SmtpSettings
-from hwc_watcher.errors import DeliveryAuthError, DeliveryError
+from hwc_watcher.errors import DeliveryAuthError, DeliveryError, DeliveryTlsError
 from hwc_watcher.tls import tls_context
 
 
@@ -68,17 +68,20 @@ class Outbox:
             if s.security == "starttls":
                 if not smtp.has_extn("starttls"):
                     smtp.close()
-                    raise DeliveryError(
-                        f'The SMTP server {where} does not offer STARTTLS. Use smtp.security = "tls" (port 465).',
-                        transient=False,
+                    raise DeliveryTlsError(
+                        f'The SMTP server {where} does not offer STARTTLS. Use smtp.security = "tls" (port 465).'
                     )
                 smtp.starttls(context=context)
                 smtp.ehlo()
         except ssl.SSLCertVerificationError as err:
-            raise DeliveryError(
+            raise DeliveryTlsError(
                 f"The certificate of the SMTP server {where} could not be verified ({err.verify_message}). "
-                f"Check smtp.host, or set smtp.ca_file to the school's CA.",
-                transient=False,
+                f"Check smtp.host, or set smtp.ca_file to the school's CA."
+            ) from err
+        except ssl.SSLError as err:
+            raise DeliveryTlsError(
+                f"TLS with the SMTP server {where} failed ({err.reason}). "
+                f'Check smtp.port and smtp.security ("tls" is usually port 465, "starttls" port 587).'
             ) from err
         except TimeoutError as err:
             raise DeliveryError(f"The SMTP server {where} did not answer in {s.timeout:.0f} s.") from err

@@ -11,64 +11,18 @@ a pupil is never dropped.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
-from hwc_watcher.models import Pupil
+from hwc_watcher.models import Pupil, Route, RouteDecision
 from hwc_watcher.pupil_list import (
     ListedPupil,
     PupilList,
     PupilListConfig,
     PupilListSource,
-    Stamp,
-    stat_stamp,
 )
 
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
-
-BackupMode = Literal["cc", "fallback"]
-
-
-@dataclass(frozen=True)
-class Person:
-    """Someone at school who can receive a notice or an alert."""
-
-    name: str
-    email: str
-
-
-@dataclass(frozen=True)
-class Route:
-    """A coordinator with their backup (achterwacht)."""
-
-    name: str
-    coordinator: Person
-    backup: Person | None = None
-    #: "cc": the backup is copied on every notice; "fallback": only when the coordinator's address is refused.
-    backup_mode: BackupMode = "fallback"
-
-    def recipients(self) -> tuple[Person, ...]:
-        """Who gets the notice in the normal case."""
-        if self.backup is not None and self.backup_mode == "cc":
-            return (self.coordinator, self.backup)
-        return (self.coordinator,)
-
-
-@dataclass(frozen=True)
-class RouteDecision:
-    """The route chosen for one pupil and how sure we are of it."""
-
-    route: Route
-    #: True when the pupil was found with certainty in the pupil list.
-    matched: bool
-    #: Extra lines for the notice, e.g. {"Klas": "2B"}; never used in a subject or log.
-    details: Mapping[str, str] = field(default_factory=dict)
-    #: "matched", or why not: "no_pupil_list" (none configured, or unusable: see Router.status),
-    #: "not_found", "ambiguous" (several pupils fit; the default coordinator decides).
-    note: str = "no_pupil_list"
-
 
 @dataclass(frozen=True)
 class Condition:
@@ -135,23 +89,15 @@ class RouterStatus:
 class Router:
     """Chooses a route per pupil; a pupil is never dropped.
 
-    The pupil list is re-read when the file changes (one stat per call
-    otherwise); `stat` and `read_bytes` can be injected for tests.
+    The pupil list is re-read when the file changes (one stat per call otherwise). A test that
+    wants to change the file under it passes its own `source`.
     """
 
-    def __init__(
-        self,
-        config: RoutingConfig,
-        *,
-        stat: Callable[[Path], Stamp] = stat_stamp,
-        read_bytes: Callable[[Path], bytes] = Path.read_bytes,
-    ) -> None:
+    def __init__(self, config: RoutingConfig, *, source: PupilListSource | None = None) -> None:
         self.config = config
-        self._source = (
-            PupilListSource(config.pupil_list, stat=stat, read_bytes=read_bytes)
-            if config.pupil_list is not None
-            else None
-        )
+        if source is None and config.pupil_list is not None:
+            source = PupilListSource(config.pupil_list)
+        self._source = source
         self._counted: tuple[PupilList, Mapping[str, int]] | None = None
 
     def _usable_list(self) -> PupilList | None:

@@ -13,6 +13,10 @@ Choices, and why:
   have timeouts, but still) makes systemd restart us rather than leave the school unserved.
 * SIGTERM/SIGINT set a stop flag the cycle checks between messages, so it finishes the
   current message, logs out and exits.
+* The recall (opt-in `[recall]`) is a job of its own at `recall.at` every day, once more at
+  start-up (it keeps no state, so a restart between notice and recall loses nothing) and, after a
+  failure, again every `recall.retry_minutes` until it succeeds. It works in other mailboxes, so
+  it may run beside a cycle.
 * Push (`push.PushListener`, when the server offers IDLE) only moves the poll job's next run to
   now, or, while a cycle runs, asks that cycle's job to run once more when it ends: every cycle
   is still the one poll job, so a push-started and a scheduled cycle never overlap.
@@ -39,6 +43,7 @@ from hwc_watcher.deadline import DeadlineGuard
 from hwc_watcher.drill import DrillJob
 from hwc_watcher.errors import ChannelError
 from hwc_watcher.push import PushListener
+from hwc_watcher.recall import Recaller, RecallResult
 from hwc_watcher.sdnotify import Notifier
 from hwc_watcher.webhook import ping
 
@@ -94,7 +99,7 @@ class Service:
         self.notifier = notifier or Notifier()
         self.scheduler = BackgroundScheduler(
             # The drill waits minutes for its mail: its own thread, so the watchdog job is never starved.
-            executors={"default": ThreadPoolExecutor(max_workers=2), "drill": ThreadPoolExecutor(max_workers=1)},
+            executors={"default": ThreadPoolExecutor(max_workers=3), "drill": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 15 * 60},
             timezone=config.schedule.timezone,
         )
@@ -110,6 +115,7 @@ class Service:
         #: Cycles run because push announced new mail (tests and the benchmark count them).
         self.push_cycles = 0
         self.drill = DrillJob(watcher) if config.drill.enabled else None
+        self.recaller = Recaller(config, clock=watcher.clock) if config.recall.enabled else None
         self.push: PushListener | None = None
         if config.imap.idle:
             self.push = PushListener(config.imap, watcher.imap_auth, self.push_new_mail, watcher.stop)
@@ -220,6 +226,24 @@ class Service:
                               self.config.messages.language)
         return self.alerter.alert("left_alone", "alert_left_alone", now, count=str(count), oldest=since)
 
+    def recall(self, now: dt.datetime | None = None) -> RecallResult | None:
+        """Take back the notices whose moment has come; a failing mailbox alerts the contact and is retried."""
+        if self.recaller is None:
+            return None
+        moment = now or self.watcher.clock()
+        result = self.recaller.run(moment)
+        if not result.failed:
+            return result
+        retry_at = moment + dt.timedelta(seconds=self.config.recall.retry_s)
+        local = retry_at.astimezone(self.config.schedule.timezone).strftime("%H:%M")
+        for failed in result.failed:
+            self.alerter.alert(f"recall:{failed.address}:{failed.step}", "alert_recall", moment, mailbox=failed.address,
+                               step=failed.step or "", error=failed.error or "", retry=local)
+        if self.scheduler.running:
+            self.scheduler.add_job(self.recall, "date", run_date=retry_at, id="recall-retry", name="recall retry",
+                                   replace_existing=True)
+        return result
+
     def feed_watchdog(self) -> None:
         """Ping systemd unless a cycle has been running for far too long."""
         with self._lock:
@@ -258,6 +282,12 @@ class Service:
                                id="deadline", name="deadline guard")
         if self.drill is not None:
             self.drill.add_to(self.scheduler, dt.datetime.now(tz))
+        if self.recaller is not None:
+            at = self.config.recall.at
+            self.scheduler.add_job(self.recall, CronTrigger(hour=at.hour, minute=at.minute, timezone=tz), id="recall",
+                                   name="recall")
+            self.scheduler.add_job(self.recall, "date", run_date=dt.datetime.now(tz), id="recall-retry",
+                                   name="recall at start-up")
         interval = self.notifier.ping_interval
         if interval:
             self.scheduler.add_job(self.feed_watchdog, "interval", seconds=interval, id="watchdog", name="watchdog")

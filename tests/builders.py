@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mailprobe import ImapAccount
 
-from hwc_watcher.embedded_servers import SmtpCapture
+from hwc_watcher.testing import SmtpCapture
 
 VT = "signalen@veiligthuis-gv.example.nl"
 VT_DOMAIN = "veiligthuis-gv.example.nl"

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
+import examples  # noqa: F401 - loads the hypothesis profile before any test module is collected
 import pytest
-from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, make_directory, require_dovecot
+from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, GMAIL_CAPABILITIES, DovecotServer, derived_instance, running
 from mailprobe import ImapAccount, TlsFiles, make_tls_files
 
-from hwc_watcher.embedded_servers import EmbeddedImapServer, SmtpCapture
+from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture
 
 SMTP_USERNAME = "school"
 SMTP_PASSWORD = "secret"
 
-_DOVECOT_FIXTURES = frozenset({"dovecot", "dovecot_account", "dovecot_no_uidplus", "dovecot_no_uidplus_account"})
+_DOVECOT_FIXTURES = frozenset({"dovecot", "dovecot_account", "dovecot_no_uidplus", "dovecot_no_uidplus_account",
+                               "gmail_dovecot", "gmail_account"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,15 +55,8 @@ def smtp_server_tls(tls_files: TlsFiles) -> Iterator[SmtpCapture]:
 @pytest.fixture(scope="session")
 def dovecot(tls_files: TlsFiles) -> Iterator[DovecotServer]:
     """One real Dovecot per session: Dutch special-use folders, a STARTTLS and an implicit-TLS port."""
-    require_dovecot()
-    directory = make_directory("hwc-dovecot-")
-    server = DovecotServer(directory, tls_files)
-    try:
-        server.start()
+    with running(tls_files, "hwc-dovecot-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
@@ -82,6 +76,19 @@ def dovecot_no_uidplus(dovecot: DovecotServer, tls_files: TlsFiles) -> Iterator[
 def dovecot_no_uidplus_account(dovecot_no_uidplus: DovecotServer) -> ImapAccount:
     """A fresh, empty user on the no-UIDPLUS Dovecot, over implicit TLS."""
     return dovecot_no_uidplus.account(dovecot_no_uidplus.add_user())
+
+
+@pytest.fixture(scope="session")
+def gmail_dovecot(dovecot: DovecotServer, tls_files: TlsFiles) -> Iterator[DovecotServer]:
+    """A Dovecot that says it is Gmail (X-GM-EXT-1) and offers UIDPLUS and MOVE; shares the base's users."""
+    with derived_instance(dovecot, tls_files, "hwc-dovecot-gmail-", GMAIL_CAPABILITIES) as server:
+        yield server
+
+
+@pytest.fixture
+def gmail_account(gmail_dovecot: DovecotServer) -> ImapAccount:
+    """A fresh, empty user on the Gmail-like Dovecot."""
+    return gmail_dovecot.account(gmail_dovecot.add_user())
 
 
 @pytest.fixture

@@ -21,11 +21,12 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mailprobe import ImapAccount, Security, TlsFiles
 
-from hwc_watcher.embedded_servers import free_port
+from hwc_watcher.testing import free_port
 
 HOST = "127.0.0.1"
 PASSWORD = "secret"
@@ -46,6 +47,8 @@ CAPABILITIES_WITHOUT_UIDPLUS = (
     "CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY "
     "SPECIAL-USE LITERAL+ NOTIFY"
 )
+#: What Gmail says: X-GM-EXT-1 makes the daemon delete by moving to Trash, as Gmail needs.
+GMAIL_CAPABILITIES = CAPABILITIES_WITHOUT_UIDPLUS + " UIDPLUS MOVE X-GM-EXT-1"
 
 _user_numbers = itertools.count(1)
 _SAFE_USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -54,6 +57,11 @@ _SAFE_USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 def find_dovecot() -> str | None:
     """The dovecot binary, also where root's PATH lacks /usr/sbin."""
     return shutil.which("dovecot") or shutil.which("dovecot", path="/usr/sbin:/usr/local/sbin")
+
+
+def dovecot_usable() -> bool:
+    """Dovecot can run here (installed, and we are root): for tests that fall back to pymap without it."""
+    return find_dovecot() is not None and os.geteuid() == 0
 
 
 def require_dovecot() -> None:
@@ -285,13 +293,21 @@ def make_directory(prefix: str) -> Path:
 
 
 @contextlib.contextmanager
-def derived_instance(base: DovecotServer, tls: TlsFiles, prefix: str, imap_capability: str) -> Iterator[DovecotServer]:
-    """A second Dovecot sharing `base`'s users but advertising other capabilities (for client fallbacks)."""
+def running(tls: TlsFiles, prefix: str, **options: Any) -> Iterator[DovecotServer]:
+    """A Dovecot in a fresh directory for as long as the block runs; the directory goes with it."""
+    require_dovecot()
     directory = make_directory(prefix)
-    server = DovecotServer(directory, tls, base=base, imap_capability=imap_capability)
+    server = DovecotServer(directory, tls, **options)
     try:
         server.start()
         yield server
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def derived_instance(base: DovecotServer, tls: TlsFiles, prefix: str, imap_capability: str) -> Iterator[DovecotServer]:
+    """A second Dovecot sharing `base`'s users but advertising other capabilities (for client fallbacks)."""
+    with running(tls, prefix, base=base, imap_capability=imap_capability) as server:
+        yield server

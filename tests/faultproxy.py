@@ -249,7 +249,8 @@ def command_verb(protocol: ProtocolName, command: str) -> str:
     return verb
 
 
-def _unquote(word: str) -> str:
+def unquote(word: str) -> str:
+    """An IMAP quoted string's text (a folder name in SELECT), or the word as it is."""
     word = word.strip()
     if len(word) >= 2 and word[0] == word[-1] == '"':
         return word[1:-1].replace('\\"', '"').replace("\\\\", "\\")
@@ -416,7 +417,7 @@ class _Connection:
         self.proxy._count(self.number, verb, text)
         fault = self.proxy._take(text, self.selected, [])
         if verb in ("SELECT", "EXAMINE"):
-            self.selected = _unquote(text.split(" ", 1)[1]) if " " in text else None
+            self.selected = unquote(text.split(" ", 1)[1]) if " " in text else None
         if fault is None:
             self._send_server(line)
             return
@@ -744,4 +745,4 @@ class FaultProxy:
                 raise TimeoutError(f"{len(self._open)} proxied connection(s) still open")
 
 
-__all__ = ["AT_CONNECT", "AT_END_OF_DATA", "CONNECT", "END_OF_DATA", "Fault", "FaultProxy", "command_verb"]
+__all__ = ["AT_CONNECT", "AT_END_OF_DATA", "CONNECT", "END_OF_DATA", "Fault", "FaultProxy", "command_verb", "unquote"]

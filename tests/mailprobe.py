@@ -6,11 +6,14 @@ shares no code with hwc_watcher and is kept deliberately dumb.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import shutil
 import ssl
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -18,6 +21,18 @@ from typing import Any, Literal, Self
 from imapclient import IMAPClient
 
 Security = Literal["plain", "starttls", "tls"]
+
+
+def parse_mail(raw: bytes) -> EmailMessage:
+    """A raw message as a modern mail client reads it (email.policy.default)."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def message_id(raw: bytes) -> str:
+    """The Message-ID of a raw message, folding undone; "" when it has none."""
+    return " ".join(str(parse_mail(raw).get("Message-ID", "")).split())
 
 
 class MailboxProbe:

@@ -6,9 +6,7 @@ Everything binds 127.0.0.1 only; the pupils in these tests are fictional.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import re
 import select
 import socket
@@ -20,12 +18,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from aiosmtpd.smtp import SMTP, AuthResult
 from builders import people, private_file
+from faultproxy import command_verb, unquote
 from imapclient import IMAPClient
 from mailprobe import TlsFiles
-
-from hwc_watcher.embedded_servers import SmtpCapture, _CaptureHandler, _CountingController
 
 HOST = "127.0.0.1"
 #: What Exchange Online says when an access token runs out during a session.
@@ -48,19 +44,7 @@ class Command:
 
     @property
     def verb(self) -> str:
-        words = self.text.split()
-        if not words:
-            return ""
-        if words[0].upper() == "UID" and len(words) > 1:
-            return "UID " + words[1].upper()
-        return words[0].upper()
-
-
-def _unquote(word: str) -> str:
-    word = word.strip()
-    if len(word) >= 2 and word[0] == word[-1] == '"':
-        return word[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return word
+        return command_verb("imap", self.text)
 
 
 class ImapRelay:
@@ -193,7 +177,7 @@ class ImapRelay:
                     text = rest.decode("latin-1")
                     verb = text.split(" ", 1)[0].upper()
                     if verb in ("SELECT", "EXAMINE") and " " in text:
-                        selected = _unquote(text.split(" ", 1)[1])
+                        selected = unquote(text.split(" ", 1)[1])
                     shown = f"{verb} ***" if verb in ("LOGIN", "AUTHENTICATE") else text
                     command = Command(number, selected, shown)
                     with self._lock:
@@ -209,59 +193,6 @@ class ImapRelay:
                         client.sendall(tag + b" OK done\r\n")
                         continue
                     upstream.sendall(line)
-
-
-# --------------------------------------------------------------------------- SMTP with XOAUTH2
-
-
-class _XOAuth2CaptureHandler(_CaptureHandler):
-    """The capture handler plus Exchange-style AUTH XOAUTH2 (error challenge, then 535)."""
-
-    def __init__(self, capture: XOAuth2Capture) -> None:
-        super().__init__(capture)
-        self._xcapture = capture
-
-    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
-        """Check the bearer token with the test's accept(); answer a refusal like Exchange does."""
-        blob = base64.b64decode(args[1]) if len(args) == 2 else await server.challenge_auth("")
-        if not isinstance(blob, bytes):
-            return AuthResult(success=False, handled=False)
-        fields = dict(part.split("=", 1) for part in blob.decode().split("\x01") if part)
-        user, token = fields.get("user", ""), fields.get("auth", "").removeprefix("Bearer ")
-        if self._xcapture.accept(user, token):
-            self._xcapture.logins.append((user, token))
-            return AuthResult(success=True, auth_data=user)
-        await server.challenge_auth(json.dumps({"status": "401", "schemes": "bearer"}))
-        return AuthResult(success=False, handled=False, message="535 5.7.3 Authentication unsuccessful")
-
-
-class XOAuth2Capture(SmtpCapture):
-    """An SmtpCapture that requires STARTTLS and then AUTH XOAUTH2 (and offers no other mechanism)."""
-
-    def __init__(
-        self,
-        accept: Callable[[str, str], bool],
-        tls_context: ssl.SSLContext,
-        *,
-        on_message: Callable[[Any], object] | None = None,
-    ) -> None:
-        super().__init__(tls_context=tls_context, on_message=on_message)
-        self.accept = accept
-        #: (user, token) per successful login.
-        self.logins: list[tuple[str, str]] = []
-
-    def _make_controller(self, port: int) -> _CountingController:
-        kwargs: dict[str, Any] = {
-            "hostname": self.host,
-            "port": port,
-            "server_hostname": "localhost",
-            "tls_context": self._tls_context,
-            "require_starttls": True,
-            "auth_required": True,
-            "auth_require_tls": True,
-            "auth_exclude_mechanism": ["LOGIN", "PLAIN"],
-        }
-        return _CountingController(self, _XOAuth2CaptureHandler(self), **kwargs)
 
 
 # --------------------------------------------------------------------------- Microsoft 365 config

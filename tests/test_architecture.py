@@ -18,13 +18,13 @@ PACKAGE = Path(__file__).parent.parent / "hwc_watcher"
 #: `routing` is included: its Router reads the pupil list through `pupil_list` (a local file, not an edge).
 CORE = (
     "classify", "trust", "auth_results", "budgets", "signal_parser", "message_text", "name_match",
-    "routing", "compose", "memory", "models", "lexicon", "drill_rules",
+    "routing", "compose", "memory", "models", "lexicon", "recall_plan", "drill_rules",
 )  # fmt: skip
 
 #: The edges: modules that speak IMAP, SMTP, HTTP, systemd or run the process.
 IO_MODULES = (
     "mailbox", "outbox", "webhook", "cycle", "service", "cli", "check", "push", "demo",
-    "embedded_servers", "auth", "sdnotify", "send_test", "drill",
+    "testing", "auth", "sdnotify", "send_test", "recall", "drill",
 )  # fmt: skip
 
 #: Libraries that open connections or schedule work.

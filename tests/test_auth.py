@@ -43,7 +43,6 @@ from hwc_watcher.auth import (
     parse_auth,
     xoauth2_string,
 )
-from hwc_watcher.embedded_servers import free_port
 from hwc_watcher.errors import (
     ConfigError,
     DeliveryAuthError,
@@ -52,6 +51,7 @@ from hwc_watcher.errors import (
     MailboxError,
     TokenError,
 )
+from hwc_watcher.testing import free_port
 
 MAILBOX = "hwc@school.example"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 from builders import VT, VT_DOMAIN, signal
+from corpus_cases import copy_config
+from examples import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +17,6 @@ from hwc_watcher.classify import classify, parse_message
 from hwc_watcher.config import Config, VeiligThuisSettings, load_config
 from hwc_watcher.trust import authenticated
 
-CORPUS = Path(__file__).parent / "corpus"
 MX = "mx.college.example.nl"
 PASS = f"dmarc=pass header.from={VT_DOMAIN}"
 NOW = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
@@ -222,7 +221,7 @@ def _header(parts: list[str], spaces: list[str], authserv: str | None) -> str:
     return "".join(out)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), suppress_health_check=[HealthCheck.too_slow])
 @given(
     bad=_BAD_DMARC,
     extra_pass=st.booleans(),
@@ -244,7 +243,7 @@ def test_generated_headers_with_a_bad_dmarc_never_vouch(
         assert not vouched(value, auth_check=check, authserv_ids=(MX,))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100))
 @given(
     others=st.lists(_OTHER, max_size=4),
     spaces=st.lists(_CFWS, min_size=1, max_size=4),
@@ -259,14 +258,10 @@ def test_generated_decorations_keep_a_real_pass(others: list[str], spaces: list[
 
 @pytest.fixture(scope="module")
 def corpus_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    """The corpus config (copied with mode 0600, as hwc-watcher insists)."""
-    path = tmp_path_factory.mktemp("authres") / "config.toml"
-    shutil.copyfile(CORPUS / "config.toml", path)
-    path.chmod(0o600)
-    return load_config(path)
+    return load_config(copy_config(tmp_path_factory.mktemp("authres")))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(bad=_BAD_DMARC, others=st.lists(_OTHER, max_size=3), spaces=st.lists(_CFWS, min_size=1, max_size=3),
        lower_pass=st.booleans())
 def test_generated_forgeries_never_make_a_signal(

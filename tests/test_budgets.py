@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import time
 from email.message import EmailMessage
 from email.utils import format_datetime
-from pathlib import Path
 
 import pytest
 from builders import BOX, TRUSTED, VT, signal
+from corpus_cases import CASES, copy_config
 
 from hwc_watcher import budgets
 from hwc_watcher.budgets import over_budget
@@ -18,18 +17,13 @@ from hwc_watcher.classify import classify, parse_message
 from hwc_watcher.config import Config, load_config
 from hwc_watcher.message_text import MAX_HTML_CHARS, _HtmlToText, html_to_text, message_text
 
-CORPUS = Path(__file__).parent / "corpus"
 NOW = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 STRANGER = "nieuwsbrief@elders.example"
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    """The corpus config (copied with mode 0600, as hwc-watcher insists)."""
-    path = tmp_path_factory.mktemp("budgets") / "config.toml"
-    shutil.copyfile(CORPUS / "config.toml", path)
-    path.chmod(0o600)
-    return load_config(path)
+    return load_config(copy_config(tmp_path_factory.mktemp("budgets")))
 
 
 def with_content_type(raw: bytes, extra: bytes) -> bytes:
@@ -64,7 +58,7 @@ HOSTILE = {
 def test_real_mail_is_within_every_budget() -> None:
     """Every corpus message and a plain signal pass the budgets: they exist for hostile mail only."""
     assert over_budget(signal()) is None
-    for path in sorted(CORPUS.glob("*.eml")):
+    for path in CASES:
         assert over_budget(path.read_bytes()) is None, path.name
 
 

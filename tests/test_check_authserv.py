@@ -11,7 +11,7 @@ from builders import signal, write_config
 from mailprobe import ImapAccount
 
 from hwc_watcher.cli import main
-from hwc_watcher.embedded_servers import SmtpCapture
+from hwc_watcher.testing import SmtpCapture
 
 MX = "mx.college.example.nl"
 M365 = ("spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=veiligthuis-gv.example.nl; dkim=pass (signature was "

@@ -10,7 +10,7 @@ from builders import private_file, write_config
 from mailprobe import ImapAccount
 
 from hwc_watcher.check import run_check
-from hwc_watcher.embedded_servers import SmtpCapture
+from hwc_watcher.testing import SmtpCapture
 
 
 @pytest.mark.usefixtures("offline")

@@ -10,7 +10,7 @@ from builders import COORDINATOR, VT, signal, write_config
 from mailprobe import ImapAccount
 
 from hwc_watcher.cli import main
-from hwc_watcher.embedded_servers import SmtpCapture
+from hwc_watcher.testing import SmtpCapture
 
 
 def test_check_passes_every_step(

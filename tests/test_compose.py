@@ -12,8 +12,7 @@ import pytest
 
 from hwc_watcher.compose import Composer
 from hwc_watcher.config import parse_config
-from hwc_watcher.models import Pupil
-from hwc_watcher.routing import RouteDecision
+from hwc_watcher.models import Pupil, RouteDecision
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 NOW = dt.datetime(2026, 11, 27, 6, 30, tzinfo=dt.UTC)
@@ -123,7 +122,8 @@ def test_overridable_template_names_are_the_composer_texts() -> None:
     from hwc_watcher.config import TEMPLATE_NAMES
 
     for language, texts in TEXTS.items():
-        building_blocks = {"not_in_list", "ambiguous_in_list", "receipt_subject", "alert_subject"}
+        building_blocks = {"not_in_list", "ambiguous_in_list", "receipt_subject", "alert_subject", "keep_notice",
+                           "recall_notice"}
         assert set(texts) - building_blocks == TEMPLATE_NAMES, language
 
 

@@ -16,8 +16,8 @@ from mailprobe import ImapAccount, TlsFiles
 from hwc_watcher.check import run_check
 from hwc_watcher.cli import main
 from hwc_watcher.config import SCHEMA, load_config, parse_config
-from hwc_watcher.embedded_servers import SmtpCapture
 from hwc_watcher.errors import ConfigError
+from hwc_watcher.testing import SmtpCapture
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 GUID = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -38,6 +38,8 @@ def full_document() -> dict[str, Any]:
                      "coordinator": {"name": "C. Bakker", "email": "zorg.onderbouw@college.nl"}}]
     doc["imap"]["folders"] = {"sent": "Verzonden items"}
     doc["messages"]["templates"] = {"notice": "Beste $coordinator"}
+    doc["recall"] = {"enabled": True, "mailbox": [{"address": doc["coordinator"]["email"],
+                                                   "password_file": "/etc/hwc/recall-zorg"}]}
     return doc
 
 
@@ -315,6 +317,7 @@ def test_example_values(key: tuple[str, str], value: Any, verdict: str) -> None:
     from hwc_watcher.check import _example_values
 
     doc = full_document()
+    doc.pop("recall")  # its address must be a coordinator's, and this test changes those
     own = {"imap": {"host": "imap.college.nl", "username": "hwc@college.nl"},
            "smtp": {"host": "smtp.college.nl", "from_address": "hwc@college.nl"},
            "veilig_thuis": {"senders": ["signalen@veiligthuis-gv.nl"]},

@@ -14,7 +14,7 @@ from mailprobe import ImapAccount
 from hwc_watcher import log
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import CycleResult, Watcher
-from hwc_watcher.embedded_servers import SmtpCapture
+from hwc_watcher.testing import SmtpCapture
 
 
 def make_watcher(config_path: Path) -> Watcher:
@@ -97,7 +97,7 @@ def test_transient_smtp_failure_is_retried_within_the_cycle(
 
 def test_imap_down_is_retried_then_reported(tmp_path: Path, smtp_server: SmtpCapture) -> None:
     """Connection refused by IMAP: retried with backoff, then reported as a transient error."""
-    from hwc_watcher.embedded_servers import free_port
+    from hwc_watcher.testing import free_port
 
     dead = ImapAccount("127.0.0.1", free_port(), "school", "secret", "plain", None)
     watcher = make_watcher(write_config(tmp_path, dead, smtp_server, retries=2))

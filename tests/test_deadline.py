@@ -15,8 +15,8 @@ from webhooks import Recorder
 
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import Watcher
-from hwc_watcher.embedded_servers import SmtpCapture, free_port
 from hwc_watcher.service import Service
+from hwc_watcher.testing import SmtpCapture, free_port
 
 AMS = ZoneInfo("Europe/Amsterdam")
 MONDAY = dt.date(2026, 11, 30)

@@ -15,9 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from builders import BACKUP, BOX, CONTACT, COORDINATOR, VT, private_file, write_config
-from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance
 from freezegun import freeze_time
-from mailprobe import ImapAccount, TlsFiles
+from mailprobe import ImapAccount
 from webhooks import Recorder
 
 from hwc_watcher.auth import imap_authenticator, smtp_authenticator
@@ -28,10 +27,10 @@ from hwc_watcher.config import Config, load_config
 from hwc_watcher.cycle import Watcher
 from hwc_watcher.drill import Drill, DrillJob, DrillResult
 from hwc_watcher.drill_rules import awaited, drill_days, drill_message_id, fail_url, is_drill_day, judge
-from hwc_watcher.embedded_servers import CapturedMail, SmtpCapture
 from hwc_watcher.errors import ConfigError
 from hwc_watcher.school_calendar import DayOff, SchoolCalendar
 from hwc_watcher.service import Service
+from hwc_watcher.testing import CapturedMail, SmtpCapture
 
 AMS = ZoneInfo("Europe/Amsterdam")
 MX = "mx.school.example"
@@ -137,14 +136,10 @@ def school(dovecot_account: ImapAccount, tmp_path: Path) -> Iterator[School]:
         yield school
 
 
-#: A Gmail-like Dovecot: UIDPLUS and MOVE, plus Gmail's extension (deleting means moving to Trash).
-GMAIL_CAPABILITIES = CAPABILITIES_WITHOUT_UIDPLUS + " UIDPLUS MOVE X-GM-EXT-1"
-
-
 @pytest.fixture
-def gmail_school(dovecot: DovecotServer, tls_files: TlsFiles, tmp_path: Path) -> Iterator[School]:
-    with derived_instance(dovecot, tls_files, "hwc-dovecot-gmail-", GMAIL_CAPABILITIES) as server, \
-            school_at(server.account(server.add_user()), tmp_path) as school:
+def gmail_school(gmail_account: ImapAccount, tmp_path: Path) -> Iterator[School]:
+    """The same school on a Dovecot that says it is Gmail (deleting from INBOX means moving to Trash)."""
+    with school_at(gmail_account, tmp_path) as school:
         yield school
 
 

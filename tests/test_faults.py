@@ -17,19 +17,17 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.policy import default as default_policy
 from pathlib import Path
 from typing import cast
 
 import pytest
 from builders import BACKUP, CONTACT, COORDINATOR, VT, signal, write_config
 from faultproxy import AT_CONNECT, AT_END_OF_DATA, Fault, FaultProxy
-from mailprobe import ImapAccount, MailboxProbe, TlsFiles
+from mailprobe import ImapAccount, MailboxProbe, TlsFiles, message_id
 
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import CycleResult, Watcher
-from hwc_watcher.embedded_servers import CapturedMail, SmtpCapture
+from hwc_watcher.testing import CapturedMail, SmtpCapture
 
 # --- the mailbox -------------------------------------------------------------------------------
 
@@ -98,9 +96,6 @@ class Rig:
         path.write_text(imap_part + "[smtp]" + smtp_part, encoding="utf-8")
         return path
 
-
-def message_id(raw: bytes) -> str:
-    return str(message_from_bytes(raw, policy=default_policy)["Message-ID"]).strip()
 
 
 class SentFiler:
@@ -277,9 +272,9 @@ def run_case(rig: Rig, case: Case, scenario: str, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def print_matrix(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After the module: the fault matrix, one row per case, on the terminal."""
+    """After the module, with -v: the fault matrix, one row per case, on the terminal (quiet runs stay quiet)."""
     yield
-    if not ROWS:
+    if not ROWS or request.config.get_verbosity() < 1:
         return
     columns = list(ROWS[0])
     widths = {c: max(len(c), *(len(r[c]) for r in ROWS)) for c in columns}

@@ -23,8 +23,8 @@ from mailprobe import ImapAccount
 
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import Watcher
-from hwc_watcher.embedded_servers import CapturedMail, SmtpCapture
 from hwc_watcher.service import Service
+from hwc_watcher.testing import CapturedMail, SmtpCapture
 
 AMS = ZoneInfo("Europe/Amsterdam")
 TRASH, JUNK = "Verwijderde items", "Ongewenste e-mail"

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
-from email.message import EmailMessage
-
 import pytest
+from mailprobe import parse_mail
 
 from hwc_watcher.message_text import MessageText, html_to_text, message_text
-
-
-def parse(raw: bytes) -> EmailMessage:
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
 
 
 def leaf(body: bytes, ctype: str = "text/plain; charset=utf-8", cte: str = "8bit", subject: str = "Test") -> bytes:
@@ -54,7 +45,7 @@ def part(body: bytes, ctype: str, cte: str = "8bit", extra: str = "") -> bytes:
 )
 def test_decodes_text_plain(raw: bytes, expected: str) -> None:
     """Transfer encodings and charsets are decoded, and a wrong charset falls back instead of crashing."""
-    assert message_text(parse(raw)).text == expected
+    assert message_text(parse_mail(raw)).text == expected
 
 
 @pytest.mark.parametrize(
@@ -81,7 +72,7 @@ def test_html_to_text(html: str, expected: str) -> None:
 def test_html_only_message_is_converted() -> None:
     """An HTML-only mail is read as text with &nbsp; as a space."""
     raw = leaf(b'<p class="MsoNormal">Handle&nbsp;with&nbsp;Care</p>', "text/html; charset=utf-8")
-    assert message_text(parse(raw)).text == "Handle with Care"
+    assert message_text(parse_mail(raw)).text == "Handle with Care"
 
 
 @pytest.mark.parametrize(
@@ -96,7 +87,7 @@ def test_alternative_prefers_plain_unless_empty(plain: bytes, expected: str) -> 
         part(plain, "text/plain; charset=utf-8"),
         part(b"<p>html tekst</p>", "text/html; charset=utf-8"),
     )
-    assert message_text(parse(raw)).text == expected
+    assert message_text(parse_mail(raw)).text == expected
 
 
 @pytest.mark.parametrize(
@@ -119,7 +110,7 @@ def test_alternative_prefers_plain_unless_empty(plain: bytes, expected: str) -> 
 )
 def test_detects_encryption(raw: bytes) -> None:
     """S/MIME and PGP content is flagged as encrypted and never as attachment-only."""
-    result = message_text(parse(raw))
+    result = message_text(parse_mail(raw))
     assert result.encrypted
     assert not result.attachment_only
 
@@ -139,7 +130,7 @@ def test_detects_encryption(raw: bytes) -> None:
 )
 def test_attachment_only(raw: bytes, attachment_only: bool) -> None:
     """A mail is attachment-only when it has attachments but no readable text."""
-    assert message_text(parse(raw)).attachment_only is attachment_only
+    assert message_text(parse_mail(raw)).attachment_only is attachment_only
 
 
 def test_forwarded_message_is_included_with_headers() -> None:
@@ -149,7 +140,7 @@ def test_forwarded_message_is_included_with_headers() -> None:
         b"Nina Jacobs, 20-1-2012\r\n"
     )
     raw = multipart("mixed", part(b"Zie onder.", "text/plain"), part(inner, "message/rfc822", "7bit"))
-    text = message_text(parse(raw)).text
+    text = message_text(parse_mail(raw)).text
     assert "Zie onder." in text
     assert "Onderwerp: Handle with Care" in text
     assert "Nina Jacobs, 20-1-2012" in text
@@ -166,7 +157,7 @@ def test_forwarded_message_is_included_with_headers() -> None:
 )
 def test_subject_is_decoded_and_normalised(subject: str, expected: str) -> None:
     """Encoded words are decoded and whitespace in the subject collapses to single spaces."""
-    assert message_text(parse(leaf(b"x", subject=subject))).subject == expected
+    assert message_text(parse_mail(leaf(b"x", subject=subject))).subject == expected
 
 
 def test_deep_nesting_is_bounded() -> None:
@@ -176,14 +167,14 @@ def test_deep_nesting_is_bounded() -> None:
         b = f"b{level}".encode()
         raw = (b"Content-Type: multipart/mixed; boundary=\"" + b + b"\"\r\n\r\n--" + b + b"\r\n" + raw
                + b"\r\n--" + b + b"--\r\n")
-    result = message_text(parse(b"Subject: x\r\nMIME-Version: 1.0\r\n" + raw))
+    result = message_text(parse_mail(b"Subject: x\r\nMIME-Version: 1.0\r\n" + raw))
     assert isinstance(result, MessageText)
     assert "diep" not in result.text
 
 
 def test_max_chars_bounds_text() -> None:
     """The text is cut at max_chars however large the body."""
-    result = message_text(parse(leaf(b"woord " * 100_000)), max_chars=1000)
+    result = message_text(parse_mail(leaf(b"woord " * 100_000)), max_chars=1000)
     assert len(result.text) <= 1000
 
 
@@ -202,4 +193,4 @@ def test_max_chars_bounds_text() -> None:
 )
 def test_never_raises_on_junk(raw: bytes) -> None:
     """Malformed MIME gives a MessageText, never an exception."""
-    assert isinstance(message_text(parse(raw)), MessageText)
+    assert isinstance(message_text(parse_mail(raw)), MessageText)

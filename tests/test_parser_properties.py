@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import email
-import email.policy
 import html
 import quopri
 import time
 from collections.abc import Callable
 from email.header import Header
-from email.message import EmailMessage
 
+from examples import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mailprobe import parse_mail
 
 from hwc_watcher.message_text import message_text
 from hwc_watcher.models import Pupil
 from hwc_watcher.signal_parser import read_signal
 
 TODAY = dt.date(2026, 3, 3)
-PROFILE = settings(derandomize=True, deadline=None, max_examples=600,
+PROFILE = settings(max_examples=examples(600),
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 FIRST = ["Daan", "Zoë", "Özlem", "Jan-Willem", "Noor", "Chloë", "Sem", "Anne-Fleur", "Mila", "André", "Fenna",
@@ -145,11 +144,6 @@ def build_raw(subject: str, leaf: bytes, alternative: bool) -> bytes:
             + b"\r\n--alt-1\r\n" + leaf + b"\r\n--alt-1--\r\n")
 
 
-def parse(raw: bytes) -> EmailMessage:
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
-
 
 @PROFILE
 @given(
@@ -171,7 +165,7 @@ def test_generated_signals_read_back_exactly(
     except UnicodeEncodeError:
         charset = "utf-8"  # the name is not representable in this charset
     raw = build_raw(subject, encode_leaf(body, subtype, charset, cte), alternative and subtype == "html")
-    reading = read_signal(message_text(parse(raw)), TODAY)
+    reading = read_signal(message_text(parse_mail(raw)), TODAY)
     shown = kids[:1] if layout is layout_subject else kids
     assert reading.status == "pupils", (reading.reason, subject, body)
     assert reading.pupils == tuple(Pupil(k.name, k.born) for k in shown)
@@ -199,12 +193,12 @@ junk_parts = st.one_of(
 )
 
 
-@settings(derandomize=True, deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(prefix=junk_parts, middle=st.binary(max_size=500), suffix=junk_parts)
 def test_junk_never_raises_or_invents_pupils(prefix: bytes, middle: bytes, suffix: bytes) -> None:
     """Malformed MIME never raises, is read quickly, and never yields pupils without the code word."""
     start = time.perf_counter()
-    text = message_text(parse(prefix + middle + suffix))
+    text = message_text(parse_mail(prefix + middle + suffix))
     reading = read_signal(text, TODAY)
     assert time.perf_counter() - start < 2
     if "handle" not in (text.subject + text.text).lower():

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pytest
 from builders import BACKUP, BOX, CONTACT, COORDINATOR, TRUSTED, VT, VT_DOMAIN, write_config
-from mailprobe import ImapAccount
+from mailprobe import ImapAccount, message_id
 
 from hwc_watcher import log
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import Watcher
-from hwc_watcher.embedded_servers import CapturedMail, SmtpCapture
+from hwc_watcher.testing import CapturedMail, SmtpCapture
 
 REPO = Path(__file__).resolve().parent.parent
 SENT = "Verzonden items"
@@ -131,11 +131,6 @@ def message_leaks(raw: bytes) -> list[str]:
     """Needles found anywhere in a message, in any of its readable forms."""
     return sorted({n for text in readable_forms(raw) for n in leaks(text)})
 
-
-def message_id(raw: bytes) -> str:
-    """The Message-ID of a raw message, as stored."""
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    return str(msg.get("Message-ID", "")).strip()
 
 
 # --- fictional VT messages --------------------------------------------------------------------

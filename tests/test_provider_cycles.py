@@ -3,7 +3,6 @@ Exchange's AccessTokenExpired, Gmail's move-to-Trash deletion, Junk, and the lef
 
 from __future__ import annotations
 
-import email
 import secrets
 import threading
 import time
@@ -12,14 +11,13 @@ from pathlib import Path
 
 import pytest
 from builders import BACKUP, CONTACT, COORDINATOR, VT, senders_and_recipients, signal, write_config
-from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, DovecotServer, derived_instance, require_dovecot
+from dovecot import DovecotServer, require_dovecot
 from faultproxy import Fault, FaultProxy
 from imapclient import IMAPClient
-from mailprobe import ImapAccount, TlsFiles
+from mailprobe import ImapAccount, TlsFiles, message_id
 from oauth_servers import IntrospectionServer, TokenServer, oauth_dovecot
 from provider_support import (
     ImapRelay,
-    XOAuth2Capture,
     folder_counts,
     oauth_client,
     write_microsoft_config,
@@ -27,13 +25,12 @@ from provider_support import (
 
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import CycleResult, Watcher
-from hwc_watcher.embedded_servers import CapturedMail, EmbeddedImapServer, SmtpCapture
 from hwc_watcher.push import PushListener
+from hwc_watcher.testing import CapturedMail, EmbeddedImapServer, SmtpCapture
 
 #: The Microsoft-365-like folders the OAuth Dovecot gets (it has no special-use folders of its own).
 EXCHANGE_FOLDERS = ("Sent Items", "Deleted Items", "Junk Email")
 #: A Gmail-like Dovecot: the normal post-login capabilities, UIDPLUS and MOVE back, plus Gmail's extension.
-GMAIL_CAPABILITIES = CAPABILITIES_WITHOUT_UIDPLUS + " UIDPLUS MOVE X-GM-EXT-1"
 PUPIL_DATA = ("David", "Pieterse", "2012", "Sanne", "Berg", "2013")
 
 
@@ -76,7 +73,7 @@ def exchange_imap(
 class Exchange:
     """One fresh Microsoft 365 mailbox: its IMAP server, its SMTP server, and a probe that logs in as a user."""
 
-    def __init__(self, tokens: TokenServer, imap: DovecotServer, smtp: XOAuth2Capture, ca_file: str,
+    def __init__(self, tokens: TokenServer, imap: DovecotServer, smtp: SmtpCapture, ca_file: str,
                  introspected: list[str]) -> None:
         self.tokens = tokens
         self.imap = imap
@@ -127,9 +124,9 @@ def exchange(
     token_endpoint.token_requests.clear()
     introspected.clear()
     holder: list[Exchange] = []
-    smtp = XOAuth2Capture(
-        lambda user, token: token_endpoint.subject_for(token) == user,
-        tls_files.server_context(),
+    smtp = SmtpCapture(
+        xoauth2=lambda user, token: token_endpoint.subject_for(token) == user,
+        tls_context=tls_files.server_context(),
         on_message=lambda mail: holder[0].save_sent_copy(mail),
     )
     with smtp:
@@ -329,19 +326,6 @@ def test_push_login_refused_for_an_expired_cached_token_retries_with_a_fresh_one
 # --------------------------------------------------------------------------- Gmail
 
 
-@pytest.fixture(scope="module")
-def gmail_dovecot(dovecot: DovecotServer, tls_files: TlsFiles) -> Iterator[DovecotServer]:
-    """A Dovecot that says it is Gmail (X-GM-EXT-1) and offers UIDPLUS and MOVE; shares the base's users."""
-    with derived_instance(dovecot, tls_files, "hwc-dovecot-gmail-", GMAIL_CAPABILITIES) as server:
-        yield server
-
-
-@pytest.fixture
-def gmail_account(gmail_dovecot: DovecotServer) -> ImapAccount:
-    """A fresh, empty user on the Gmail-like Dovecot."""
-    return gmail_dovecot.account(gmail_dovecot.add_user())
-
-
 def readable(mail: CapturedMail) -> str:
     """Subject and decoded text body (alerts are quoted-printable on the wire)."""
     body = mail.message.get_body(("plain",))
@@ -452,9 +436,6 @@ def test_junk_signal_handled_spam_ignored_untrusted_alerted(
         assert probe.count("INBOX") == 0
     assert sorted(message_id(raw) for raw in left) == sorted(message_id(raw) for raw in (spam, untrusted))
 
-
-def message_id(raw: bytes) -> str:
-    return " ".join(str(email.message_from_bytes(raw)["Message-ID"]).split())
 
 
 # --------------------------------------------------------------------------- leftover

@@ -30,10 +30,10 @@ from hwc_watcher.auth import imap_authenticator
 from hwc_watcher.check import run_check
 from hwc_watcher.config import Config, load_config, parse_config
 from hwc_watcher.cycle import CycleResult, Watcher
-from hwc_watcher.embedded_servers import SmtpCapture
 from hwc_watcher.errors import ConfigError
 from hwc_watcher.push import PushListener
 from hwc_watcher.service import Service, next_polls
+from hwc_watcher.testing import SmtpCapture
 
 #: Dovecot's post-login capabilities with UIDPLUS and MOVE, but without IDLE.
 CAPABILITIES_WITHOUT_IDLE = CAPABILITIES_WITHOUT_UIDPLUS.replace(" IDLE", "") + " UIDPLUS MOVE"

@@ -17,10 +17,10 @@ import pytest
 
 from hwc_watcher.config import parse_routing
 from hwc_watcher.errors import ConfigError
-from hwc_watcher.models import Pupil
+from hwc_watcher.models import Person, Pupil
 from hwc_watcher.name_match import tokens
-from hwc_watcher.pupil_list import Stamp
-from hwc_watcher.routing import Person, Router, RoutingConfig
+from hwc_watcher.pupil_list import PupilListSource, Stamp
+from hwc_watcher.routing import Router, RoutingConfig
 
 BASE_TOML = """
 [coordinator]
@@ -94,7 +94,9 @@ class FakeDisk:
 def router_for(text: str | None, cfg: RoutingConfig | None = None) -> tuple[Router, FakeDisk]:
     """A Router reading `text` as its pupil list."""
     disk = FakeDisk(text)
-    return Router(cfg or config(), stat=disk.stat, read_bytes=disk.read_bytes), disk
+    cfg = cfg or config()
+    assert cfg.pupil_list is not None
+    return Router(cfg, source=PupilListSource(cfg.pupil_list, stat=disk.stat, read_bytes=disk.read_bytes)), disk
 
 
 SMALL_LIST = "\n".join(
@@ -498,7 +500,10 @@ def test_generated_school_every_pupil_found_never_confused() -> None:
     """Among 3,000 pupils each is found from any usual spelling, never as another; look-alikes go to the default."""
     pupils = generate_school(3000)
     data = write_school(pupils, lambda text: text.encode("utf-8-sig"))
-    router = Router(config(), stat=lambda path: (1, len(data)), read_bytes=lambda path: data)
+    cfg = config()
+    assert cfg.pupil_list is not None
+    router = Router(cfg, source=PupilListSource(cfg.pupil_list, stat=lambda path: (1, len(data)),
+                                                 read_bytes=lambda path: data))
     assert router.status().rows_read == 3000 and router.status().problem is None
     started = time.perf_counter()
     checked = 0

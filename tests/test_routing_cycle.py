@@ -11,7 +11,7 @@ from mailprobe import ImapAccount
 from hwc_watcher.cli import main
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import Watcher
-from hwc_watcher.embedded_servers import SmtpCapture
+from hwc_watcher.testing import SmtpCapture
 
 ONDERBOUW = "zorg.onderbouw@college.example.nl"
 BOVENBOUW = "zorg.bovenbouw@college.example.nl"

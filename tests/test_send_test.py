@@ -9,7 +9,7 @@ from builders import BACKUP, BOX, CONTACT, COORDINATOR, private_file, write_conf
 from mailprobe import ImapAccount
 
 from hwc_watcher.cli import main
-from hwc_watcher.embedded_servers import SmtpCapture
+from hwc_watcher.testing import SmtpCapture
 
 ONDERBOUW = "zorg.onderbouw@college.example.nl"
 ONDERBOUW_BACKUP = "achterwacht.onderbouw@college.example.nl"

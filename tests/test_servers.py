@@ -15,7 +15,7 @@ import pytest
 from dovecot import DUTCH_FOLDERS, DovecotServer
 from mailprobe import ImapAccount, MailboxProbe, TlsFiles
 
-from hwc_watcher.embedded_servers import CapturedMail, EmbeddedImapServer, SmtpCapture, free_port
+from hwc_watcher.testing import CapturedMail, EmbeddedImapServer, SmtpCapture, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -202,7 +202,7 @@ def test_missing_demo_extra_gives_a_clear_import_error() -> None:
     """Without aiosmtpd/pymap the module says which extra to install."""
     code = (
         "import sys; sys.modules['aiosmtpd'] = None\n"
-        "try:\n    import hwc_watcher.embedded_servers\n"
+        "try:\n    import hwc_watcher.testing\n"
         "except ImportError as exc:\n    print(exc)\n"
     )
     result = subprocess.run(

@@ -20,8 +20,8 @@ from freezegun import freeze_time
 from mailprobe import ImapAccount
 
 from hwc_watcher.config import parse_config
-from hwc_watcher.embedded_servers import SmtpCapture
 from hwc_watcher.service import next_polls
+from hwc_watcher.testing import SmtpCapture
 
 AMS = ZoneInfo("Europe/Amsterdam")
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"

@@ -12,7 +12,7 @@ from builders import write_config
 from daemon_process import running_daemon, seconds_to_stop
 from mailprobe import ImapAccount
 
-from hwc_watcher.embedded_servers import SmtpCapture, free_port
+from hwc_watcher.testing import SmtpCapture, free_port
 
 RETRY_DELAY_S = 120
 

@@ -25,8 +25,8 @@ from mailprobe import ImapAccount
 from hwc_watcher.cli import main
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import Watcher
-from hwc_watcher.embedded_servers import EmbeddedImapServer, SmtpCapture
 from hwc_watcher.errors import ConfigError
+from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
@@ -382,6 +382,20 @@ def test_smtp_starttls_certificate_refused(
     for words in says:
         assert words in failed[0], (words, failed[0])
     assert "✓ SMTP TLS verified" not in out
+
+
+def test_smtp_tls_on_a_plain_port_names_port_and_security(
+    imap_server: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """smtp.security = "tls" against a server without TLS: one ✗ that names the ports, not "cannot be reached"."""
+    with SmtpCapture() as smtp:
+        config = write_tls_config(tmp_path, imap_server, smtp, smtp_security="tls")
+        code, out = run_check(config, capsys)
+        assert smtp.messages == []
+    assert code == 1
+    failed = [text for text in out.splitlines() if text.startswith("✗")]
+    assert len(failed) == 1 and failed[0].startswith("✗ SMTP TLS verified"), out
+    assert "TLS with the SMTP server" in failed[0] and "port 465" in failed[0], failed[0]
 
 
 def test_smtp_starttls_with_ca_file_passes(

@@ -1,19 +1,33 @@
-"""Real IMAP and SMTP servers on loopback, for `hwc-watcher demo` and the test suite.
+"""Real IMAP and SMTP servers on loopback: for `hwc-watcher demo`, our tests and yours.
 
-The demo and the tests speak real IMAP and SMTP to these servers, so the daemon runs the very code
-path it runs at a school; nothing here is a mock. Both servers bind 127.0.0.1 only and keep
-everything in memory: no fictional signal outlives the process.
+Like aiosmtpd's `Controller`, this is a supported, public module: a school or a packager can run
+hwc-watcher's own code path against servers that speak real IMAP and SMTP, and look at what a
+coordinator or VT would have received. Nothing here is a mock. Both servers bind 127.0.0.1 only
+and keep everything in memory, so no fictional signal outlives the process.
+
+    from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture
+
+    with EmbeddedImapServer() as imap, SmtpCapture() as smtp:
+        ...  # point [imap] at imap.host/imap.port (user "school", password "secret"), [smtp] at smtp.port
+        smtp.wait_for(2)  # the notice and the receipt, as CapturedMail (envelope, bytes, parsed)
+
+`SmtpCapture` can also be told to behave like a provider having a bad day: `fail_next` (4xx/5xx
+on DATA), `refuse_recipient` (a mailbox that does not exist), `on_message` (file a Sent copy as
+Microsoft 365 does), STARTTLS and AUTH PLAIN/LOGIN, or AUTH XOAUTH2 only, as Exchange Online.
+Needs the `demo` extra (pymap, aiosmtpd).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email
 import email.policy
 import errno
 import hmac
 import imaplib
+import json
 import logging
 import re
 import socket
@@ -36,10 +50,13 @@ try:
     from pysasl.hashing import Cleartext
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
-        f"hwc_watcher.embedded_servers needs pymap and aiosmtpd ({exc.name} is missing): install hwc-watcher[demo]"
+        f"hwc_watcher.testing needs pymap and aiosmtpd ({exc.name} is missing): install hwc-watcher[demo]"
     ) from exc
 
-__all__ = ["CapturedMail", "EmbeddedImapServer", "SmtpCapture", "free_port"]
+__all__ = ["CapturedMail", "EmbeddedImapServer", "SmtpCapture", "TokenCheck", "free_port"]
+
+#: Decides an XOAUTH2 login from the user and the bearer token: True lets the client in.
+TokenCheck = Callable[[str, str], bool]
 
 _log = logging.getLogger(__name__)
 
@@ -246,6 +263,20 @@ class _CaptureHandler:
         self._capture._keep(mail)
         return "250 OK"
 
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """Exchange Online's way: the bearer token is checked; a refusal is a JSON challenge, then 535."""
+        check = self._capture._token_check
+        blob = base64.b64decode(args[1]) if len(args) == 2 else await server.challenge_auth("")
+        if check is None or not isinstance(blob, bytes):
+            return AuthResult(success=False, handled=False)
+        fields = dict(part.split("=", 1) for part in blob.decode(errors="replace").split("\x01") if "=" in part)
+        user, token = fields.get("user", ""), fields.get("auth", "").removeprefix("Bearer ")
+        if check(user, token):
+            self._capture._logged_in(user, token)
+            return AuthResult(success=True, auth_data=user)
+        await server.challenge_auth(json.dumps({"status": "401", "schemes": "bearer"}))
+        return AuthResult(success=False, handled=False, message="535 5.7.3 Authentication unsuccessful")
+
 
 class _CountingController(Controller):
     """Controller whose protocol factory counts sessions, so benchmarks can see connection reuse."""
@@ -265,8 +296,10 @@ class SmtpCapture(_Server):
 
     With `tls_context`, STARTTLS is offered and required before MAIL; with `username` and
     `password`, AUTH PLAIN/LOGIN is required (after STARTTLS when TLS is configured), like the
-    submission servers schools use. `on_message` is called with each accepted message before the
-    client gets its 250 (the demo uses it to file a copy in Sent, as a provider would).
+    submission servers schools use. With `xoauth2` (and `tls_context`), AUTH XOAUTH2 is the only
+    mechanism, as on Exchange Online: the function decides each (user, token); `logins` lists the
+    accepted ones. `on_message` is called with each accepted message before the client gets its
+    250 (the demo uses it to file a copy in Sent, as a provider would).
     """
 
     def __init__(
@@ -276,9 +309,12 @@ class SmtpCapture(_Server):
         username: str | None = None,
         password: str | None = None,
         on_message: Callable[[CapturedMail], object] | None = None,
+        xoauth2: TokenCheck | None = None,
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
+        if xoauth2 is not None and (tls_context is None or username is not None):
+            raise ValueError("XOAUTH2 needs a tls_context and replaces username/password")
         self.host = LOOPBACK
         self.port = 0
         self.messages: list[CapturedMail] = []
@@ -292,6 +328,9 @@ class SmtpCapture(_Server):
         self._refusals: dict[str, str] = {}
         self._counting = False
         self._controller: _CountingController | None = None
+        self._token_check = xoauth2
+        #: (user, token) of each accepted XOAUTH2 login.
+        self.logins: list[tuple[str, str]] = []
 
     def fail_next(self, reply: str, count: int = 1) -> None:
         """Answer the next `count` DATA commands with `reply` (e.g. "451 4.3.0 try later"); keep nothing."""
@@ -358,7 +397,12 @@ class SmtpCapture(_Server):
                 authenticator=self._authenticate,
                 auth_required=True,
                 auth_require_tls=self._tls_context is not None,
+                auth_exclude_mechanism=["XOAUTH2"],
             )
+        elif self._token_check is not None:
+            kwargs.update(auth_required=True, auth_require_tls=True, auth_exclude_mechanism=["LOGIN", "PLAIN"])
+        else:
+            kwargs.update(auth_exclude_mechanism=["XOAUTH2"])
         return _CountingController(self, _CaptureHandler(self), **kwargs)
 
     def _authenticate(
@@ -370,6 +414,10 @@ class SmtpCapture(_Server):
             auth_data.password, self._password.encode()
         )
         return AuthResult(success=ok, handled=False)
+
+    def _logged_in(self, user: str, token: str) -> None:
+        with self._lock:
+            self.logins.append((user, token))
 
     def _connection_opened(self) -> None:
         with self._lock:

@@ -1,0 +1,163 @@
+"""Recall (opt-in `[recall]`): take our notices out of the coordinators' own mailboxes once their day is over.
+
+The covenant promises that the school keeps no record of a signal. hwc-watcher empties the HwC
+mailbox itself; the recall does the same for the notice in each recipient's mailbox: it logs in
+to every `[[recall.mailbox]]`, asks the server in every folder (Inbox, Deleted Items, Archive,
+a folder of the coordinator's own) for messages with our notice Message-ID prefix and our From,
+reads only their From, Message-ID and Date, deletes those `recall_plan` approves, and then asks
+again to be sure none is left.
+
+Nothing is remembered between runs, so a restart loses nothing and the recall can run as often
+as needed. It never touches other mail: a message is deleted only when both its Message-ID and
+its From are ours. Logs and alerts carry the mailbox address, counts and the failing step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from hwc_watcher import log
+from hwc_watcher.auth import authenticator_for
+from hwc_watcher.classify import NOTICE_ID_PREFIX, OwnMail
+from hwc_watcher.config import Config, FolderNames, RecallMailbox
+from hwc_watcher.errors import HwcError
+from hwc_watcher.mailbox import Folders, FolderState, Mailbox
+from hwc_watcher.recall_plan import RECALL_FIELDS, is_due, is_our_notice
+
+_log = log.get_logger("hwc_watcher.recall")
+
+Step = Literal["login", "search", "delete", "verify"]
+
+
+@dataclass(frozen=True)
+class MailboxRecall:
+    """What the recall did in one recipient's mailbox: counts, or the step that failed and why."""
+
+    address: str
+    removed: int = 0
+    #: Due notices still found after deleting (then `step` is "verify").
+    left: int = 0
+    step: Step | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.step is None
+
+
+@dataclass(frozen=True)
+class RecallResult:
+    mailboxes: tuple[MailboxRecall, ...]
+
+    @property
+    def failed(self) -> tuple[MailboxRecall, ...]:
+        return tuple(m for m in self.mailboxes if not m.ok)
+
+    @property
+    def removed(self) -> int:
+        return sum(m.removed for m in self.mailboxes)
+
+
+class _Failed(Exception):
+    def __init__(self, step: Step, error: str) -> None:
+        super().__init__(error)
+        self.step = step
+
+
+class Recaller:
+    """Runs the recall over every configured recipient mailbox; one failing mailbox never stops the others."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.config = config
+        self.own = OwnMail.of(config)
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+
+    def run(self, now: dt.datetime | None = None) -> RecallResult:
+        moment = now or self.clock()
+        outcomes = tuple(self.recall(mailbox, moment) for mailbox in self.config.recall.mailboxes)
+        result = RecallResult(outcomes)
+        _log.info("recall_done", mailboxes=len(outcomes), removed=result.removed, failed=len(result.failed))
+        return result
+
+    def session(self, mailbox: RecallMailbox) -> Mailbox:
+        """An IMAP session on the recipient's own mailbox: [imap]'s server, this mailbox's login."""
+        settings = dataclasses.replace(self.config.imap, username=mailbox.login.username, auth=mailbox.login,
+                                       folders=FolderNames(sent=None, trash=None, junk=None))
+        auth = authenticator_for(mailbox.login, self.config.microsoft, self.config.google)
+        return Mailbox(settings, auth)
+
+    def recall(self, mailbox: RecallMailbox, now: dt.datetime) -> MailboxRecall:
+        """Delete the due notices in every folder, then look again; the failing step is reported."""
+        removed = 0
+        try:
+            try:
+                box = self.session(mailbox)
+                box.connect()
+            except HwcError as err:
+                raise _Failed("login", str(err)) from err
+            try:
+                try:
+                    folders = box.folders()
+                except HwcError as err:
+                    raise _Failed("search", str(err)) from err
+                removed = self._clean(box, folders, now)
+                left = sum(len(uids) for _state, uids in self._due(box, folders, now, "verify"))
+            finally:
+                box.close()
+        except _Failed as failed:
+            _log.error("recall_failed", mailbox=mailbox.address, step=failed.step, error=str(failed),
+                       removed=removed)
+            return MailboxRecall(mailbox.address, removed=removed, step=failed.step, error=str(failed))
+        if left:
+            _log.error("recall_failed", mailbox=mailbox.address, step="verify", left=left, removed=removed)
+            return MailboxRecall(mailbox.address, removed=removed, left=left, step="verify",
+                                 error=f"{left} notice(s) were still there after deleting")
+        _log.info("recall_mailbox_done", mailbox=mailbox.address, removed=removed)
+        return MailboxRecall(mailbox.address, removed=removed)
+
+    def _clean(self, box: Mailbox, folders: Folders, now: dt.datetime) -> int:
+        removed = 0
+        trash = folders.trash
+        for state, uids in self._due(box, folders, now, "search"):
+            try:
+                moved = box.delete(state.name, uids, uidvalidity=state.uidvalidity, trash=trash)
+                if moved and trash is not None and box.last_copy_validity is not None:
+                    # Gmail: the notice went to Trash; finish it there, by the UIDs the MOVE gave it.
+                    box.delete(trash, moved.values(), uidvalidity=box.last_copy_validity)
+            except HwcError as err:
+                raise _Failed("delete", str(err)) from err
+            removed += len(uids)
+        return removed
+
+    def _due(self, box: Mailbox, folders: Folders, now: dt.datetime,
+             step: Step) -> Iterator[tuple[FolderState, list[int]]]:
+        """Per folder (Trash last, where Gmail's moves land): the UIDs of our notices whose moment has come."""
+        recall, tz, calendar = self.config.recall, self.config.schedule.timezone, self.config.calendar
+        try:
+            names = sorted(folders.all, key=lambda name: name == folders.trash)
+            for name in names:
+                state = box.select(name)
+                if not state.exists:
+                    continue
+                hits = box.search_headers(state, [("Message-ID", NOTICE_ID_PREFIX), ("From", self.own.address)])
+                if not hits:
+                    continue
+                due = [g.uid for g in box.glance(state, hits, RECALL_FIELDS) if is_our_notice(g.headers, self.own)
+                       and is_due(g.headers, g.arrived, now, recall, tz, calendar)]
+                if due:
+                    yield state, due
+        except HwcError as err:
+            raise _Failed(step, str(err)) from err
+
+    def check_login(self, mailbox: RecallMailbox) -> str | None:
+        """For `check`: None when the login works, else the server's reason."""
+        try:
+            with self.session(mailbox) as box:
+                box.folders()
+        except HwcError as err:
+            return str(err)
+        return None

@@ -1,0 +1,77 @@
+"""When a notice disappears from its recipient's mailbox, and which messages are our notices.
+
+Pure: the recall (`hwc_watcher.recall`) asks the server for candidates and deletes what these
+rules approve; the notice itself tells its reader the same moment. No state is needed: the rule
+reads the notice's own Date header and Message-ID, so a restart between notice and recall loses
+nothing, and nothing about a notice is written anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.policy
+import zoneinfo
+from email.parser import BytesHeaderParser
+from email.utils import parsedate_to_datetime
+
+from hwc_watcher.classify import NOTICE_ID_PREFIX, OwnMail
+from hwc_watcher.config import RecallSettings
+from hwc_watcher.school_calendar import SchoolCalendar
+from hwc_watcher.trust import header_addresses, raw_values
+
+#: The header fields the recall reads of a candidate (never the body).
+RECALL_FIELDS = ("FROM", "MESSAGE-ID", "DATE")
+
+#: How far ahead the next school day is looked for (the longest holiday is well inside).
+_HORIZON_DAYS = 120
+
+
+def recall_moment(sent_at: dt.datetime, recall: RecallSettings, tz: zoneinfo.ZoneInfo,
+                  calendar: SchoolCalendar) -> dt.datetime:
+    """The first `recall.at` on a school day at least `keep_hours` after the notice was sent.
+
+    A notice sent at night or before school disappears at the end of that school day; one sent in
+    the afternoon, or in a holiday, stays until the end of the next school day.
+    """
+    earliest = sent_at + dt.timedelta(hours=recall.keep_hours)
+    day = sent_at.astimezone(tz).date()
+    for _ in range(_HORIZON_DAYS):
+        moment = dt.datetime.combine(day, recall.at, tzinfo=tz)
+        if calendar.is_school_day(day) and moment >= earliest:
+            return moment
+        day += dt.timedelta(days=1)
+    return dt.datetime.combine(day, recall.at, tzinfo=tz)  # pragma: no cover - a calendar without school days
+
+
+def is_our_notice(headers: bytes, own: OwnMail) -> bool:
+    """From exactly our address and exactly one Message-ID of our notice kind (`<hwc-notice.…@our domain>`).
+
+    Both must hold: a look-alike id from elsewhere, our From on another kind of mail, or a forwarded
+    copy (a new Message-ID) is never touched.
+    """
+    msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(headers)
+    ids = raw_values(msg, "Message-ID")
+    if header_addresses(msg, "From") != [own.address] or len(raw_values(msg, "From")) != 1 or len(ids) != 1:
+        return False
+    mid = ids[0].strip()
+    return mid.lower().startswith(NOTICE_ID_PREFIX) and own.is_own_id(mid)
+
+
+def sent_at(headers: bytes, arrived: dt.datetime | None) -> dt.datetime | None:
+    """Our own Date header (we wrote it); the server's arrival time when it cannot be read."""
+    msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(headers)
+    values = raw_values(msg, "Date")
+    try:
+        parsed = parsedate_to_datetime(values[0]) if len(values) == 1 else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        parsed = None
+    if parsed is not None and parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed or arrived
+
+
+def is_due(headers: bytes, arrived: dt.datetime | None, now: dt.datetime, recall: RecallSettings,
+           tz: zoneinfo.ZoneInfo, calendar: SchoolCalendar) -> bool:
+    """Its recall moment has come; a notice whose sending time cannot be told at all is left alone."""
+    when = sent_at(headers, arrived)
+    return when is not None and recall_moment(when, recall, tz, calendar) <= now

@@ -1,0 +1,344 @@
+"""The recall ([recall]): our notices leave the coordinators' own mailboxes once their day is over.
+
+Against a real Dovecot with one user per mailbox: the HwC mailbox, the coordinator's and the
+backup's. Notices are made by the real cycle and delivered as the SMTP server received them;
+what must go and what must stay is judged by looking at each mailbox afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from builders import BACKUP, BOX, CONTACT, COORDINATOR, people, private_file, signal, write_config
+from dovecot import DovecotServer
+from mailprobe import ImapAccount, message_id, parse_mail
+from structlog.testing import capture_logs
+
+from hwc_watcher import log
+from hwc_watcher.check import run_check
+from hwc_watcher.classify import OwnMail
+from hwc_watcher.config import ConfigError, RecallSettings, load_config, parse_config
+from hwc_watcher.cycle import Watcher
+from hwc_watcher.recall import Recaller
+from hwc_watcher.recall_plan import is_our_notice, recall_moment
+from hwc_watcher.school_calendar import DayOff, SchoolCalendar
+from hwc_watcher.service import Service
+from hwc_watcher.testing import SmtpCapture
+
+TZ = zoneinfo.ZoneInfo("Europe/Amsterdam")
+#: Monday morning, before school: the signal is handled, the notice sent.
+MORNING = dt.datetime(2026, 11, 30, 7, 30, tzinfo=TZ)
+#: Just after the recall moment of that Monday.
+EVENING = dt.datetime(2026, 11, 30, 17, 5, tzinfo=TZ)
+HOUR = dt.timedelta(hours=1)
+DELETED = "Verwijderde items"
+DAVID = "David Pieterse, 3-2-2012, Handle with Care"
+
+
+@dataclass
+class School:
+    """The HwC mailbox, the coordinator's and the backup's, on one Dovecot; the config that ties them."""
+
+    dovecot: DovecotServer
+    box: ImapAccount
+    zorg: ImapAccount
+    backup: ImapAccount
+    smtp: SmtpCapture
+    config: Path
+
+    def mailbox_of(self, address: str) -> ImapAccount:
+        return {COORDINATOR: self.zorg, BACKUP: self.backup}[address]
+
+    def notices(self, when: dt.datetime = MORNING, body: str = DAVID) -> list[bytes]:
+        """One real cycle on one signal at `when`; each notice delivered to its recipients' INBOX."""
+        self.smtp.messages.clear()
+        with self.box.probe() as probe:
+            probe.append("INBOX", signal(body, date=when - dt.timedelta(minutes=5)))
+        result = Watcher.from_config(load_config(self.config), clock=lambda: when).run_cycle()
+        assert result.completed == 1, result
+        notices = [m for m in self.smtp.messages if message_id(m.raw).startswith("<hwc-notice.")]
+        for mail in notices:
+            for rcpt in mail.rcpt_tos:
+                with self.mailbox_of(rcpt).probe() as probe:
+                    probe.append("INBOX", mail.raw)
+        return [m.raw for m in notices]
+
+
+def recall_config(box: ImapAccount, zorg: ImapAccount, backup: ImapAccount, directory: Path,
+                  backup_password: str | None = None) -> str:
+    private_file(directory / "zorg-password", zorg.password + "\n")
+    private_file(directory / "backup-password", (backup_password or backup.password) + "\n")
+    return f"""
+[recall]
+enabled = true
+
+[[recall.mailbox]]
+address = "{COORDINATOR}"
+username = "{zorg.username}"
+password_file = "zorg-password"
+
+[[recall.mailbox]]
+address = "{BACKUP}"
+username = "{backup.username}"
+password_file = "backup-password"
+"""
+
+
+@pytest.fixture
+def school(dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path) -> School:
+    box, zorg, backup = (dovecot.account(dovecot.add_user()) for _ in range(3))
+    with zorg.probe() as probe:
+        probe.client.create_folder("Leerlingen")
+    config = write_config(tmp_path, box, smtp_server, backup_mode="cc",
+                          extra=recall_config(box, zorg, backup, tmp_path))
+    return School(dovecot, box, zorg, backup, smtp_server, config)
+
+
+def look_alike(raw_notice: bytes, **changes: str) -> bytes:
+    """A copy of a notice with some headers changed (a forward, another sender, another id kind)."""
+    msg = parse_mail(raw_notice)
+    for name, value in changes.items():
+        header = name.replace("_", "-")
+        del msg[header]
+        msg[header] = value
+    return msg.as_bytes()
+
+
+def messages_in(account: ImapAccount) -> list[bytes]:
+    """Every message in every folder, as the coordinator's mail client would find them."""
+    with account.probe() as probe:
+        return [raw for raws in probe.all_messages().values() for raw in raws]
+
+
+# --- the rules, without a server ------------------------------------------------------------------------
+
+
+SETTINGS = RecallSettings(enabled=True, at=dt.time(17, 0), keep_hours=6)
+HOLIDAY = SchoolCalendar((DayOff(dt.date(2026, 12, 19), dt.date(2027, 1, 3), "Kerstvakantie"),))
+
+
+@pytest.mark.parametrize(
+    ("sent", "goes"),
+    [
+        (dt.datetime(2026, 11, 29, 22, 40, tzinfo=TZ), dt.datetime(2026, 11, 30, 17, 0, tzinfo=TZ)),  # Sunday night
+        (dt.datetime(2026, 11, 30, 7, 30, tzinfo=TZ), dt.datetime(2026, 11, 30, 17, 0, tzinfo=TZ)),   # before school
+        (dt.datetime(2026, 11, 30, 11, 0, tzinfo=TZ), dt.datetime(2026, 11, 30, 17, 0, tzinfo=TZ)),   # six hours left
+        (dt.datetime(2026, 11, 30, 14, 0, tzinfo=TZ), dt.datetime(2026, 12, 1, 17, 0, tzinfo=TZ)),    # afternoon
+        (dt.datetime(2026, 12, 4, 15, 0, tzinfo=TZ), dt.datetime(2026, 12, 7, 17, 0, tzinfo=TZ)),     # Friday → Monday
+        (dt.datetime(2026, 12, 24, 9, 0, tzinfo=TZ), dt.datetime(2027, 1, 4, 17, 0, tzinfo=TZ)),      # in the holiday
+    ],
+    ids=["sunday-night", "before-school", "late-morning", "afternoon", "friday", "holiday"],
+)
+def test_a_notice_goes_at_the_end_of_the_school_day_it_is_for(sent: dt.datetime, goes: dt.datetime) -> None:
+    """The first recall time on a school day at least keep_hours after sending."""
+    assert recall_moment(sent, SETTINGS, TZ, HOLIDAY) == goes
+
+
+OWN = OwnMail(BOX, "college.example.nl")
+NOTICE_ID = "<hwc-notice.0123456789abcdef0123456789abcdef@college.example.nl>"
+
+
+@pytest.mark.parametrize(
+    ("headers", "ours"),
+    [
+        (f"From: Handle with Care <{BOX}>\r\nMessage-ID: {NOTICE_ID}\r\n", True),
+        (f"From: Iemand <iemand@elders.example>\r\nMessage-ID: {NOTICE_ID}\r\n", False),
+        (f"From: <{BOX}>\r\nMessage-ID: <hwc-test.0123@college.example.nl>\r\n", False),
+        (f"From: <{BOX}>\r\nMessage-ID: <hwc-notice.0123@elders.example>\r\n", False),
+        (f"From: <{BOX}>\r\nMessage-ID: <fw.{NOTICE_ID[1:]}\r\n", False),
+        (f"From: <{BOX}>, <iemand@elders.example>\r\nMessage-ID: {NOTICE_ID}\r\n", False),
+        (f"From: <{BOX}>\r\nFrom: <{BOX}>\r\nMessage-ID: {NOTICE_ID}\r\n", False),
+        (f"From: <{BOX}>\r\nMessage-ID: {NOTICE_ID}\r\nMessage-ID: {NOTICE_ID}\r\n", False),
+    ],
+    ids=["ours", "other-from", "test-mail", "other-domain", "other-id", "two-addresses", "two-froms", "two-ids"],
+)
+def test_only_our_from_with_our_notice_id_is_ours(headers: str, ours: bool) -> None:
+    assert is_our_notice(headers.encode(), OWN) is ours
+
+
+def config_with(extra: str, auth: str = "") -> dict[str, object]:
+    import tomllib
+
+    text = f"""
+[imap]
+host = "imap.college.example.nl"
+username = "{BOX}"
+password_file = "/etc/hwc/imap"
+{auth}
+[smtp]
+host = "smtp.college.example.nl"
+from_address = "{BOX}"
+{people()}
+{extra}
+"""
+    return tomllib.loads(text)
+
+
+def test_a_recall_mailbox_must_receive_notices() -> None:
+    """An address that gets no notices is refused: the recall cleans only what it sent."""
+    doc = config_with(f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{CONTACT}"\n'
+                      'password_file = "/etc/hwc/x"\n')
+    with pytest.raises(ConfigError, match="is no coordinator or backup"):
+        parse_config(doc)
+
+
+def test_with_passwords_each_mailbox_needs_its_own() -> None:
+    doc = config_with(f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n')
+    with pytest.raises(ConfigError, match="needs password_file or password_credential") as err:
+        parse_config(doc)
+    assert "password_credential" in err.value.fix
+
+
+def test_with_the_app_every_recipient_is_recalled_without_listing() -> None:
+    """auth = "microsoft": the same app logs in as each coordinator and backup; no passwords."""
+    doc = config_with("[recall]\nenabled = true\n[microsoft]\ntenant_id = \"college.example.nl\"\n"
+                      'client_id = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"\nclient_secret_file = "/etc/hwc/ms"\n',
+                      auth='auth = "microsoft"')
+    del doc["imap"]["password_file"]  # type: ignore[attr-defined]
+    recall = parse_config(doc).recall
+    assert sorted(m.address for m in recall.mailboxes) == sorted([COORDINATOR, BACKUP])
+    assert all(m.login.kind == "microsoft" and m.login.username == m.address for m in recall.mailboxes)
+
+
+# --- against Dovecot ----------------------------------------------------------------------------------
+
+
+def test_notices_leave_every_folder_and_look_alikes_stay(school: School) -> None:
+    """Inbox, Deleted Items and a folder of the coordinator's own are emptied of due notices; nothing else goes."""
+    (notice,) = school.notices()
+    assert "Deze e-mail verdwijnt vandaag om 17:00 vanzelf" in parse_mail(notice).get_content()
+    with school.zorg.probe() as probe:
+        c = probe.client
+        c.select_folder("INBOX")
+        c.copy(c.search(["ALL"]), DELETED)
+        c.copy(c.search(["ALL"]), "Leerlingen")
+        probe.append("INBOX", look_alike(notice, From="Iemand <iemand@elders.example>"))
+        probe.append("INBOX", look_alike(notice, Message_ID="<hwc-test.feedface@college.example.nl>"))
+        probe.append("Leerlingen", look_alike(notice, Subject="Fw: Handle with Care",
+                                              Message_ID="<fw.1@college.example.nl>", From=f"<{COORDINATOR}>"))
+    (later,) = school.notices(when=dt.datetime(2026, 11, 30, 14, 0, tzinfo=TZ),
+                              body="Tess Jansen, 5-6-2013, Handle with Care")  # goes tomorrow at 17:00
+    before = messages_in(school.zorg)
+
+    result = Recaller(load_config(school.config)).run(EVENING)
+
+    by_address = {m.address: m for m in result.mailboxes}
+    assert by_address[COORDINATOR].ok and by_address[COORDINATOR].removed == 3
+    assert by_address[BACKUP].ok and by_address[BACKUP].removed == 1  # mode "cc": the backup had it too
+    after = messages_in(school.zorg)
+    assert len(after) == len(before) - 3
+    assert not [raw for raw in after if message_id(raw) == message_id(notice) and is_our_notice(raw, OWN)]
+    left = {message_id(raw) for raw in after}
+    assert {"<hwc-test.feedface@college.example.nl>", "<fw.1@college.example.nl>", message_id(later)} <= left
+    assert any("elders.example" in str(parse_mail(raw)["From"]) for raw in after)  # same id, other sender
+    assert messages_in(school.backup) == [later]
+
+
+def test_on_gmail_a_recalled_notice_leaves_trash_too(gmail_dovecot: DovecotServer, smtp_server: SmtpCapture,
+                                                     tmp_path: Path) -> None:
+    """Gmail keeps a message in All Mail while any label remains: the notice is moved to Trash and
+    expunged there, so the coordinator finds it nowhere."""
+    box, zorg, backup = (gmail_dovecot.account(gmail_dovecot.add_user()) for _ in range(3))
+    config = write_config(tmp_path, box, smtp_server, extra=recall_config(box, zorg, backup, tmp_path))
+    School(gmail_dovecot, box, zorg, backup, smtp_server, config).notices()
+    with zorg.probe() as probe:
+        assert "X-GM-EXT-1" in probe.capabilities() and probe.count("INBOX") == 1
+
+    result = Recaller(load_config(config)).run(EVENING)
+
+    assert not result.failed and result.removed == 1
+    assert messages_in(zorg) == []
+
+
+def test_a_restart_between_notice_and_recall_loses_nothing(school: School) -> None:
+    """The recall keeps no state: a new process, a new Service, finds the notices by their headers alone."""
+    school.notices()
+    watcher = Watcher.from_config(load_config(school.config), clock=lambda: EVENING)  # after a "restart"
+    service = Service(watcher.config, watcher)
+    result = service.recall(EVENING)
+    assert result is not None and not result.failed and result.removed == 2
+    assert messages_in(school.zorg) == [] and messages_in(school.backup) == []
+
+
+def test_nothing_goes_before_its_moment(school: School) -> None:
+    school.notices()
+    result = Recaller(load_config(school.config)).run(dt.datetime(2026, 11, 30, 16, 55, tzinfo=TZ))
+    assert result.removed == 0 and not result.failed
+    assert len(messages_in(school.zorg)) == 1
+
+
+def test_a_refused_login_alerts_the_contact_and_is_retried(
+    dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
+    """A wrong backup password: the coordinator's notices still go; one content-free alert names the
+    mailbox and the step; a retry is scheduled; once the password is fixed the retry finishes the job."""
+    box, zorg, backup = (dovecot.account(dovecot.add_user()) for _ in range(3))
+    config = write_config(tmp_path, box, smtp_server, backup_mode="cc",
+                          extra=recall_config(box, zorg, backup, tmp_path, backup_password="wrong"))
+    school = School(dovecot, box, zorg, backup, smtp_server, config)
+    school.notices()
+    smtp_server.messages.clear()
+    watcher = Watcher.from_config(load_config(config), clock=lambda: EVENING)
+    service = Service(watcher.config, watcher)
+    service.scheduler.start(paused=True)
+    try:
+        first = service.recall(EVENING)
+        again = service.recall(EVENING + dt.timedelta(minutes=30))
+        retry = service.scheduler.get_job("recall-retry")
+        assert retry is not None
+    finally:
+        service.scheduler.shutdown(wait=False)
+
+    assert first is not None and [(m.address, m.step) for m in first.failed] == [(BACKUP, "login")]
+    assert again is not None and again.failed
+    assert messages_in(zorg) == []
+    alerts = [m for m in smtp_server.messages if message_id(m.raw).startswith("<hwc-alert.")]
+    assert len(alerts) == 1, "one alert per mailbox and step a day"
+    text = alerts[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert BACKUP in text and "stap: login" in text and "17:35" in text
+    assert CONTACT in alerts[0].rcpt_tos and "David" not in text and "2012" not in text
+
+    private_file(tmp_path / "backup-password", backup.password + "\n")
+    fixed = Service(load_config(config), Watcher.from_config(load_config(config))).recall(EVENING + HOUR)
+    assert fixed is not None and not fixed.failed and fixed.removed == 1
+    assert messages_in(backup) == []
+
+
+def test_without_recall_the_notice_asks_to_be_deleted(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
+                                                      tmp_path: Path) -> None:
+    config = write_config(tmp_path, dovecot_account, smtp_server)
+    with dovecot_account.probe() as probe:
+        probe.append("INBOX", signal())
+    Watcher.from_config(load_config(config), clock=lambda: MORNING).run_cycle()
+    (notice,) = [m for m in smtp_server.messages if message_id(m.raw).startswith("<hwc-notice.")]
+    text = notice.message.get_content()
+    assert "Bewaar deze e-mail niet" in text and "verdwijnt" not in text
+
+
+def test_check_tests_every_recall_login(dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """`check`: ✓ for a mailbox that logs in, ✗ with the server's reason for one that does not."""
+    import io
+
+    box, zorg, backup = (dovecot.account(dovecot.add_user()) for _ in range(3))
+    config = write_config(tmp_path, box, smtp_server,
+                          extra=recall_config(box, zorg, backup, tmp_path, backup_password="wrong"))
+    out = io.StringIO()
+    assert run_check(config, out) == 1
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith(f"✓ recall login {COORDINATOR}") for line in lines), out.getvalue()
+    assert any(line.startswith(f"✗ recall login {BACKUP}") for line in lines), out.getvalue()
+
+
+def test_logs_name_mailboxes_and_counts_only(school: School) -> None:
+    """The recall's log lines: the mailbox address, counts and steps; never a name, date or subject."""
+    school.notices()
+    with capture_logs(processors=[log.refuse_pupil_data]) as lines:
+        Recaller(load_config(school.config)).run(EVENING)
+    done = [entry for entry in lines if entry.get("event") == "recall_done"]
+    assert done and done[0]["removed"] == 2
+    text = repr(lines)
+    assert "David" not in text and "Pieterse" not in text and "2012" not in text and "Handle with Care" not in text
