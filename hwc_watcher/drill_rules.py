@@ -20,7 +20,7 @@ from hwc_watcher.auth_results import AuthResultsError, parse_auth_results
 from hwc_watcher.classify import parse_message
 from hwc_watcher.config import Config, DrillSettings
 from hwc_watcher.school_calendar import SchoolCalendar
-from hwc_watcher.trust import _trusted_headers, authenticated, raw_values, sender_address
+from hwc_watcher.trust import authenticated, raw_values, sender_address, trusted_headers
 
 #: The steps of a drill, in order; each is named in the report when it fails.
 STEPS = ("mailbox", "send", "arrive", "authenticate", "delete")
@@ -122,7 +122,7 @@ def judge(raw: bytes, message_id: str, config: Config) -> Received:
         return Received("check_off", seen_ids)
     if not values:
         return Received("no_header", seen_ids)
-    headers = _trusted_headers(values, vt.authserv_ids)
+    headers = trusted_headers(values, vt.authserv_ids)
     if headers is None:
         return Received("untrusted_id" if vt.authserv_ids else "unreadable", seen_ids)
     trusted = tuple(h.authserv_id or "(none)" for h in headers)

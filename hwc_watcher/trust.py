@@ -8,7 +8,7 @@ Pure functions over `email.message.EmailMessage`. The rules, and why:
 * The From header is whatever the sender typed; the school's receiving server vouches for it
   in its Authentication-Results header (RFC 8601: each hop prepends its own), read exactly by
   `auth_results`. A lower header could have been written by the sender, so it counts for
-  nothing: see `authenticated` for the rule and `_trusted_headers` for which header counts.
+  nothing: see `authenticated` for the rule and `trusted_headers` for which header counts.
 * Automatic mail (RFC 3834) and reports (RFC 3464, RFC 8098) are never answered: no loops.
 """
 
@@ -123,7 +123,7 @@ def is_allowed(address: str | None, senders: Iterable[str]) -> bool:
 _NO_POLICY = frozenset({"none", "bestguesspass"})
 
 
-def _trusted_headers(values: list[str], authserv_ids: tuple[str, ...]) -> list[AuthResults] | None:
+def trusted_headers(values: list[str], authserv_ids: tuple[str, ...]) -> list[AuthResults] | None:
     """The headers the school's own server wrote, or None when there is none we can believe.
 
     Without `authserv_ids`: the topmost header only, whoever wrote it (RFC 8601 §5: each hop
@@ -184,7 +184,7 @@ def authenticated(msg: Message, address: str, settings: VeiligThuisSettings) -> 
     """
     if settings.auth_check == "off":
         return True
-    headers = _trusted_headers(raw_values(msg, "Authentication-Results"), settings.authserv_ids)
+    headers = trusted_headers(raw_values(msg, "Authentication-Results"), settings.authserv_ids)
     if headers is None:
         return False
     from_domain = address.split("@", 1)[1]
