@@ -135,8 +135,8 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "Oefening MISLUKT bij stap '$step': $error\n\n"
             "Oplossing: $fix\n\n"
             "Stappen: $steps\n\n"
-            "hwc-watcher stuurde om $sent een testbericht van de Handle with Care-mailbox aan zichzelf, om na\n"
-            "de vakantie de hele keten te controleren. Tot dit is opgelost komt een signaal van Veilig Thuis\n"
+            "hwc-watcher stuurde om $sent een testbericht van de Handle with Care-mailbox aan zichzelf, om de\n"
+            "hele keten te controleren. Tot dit is opgelost komt een signaal van Veilig Thuis\n"
             "misschien niet vanzelf bij de zorgcoördinator: geef dit door aan de ICT-beheerder en controleer\n"
             "de HwC-mailbox elke ochtend met de hand.\n"
         ),
@@ -256,7 +256,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "Fix: $fix\n\n"
             "Steps: $steps\n\n"
             "At $sent hwc-watcher sent a test mail from the Handle with Care mailbox to itself, to check the\n"
-            "whole chain after the holiday. Until this is fixed a signal from Veilig Thuis may not reach the\n"
+            "whole chain. Until this is fixed a signal from Veilig Thuis may not reach the\n"
             "care coordinator by itself: pass this on to the ICT admin and check the HwC mailbox by hand\n"
             "every morning.\n"
         ),
