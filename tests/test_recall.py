@@ -8,14 +8,19 @@ what must go and what must stay is judged by looking at each mailbox afterwards.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import shutil
 import zoneinfo
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from builders import BACKUP, BOX, CONTACT, COORDINATOR, people, private_file, signal, write_config
-from dovecot import DovecotServer
-from mailprobe import ImapAccount, message_id, parse_mail
+from dovecot import DovecotServer, make_directory, require_dovecot
+from mailprobe import ImapAccount, TlsFiles, message_id, parse_mail
+from oauth_servers import OAUTH2_CONF, OAUTH_MECHANISMS, IntrospectionServer, TokenServer, jwt_claims, make_rsa_key
 from structlog.testing import capture_logs
 
 from hwc_watcher import log
@@ -342,3 +347,140 @@ def test_logs_name_mailboxes_and_counts_only(school: School) -> None:
     assert done and done[0]["removed"] == 2
     text = repr(lines)
     assert "David" not in text and "Pieterse" not in text and "2012" not in text and "Handle with Care" not in text
+
+
+# --- the app's logins: Google Workspace (domain-wide delegation) and Microsoft 365 (FullAccess) ---------
+
+
+#: A notice as the cycle writes it, for the app-login tests (the cycle is proven above).
+NOTICE = (f"From: Het Voorbeeldcollege <{BOX}>\r\nTo: <{COORDINATOR}>\r\nSubject: Handle with Care\r\n"
+          f"Date: Mon, 30 Nov 2026 07:30:00 +0100\r\nMessage-ID: <hwc-notice.{'cd' * 16}@college.example.nl>\r\n"
+          f"\r\n{DAVID}\r\n").encode()
+
+
+def app_users(dovecot: DovecotServer) -> dict[str, ImapAccount]:
+    """The coordinator's and the backup's mailbox, as Dovecot users named by their local part."""
+    return {address: dovecot.account(dovecot.add_user(address.split("@")[0])) for address in (COORDINATOR, BACKUP)}
+
+
+@contextmanager
+def app_dovecot(tls_files: TlsFiles) -> Iterator[tuple[DovecotServer, TokenServer]]:
+    """A Dovecot that accepts a token only for the mailbox it was issued for (Gmail: the impersonated
+    user; Exchange: the mailbox the app has FullAccess to), and the local token endpoint.
+
+    Dovecot's users here are file names without "@", so both the login and the token's user are
+    reduced to the local part (`%Ln`): `zorg@college.example.nl` is the user `zorg`.
+    """
+    require_dovecot()
+    tokens = TokenServer(tls_files.cert_file, tls_files.key_file).start()
+    introspection = IntrospectionServer(tokens.subject_for).start()
+    directory = make_directory("hwc-app-dovecot-")
+    settings = directory / "oauth2.conf.ext"
+    settings.write_text(OAUTH2_CONF.format(url=introspection.url) + "username_format = %Ln\n")
+    settings.chmod(0o644)
+    extra = ("auth_username_format = %Ln\n"
+             f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {settings}\n}}\n")
+    server = DovecotServer(directory, tls_files, auth_mechanisms=OAUTH_MECHANISMS, extra_config=extra)
+    try:
+        server.start()
+        yield server, tokens
+    finally:
+        server.stop()
+        introspection.stop()
+        tokens.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def app_recall_config(directory: Path, dovecot: DovecotServer, tokens: TokenServer, smtp: SmtpCapture,
+                      provider: str = "google") -> Path:
+    """[recall] with the app's logins: a Google service account key, or a Microsoft app secret."""
+    if provider == "google":
+        pem = make_rsa_key(directory / "sa-key.pem")
+        key = {"type": "service_account", "project_id": "school-project", "private_key_id": "k1", "private_key": pem,
+               "client_email": "hwc-watcher@school-project.iam.gserviceaccount.com",
+               "client_id": "104857600000000000001", "token_uri": tokens.google_token_uri}
+        private_file(directory / "service-account.json", json.dumps(key))
+        app = f'[google]\nservice_account_file = "service-account.json"\nca_file = "{dovecot.tls.ca_file}"\n'
+    else:
+        private_file(directory / "client-secret", "s3cret-VALUE\n")
+        app = (f'[microsoft]\ntenant_id = "college.example.nl"\nclient_id = "11111111-2222-3333-4444-555555555555"\n'
+               f'client_secret_file = "client-secret"\nauthority_host = "{tokens.base_url}"\n'
+               f'ca_file = "{dovecot.tls.ca_file}"\n')
+    return private_file(directory / "config.toml", f"""
+[imap]
+host = "127.0.0.1"
+port = {dovecot.tls_port}
+security = "tls"
+ca_file = "{dovecot.tls.ca_file}"
+username = "{BOX}"
+auth = "{provider}"
+timeout = 10
+
+{app}
+[smtp]
+host = "{smtp.host}"
+port = {smtp.port}
+security = "plain"
+allow_plaintext = true
+auth = "none"
+from_address = "{BOX}"
+timeout = 10
+{people("cc")}
+[recall]
+enabled = true
+""")
+
+
+@pytest.mark.dovecot
+def test_with_google_the_service_account_recalls_as_each_coordinator(tls_files: TlsFiles, smtp_server: SmtpCapture,
+                                                                     tmp_path: Path) -> None:
+    """No passwords: one token per coordinator, with the coordinator as the delegation's subject, opens
+    exactly that mailbox; the notices go, a look-alike stays, and `check` shows both logins."""
+    import io
+
+    with app_dovecot(tls_files) as (dovecot, tokens):
+        config_path = app_recall_config(tmp_path, dovecot, tokens, smtp_server)
+        config = load_config(config_path)
+        accounts = app_users(dovecot)
+        for account in accounts.values():
+            with account.probe() as probe:
+                probe.append("INBOX", NOTICE)
+                probe.append(DELETED, look_alike(NOTICE, Message_ID="<hwc-test.feedface@college.example.nl>"))
+
+        result = Recaller(config).run(EVENING)
+        out = io.StringIO()
+        run_check(config_path, out)
+        left = {address: [message_id(raw) for raw in messages_in(account)] for address, account in accounts.items()}
+
+    assert not result.failed and {m.address: m.removed for m in result.mailboxes} == {COORDINATOR: 1, BACKUP: 1}
+    subjects = [jwt_claims(form["assertion"]).get("sub") for _path, form in tokens.token_requests
+                if form.get("assertion")]
+    assert {COORDINATOR, BACKUP} <= set(subjects), subjects
+    assert f"✓ recall login {COORDINATOR}" in out.getvalue() and f"✓ recall login {BACKUP}" in out.getvalue()
+    assert left == {address: ["<hwc-test.feedface@college.example.nl>"] for address in (COORDINATOR, BACKUP)}
+
+
+
+@pytest.mark.dovecot
+def test_with_microsoft_the_app_opens_only_mailboxes_it_was_given(tls_files: TlsFiles, smtp_server: SmtpCapture,
+                                                                  tmp_path: Path) -> None:
+    """The app's client-credential token, with the coordinator as the XOAUTH2 user: the mailbox with
+    FullAccess is recalled; the backup's, without it, fails at login, named in `check` and the result."""
+    import io
+
+    with app_dovecot(tls_files) as (dovecot, tokens):
+        tokens.microsoft_mailbox = COORDINATOR  # Add-MailboxPermission was run for the coordinator only
+        config_path = app_recall_config(tmp_path, dovecot, tokens, smtp_server, provider="microsoft")
+        accounts = app_users(dovecot)
+        for account in accounts.values():
+            with account.probe() as probe:
+                probe.append(DELETED, NOTICE)
+        result = Recaller(load_config(config_path)).run(EVENING)
+        out = io.StringIO()
+        run_check(config_path, out)
+        left = {address: len(messages_in(account)) for address, account in accounts.items()}
+
+    assert [(m.address, m.ok, m.removed) for m in result.mailboxes] == [(COORDINATOR, True, 1), (BACKUP, False, 0)]
+    assert result.failed[0].step == "login"
+    assert left == {COORDINATOR: 0, BACKUP: 1}
+    assert f"✓ recall login {COORDINATOR}" in out.getvalue() and f"✗ recall login {BACKUP}" in out.getvalue()
