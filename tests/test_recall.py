@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from builders import BACKUP, BOX, CONTACT, COORDINATOR, people, private_file, signal, write_config
-from dovecot import DovecotServer, make_directory, require_dovecot
+from dovecot import DovecotServer, make_directory, require_dovecot, running
 from mailprobe import ImapAccount, TlsFiles, message_id, parse_mail
 from oauth_servers import OAUTH2_CONF, OAUTH_MECHANISMS, IntrospectionServer, TokenServer, jwt_claims, make_rsa_key
 from structlog.testing import capture_logs
@@ -484,3 +484,34 @@ def test_with_microsoft_the_app_opens_only_mailboxes_it_was_given(tls_files: Tls
     assert result.failed[0].step == "login"
     assert left == {COORDINATOR: 0, BACKUP: 1}
     assert f"✓ recall login {COORDINATOR}" in out.getvalue() and f"✗ recall login {BACKUP}" in out.getvalue()
+
+
+@pytest.mark.dovecot
+def test_a_dovecot_master_user_recalls_without_the_coordinators_passwords(tls_files: TlsFiles,
+                                                                         smtp_server: SmtpCapture,
+                                                                         tmp_path: Path) -> None:
+    """Plain IMAP with one service login: `<coordinator>*<master>` and the master's password (docs/recall.md)."""
+    secrets_dir = make_directory("hwc-dovecot-master-users-")
+    try:
+        secrets_dir.chmod(0o755)  # Dovecot's auth process (user dovecot) reads the file
+        master = secrets_dir / "master-users"
+        master.write_text("hwc-recall:{PLAIN}master-secret::::::\n")
+        master.chmod(0o644)
+        extra = ("auth_master_user_separator = *\n"
+                 f"passdb {{\n  driver = passwd-file\n  master = yes\n  args = scheme=PLAIN {master}\n"
+                 "  result_success = continue\n}\n")
+        with running(tls_files, "hwc-dovecot-master-", extra_config=extra) as dovecot:
+            box, zorg, backup = (dovecot.account(dovecot.add_user()) for _ in range(3))
+            private_file(tmp_path / "master-password", "master-secret\n")
+            recall = "\n[recall]\nenabled = true\n" + "".join(
+                f'[[recall.mailbox]]\naddress = "{address}"\nusername = "{account.username}*hwc-recall"\n'
+                'password_file = "master-password"\n' for address, account in ((COORDINATOR, zorg), (BACKUP, backup)))
+            config = write_config(tmp_path, box, smtp_server, backup_mode="cc", extra=recall)
+            School(dovecot, box, zorg, backup, smtp_server, config).notices()
+            result = Recaller(load_config(config)).run(EVENING)
+            left = messages_in(zorg) + messages_in(backup)
+    finally:
+        shutil.rmtree(secrets_dir, ignore_errors=True)
+
+    assert not result.failed and result.removed == 2
+    assert left == []
