@@ -26,8 +26,10 @@ from structlog.testing import capture_logs
 from hwc_watcher import log
 from hwc_watcher.check import run_check
 from hwc_watcher.classify import OwnMail
+from hwc_watcher.compose import Composer
 from hwc_watcher.config import ConfigError, RecallSettings, load_config, parse_config
 from hwc_watcher.cycle import Watcher
+from hwc_watcher.models import Pupil, RouteDecision
 from hwc_watcher.recall import Recaller
 from hwc_watcher.recall_plan import is_our_notice, recall_moment
 from hwc_watcher.school_calendar import DayOff, SchoolCalendar
@@ -207,6 +209,31 @@ def test_with_the_app_every_recipient_is_recalled_without_listing() -> None:
     recall = parse_config(doc).recall
     assert sorted(m.address for m in recall.mailboxes) == sorted([COORDINATOR, BACKUP])
     assert all(m.login.kind == "microsoft" and m.login.username == m.address for m in recall.mailboxes)
+
+
+@pytest.mark.parametrize(
+    ("language", "sent", "line"),
+    [
+        ("nl", MORNING, "Deze e-mail verdwijnt vandaag om 17:00 vanzelf uit je mailbox, ook uit 'Verwijderde items'."),
+        ("nl", MORNING + 7 * HOUR, "Deze e-mail verdwijnt op 1 december 2026 om 17:00 vanzelf"),
+        ("en", MORNING, "This e-mail disappears from your mailbox today at 17:00, also from 'Deleted items'."),
+    ],
+    ids=["nl-today", "nl-tomorrow", "en-today"],
+)
+def test_the_notice_says_when_it_disappears(language: str, sent: dt.datetime, line: str) -> None:
+    """One line with the same moment the recall uses, and the protocol's way to remember (mondeling)."""
+    config = parse_config(config_with(f'[messages]\nlanguage = "{language}"\n'
+                                      f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
+                                      'password_file = "/etc/hwc/zorg"\n'))
+    route = config.routing.default
+    moment = recall_moment(sent, config.recall, TZ, config.calendar)
+    notice = Composer(config).notice(Pupil("David Pieterse", dt.date(2012, 2, 3)),
+                                     RouteDecision(route=route, matched=False, note="no_pupil_list"),
+                                     (route.coordinator,), sent, disappears=moment)
+    text = " ".join(notice.get_content().split())
+    assert line in text
+    assert ("mondeling" if language == "nl" else "by word of mouth") in text
+    assert "Bewaar deze e-mail niet" not in text and "Do not keep this e-mail" not in text
 
 
 # --- against Dovecot ----------------------------------------------------------------------------------
@@ -515,3 +542,35 @@ def test_a_dovecot_master_user_recalls_without_the_coordinators_passwords(tls_fi
 
     assert not result.failed and result.removed == 2
     assert left == []
+
+
+def test_the_daemon_recalls_at_start_up_and_every_day_at_the_moment(school: School) -> None:
+    """A machine that was off at 17:00 catches up when it starts; the daily job stays at recall.at."""
+    import threading
+
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
+
+    school.notices()
+    watcher = Watcher.from_config(load_config(school.config), clock=lambda: EVENING)
+    service = Service(watcher.config, watcher)
+    done = threading.Event()
+    outcome: list[JobExecutionEvent] = []
+
+    def finished(event: JobExecutionEvent) -> None:
+        if event.job_id == "recall-retry":
+            outcome.append(event)
+            done.set()
+
+    service.scheduler.add_listener(finished, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+    service.start()
+    try:
+        assert done.wait(30), "the start-up recall did not run"
+        daily = service.scheduler.get_job("recall")
+        assert daily is not None
+        fields = {f.name: str(f) for f in daily.trigger.fields}
+    finally:
+        service.shutdown()
+
+    assert outcome[0].exception is None and outcome[0].retval.removed == 2
+    assert (fields["hour"], fields["minute"], fields["day_of_week"]) == ("17", "0", "*")
+    assert messages_in(school.zorg) == [] and messages_in(school.backup) == []
