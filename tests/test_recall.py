@@ -236,6 +236,28 @@ def test_the_notice_says_when_it_disappears(language: str, sent: dt.datetime, li
     assert "Bewaar deze e-mail niet" not in text and "Do not keep this e-mail" not in text
 
 
+
+@pytest.mark.parametrize(
+    ("extra", "auth", "expected"),
+    [
+        (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword_file = "/etc/hwc/a"\n'
+         f'[[recall.mailbox]]\naddress = "{COORDINATOR.upper()}"\npassword_file = "/etc/hwc/b"\n', "",
+         "is listed twice"),
+        (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword_file = "/etc/hwc/a"\n'
+         '[microsoft]\ntenant_id = "college.example.nl"\nclient_id = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"\n'
+         'client_secret_file = "/etc/hwc/ms"\n', 'auth = "microsoft"', "username and password are not used"),
+        ('[recall]\nenabled = true\n', "", "no \\[\\[recall.mailbox\\]\\] is listed"),
+        ('[recall]\nenabled = true\nretry_minute = 10\n', "", "Did you mean recall.retry_minutes"),
+    ],
+    ids=["twice", "password-with-app", "password-none-listed", "typo"],
+)
+def test_recall_config_errors_name_the_key(extra: str, auth: str, expected: str) -> None:
+    doc = config_with(extra, auth=auth)
+    if auth:
+        del doc["imap"]["password_file"]  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(doc)
+
 # --- against Dovecot ----------------------------------------------------------------------------------
 
 
@@ -574,3 +596,24 @@ def test_the_daemon_recalls_at_start_up_and_every_day_at_the_moment(school: Scho
     assert outcome[0].exception is None and outcome[0].retval.removed == 2
     assert (fields["hour"], fields["minute"], fields["day_of_week"]) == ("17", "0", "*")
     assert messages_in(school.zorg) == [] and messages_in(school.backup) == []
+
+
+
+def test_the_admin_recalls_now_from_the_command_line(school: School, capsys: pytest.CaptureFixture[str]) -> None:
+    """`hwc-watcher recall`: one recall with the real clock (long after the notice's Monday), counts per mailbox."""
+    from hwc_watcher.cli import main
+
+    school.notices()
+    assert main(["--config", str(school.config), "recall"]) == 0
+    out = capsys.readouterr().out
+    assert f"✓ {COORDINATOR}: 1 notice(s) removed" in out and f"✓ {BACKUP}: 1 notice(s) removed" in out
+    assert "David" not in out
+    assert messages_in(school.zorg) == []
+
+
+def test_without_recall_the_command_says_so(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
+                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hwc_watcher.cli import main
+
+    assert main(["--config", str(write_config(tmp_path, dovecot_account, smtp_server)), "recall"]) == 2
+    assert "recall.enabled = true" in capsys.readouterr().err
