@@ -160,8 +160,13 @@ NOTICE_ID = "<hwc-notice.0123456789abcdef0123456789abcdef@college.example.nl>"
         (f"From: <{BOX}>, <iemand@elders.example>\r\nMessage-ID: {NOTICE_ID}\r\n", False),
         (f"From: <{BOX}>\r\nFrom: <{BOX}>\r\nMessage-ID: {NOTICE_ID}\r\n", False),
         (f"From: <{BOX}>\r\nMessage-ID: {NOTICE_ID}\r\nMessage-ID: {NOTICE_ID}\r\n", False),
+        (f"From: <{BOX.upper()}>\r\nMessage-ID: {NOTICE_ID.upper()}\r\n", True),
+        (f"From: <{BOX}>\r\nMessage-ID: <hwc-notice.0123@college.example.nl>\r\n", False),
+        (f"From: <{BOX}>\r\nMessage-ID: {NOTICE_ID[:-1]}.x>\r\n", False),
+        (f"From: <{BOX}>\r\nMessage-ID: <hwc-notice.{'g' * 32}@college.example.nl>\r\n", False),
     ],
-    ids=["ours", "other-from", "test-mail", "other-domain", "other-id", "two-addresses", "two-froms", "two-ids"],
+    ids=["ours", "other-from", "test-mail", "other-domain", "other-id", "two-addresses", "two-froms", "two-ids",
+         "any-case", "short-id", "other-domain-suffix", "not-hex"],
 )
 def test_only_our_from_with_our_notice_id_is_ours(headers: str, ours: bool) -> None:
     assert is_our_notice(headers.encode(), OWN) is ours
