@@ -622,3 +622,26 @@ def test_without_recall_the_command_says_so(dovecot_account: ImapAccount, smtp_s
 
     assert main(["--config", str(write_config(tmp_path, dovecot_account, smtp_server)), "recall"]) == 2
     assert "recall.enabled = true" in capsys.readouterr().err
+
+
+def test_without_uidplus_what_the_coordinator_marked_deleted_stays_marked(dovecot_no_uidplus: DovecotServer,
+                                                                          smtp_server: SmtpCapture,
+                                                                          tmp_path: Path) -> None:
+    """A server without UID EXPUNGE: the notice goes, and another message the coordinator had marked
+    \\Deleted is neither expunged with it nor left unmarked."""
+    server = dovecot_no_uidplus
+    box, zorg, backup = (server.account(server.add_user()) for _ in range(3))
+    config = write_config(tmp_path, box, smtp_server, extra=recall_config(box, zorg, backup, tmp_path))
+    (notice,) = School(server, box, zorg, backup, smtp_server, config).notices()
+    other = look_alike(notice, Message_ID="<eigen.1@college.example.nl>", From=f"<{COORDINATOR}>")
+    with zorg.probe() as probe:
+        assert "UIDPLUS" not in probe.capabilities()
+        probe.append("INBOX", other, flags=[b"\\Deleted"])
+
+    result = Recaller(load_config(config)).run(EVENING)
+
+    assert not result.failed and result.removed == 1
+    with zorg.probe() as probe:
+        flags = probe.flags("INBOX")
+        assert [message_id(raw) for raw in probe.all_messages()["INBOX"]] == ["<eigen.1@college.example.nl>"]
+    assert [b"\\Deleted" in f for f in flags.values()] == [True]
