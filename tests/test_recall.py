@@ -253,8 +253,10 @@ def test_the_notice_says_when_it_disappears(language: str, sent: dt.datetime, li
          'client_secret_file = "/etc/hwc/ms"\n', 'auth = "microsoft"', "username and password are not used"),
         ('[recall]\nenabled = true\n', "", "no \\[\\[recall.mailbox\\]\\] is listed"),
         ('[recall]\nenabled = true\nretry_minute = 10\n', "", "Did you mean recall.retry_minutes"),
+        (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword = "geheim"\n', "",
+         "recall.mailbox.password: secrets are not accepted inside the config file"),
     ],
-    ids=["twice", "password-with-app", "password-none-listed", "typo"],
+    ids=["twice", "password-with-app", "password-none-listed", "typo", "inline-password"],
 )
 def test_recall_config_errors_name_the_key(extra: str, auth: str, expected: str) -> None:
     doc = config_with(extra, auth=auth)
