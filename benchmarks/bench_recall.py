@@ -32,8 +32,9 @@ from builders import BOX, COORDINATOR, private_file, write_config  # noqa: E402
 from dovecot import HOST, PASSWORD, DovecotServer  # noqa: E402
 from mailprobe import ImapAccount  # noqa: E402
 
+from hwc_watcher.compose import new_message_id  # noqa: E402
 from hwc_watcher.config import load_config  # noqa: E402
-from hwc_watcher.recall import Recaller  # noqa: E402
+from hwc_watcher.recall import MailboxRecall, Recaller  # noqa: E402
 from hwc_watcher.testing import SmtpCapture  # noqa: E402
 
 TZ = zoneinfo.ZoneInfo("Europe/Amsterdam")
@@ -78,10 +79,9 @@ class Bench:
                 probe.client.create_folder(name)
             for number in range(held):
                 probe.client.append(names[number % len(names)], stale(number), flags=())
-            domain = BOX.split("@")[1]
             for name in (names[0], names[1], names[-1]):
-                probe.client.append(name, notice(f"<hwc-notice.{make_msgid()[1:13]}@{domain}>"), flags=())
-            probe.client.append("INBOX", notice(f"<hwc-notice.lookalike@{domain}>", "iemand@elders.example"))
+                probe.client.append(name, notice(new_message_id("notice", BOX)), flags=())
+            probe.client.append("INBOX", notice(new_message_id("notice", BOX), "iemand@elders.example"))
         return user
 
     def recall(self, held: int, folders: int) -> str:
@@ -102,7 +102,14 @@ class Bench:
         with self.dovecot.account(user, security="plain").probe() as probe:
             left = sum(len(raws) for raws in probe.all_messages().values())
         return (f"{held:>6} {folders:>7} {spent.total_commands:>8} {spent.bytes_down / 1024:>9.1f} "
-                f"{wall * 1000:>8.0f} {box_result.removed:>7} {left:>6}  {box_result.step or 'ok'}")
+                f"{wall * 1000:>8.0f} {box_result.removed:>7} {left:>6}  {verdict(box_result, held, left)}")
+
+
+def verdict(box: MailboxRecall, held: int, left: int) -> str:
+    """`ok` only when exactly the three notices went: a recall that removes nothing must not look fine."""
+    if box.step is not None:
+        return f"failed at {box.step}"
+    return "ok" if box.removed == 3 and left == held + 1 else "WRONG"
 
 
 def report(bench: Bench, t0: float) -> None:

@@ -333,13 +333,15 @@ class Mailbox:
             found = self._call(f"SEARCH in {state.name}", self.client.search, ["UID", f"{since}:*"])
         return sorted(uid for uid in found if since is None or uid >= since)
 
-    def search_headers(self, state: FolderState, fields: Sequence[tuple[str, str]]) -> list[int]:
-        """UIDs whose header fields contain these texts (all of them), found by the server: nothing is downloaded."""
+    def search_from(self, state: FolderState, address: str) -> list[int]:
+        """UIDs of the messages from `address`, found by the server (SEARCH FROM): nothing is downloaded.
+
+        FROM is the one header key every server searches as the RFC says; a substring search of
+        HEADER Message-ID is not (some servers match whole ids only), so callers filter the
+        hits by Message-ID themselves.
+        """
         self._ensure_selected(state.name)
-        criteria: list[str] = []
-        for name, text in fields:
-            criteria += ["HEADER", name, text]
-        found: list[int] = self._call(f"SEARCH in {state.name}", self.client.search, criteria)
+        found: list[int] = self._call(f"SEARCH in {state.name}", self.client.search, ["FROM", address])
         return sorted(found)
 
     def search_text(self, state: FolderState, uids: Sequence[int], words: Sequence[str]) -> set[int]:

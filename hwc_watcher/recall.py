@@ -3,9 +3,10 @@
 The covenant promises that the school keeps no record of a signal. hwc-watcher empties the HwC
 mailbox itself; the recall does the same for the notice in each recipient's mailbox: it logs in
 to every `[[recall.mailbox]]`, asks the server in every folder (Inbox, Deleted Items, Archive,
-a folder of the coordinator's own) for messages with our notice Message-ID prefix and our From,
-reads only their From, Message-ID and Date, deletes those `recall_plan` approves, and then asks
-again to be sure none is left.
+a folder of the coordinator's own) for the messages from our From address (SEARCH FROM: servers
+that match a Message-ID only whole would hide a prefix search's hits, and the verify step with
+them), reads only their From, Message-ID and Date, deletes those `recall_plan` approves (our From
+and our notice Message-ID), and then asks again to be sure none is left.
 
 Nothing is remembered between runs, so a restart loses nothing and the recall can run as often
 as needed. It never touches other mail: a message is deleted only when both its Message-ID and
@@ -22,7 +23,7 @@ from typing import Literal
 
 from hwc_watcher import log
 from hwc_watcher.auth import authenticator_for
-from hwc_watcher.classify import NOTICE_ID_PREFIX, OwnMail
+from hwc_watcher.classify import OwnMail
 from hwc_watcher.config import Config, FolderNames, RecallMailbox
 from hwc_watcher.errors import HwcError
 from hwc_watcher.mailbox import Folders, FolderState, Mailbox
@@ -143,7 +144,7 @@ class Recaller:
                 state = box.select(name)
                 if not state.exists:
                     continue
-                hits = box.search_headers(state, [("Message-ID", NOTICE_ID_PREFIX), ("From", self.own.address)])
+                hits = box.search_from(state, self.own.address)
                 if not hits:
                     continue
                 due = [g.uid for g in box.glance(state, hits, RECALL_FIELDS) if is_our_notice(g.headers, self.own)

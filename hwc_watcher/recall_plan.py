@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import email.policy
+import re
 import zoneinfo
 from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 
-from hwc_watcher.classify import NOTICE_ID_PREFIX, OwnMail
+from hwc_watcher.classify import OwnMail
 from hwc_watcher.config import RecallSettings
 from hwc_watcher.school_calendar import SchoolCalendar
 from hwc_watcher.trust import header_addresses, raw_values
@@ -43,8 +44,13 @@ def recall_moment(sent_at: dt.datetime, recall: RecallSettings, tz: zoneinfo.Zon
     return dt.datetime.combine(day, recall.at, tzinfo=tz)  # pragma: no cover - a calendar without school days
 
 
+def notice_id_pattern(domain: str) -> re.Pattern[str]:
+    """Exactly the id `compose.new_message_id("notice", …)` writes: `<hwc-notice.<32 hex>@domain>`."""
+    return re.compile(r"<hwc-notice\.[0-9a-f]{32}@" + re.escape(domain) + ">", re.IGNORECASE)
+
+
 def is_our_notice(headers: bytes, own: OwnMail) -> bool:
-    """From exactly our address and exactly one Message-ID of our notice kind (`<hwc-notice.…@our domain>`).
+    """From exactly our address and exactly one Message-ID of our notice kind (`<hwc-notice.<32 hex>@our domain>`).
 
     Both must hold: a look-alike id from elsewhere, our From on another kind of mail, or a forwarded
     copy (a new Message-ID) is never touched.
@@ -53,8 +59,7 @@ def is_our_notice(headers: bytes, own: OwnMail) -> bool:
     ids = raw_values(msg, "Message-ID")
     if header_addresses(msg, "From") != [own.address] or len(raw_values(msg, "From")) != 1 or len(ids) != 1:
         return False
-    mid = ids[0].strip()
-    return mid.lower().startswith(NOTICE_ID_PREFIX) and own.is_own_id(mid)
+    return notice_id_pattern(own.domain).fullmatch(ids[0].strip()) is not None
 
 
 def sent_at(headers: bytes, arrived: dt.datetime | None) -> dt.datetime | None:

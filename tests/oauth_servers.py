@@ -71,7 +71,7 @@ def make_rsa_key(path: Path) -> str:
     return path.read_text()
 
 
-def _jwt_claims(assertion: str) -> dict[str, Any]:
+def jwt_claims(assertion: str) -> dict[str, Any]:
     """Decode a JWT's claims without checking the signature (the test owns both ends)."""
     payload = assertion.split(".")[1]
     payload += "=" * (-len(payload) % 4)
@@ -178,7 +178,7 @@ class TokenServer(_TokenUrls):
                 if self.path.endswith("/oauth2/v2.0/token") and form.get("grant_type") == "client_credentials":
                     subject = server.microsoft_mailbox
                 elif self.path == "/token" and form.get("assertion"):
-                    subject = str(_jwt_claims(form["assertion"]).get("sub", ""))
+                    subject = str(jwt_claims(form["assertion"]).get("sub", ""))
                 else:
                     self._json(400, {"error": "unsupported_grant_type"})
                     return
@@ -240,7 +240,7 @@ class IntrospectionServer:
             self._httpd = None
 
 
-_OAUTH2_CONF = """\
+OAUTH2_CONF = """\
 introspection_mode = post
 introspection_url = {url}
 force_introspection = yes
@@ -262,7 +262,7 @@ def oauth_dovecot(introspection_url: str, cert: Path, key: Path) -> Iterator[Dov
     """
     directory = make_directory("hwc-oauth-dovecot-")
     settings = directory / "oauth2.conf.ext"
-    settings.write_text(_OAUTH2_CONF.format(url=introspection_url))
+    settings.write_text(OAUTH2_CONF.format(url=introspection_url))
     settings.chmod(0o644)
     passdb = f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {settings}\n}}\n"
     server = DovecotServer(directory, TlsFiles(cert, key), auth_mechanisms=OAUTH_MECHANISMS,

@@ -8,21 +8,28 @@ what must go and what must stay is judged by looking at each mailbox afterwards.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import shutil
 import zoneinfo
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from builders import BACKUP, BOX, CONTACT, COORDINATOR, people, private_file, signal, write_config
-from dovecot import DovecotServer
-from mailprobe import ImapAccount, message_id, parse_mail
+from dovecot import DovecotServer, make_directory, require_dovecot, running
+from mailprobe import ImapAccount, TlsFiles, message_id, parse_mail
+from oauth_servers import OAUTH2_CONF, OAUTH_MECHANISMS, IntrospectionServer, TokenServer, jwt_claims, make_rsa_key
 from structlog.testing import capture_logs
 
 from hwc_watcher import log
 from hwc_watcher.check import run_check
 from hwc_watcher.classify import OwnMail
+from hwc_watcher.compose import Composer
 from hwc_watcher.config import ConfigError, RecallSettings, load_config, parse_config
 from hwc_watcher.cycle import Watcher
+from hwc_watcher.models import Pupil, RouteDecision
 from hwc_watcher.recall import Recaller
 from hwc_watcher.recall_plan import is_our_notice, recall_moment
 from hwc_watcher.school_calendar import DayOff, SchoolCalendar
@@ -153,8 +160,13 @@ NOTICE_ID = "<hwc-notice.0123456789abcdef0123456789abcdef@college.example.nl>"
         (f"From: <{BOX}>, <iemand@elders.example>\r\nMessage-ID: {NOTICE_ID}\r\n", False),
         (f"From: <{BOX}>\r\nFrom: <{BOX}>\r\nMessage-ID: {NOTICE_ID}\r\n", False),
         (f"From: <{BOX}>\r\nMessage-ID: {NOTICE_ID}\r\nMessage-ID: {NOTICE_ID}\r\n", False),
+        (f"From: <{BOX.upper()}>\r\nMessage-ID: {NOTICE_ID.upper()}\r\n", True),
+        (f"From: <{BOX}>\r\nMessage-ID: <hwc-notice.0123@college.example.nl>\r\n", False),
+        (f"From: <{BOX}>\r\nMessage-ID: {NOTICE_ID[:-1]}.x>\r\n", False),
+        (f"From: <{BOX}>\r\nMessage-ID: <hwc-notice.{'g' * 32}@college.example.nl>\r\n", False),
     ],
-    ids=["ours", "other-from", "test-mail", "other-domain", "other-id", "two-addresses", "two-froms", "two-ids"],
+    ids=["ours", "other-from", "test-mail", "other-domain", "other-id", "two-addresses", "two-froms", "two-ids",
+         "any-case", "short-id", "other-domain-suffix", "not-hex"],
 )
 def test_only_our_from_with_our_notice_id_is_ours(headers: str, ours: bool) -> None:
     assert is_our_notice(headers.encode(), OWN) is ours
@@ -203,6 +215,55 @@ def test_with_the_app_every_recipient_is_recalled_without_listing() -> None:
     assert sorted(m.address for m in recall.mailboxes) == sorted([COORDINATOR, BACKUP])
     assert all(m.login.kind == "microsoft" and m.login.username == m.address for m in recall.mailboxes)
 
+
+@pytest.mark.parametrize(
+    ("language", "sent", "line"),
+    [
+        ("nl", MORNING, "Deze e-mail verdwijnt vandaag om 17:00 vanzelf uit je mailbox, ook uit 'Verwijderde items'."),
+        ("nl", MORNING + 7 * HOUR, "Deze e-mail verdwijnt op 1 december 2026 om 17:00 vanzelf"),
+        ("en", MORNING, "This e-mail disappears from your mailbox today at 17:00, also from 'Deleted items'."),
+    ],
+    ids=["nl-today", "nl-tomorrow", "en-today"],
+)
+def test_the_notice_says_when_it_disappears(language: str, sent: dt.datetime, line: str) -> None:
+    """One line with the same moment the recall uses, and the protocol's way to remember (mondeling)."""
+    config = parse_config(config_with(f'[messages]\nlanguage = "{language}"\n'
+                                      f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
+                                      'password_file = "/etc/hwc/zorg"\n'))
+    route = config.routing.default
+    moment = recall_moment(sent, config.recall, TZ, config.calendar)
+    notice = Composer(config).notice(Pupil("David Pieterse", dt.date(2012, 2, 3)),
+                                     RouteDecision(route=route, matched=False, note="no_pupil_list"),
+                                     (route.coordinator,), sent, disappears=moment)
+    text = " ".join(notice.get_content().split())
+    assert line in text
+    assert ("mondeling" if language == "nl" else "by word of mouth") in text
+    assert "Bewaar deze e-mail niet" not in text and "Do not keep this e-mail" not in text
+
+
+
+@pytest.mark.parametrize(
+    ("extra", "auth", "expected"),
+    [
+        (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword_file = "/etc/hwc/a"\n'
+         f'[[recall.mailbox]]\naddress = "{COORDINATOR.upper()}"\npassword_file = "/etc/hwc/b"\n', "",
+         "is listed twice"),
+        (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword_file = "/etc/hwc/a"\n'
+         '[microsoft]\ntenant_id = "college.example.nl"\nclient_id = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"\n'
+         'client_secret_file = "/etc/hwc/ms"\n', 'auth = "microsoft"', "username and password are not used"),
+        ('[recall]\nenabled = true\n', "", "no \\[\\[recall.mailbox\\]\\] is listed"),
+        ('[recall]\nenabled = true\nretry_minute = 10\n', "", "Did you mean recall.retry_minutes"),
+        (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword = "geheim"\n', "",
+         "recall.mailbox.password: secrets are not accepted inside the config file"),
+    ],
+    ids=["twice", "password-with-app", "password-none-listed", "typo", "inline-password"],
+)
+def test_recall_config_errors_name_the_key(extra: str, auth: str, expected: str) -> None:
+    doc = config_with(extra, auth=auth)
+    if auth:
+        del doc["imap"]["password_file"]  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(doc)
 
 # --- against Dovecot ----------------------------------------------------------------------------------
 
@@ -342,3 +403,247 @@ def test_logs_name_mailboxes_and_counts_only(school: School) -> None:
     assert done and done[0]["removed"] == 2
     text = repr(lines)
     assert "David" not in text and "Pieterse" not in text and "2012" not in text and "Handle with Care" not in text
+
+
+# --- the app's logins: Google Workspace (domain-wide delegation) and Microsoft 365 (FullAccess) ---------
+
+
+#: A notice as the cycle writes it, for the app-login tests (the cycle is proven above).
+NOTICE = (f"From: Het Voorbeeldcollege <{BOX}>\r\nTo: <{COORDINATOR}>\r\nSubject: Handle with Care\r\n"
+          f"Date: Mon, 30 Nov 2026 07:30:00 +0100\r\nMessage-ID: <hwc-notice.{'cd' * 16}@college.example.nl>\r\n"
+          f"\r\n{DAVID}\r\n").encode()
+
+
+def app_users(dovecot: DovecotServer) -> dict[str, ImapAccount]:
+    """The coordinator's and the backup's mailbox, as Dovecot users named by their local part."""
+    return {address: dovecot.account(dovecot.add_user(address.split("@")[0])) for address in (COORDINATOR, BACKUP)}
+
+
+@contextmanager
+def app_dovecot(tls_files: TlsFiles) -> Iterator[tuple[DovecotServer, TokenServer]]:
+    """A Dovecot that accepts a token only for the mailbox it was issued for (Gmail: the impersonated
+    user; Exchange: the mailbox the app has FullAccess to), and the local token endpoint.
+
+    Dovecot's users here are file names without "@", so both the login and the token's user are
+    reduced to the local part (`%Ln`): `zorg@college.example.nl` is the user `zorg`.
+    """
+    require_dovecot()
+    tokens = TokenServer(tls_files.cert_file, tls_files.key_file).start()
+    introspection = IntrospectionServer(tokens.subject_for).start()
+    directory = make_directory("hwc-app-dovecot-")
+    settings = directory / "oauth2.conf.ext"
+    settings.write_text(OAUTH2_CONF.format(url=introspection.url) + "username_format = %Ln\n")
+    settings.chmod(0o644)
+    extra = ("auth_username_format = %Ln\n"
+             f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {settings}\n}}\n")
+    server = DovecotServer(directory, tls_files, auth_mechanisms=OAUTH_MECHANISMS, extra_config=extra)
+    try:
+        server.start()
+        yield server, tokens
+    finally:
+        server.stop()
+        introspection.stop()
+        tokens.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def app_recall_config(directory: Path, dovecot: DovecotServer, tokens: TokenServer, smtp: SmtpCapture,
+                      provider: str = "google") -> Path:
+    """[recall] with the app's logins: a Google service account key, or a Microsoft app secret."""
+    if provider == "google":
+        pem = make_rsa_key(directory / "sa-key.pem")
+        key = {"type": "service_account", "project_id": "school-project", "private_key_id": "k1", "private_key": pem,
+               "client_email": "hwc-watcher@school-project.iam.gserviceaccount.com",
+               "client_id": "104857600000000000001", "token_uri": tokens.google_token_uri}
+        private_file(directory / "service-account.json", json.dumps(key))
+        app = f'[google]\nservice_account_file = "service-account.json"\nca_file = "{dovecot.tls.ca_file}"\n'
+    else:
+        private_file(directory / "client-secret", "s3cret-VALUE\n")
+        app = (f'[microsoft]\ntenant_id = "college.example.nl"\nclient_id = "11111111-2222-3333-4444-555555555555"\n'
+               f'client_secret_file = "client-secret"\nauthority_host = "{tokens.base_url}"\n'
+               f'ca_file = "{dovecot.tls.ca_file}"\n')
+    return private_file(directory / "config.toml", f"""
+[imap]
+host = "127.0.0.1"
+port = {dovecot.tls_port}
+security = "tls"
+ca_file = "{dovecot.tls.ca_file}"
+username = "{BOX}"
+auth = "{provider}"
+timeout = 10
+
+{app}
+[smtp]
+host = "{smtp.host}"
+port = {smtp.port}
+security = "plain"
+allow_plaintext = true
+auth = "none"
+from_address = "{BOX}"
+timeout = 10
+{people("cc")}
+[recall]
+enabled = true
+""")
+
+
+@pytest.mark.dovecot
+def test_with_google_the_service_account_recalls_as_each_coordinator(tls_files: TlsFiles, smtp_server: SmtpCapture,
+                                                                     tmp_path: Path) -> None:
+    """No passwords: one token per coordinator, with the coordinator as the delegation's subject, opens
+    exactly that mailbox; the notices go, a look-alike stays, and `check` shows both logins."""
+    import io
+
+    with app_dovecot(tls_files) as (dovecot, tokens):
+        config_path = app_recall_config(tmp_path, dovecot, tokens, smtp_server)
+        config = load_config(config_path)
+        accounts = app_users(dovecot)
+        for account in accounts.values():
+            with account.probe() as probe:
+                probe.append("INBOX", NOTICE)
+                probe.append(DELETED, look_alike(NOTICE, Message_ID="<hwc-test.feedface@college.example.nl>"))
+
+        result = Recaller(config).run(EVENING)
+        out = io.StringIO()
+        run_check(config_path, out)
+        left = {address: [message_id(raw) for raw in messages_in(account)] for address, account in accounts.items()}
+
+    assert not result.failed and {m.address: m.removed for m in result.mailboxes} == {COORDINATOR: 1, BACKUP: 1}
+    subjects = [jwt_claims(form["assertion"]).get("sub") for _path, form in tokens.token_requests
+                if form.get("assertion")]
+    assert {COORDINATOR, BACKUP} <= set(subjects), subjects
+    assert f"✓ recall login {COORDINATOR}" in out.getvalue() and f"✓ recall login {BACKUP}" in out.getvalue()
+    assert left == {address: ["<hwc-test.feedface@college.example.nl>"] for address in (COORDINATOR, BACKUP)}
+
+
+
+@pytest.mark.dovecot
+def test_with_microsoft_the_app_opens_only_mailboxes_it_was_given(tls_files: TlsFiles, smtp_server: SmtpCapture,
+                                                                  tmp_path: Path) -> None:
+    """The app's client-credential token, with the coordinator as the XOAUTH2 user: the mailbox with
+    FullAccess is recalled; the backup's, without it, fails at login, named in `check` and the result."""
+    import io
+
+    with app_dovecot(tls_files) as (dovecot, tokens):
+        tokens.microsoft_mailbox = COORDINATOR  # Add-MailboxPermission was run for the coordinator only
+        config_path = app_recall_config(tmp_path, dovecot, tokens, smtp_server, provider="microsoft")
+        accounts = app_users(dovecot)
+        for account in accounts.values():
+            with account.probe() as probe:
+                probe.append(DELETED, NOTICE)
+        result = Recaller(load_config(config_path)).run(EVENING)
+        out = io.StringIO()
+        run_check(config_path, out)
+        left = {address: len(messages_in(account)) for address, account in accounts.items()}
+
+    assert [(m.address, m.ok, m.removed) for m in result.mailboxes] == [(COORDINATOR, True, 1), (BACKUP, False, 0)]
+    assert result.failed[0].step == "login"
+    assert left == {COORDINATOR: 0, BACKUP: 1}
+    assert f"✓ recall login {COORDINATOR}" in out.getvalue() and f"✗ recall login {BACKUP}" in out.getvalue()
+
+
+@pytest.mark.dovecot
+def test_a_dovecot_master_user_recalls_without_the_coordinators_passwords(tls_files: TlsFiles,
+                                                                         smtp_server: SmtpCapture,
+                                                                         tmp_path: Path) -> None:
+    """Plain IMAP with one service login: `<coordinator>*<master>` and the master's password (docs/recall.md)."""
+    secrets_dir = make_directory("hwc-dovecot-master-users-")
+    try:
+        secrets_dir.chmod(0o755)  # Dovecot's auth process (user dovecot) reads the file
+        master = secrets_dir / "master-users"
+        master.write_text("hwc-recall:{PLAIN}master-secret::::::\n")
+        master.chmod(0o644)
+        extra = ("auth_master_user_separator = *\n"
+                 f"passdb {{\n  driver = passwd-file\n  master = yes\n  args = scheme=PLAIN {master}\n"
+                 "  result_success = continue\n}\n")
+        with running(tls_files, "hwc-dovecot-master-", extra_config=extra) as dovecot:
+            box, zorg, backup = (dovecot.account(dovecot.add_user()) for _ in range(3))
+            private_file(tmp_path / "master-password", "master-secret\n")
+            recall = "\n[recall]\nenabled = true\n" + "".join(
+                f'[[recall.mailbox]]\naddress = "{address}"\nusername = "{account.username}*hwc-recall"\n'
+                'password_file = "master-password"\n' for address, account in ((COORDINATOR, zorg), (BACKUP, backup)))
+            config = write_config(tmp_path, box, smtp_server, backup_mode="cc", extra=recall)
+            School(dovecot, box, zorg, backup, smtp_server, config).notices()
+            result = Recaller(load_config(config)).run(EVENING)
+            left = messages_in(zorg) + messages_in(backup)
+    finally:
+        shutil.rmtree(secrets_dir, ignore_errors=True)
+
+    assert not result.failed and result.removed == 2
+    assert left == []
+
+
+def test_the_daemon_recalls_at_start_up_and_every_day_at_the_moment(school: School) -> None:
+    """A machine that was off at 17:00 catches up when it starts; the daily job stays at recall.at."""
+    import threading
+
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
+
+    school.notices()
+    watcher = Watcher.from_config(load_config(school.config), clock=lambda: EVENING)
+    service = Service(watcher.config, watcher)
+    done = threading.Event()
+    outcome: list[JobExecutionEvent] = []
+
+    def finished(event: JobExecutionEvent) -> None:
+        if event.job_id == "recall-retry":
+            outcome.append(event)
+            done.set()
+
+    service.scheduler.add_listener(finished, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+    service.start()
+    try:
+        assert done.wait(30), "the start-up recall did not run"
+        daily = service.scheduler.get_job("recall")
+        assert daily is not None
+        fields = {f.name: str(f) for f in daily.trigger.fields}
+    finally:
+        service.shutdown()
+
+    assert outcome[0].exception is None and outcome[0].retval.removed == 2
+    assert (fields["hour"], fields["minute"], fields["day_of_week"]) == ("17", "0", "*")
+    assert messages_in(school.zorg) == [] and messages_in(school.backup) == []
+
+
+
+def test_the_admin_recalls_now_from_the_command_line(school: School, capsys: pytest.CaptureFixture[str]) -> None:
+    """`hwc-watcher recall`: one recall with the real clock (long after the notice's Monday), counts per mailbox."""
+    from hwc_watcher.cli import main
+
+    school.notices()
+    assert main(["--config", str(school.config), "recall"]) == 0
+    out = capsys.readouterr().out
+    assert f"✓ {COORDINATOR}: 1 notice(s) removed" in out and f"✓ {BACKUP}: 1 notice(s) removed" in out
+    assert "David" not in out
+    assert messages_in(school.zorg) == []
+
+
+def test_without_recall_the_command_says_so(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
+                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hwc_watcher.cli import main
+
+    assert main(["--config", str(write_config(tmp_path, dovecot_account, smtp_server)), "recall"]) == 2
+    assert "recall.enabled = true" in capsys.readouterr().err
+
+
+def test_without_uidplus_what_the_coordinator_marked_deleted_stays_marked(dovecot_no_uidplus: DovecotServer,
+                                                                          smtp_server: SmtpCapture,
+                                                                          tmp_path: Path) -> None:
+    """A server without UID EXPUNGE: the notice goes, and another message the coordinator had marked
+    \\Deleted is neither expunged with it nor left unmarked."""
+    server = dovecot_no_uidplus
+    box, zorg, backup = (server.account(server.add_user()) for _ in range(3))
+    config = write_config(tmp_path, box, smtp_server, extra=recall_config(box, zorg, backup, tmp_path))
+    (notice,) = School(server, box, zorg, backup, smtp_server, config).notices()
+    other = look_alike(notice, Message_ID="<eigen.1@college.example.nl>", From=f"<{COORDINATOR}>")
+    with zorg.probe() as probe:
+        assert "UIDPLUS" not in probe.capabilities()
+        probe.append("INBOX", other, flags=[b"\\Deleted"])
+
+    result = Recaller(load_config(config)).run(EVENING)
+
+    assert not result.failed and result.removed == 1
+    with zorg.probe() as probe:
+        flags = probe.flags("INBOX")
+        assert [message_id(raw) for raw in probe.all_messages()["INBOX"]] == ["<eigen.1@college.example.nl>"]
+    assert [b"\\Deleted" in f for f in flags.values()] == [True]
