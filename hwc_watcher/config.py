@@ -1008,7 +1008,7 @@ def _drill(t: Table, schedule: ScheduleSettings) -> DrillSettings:
 def _recall(document: Mapping[str, Any], base: Path | None, imap: LoginSettings, routing: RoutingConfig,
             schedule: ScheduleSettings) -> RecallSettings:
     """Which recipients' mailboxes the recall may clean; each must receive notices, each login is [imap]'s kind."""
-    t = _section(document, "recall", inline_secrets=True)
+    t = _section(document, "recall")
     enabled = t.boolean("enabled", False)
     people = {p.email.lower(): p.email for route in routing.routes()
               for p in (route.coordinator, route.backup) if p is not None}

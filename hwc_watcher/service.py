@@ -116,6 +116,7 @@ class Service:
         self.push_cycles = 0
         self.drill = DrillJob(watcher) if config.drill.enabled else None
         self.recaller = Recaller(config, clock=watcher.clock) if config.recall.enabled else None
+        self._recalling = threading.Lock()
         self.push: PushListener | None = None
         if config.imap.idle:
             self.push = PushListener(config.imap, watcher.imap_auth, self.push_new_mail, watcher.stop)
@@ -230,8 +231,14 @@ class Service:
         """Take back the notices whose moment has come; a failing mailbox alerts the contact and is retried."""
         if self.recaller is None:
             return None
-        moment = now or self.watcher.clock()
-        result = self.recaller.run(moment)
+        if not self._recalling.acquire(blocking=False):  # the daily job and a retry met: one is enough
+            _log.info("recall_skipped", reason="a recall is already running")
+            return None
+        try:
+            moment = now or self.watcher.clock()
+            result = self.recaller.run(moment)
+        finally:
+            self._recalling.release()
         if not result.failed:
             return result
         retry_at = moment + dt.timedelta(seconds=self.config.recall.retry_s)

@@ -647,3 +647,23 @@ def test_without_uidplus_what_the_coordinator_marked_deleted_stays_marked(doveco
         flags = probe.flags("INBOX")
         assert [message_id(raw) for raw in probe.all_messages()["INBOX"]] == ["<eigen.1@college.example.nl>"]
     assert [b"\\Deleted" in f for f in flags.values()] == [True]
+
+
+def test_a_recall_that_meets_a_running_one_skips(school: School) -> None:
+    """The daily job and a retry are separate jobs: when they meet, the second does nothing (logged)."""
+    school.notices()
+    watcher = Watcher.from_config(load_config(school.config), clock=lambda: EVENING)
+    service = Service(watcher.config, watcher)
+    with service._recalling, capture_logs() as lines:  # as if the other job were in the middle of its run
+        assert service.recall(EVENING) is None
+    assert [line["event"] for line in lines] == ["recall_skipped"]
+    assert len(messages_in(school.zorg)) == 1
+    result = service.recall(EVENING)
+    assert result is not None and result.removed == 2
+
+
+def test_a_password_in_the_recall_table_is_an_unknown_key() -> None:
+    """Secrets belong to a [[recall.mailbox]] and never inline; in [recall] itself the key does not exist."""
+    doc = config_with('[recall]\nenabled = true\npassword = "geheim"\n')
+    with pytest.raises(ConfigError, match="recall.password is not a known setting"):
+        parse_config(doc)
