@@ -665,5 +665,5 @@ def test_a_recall_that_meets_a_running_one_skips(school: School) -> None:
 def test_a_password_in_the_recall_table_is_an_unknown_key() -> None:
     """Secrets belong to a [[recall.mailbox]] and never inline; in [recall] itself the key does not exist."""
     doc = config_with('[recall]\nenabled = true\npassword = "geheim"\n')
-    with pytest.raises(ConfigError, match="recall.password is not a known setting"):
+    with pytest.raises(ConfigError, match=r"recall\.password is not a known setting"):
         parse_config(doc)
