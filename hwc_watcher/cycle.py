@@ -206,7 +206,7 @@ class Watcher:
                                          smtp_connections=result.smtp_connections)
                 mailbox = Mailbox(self.config.imap, self.imap_auth)
                 outbox = Outbox(self.config.smtp, self.smtp_auth, retries=retries,
-                                delay_s=self.config.schedule.retry_delay_s, sleep=self.sleep)
+                                delay_s=self.config.schedule.retry_delay_s, sleep=self.sleep, stop=self.stop)
                 budget.on_expiry(mailbox.abort)
                 budget.on_expiry(outbox.abort)
                 try:

@@ -188,7 +188,7 @@ class Drill:
         now = self.clock()
         try:
             with Outbox(self.config.smtp, self.smtp_auth, retries=schedule.retries, delay_s=schedule.retry_delay_s,
-                        sleep=self._sleep) as box:
+                        sleep=self._sleep, stop=self.stop) as box:
                 box.send(self.compose(result.message_id, now), [address])
         except DeliveryAuthError as err:
             result.failed("send", str(err), "smtp_login", address=address)

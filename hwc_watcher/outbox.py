@@ -10,6 +10,7 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
@@ -34,12 +35,14 @@ class Outbox:
     """A lazily opened SMTP session; use as a context manager so it always quits."""
 
     def __init__(self, settings: SmtpSettings, auth: SmtpLogin | None, *, retries: int = 0, delay_s: float = 5.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, stop: threading.Event | None = None) -> None:
         self.settings = settings
         self.auth = auth
         self.retries = retries
         self.delay_s = delay_s
         self.sleep = sleep
+        #: Set by SIGTERM: a retry wait that it ended is not followed by one more attempt.
+        self.stop = stop
         self._smtp: smtplib.SMTP | None = None
         #: How many SMTP connections this outbox opened (the benchmark counts them).
         self.connections = 0
@@ -113,6 +116,8 @@ class Outbox:
                 if not err.transient or attempt == self.retries:
                     raise
                 self.sleep(self.delay_s * 2**attempt)
+                if self.stop is not None and self.stop.is_set():
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send_once(self, message: EmailMessage, recipients: Sequence[str]) -> tuple[str, ...]:

@@ -6,12 +6,17 @@ import json
 import queue
 import threading
 import time
+from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from builders import write_config
 from daemon_process import running_daemon, seconds_to_stop
 from mailprobe import ImapAccount
 
+from hwc_watcher.config import load_config
+from hwc_watcher.errors import DeliveryError
+from hwc_watcher.outbox import Outbox
 from hwc_watcher.testing import SmtpCapture, free_port
 
 RETRY_DELAY_S = 120
@@ -55,3 +60,18 @@ def test_sigterm_during_a_retry_wait_stops_at_once(tmp_path: Path) -> None:
             continue
     assert "stopped" in events
     assert events.count("cycle_failed") == 0  # no second attempt after the stop
+
+
+def test_a_stop_during_an_smtp_retry_wait_makes_no_further_attempt(tmp_path: Path) -> None:
+    """SMTP answers 451: the Outbox waits to retry; a stop during that wait ends it without one more try."""
+    stop = threading.Event()
+    with SmtpCapture() as smtp:
+        smtp.fail_next("451 4.3.0 try again later", count=5)
+        config = load_config(write_config(tmp_path, ImapAccount("127.0.0.1", 1, "hwc@college.example.nl", "x"), smtp))
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = config.smtp.from_address, "zorg@college.example.nl", "t"
+        message.set_content("test")
+        outbox = Outbox(config.smtp, None, retries=3, delay_s=60, sleep=lambda _s: stop.set(), stop=stop)
+        with outbox, pytest.raises(DeliveryError, match="451"):
+            outbox.send(message, ["zorg@college.example.nl"])
+        assert smtp.connections == 1 and smtp.messages == []
