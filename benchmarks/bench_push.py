@@ -46,7 +46,7 @@ PUPILS = ("David Pieterse, 3-2-2012", "Sanne van den Berg, 12-5-2013", "Lucas Ba
 
 
 def measure(dovecot: DovecotServer, work: Path, trials: int) -> None:
-    account = dovecot.account(dovecot.add_user())
+    account = dovecot.fresh_account()
     notices: list[float] = []
     arrived = threading.Condition()
 

@@ -282,6 +282,18 @@ DRILL_SUBJECTS: Mapping[str, tuple[str, str]] = {
     "en": ("Handle with Care mailbox drill passed", "Action needed: Handle with Care mailbox drill failed"),
 }
 
+#: The drill mail itself: marked TEST, no code word, no pupil data.
+DRILL_MAIL_SUBJECT: Mapping[str, str] = {"nl": "TEST – oefening hwc-watcher", "en": "TEST – hwc-watcher drill"}
+DRILL_MAIL_BODY: Mapping[str, str] = {
+    "nl": ("Dit is een oefening van hwc-watcher: de koppeling stuurt zichzelf een bericht om te controleren "
+           "dat mail aankomt en dat de mailserver de afzender bevestigt. Het wordt meteen automatisch "
+           "verwijderd. Dit bericht bevat geen gegevens over leerlingen.\n"),
+    "en": ("This is an hwc-watcher drill: the link sends itself a message to check that mail arrives and that "
+           "the mail server vouches for the sender. It is deleted automatically at once. This message "
+           "contains no data about pupils.\n"),
+}
+
+
 #: Reason codes explained for the person who gets the alert (no message content).
 PROBLEMS: Mapping[str, Mapping[str, str]] = {
     "nl": {
@@ -395,7 +407,8 @@ class Composer:
         return Template(self.texts[key]).safe_substitute({k: v if k in _BLOCKS else clean(v)
                                                            for k, v in values.items()})
 
-    def _base(self, kind: str, subject: str, to: Sequence[Person | str], now: dt.datetime) -> EmailMessage:
+    def _base(self, kind: str, subject: str, to: Sequence[Person | str], now: dt.datetime, *,
+              message_id: str | None = None) -> EmailMessage:
         smtp = self.config.smtp
         msg = EmailMessage()
         msg["From"] = Address(display_name=clean(smtp.from_name), addr_spec=smtp.from_address)
@@ -405,7 +418,7 @@ class Composer:
         ]
         msg["Subject"] = clean(subject)
         msg["Date"] = format_datetime(now)
-        msg["Message-ID"] = new_message_id(kind, smtp.from_address)
+        msg["Message-ID"] = message_id or new_message_id(kind, smtp.from_address)
         # RFC 3834: mark as automatic so well-behaved systems do not answer; ask Exchange not to.
         msg["Auto-Submitted"] = "auto-generated" if kind != "receipt" else "auto-replied"
         msg["X-Auto-Response-Suppress"] = "All"
@@ -504,6 +517,13 @@ class Composer:
         msg = self._base("alert", subject, to, now)
         msg["Importance"] = "high"
         msg.set_content(Template(self.texts["alert_digest"]).safe_substitute(items="".join(lines)))
+        return msg
+
+    def drill_mail(self, message_id: str, now: dt.datetime) -> EmailMessage:
+        """The drill's test mail from the HwC mailbox to itself, under the one id this drill waits for."""
+        msg = self._base("drill", DRILL_MAIL_SUBJECT[self.language], [self.config.smtp.from_address], now,
+                         message_id=message_id)
+        msg.set_content(DRILL_MAIL_BODY[self.language])
         return msg
 
     def drill_report(self, passed: bool, to: Sequence[Person], now: dt.datetime, **values: str) -> EmailMessage:

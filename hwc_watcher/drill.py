@@ -22,16 +22,13 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from hwc_watcher import log
 from hwc_watcher.alerts import Alerter
 from hwc_watcher.auth import Authenticator
-from hwc_watcher.compose import Composer, clean
+from hwc_watcher.compose import Composer
 from hwc_watcher.config import Config
 from hwc_watcher.drill_rules import (
     STEP_NAMES,
@@ -53,17 +50,6 @@ _log = log.get_logger("hwc_watcher.drill")
 
 #: Seconds between searches for the drill mail while waiting for it.
 POLL_S = 3.0
-
-SUBJECT = {"nl": "TEST – oefening hwc-watcher", "en": "TEST – hwc-watcher drill"}
-BODY = {
-    "nl": ("Dit is een oefening van hwc-watcher: de koppeling stuurt zichzelf een bericht om te controleren "
-           "dat mail aankomt en dat de mailserver de afzender bevestigt. Het wordt meteen automatisch "
-           "verwijderd. Dit bericht bevat geen gegevens over leerlingen.\n"),
-    "en": ("This is an hwc-watcher drill: the link sends itself a message to check that mail arrives and that "
-           "the mail server vouches for the sender. It is deleted automatically at once. This message "
-           "contains no data about pupils.\n"),
-}
-
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -168,20 +154,6 @@ class Drill:
                                           f"{where.lineno}", "internal")
         return self.finish(result)
 
-    def compose(self, message_id: str, now: dt.datetime) -> EmailMessage:
-        """The drill mail: From and To the HwC mailbox, marked TEST, no code word and no pupil data."""
-        smtp, language = self.config.smtp, self.config.messages.language
-        msg = EmailMessage()
-        msg["From"] = Address(display_name=clean(smtp.from_name), addr_spec=smtp.from_address)
-        msg["To"] = Address(addr_spec=smtp.from_address)
-        msg["Subject"] = SUBJECT[language]
-        msg["Date"] = format_datetime(now)
-        msg["Message-ID"] = message_id
-        msg["Auto-Submitted"] = "auto-generated"
-        msg["X-Auto-Response-Suppress"] = "All"
-        msg.set_content(BODY[language])
-        return msg
-
     def send(self, result: DrillResult) -> bool:
         address = self.config.smtp.from_address
         schedule = self.config.schedule
@@ -189,7 +161,7 @@ class Drill:
         try:
             with Outbox(self.config.smtp, self.smtp_auth, retries=schedule.retries, delay_s=schedule.retry_delay_s,
                         sleep=self._sleep, stop=self.stop) as box:
-                box.send(self.compose(result.message_id, now), [address])
+                box.send(self.alerter.composer.drill_mail(result.message_id, now), [address])
         except DeliveryAuthError as err:
             result.failed("send", str(err), "smtp_login", address=address)
             return False

@@ -62,7 +62,7 @@ def dovecot(tls_files: TlsFiles) -> Iterator[DovecotServer]:
 @pytest.fixture
 def dovecot_account(dovecot: DovecotServer) -> ImapAccount:
     """A fresh, empty Dovecot user (password "secret") for one test, over implicit TLS with ca_file."""
-    return dovecot.account(dovecot.add_user())
+    return dovecot.fresh_account()
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +75,7 @@ def dovecot_no_uidplus(dovecot: DovecotServer, tls_files: TlsFiles) -> Iterator[
 @pytest.fixture
 def dovecot_no_uidplus_account(dovecot_no_uidplus: DovecotServer) -> ImapAccount:
     """A fresh, empty user on the no-UIDPLUS Dovecot, over implicit TLS."""
-    return dovecot_no_uidplus.account(dovecot_no_uidplus.add_user())
+    return dovecot_no_uidplus.fresh_account()
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +88,7 @@ def gmail_dovecot(dovecot: DovecotServer, tls_files: TlsFiles) -> Iterator[Dovec
 @pytest.fixture
 def gmail_account(gmail_dovecot: DovecotServer) -> ImapAccount:
     """A fresh, empty user on the Gmail-like Dovecot."""
-    return gmail_dovecot.account(gmail_dovecot.add_user())
+    return gmail_dovecot.fresh_account()
 
 
 @pytest.fixture

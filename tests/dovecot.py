@@ -166,6 +166,10 @@ class DovecotServer:
         ca_file = None if security == "plain" else self.tls.ca_file
         return ImapAccount(HOST, port, username, password, security, ca_file)
 
+    def fresh_account(self, security: Security = "tls") -> ImapAccount:
+        """A new, empty user's account: each test gets a mailbox of its own on the shared server."""
+        return self.account(self.add_user(), security=security)
+
     def log(self) -> str:
         """Dovecot's own log, for failure messages."""
         parts = [p.read_text(errors="replace") for p in (self.log_file, self.dir / "stdout.log") if p.exists()]

@@ -200,7 +200,7 @@ def test_no_idle_capability_means_polling_only_logged_once_and_shown_by_check(
     dovecot_no_idle: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path
 ) -> None:
     """Without IDLE the push session ends at once, says so once, and the scheduled cycle still handles mail."""
-    account = dovecot_no_idle.account(dovecot_no_idle.add_user())
+    account = dovecot_no_idle.fresh_account()
     with account.probe() as probe:
         assert "IDLE" not in probe.capabilities()
         probe.append("INBOX", signal())

@@ -97,7 +97,7 @@ password_file = "backup-password"
 
 @pytest.fixture
 def school(dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path) -> School:
-    box, zorg, backup = (dovecot.account(dovecot.add_user()) for _ in range(3))
+    box, zorg, backup = (dovecot.fresh_account() for _ in range(3))
     with zorg.probe() as probe:
         probe.client.create_folder("Leerlingen")
     config = write_config(tmp_path, box, smtp_server, backup_mode="cc",
@@ -303,7 +303,7 @@ def test_on_gmail_a_recalled_notice_leaves_trash_too(gmail_dovecot: DovecotServe
                                                      tmp_path: Path) -> None:
     """Gmail keeps a message in All Mail while any label remains: the notice is moved to Trash and
     expunged there, so the coordinator finds it nowhere."""
-    box, zorg, backup = (gmail_dovecot.account(gmail_dovecot.add_user()) for _ in range(3))
+    box, zorg, backup = (gmail_dovecot.fresh_account() for _ in range(3))
     config = write_config(tmp_path, box, smtp_server, extra=recall_config(box, zorg, backup, tmp_path))
     School(gmail_dovecot, box, zorg, backup, smtp_server, config).notices()
     with zorg.probe() as probe:
@@ -337,7 +337,7 @@ def test_a_refused_login_alerts_the_contact_and_is_retried(
 ) -> None:
     """A wrong backup password: the coordinator's notices still go; one content-free alert names the
     mailbox and the step; a retry is scheduled; once the password is fixed the retry finishes the job."""
-    box, zorg, backup = (dovecot.account(dovecot.add_user()) for _ in range(3))
+    box, zorg, backup = (dovecot.fresh_account() for _ in range(3))
     config = write_config(tmp_path, box, smtp_server, backup_mode="cc",
                           extra=recall_config(box, zorg, backup, tmp_path, backup_password="wrong"))
     school = School(dovecot, box, zorg, backup, smtp_server, config)
@@ -384,7 +384,7 @@ def test_check_tests_every_recall_login(dovecot: DovecotServer, smtp_server: Smt
     """`check`: ✓ for a mailbox that logs in, ✗ with the server's reason for one that does not."""
     import io
 
-    box, zorg, backup = (dovecot.account(dovecot.add_user()) for _ in range(3))
+    box, zorg, backup = (dovecot.fresh_account() for _ in range(3))
     config = write_config(tmp_path, box, smtp_server,
                           extra=recall_config(box, zorg, backup, tmp_path, backup_password="wrong"))
     out = io.StringIO()
@@ -557,7 +557,7 @@ def test_a_dovecot_master_user_recalls_without_the_coordinators_passwords(tls_fi
                  f"passdb {{\n  driver = passwd-file\n  master = yes\n  args = scheme=PLAIN {master}\n"
                  "  result_success = continue\n}\n")
         with running(tls_files, "hwc-dovecot-master-", extra_config=extra) as dovecot:
-            box, zorg, backup = (dovecot.account(dovecot.add_user()) for _ in range(3))
+            box, zorg, backup = (dovecot.fresh_account() for _ in range(3))
             private_file(tmp_path / "master-password", "master-secret\n")
             recall = "\n[recall]\nenabled = true\n" + "".join(
                 f'[[recall.mailbox]]\naddress = "{address}"\nusername = "{account.username}*hwc-recall"\n'
@@ -632,7 +632,7 @@ def test_without_uidplus_what_the_coordinator_marked_deleted_stays_marked(doveco
     """A server without UID EXPUNGE: the notice goes, and another message the coordinator had marked
     \\Deleted is neither expunged with it nor left unmarked."""
     server = dovecot_no_uidplus
-    box, zorg, backup = (server.account(server.add_user()) for _ in range(3))
+    box, zorg, backup = (server.fresh_account() for _ in range(3))
     config = write_config(tmp_path, box, smtp_server, extra=recall_config(box, zorg, backup, tmp_path))
     (notice,) = School(server, box, zorg, backup, smtp_server, config).notices()
     other = look_alike(notice, Message_ID="<eigen.1@college.example.nl>", From=f"<{COORDINATOR}>")

@@ -271,7 +271,7 @@ def test_dovecot_each_account_starts_empty(dovecot: DovecotServer, dovecot_accou
         probe.append("INBOX", _signal())
         probe.append("Verzonden items", _signal("Ontvangstbevestiging"))
         assert probe.count("INBOX") == 1
-    with dovecot.account(dovecot.add_user()).probe() as probe:
+    with dovecot.fresh_account().probe() as probe:
         everything = probe.all_messages()
     assert everything.keys() >= {"INBOX", *DUTCH_FOLDERS}
     assert all(messages == [] for messages in everything.values())
