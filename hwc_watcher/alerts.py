@@ -7,6 +7,7 @@ content) and fires once per cause per day; the memory of what was sent is in-pro
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
 from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 
@@ -29,6 +30,23 @@ class Alerter:
         self.smtp_auth = smtp_auth
         #: alert key → the local day it was last sent.
         self.sent: dict[str, dt.date] = {}
+        #: When the last alert about strangers went out, and when every digest of the last hour did (pacing).
+        self.stranger_sent: dt.datetime | None = None
+        self.recent: deque[dt.datetime] = deque()
+
+    def stranger_due(self, now: dt.datetime) -> bool:
+        """An alert about strangers alone may go: none went within `alerts.stranger_interval_minutes`."""
+        last = self.stranger_sent
+        return last is None or not (dt.timedelta(0) <= now - last < self._interval())
+
+    def _interval(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.config.alerts.stranger_interval_s)
+
+    def hour_allows(self, now: dt.datetime) -> bool:
+        """Fewer than `alerts.max_per_hour` digests went out in the hour before `now`."""
+        while self.recent and not (dt.timedelta(0) <= now - self.recent[0] < dt.timedelta(hours=1)):
+            self.recent.popleft()
+        return len(self.recent) < self.config.alerts.max_per_hour
 
     def today(self, now: dt.datetime) -> dt.date:
         return now.astimezone(self.config.schedule.timezone).date()
@@ -45,17 +63,23 @@ class Alerter:
         return self._deliver(message, [key], template, now, outbox)
 
     def alert_digest(self, items: Sequence[tuple[str, str, Mapping[str, str]]], now: dt.datetime, *,
-                     outbox: Outbox | None = None) -> bool:
+                     outbox: Outbox | None = None, also: Sequence[str] = (), strangers: bool = False) -> bool:
         """Everything one cycle found, as one mail (and one webhook post): (key, line template, values) each.
 
-        Items already sent today are left out; True when at least one channel accepted the rest.
+        Items already sent today are left out; `also` are keys the lines cover without a line of their own
+        (the messages a counted line is about). True when at least one channel accepted the rest.
         """
         fresh = [(key, template, values) for key, template, values in items if not self.already_sent(key, now)]
         if not fresh:
             return False
         lines = [(template, values) for _key, template, values in fresh]
         message = self.composer.digest(lines, self.config.alert_recipients(), now)
-        return self._deliver(message, [key for key, _t, _v in fresh], "alert_digest", now, outbox)
+        delivered = self._deliver(message, [*(key for key, _t, _v in fresh), *also], "alert_digest", now, outbox)
+        if delivered:
+            self.recent.append(now)
+            if strangers:
+                self.stranger_sent = now
+        return delivered
 
     def deliver(self, message: EmailMessage, template: str, now: dt.datetime) -> bool:
         """A ready message (the drill report) by mail and webhook, without the once-a-day memory."""

@@ -359,8 +359,9 @@ def _check_authserv(config: Config, mailbox: Mailbox, inbox: str, report: Report
     elif vt.authserv_ids:
         report.ok("authserv_ids", "the school's server's header is found by its authserv-id")
     elif top is not None and top.authserv_id:
-        report.warn("authserv_ids", f"empty: the topmost header is believed whoever wrote it. Your server writes "
-                    f"{top.authserv_id[:100]!r}: set veilig_thuis.authserv_ids = [\"{top.authserv_id[:100]}\"]")
+        report.fail("authserv_ids", "empty, so the topmost Authentication-Results header is believed whoever "
+                    "wrote it, while your server writes its own id",
+                    f"set veilig_thuis.authserv_ids = [\"{top.authserv_id[:100]}\"]")
     elif top is not None:
         report.ok("authserv_ids", "empty, and rightly so: this server (Microsoft 365 does this) writes no "
                   "authserv-id, so there is none to set; the topmost header counts")
@@ -461,7 +462,11 @@ def _check_routes(config: Config, report: Report) -> None:
         for reason in status.reasons:
             report.detail(reason)
     for route in config.routing.routes():
-        backup = f", backup {route.backup.email} ({route.backup_mode})" if route.backup else ", no backup"
+        default = config.routing.default
+        inherited = route is not default and route.backup is not None and route.backup == default.backup
+        when = "copied on every notice" if route.backup_mode == "cc" else "gets it when the coordinator is refused"
+        backup = (f", backup {route.backup.email} ({route.backup_mode}: {when}"
+                  f"{', from [backup]' if inherited else ''})" if route.backup else ", no backup")
         count = f": {status.per_route.get(route.name, 0)} pupil(s)" if status.path and not status.problem else ""
         report.ok(f"route {route.name}", f"{route.coordinator.email}{backup}{count}")
     report.ok("alerts go to", ", ".join(p.email for p in config.alert_recipients()))

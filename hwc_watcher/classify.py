@@ -251,10 +251,11 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
     if report is not None or is_bounce(msg):
         return _report(msg, raw, report, config, own, msg_id, written)
 
-    if is_auto_reply(msg):
+    if is_auto_reply(msg) and not _vouched_signal(msg, config, written):
         # RFC 3834: an automatic answer (an out-of-office to our receipt) is never answered. One
         # naming our own mail needs nothing; one quoting only our subject is left alone; one whose
-        # own text carries the code word may hide a signal, so a person looks.
+        # own text carries the code word may hide a signal, so a person looks. A clean signal from a
+        # vouched-for VT sender is a signal whatever its Auto-Submitted or References say.
         if own.referenced_by(msg):
             return Verdict("own", "auto_reply_to_own", message_id=msg_id)
         if mentions_code_word(message_text(msg).text):
@@ -284,6 +285,16 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
         message_id=msg_id,
         written=written,
     )
+
+
+def _vouched_signal(msg: EmailMessage, config: Config, written: dt.datetime) -> bool:
+    """From an allowed VT sender, vouched for by the school's server, with the code word and a pupil."""
+    vt = config.veilig_thuis
+    address = sender_address(msg)
+    if address is None or not is_allowed(address, vt.senders) or not authenticated(msg, address, vt):
+        return False
+    reading = read_signal(message_text(msg), written.astimezone(config.schedule.timezone).date())
+    return reading.status == "pupils"
 
 
 def _related(msg: EmailMessage, address: str | None, config: Config) -> str | None:

@@ -143,7 +143,8 @@ def _recall(config: Config) -> int:
     result = Recaller(config).run()
     for box in result.mailboxes:
         if box.ok:
-            print(f"✓ {box.address}: {box.removed} notice(s) removed")
+            forged = f"; {box.forged} look-alike(s) with an id we did not write left alone" if box.forged else ""
+            print(f"✓ {box.address}: {box.removed} notice(s) removed{forged}")
         else:
             print(f"✗ {box.address}: failed at {box.step} ({box.removed} removed): {box.error}")
     return EXIT_ATTENTION if result.failed else EXIT_OK

@@ -24,6 +24,7 @@ from string import Template
 
 from hwc_watcher.config import Config
 from hwc_watcher.models import Person, Pupil, RouteDecision
+from hwc_watcher.notice_id import NoticeIds
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
@@ -103,23 +104,32 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "sturen, bericht overal verwijderen (ook uit 'Verwijderde items').\n\n"
             "Deze melding bevat bewust geen gegevens uit de berichten.\n"
         ),
-        "item_waiting": "- Een bericht in map $folder (ontvangen $received): $problem.\n",
-        "item_bounce": "- Een bericht in map $folder (ontvangen $received): $problem. Geweigerd adres: $refused.\n",
-        "item_delivery": (
-            "- Een melding kon niet worden afgeleverd bij $failed (route '$route'); de achterwacht heeft hem\n"
-            "  gekregen. Controleer dit adres in de configuratie van hwc-watcher.\n"
+        "item_waiting": "- Een bericht in $folder (ontvangen $received): $problem.\n",
+        "item_bounce": "- Een bericht in $folder (ontvangen $received): $problem. Geweigerd adres: $refused.\n",
+        "item_strangers": (
+            "- $messages met het codewoord Handle with Care van een afzender buiten Veilig Thuis. Dat is geen\n"
+            "  signaal: geef niets door en stuur geen ontvangstbevestiging. Twijfel je, bel dan eerst Veilig Thuis.\n"
+        ),
+        "item_more": "- en nog $count andere meldingen (zie de HwC-mailbox).\n",
+        "unknown_address": "een adres dat niet in de configuratie staat",
+        "item_delivery": "- Een melding kon niet worden afgeleverd bij $failed (route '$route'); $outcome\n",
+        "outcome_backup": "de achterwacht heeft hem gekregen. Laat de ICT-beheerder dit adres nakijken.",
+        "outcome_nobody": (
+            "niemand heeft hem gekregen. Open het bericht in de HwC-mailbox en licht de\n"
+            "  zorgcoördinator vandaag mondeling in; laat de ICT-beheerder het adres nakijken."
         ),
         "item_test_bounce": (
             "- Het testbericht van hwc-watcher aan $refused kwam terug: dat adres bestaat niet of weigert\n"
             "  mail. Pas het adres aan in de configuratie (het teruggekomen bericht wordt verwijderd).\n"
         ),
         "item_signal_failed": (
-            "- Een signaal kon niet volledig worden verwerkt: $error\n"
-            "  Het bericht blijft staan; handel het zo nodig met de hand af.\n"
+            "- Een signaal kon niet volledig worden verwerkt ($cause). Het bericht blijft staan:\n"
+            "  handel het vandaag met de hand af volgens het werkproces.\n"
         ),
         "item_pupil_list": (
-            "- De leerlingenlijst kan niet worden gebruikt: $problem\n"
-            "  Tot dit is opgelost gaan alle meldingen naar de standaard-zorgcoördinator.\n"
+            "- De leerlingenlijst ($file) kan niet worden gebruikt. Tot dit is opgelost gaan alle\n"
+            "  meldingen naar de standaard-zorgcoördinator. Stuur dit door naar de ICT-beheerder:\n"
+            "  `hwc-watcher check` zegt wat er mis is.\n"
         ),
         "item_cleanup": (
             "- Na het verwerken zijn nog $count bericht(en) gevonden die verwijderd hadden moeten zijn.\n"
@@ -223,23 +233,32 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "message everywhere (also from 'Deleted items').\n\n"
             "This alert deliberately contains nothing from the messages.\n"
         ),
-        "item_waiting": "- A message in folder $folder (received $received): $problem.\n",
-        "item_bounce": "- A message in folder $folder (received $received): $problem. Refused address: $refused.\n",
-        "item_delivery": (
-            "- A notice could not be delivered to $failed (route '$route'); the backup got it instead.\n"
-            "  Check this address in the hwc-watcher config.\n"
+        "item_waiting": "- A message in $folder (received $received): $problem.\n",
+        "item_bounce": "- A message in $folder (received $received): $problem. Refused address: $refused.\n",
+        "item_strangers": (
+            "- $messages with the code word Handle with Care from a sender outside Veilig Thuis. That is no\n"
+            "  signal: pass nothing on and send no receipt. If in doubt, call Veilig Thuis first.\n"
+        ),
+        "item_more": "- and $count more (see the HwC mailbox).\n",
+        "unknown_address": "an address that is not in the configuration",
+        "item_delivery": "- A notice could not be delivered to $failed (route '$route'); $outcome\n",
+        "outcome_backup": "the backup got it instead. Ask the ICT admin to check this address.",
+        "outcome_nobody": (
+            "nobody got it. Open the message in the HwC mailbox and tell the care coordinator\n"
+            "  in person today; ask the ICT admin to check the address."
         ),
         "item_test_bounce": (
             "- The hwc-watcher test mail to $refused came back: that address does not exist or refuses\n"
             "  mail. Correct it in the config (the returned message is deleted).\n"
         ),
         "item_signal_failed": (
-            "- A signal could not be completed: $error\n"
-            "  The message stays in the mailbox; handle it by hand if needed.\n"
+            "- A signal could not be completed ($cause). The message stays in the mailbox:\n"
+            "  handle it by hand today as the work process says.\n"
         ),
         "item_pupil_list": (
-            "- The pupil list cannot be used: $problem\n"
-            "  Until this is fixed every notice goes to the default care coordinator.\n"
+            "- The pupil list ($file) cannot be used. Until this is fixed every notice goes to the\n"
+            "  default care coordinator. Pass this on to the ICT admin: `hwc-watcher check` says\n"
+            "  what is wrong.\n"
         ),
         "item_cleanup": (
             "- After processing, $count message(s) that should have been deleted were still found.\n"
@@ -363,8 +382,71 @@ PROBLEMS: Mapping[str, Mapping[str, str]] = {
 }
 
 
+#: What went wrong, in the reader's language: every `HwcError.cause` (and a few causes of the cycle's own)
+#: has one sentence here, so no server's or sender's words ever reach a person's mail.
+CAUSES: Mapping[str, Mapping[str, str]] = {
+    "nl": {
+        "internal": "een interne fout in hwc-watcher",
+        "config": "de configuratie van hwc-watcher klopt niet",
+        "secret": "een wachtwoord- of sleutelbestand van hwc-watcher kan niet worden gelezen",
+        "mailbox": "de mailserver (IMAP) is niet bereikbaar of gaf een onverwacht antwoord",
+        "mailbox_login": "de mailserver (IMAP) weigert de aanmelding van hwc-watcher",
+        "folder_changed": "een map van de HwC-mailbox is intussen veranderd",
+        "timeout": "de mailserver antwoordt te traag",
+        "delivery": "de verzendserver (SMTP) nam een bericht niet aan",
+        "delivery_login": "de verzendserver (SMTP) weigert de aanmelding van hwc-watcher",
+        "nobody": "geen enkele ontvanger van de melding nam hem aan",
+        "tls": "de beveiligde verbinding met de mailserver lukt niet (certificaat of poort)",
+        "token": "Microsoft of Google gaf geen toegangssleutel af",
+        "webhook": "de webhook nam de melding niet aan",
+        "pupil_list": "de leerlingenlijst kan niet worden gelezen of past niet bij de configuratie",
+    },
+    "en": {
+        "internal": "an internal error in hwc-watcher",
+        "config": "the hwc-watcher configuration is not right",
+        "secret": "a password or key file of hwc-watcher cannot be read",
+        "mailbox": "the mail server (IMAP) cannot be reached or answered unexpectedly",
+        "mailbox_login": "the mail server (IMAP) refuses hwc-watcher's login",
+        "folder_changed": "a folder of the HwC mailbox changed meanwhile",
+        "timeout": "the mail server answers too slowly",
+        "delivery": "the sending server (SMTP) did not accept a message",
+        "delivery_login": "the sending server (SMTP) refuses hwc-watcher's login",
+        "nobody": "no recipient of the notice accepted it",
+        "tls": "the secure connection to the mail server fails (certificate or port)",
+        "token": "Microsoft or Google issued no access token",
+        "webhook": "the webhook did not accept the alert",
+        "pupil_list": "the pupil list cannot be read or does not fit the configuration",
+    },
+}
+
+
+def cause_text(cause: str, language: str) -> str:
+    """One sentence for a cause code; an unknown code reads as an internal error, never as raw text."""
+    table = CAUSES[language]
+    return table.get(cause, table["internal"])
+
+
+#: Folders by their role, as a person finds them in a mail client (never the name a server chose).
+FOLDER_ROLES: Mapping[str, Mapping[str, str]] = {
+    "nl": {"inbox": "Postvak IN", "junk": "de map met ongewenste e-mail (spam)",
+           "sent": "de map met verzonden e-mail", "trash": "de prullenbak (Verwijderde items)"},
+    "en": {"inbox": "the inbox", "junk": "the junk (spam) folder", "sent": "the sent folder",
+           "trash": "the trash (Deleted items)"},
+}
+
+#: Lines one alert lists before "and N more": an alert stays small whatever the mailbox holds.
+DIGEST_LINES = 20
+
+
+def count_of(count: int, language: str) -> str:
+    """ "1 bericht", "3 berichten": plurals written out."""
+    if language == "nl":
+        return f"{count} bericht" if count == 1 else f"{count} berichten"
+    return f"{count} message" if count == 1 else f"{count} messages"
+
+
 #: Values built by the composer itself from its own texts (never from a message), kept multi-line.
-_BLOCKS = frozenset({"details", "keeping"})
+_BLOCKS = frozenset({"details", "keeping", "outcome"})
 
 
 def clean(value: str) -> str:
@@ -395,8 +477,10 @@ def new_message_id(kind: str, from_address: str) -> str:
 class Composer:
     """Builds every message the daemon sends, from one config."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, ids: NoticeIds | None = None) -> None:
         self.config = config
+        #: Our keyed Message-IDs; without a key (tests, a demo) they still have the exact form.
+        self.ids = ids or NoticeIds(b"", config.smtp.from_address.rsplit("@", 1)[-1].lower())
         self.language = config.messages.language
         self.texts = dict(TEXTS[self.language])
         self.texts.update(config.messages.templates)
@@ -418,7 +502,7 @@ class Composer:
         ]
         msg["Subject"] = clean(subject)
         msg["Date"] = format_datetime(now)
-        msg["Message-ID"] = message_id or new_message_id(kind, smtp.from_address)
+        msg["Message-ID"] = message_id or self.ids.new(kind)
         # RFC 3834: mark as automatic so well-behaved systems do not answer; ask Exchange not to.
         msg["Auto-Submitted"] = "auto-generated" if kind != "receipt" else "auto-replied"
         msg["X-Auto-Response-Suppress"] = "All"
@@ -508,10 +592,21 @@ class Composer:
         """One alert for everything a cycle found: one line per cause, no message content."""
         problems = PROBLEMS[self.language]
         lines = []
-        for template, values in items:
+        shown_items, more = list(items[:DIGEST_LINES]), len(items) - DIGEST_LINES
+        if more > 0:
+            shown_items.append(("item_more", {"count": str(more)}))
+        for template, values in shown_items:
             shown = dict(values)
             if "problem" in shown:
-                shown["problem"] = problems.get(shown["problem"], shown["problem"])
+                shown["problem"] = problems.get(shown["problem"], problems["unreadable"])
+            if "cause" in shown:
+                shown["cause"] = cause_text(shown["cause"], self.language)
+            if "outcome" in shown:
+                shown["outcome"] = self.texts[f"outcome_{shown['outcome']}"]
+            if "folder" in shown:
+                shown["folder"] = FOLDER_ROLES[self.language].get(shown["folder"], FOLDER_ROLES[self.language]["inbox"])
+            if template == "item_strangers":
+                shown["messages"] = count_of(int(shown.get("count", "1")), self.language)
             lines.append(self._text(template, **shown))
         subject = self.config.messages.alert_subject or self.texts["alert_subject"]
         msg = self._base("alert", subject, to, now)

@@ -18,6 +18,7 @@ long as these validators, plus a dependency.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import ipaddress
@@ -34,10 +35,11 @@ from typing import Any, Literal
 
 from hwc_watcher.errors import ConfigError
 from hwc_watcher.models import BackupMode, Person, Route
+from hwc_watcher.notice_id import NoticeIds
 from hwc_watcher.pupil_list import PupilListConfig
 from hwc_watcher.routing import Condition, RoutingConfig, Rule
 from hwc_watcher.school_calendar import DayOff, SchoolCalendar
-from hwc_watcher.secrets import credential_path, ensure_private
+from hwc_watcher.secrets import credential_path, ensure_private, installation_key
 
 DEFAULT_CONFIG_PATH = Path("/etc/hwc-watcher/config.toml")
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
@@ -63,7 +65,7 @@ _TOML_LINE = re.compile(r"at line (\d+)")
 TEMPLATE_NAMES = frozenset({
     "notice", "receipt", "alert_digest", "item_waiting", "item_bounce", "item_delivery", "item_test_bounce",
     "item_signal_failed", "item_pupil_list", "item_cleanup", "alert_deadline", "alert_failure", "alert_recovered",
-    "alert_left_alone", "alert_recall", "drill_ok", "drill_failed",
+    "alert_left_alone", "alert_recall", "drill_ok", "drill_failed", "item_strangers",
 })  # fmt: skip
 
 # Every key the config file may hold, per table: the single list `check`, the errors and the tests use.
@@ -93,7 +95,8 @@ SCHEMA: Mapping[str, frozenset[str]] = MappingProxyType({
                            "deadline", "retries", "retry_delay_seconds", "cycle_timeout_seconds"}),
     "calendar": frozenset({"days_off"}),
     "calendar.days_off": frozenset({"from", "to", "name"}),
-    "alerts": frozenset({"webhook_url", "webhook_format", "heartbeat_url", "ca_file"}),
+    "alerts": frozenset({"webhook_url", "webhook_format", "heartbeat_url", "ca_file", "stranger_interval_minutes",
+                         "max_per_hour"}),
     "limits": frozenset({"max_message_bytes"}),
     "drill": frozenset({"enabled", "at", "wait_seconds"}),
     "recall": frozenset({"enabled", "at", "keep_hours", "retry_minutes", "mailbox"}),
@@ -259,6 +262,11 @@ class AlertSettings:
     webhook_format: Literal["json", "text"]
     heartbeat_url: str | None
     ca_file: Path | None
+    #: What only a stranger caused (the code word from outside VT) goes out at most once per this many seconds,
+    #: counted, never one mail per message: a spam wave cannot use up the quota the next notice needs.
+    stranger_interval_s: float = 900.0
+    #: Every alert mail together, at most this many an hour (what waits is sent in the next one).
+    max_per_hour: int = 12
 
 
 @dataclass(frozen=True)
@@ -323,6 +331,20 @@ class Config:
     google: GoogleSettings | None = None
     drill: DrillSettings = DrillSettings()
     recall: RecallSettings = RecallSettings()
+
+    def login_secrets(self) -> tuple[SecretRef, ...]:
+        """The mailbox login's own secret(s): what `secrets.installation_key` derives our id key from."""
+        if self.imap.auth.kind == "microsoft" and self.microsoft is not None:
+            return (self.microsoft.credential,)
+        if self.imap.auth.kind == "google" and self.google is not None:
+            return (self.google.service_account,)
+        return (self.imap.auth.password,) if self.imap.auth.password is not None else ()
+
+    def notice_ids(self, key: bytes | None = None) -> NoticeIds:
+        """Our keyed Message-IDs under this installation's key (read from the login's secret when not given)."""
+        if key is None:
+            key = installation_key(ref.path() for ref in self.login_secrets())
+        return NoticeIds(key, self.smtp.from_address.rsplit("@", 1)[-1].lower())
 
     def alert_recipients(self) -> tuple[Person, ...]:
         """The contact and the default route's backup: the people who must act when we cannot."""
@@ -910,6 +932,12 @@ def parse_routing(document: Mapping[str, Any], base: Path | None = None) -> Rout
         raise ConfigError("[[route]] rules need a [pupil_list] to tell which pupil belongs where.")
     columns = pupil_list.route_columns if pupil_list is not None else ()
     rules = tuple(_rule(item, f"route[{i}]", columns) for i, item in enumerate(rules_raw, start=1))
+    if default.backup is not None:
+        # A route without a backup of its own uses [backup], with its mode: a refused or absent coordinator
+        # must still reach someone.
+        rules = tuple(rule if rule.route.backup is not None else dataclasses.replace(
+            rule, route=dataclasses.replace(rule.route, backup=default.backup, backup_mode=default.backup_mode))
+            for rule in rules)
     seen = {"default"}
     for i, rule in enumerate(rules, start=1):
         folded = rule.route.name.casefold()
@@ -1069,6 +1097,8 @@ def _alerts(t: Table, base: Path | None) -> AlertSettings:
         webhook_format="text" if fmt == "text" else "json",
         heartbeat_url=_url(t, "heartbeat_url"),
         ca_file=t.ca_file(base),
+        stranger_interval_s=60.0 * t.integer("stranger_interval_minutes", 15, 1, 1440),
+        max_per_hour=t.integer("max_per_hour", 12, 2, 60),
     )
 
 

@@ -38,8 +38,22 @@ from hwc_watcher.config import Config
 from hwc_watcher.drill_rules import awaited
 from hwc_watcher.errors import CycleTimeoutError, DeliveryError, FolderChangedError, HwcError, MailboxError
 from hwc_watcher.mailbox import Fetched, Folders, FolderState, Glance, Mailbox
-from hwc_watcher.memory import ALERTED_KEYWORD, FLAGGED, FolderMemory, Judged, Memory, Role, keep_until, may_delete
+from hwc_watcher.memory import (
+    ALERTED_KEYWORD,
+    FLAGGED,
+    MIN_REAL_HOLD_S,
+    RECEIPT_KEYWORD,
+    Delivery,
+    FolderMemory,
+    Judged,
+    Memory,
+    Role,
+    keep_until,
+    may_delete,
+    notice_keyword,
+)
 from hwc_watcher.models import Person, Pupil
+from hwc_watcher.notice_id import NoticeIds
 from hwc_watcher.outbox import Outbox, SmtpLogin
 from hwc_watcher.recall_plan import recall_moment
 from hwc_watcher.routing import Router
@@ -47,6 +61,14 @@ from hwc_watcher.routing import Router
 _log = log.get_logger("hwc_watcher.cycle")
 
 Clock = Callable[[], dt.datetime]
+
+#: Reasons only a stranger can cause (the code word from outside VT, an automatic reply quoting it):
+#: counted and paced, never one alert per message. Everything else that waits may be VT's and goes at once.
+STRANGER_REASONS = frozenset({"code_word_unlisted_sender", "auto_reply"})
+
+#: Per-message log lines per cycle; past this, messages are only counted (a first look at 5,000 spam mails
+#: logs counts, not 5,000 lines).
+MESSAGE_LOG_LINES = 20
 
 #: Words the server's own search looks for in the body of new mail (all of them): a hit means the
 #: message is read whole, as the code word may be in its text and not its subject.
@@ -151,6 +173,8 @@ class Attention:
     values: dict[str, str]
     #: Messages the line is about: (folder, uid), marked as alerted once the alert went out.
     messages: tuple[tuple[str, int], ...] = ()
+    #: Only a stranger caused it: counted into one line and paced (see `CycleRun.alert`).
+    paced: bool = False
 
 
 class Watcher:
@@ -164,6 +188,7 @@ class Watcher:
         *,
         clock: Clock = utc_now,
         stop: threading.Event | None = None,
+        ids: NoticeIds | None = None,
     ) -> None:
         self.config = config
         self.imap_auth = imap_auth
@@ -171,7 +196,8 @@ class Watcher:
         self.clock = clock
         self.stop = stop or threading.Event()
         self.router = Router(config.routing)
-        self.composer = Composer(config)
+        #: Our keyed Message-IDs (read from the login's secret): the recall and the intake can prove them ours.
+        self.composer = Composer(config, ids or config.notice_ids())
         self.memory = Memory()
         #: Content keys of signals this process completed, by day: a copy that turns up again
         #: (Gmail's Trash without COPYUID) is deleted, not sent twice.
@@ -181,6 +207,8 @@ class Watcher:
         self.sleep: Callable[[float], None] = self._wait
         #: The folders of the last cycle (for the daily "left alone" line).
         self.folders: Folders | None = None
+        #: The school day on which memory was last looked at afresh (`relook_if_due`).
+        self.relooked: dt.date | None = None
 
     @classmethod
     def from_config(cls, config: Config, **kwargs: Any) -> Watcher:
@@ -191,10 +219,28 @@ class Watcher:
         """Sleep between retries, but wake up as soon as a stop is requested."""
         self.stop.wait(seconds)
 
+    def relook_if_due(self, now: dt.datetime) -> None:
+        """Once a school day, from `busy_start` (before the deadline), forget every judgement and look again.
+
+        Memory can be fooled (a server that reuses a UID, a restored mailbox, a bug): this bounds any such
+        fault to one night, and it is caught before 08:15. What was delivered is kept, so nothing repeats.
+        """
+        schedule = self.config.schedule
+        local = now.astimezone(schedule.timezone)
+        day = local.date()
+        if self.relooked == day or local.time() < schedule.busy_start or not self.config.calendar.is_school_day(day):
+            return
+        if self.relooked is not None:
+            self.memory.relook()
+            _log.info("relook", step="memory", why="once a school day every folder is looked at afresh")
+        self.relooked = day
+
     def run_cycle(self, *, dry_run: bool = False) -> CycleResult:
         """One poll. Never raises for mail trouble: the result carries the error for the caller."""
         started = time.monotonic()
         now = self.clock()
+        if not dry_run:
+            self.relook_if_due(now)
         result = CycleResult(dry_run=dry_run)
         retries = self.config.schedule.retries
         attempts, attempt, reconnected = retries + 1, 0, False
@@ -308,6 +354,8 @@ class CycleRun:
         # A dry run judges with a memory of its own, so a real cycle later still sees everything.
         self.memory = Memory() if self.dry_run else watcher.memory
         self.attention: list[Attention] = []
+        #: Per-message log lines written this cycle (bounded by MESSAGE_LOG_LINES; the rest are counted).
+        self.logged = 0
         self.states: dict[str, FolderState] = {}
         #: Message-IDs of the signals handled this cycle, for the final "nothing left" check.
         self.handled_ids: set[str] = set()
@@ -328,6 +376,17 @@ class CycleRun:
         self.verify()
         self.alert()
         self.memory.forget_delivered()
+        if self.logged > MESSAGE_LOG_LINES:
+            _log.info("messages_counted", not_logged=self.logged - MESSAGE_LOG_LINES, step="judge",
+                      why=f"only the first {MESSAGE_LOG_LINES} are logged one by one")
+
+    def role_of(self, folder: str) -> Role:
+        """A folder as logs and alerts name it: by its role, never by the name the server chose."""
+        folders = self.folders
+        for name, role in (("junk", folders.junk), ("sent", folders.sent), ("trash", folders.trash)):
+            if folder == role:
+                return name  # type: ignore[return-value]
+        return "inbox"
 
     def step(self, what: str) -> None:
         """Between steps: stop when the cycle ran out of time."""
@@ -390,10 +449,10 @@ class CycleRun:
                 look = "candidate"
             if look == "own" and awaited(glance.headers, self.now, self.config.drill):
                 continue  # a drill (here or `hwc-watcher drill`) may still wait for it; it deletes it itself
-            if role == "sent":
+            if role == "sent" and look != "candidate":
                 # What this mailbox sent: ours to purge, never a signal to act on.
                 self.judge(memory, glance.uid, glance, "own" if look == "own" else "ignored", "sent", state)
-            elif look == "candidate":
+            elif look == "candidate":  # in Sent too: a VT signal a person dragged there is handled first
                 reads.append((glance.uid, glance))
             else:
                 self.judge(memory, glance.uid, glance, "own" if look == "own" else "ignored",
@@ -407,15 +466,19 @@ class CycleRun:
         judged = Judged(kind, reason,
                         arrived=glance.arrived if glance is not None else previous.arrived if previous else None,
                         alerted_on=previous.alerted_on if previous else None,
+                        alerted_at=previous.alerted_at if previous else None,
                         looks=(previous.looks if previous else 0) + 1)
         if glance is not None and judged.alerted_on is None and self.marked(glance.flags, state):
             judged.alerted_on = self.today  # alerted before a restart: not again
+            judged.alerted_at = time.monotonic()  # and held from now on, in real time
         memory.judged[uid] = judged
         if previous is None or previous.kind != kind or previous.reason != reason:
             self.result.verdicts[kind] += 1
-            _log.info("message", folder=state.name, uid=uid, verdict=kind, reason=reason,
-                      pupil_count=len(verdict.pupils) if verdict else 0,
-                      size=glance.size if glance is not None else None)
+            self.logged += 1
+            if self.logged <= MESSAGE_LOG_LINES:
+                _log.info("message", folder_role=self.role_of(state.name), uid=uid, verdict=kind, reason=reason,
+                          pupil_count=len(verdict.pupils) if verdict else 0,
+                          size=glance.size if glance is not None else None)
         return judged
 
     @staticmethod
@@ -435,98 +498,179 @@ class CycleRun:
                 memory.judged.pop(uid, None)
                 return
             verdict = classify(fetched.raw, self.config, now=self.now, expected_size=fetched.size)
+        if role == "sent" and verdict.kind != "signal":
+            # Sent holds what this mailbox sent (a person's forward quotes the pupil): purged as before. Only a
+            # vouched-for VT signal found there is acted on, and it leaves only once handled.
+            verdict = Verdict("own" if verdict.kind == "own" else "ignored", "sent")
         previous = memory.judged.get(uid)
         judged = self.judge(memory, uid, glance, verdict.kind, verdict.reason, state, verdict)
         judged.written, judged.refused = verdict.written, verdict.refused
         if previous is not None and previous.kind == "signal" and verdict.kind == "signal":
             judged.done, judged.key = previous.done, previous.key
         if verdict.kind == "signal" and fetched is not None and not self.dry_run:
-            self.deliver(fetched, verdict, judged)
+            self.deliver(fetched, verdict, judged, state, glance.flags if glance is not None else frozenset())
             if judged.done and verdict.message_id:
                 self.handled_ids.add(verdict.message_id)
 
     def waiting(self, state: FolderState, uid: int, judged: Judged) -> None:
-        """A message for a person: one line in this cycle's alert (the caller knows none went out yet)."""
+        """A message for a person: one line in this cycle's alert (the caller knows none went out yet).
+
+        Only what the daemon knows itself goes in: the folder's role, times, a cause from a fixed list, and an
+        address only when it is one of our configured people (a bounce names what its sender chose).
+        """
         messages = ((state.name, uid),)
+        refused = self.configured(judged.refused)
         if judged.reason == "test_bounce":
-            self.note(f"test_bounce:{','.join(judged.refused)}", "item_test_bounce", messages=messages,
-                      refused=", ".join(judged.refused) or "?")
+            self.note(f"test_bounce:{','.join(refused) or uid}", "item_test_bounce", messages=messages,
+                      refused=", ".join(refused) or self.watcher.composer.texts["unknown_address"])
             return
         if judged.reason == "incomplete" and judged.looks < 2:
             return  # give the server one more cycle to finish the body
+        if judged.reason in STRANGER_REASONS:
+            self.attention.append(Attention(f"stranger:{state.name}:{state.uidvalidity}:{uid}", "item_strangers", {},
+                                            messages, paced=True))
+            return
         received = format_moment((judged.written or judged.arrived or self.now)
                                  .astimezone(self.config.schedule.timezone), self.config.messages.language)
-        values = {"folder": state.name, "received": received, "problem": judged.reason}
+        values = {"folder": self.role_of(state.name), "received": received, "problem": judged.reason}
         if judged.refused:
-            values["refused"] = ", ".join(judged.refused)
+            values["refused"] = ", ".join(refused) or self.watcher.composer.texts["unknown_address"]
         template = "item_bounce" if judged.refused else "item_waiting"
         self.note(f"waiting:{state.name}:{state.uidvalidity}:{uid}", template, messages=messages, **values)
 
-    def deliver(self, fetched: Fetched, verdict: Verdict, judged: Judged) -> None:
-        """Notices, then receipt, then read receipt; `judged.done` once the message may be deleted."""
+    def configured(self, addresses: Sequence[str]) -> list[str]:
+        """Of the addresses a bounce names, only those of people in our config (never a sender's own text)."""
+        known = {p.email.lower() for p in self.config.test_recipients()}
+        return sorted({a.lower() for a in addresses if a.lower() in known})
+
+    def deliver(self, fetched: Fetched, verdict: Verdict, judged: Judged, state: FolderState,
+                flags: frozenset[bytes]) -> None:
+        """Notices, then receipt, then read receipt; `judged.done` once the message may be deleted.
+
+        Each step is recorded as the server accepts it (memory, and a keyword on the message where the
+        server keeps keywords), so a retry — next cycle, under push, after a restart — sends only what is
+        still missing: each person hears each thing once.
+        """
         key = judged.key = content_key(fetched.raw)
         memory, watcher = self.memory, self.watcher
         if judged.done or key in watcher.completed:
             judged.done = True
             return
+        record = memory.delivery(key)
+        record.absorb(flags, self.recipient_tags(), len(verdict.pupils))
         with log.sensitive(verdict.pupils):
             try:
-                if key not in memory.noticed:
-                    for index, pupil in enumerate(verdict.pupils):
-                        self.send_notice(index, pupil)
-                    memory.noticed.add(key)
-                else:
-                    _log.info("notice_skipped", uid=fetched.uid, step="notice", why="already delivered this run")
+                missing = 0
+                for index, pupil in enumerate(verdict.pupils):
+                    missing += not self.send_notice(index, pupil, record, fetched, state, key)
+                if missing:
+                    raise DeliveryError(f"{missing} notice(s) reached nobody.", transient=False, cause="nobody")
                 if verdict.receipt_to is None:  # classify always sets it for a signal; be explicit anyway
                     raise DeliveryError("No allowed address to send the receipt to.", transient=False)
-                receipt = self.watcher.composer.receipt(verdict.receipt_to, verdict.message_id,
-                                                        verdict.written or self.now, self.now)
-                self.outbox.send(receipt, [verdict.receipt_to])
-                _log.info("receipt_sent", uid=fetched.uid, step="receipt")
+                if record.receipt:
+                    _log.info("receipt_skipped", uid=fetched.uid, step="receipt", why="already accepted")
+                else:
+                    receipt = self.watcher.composer.receipt(verdict.receipt_to, verdict.message_id,
+                                                            verdict.written or self.now, self.now)
+                    self.outbox.send(receipt, [verdict.receipt_to])
+                    record.receipt = True
+                    self.record(fetched, state, RECEIPT_KEYWORD)
+                    _log.info("receipt_sent", uid=fetched.uid, step="receipt")
             except DeliveryError as err:
                 self.result.failed += 1
-                _log.error("signal_not_completed", uid=fetched.uid, folder=fetched.folder, error=str(err),
-                           transient=err.transient, step="deliver")
+                _log.error("signal_not_completed", uid=fetched.uid, folder_role=self.role_of(fetched.folder),
+                           error=str(err), transient=err.transient, step="deliver")
                 if not err.transient:
                     self.note(f"failed:{key}", "item_signal_failed", messages=((fetched.folder, fetched.uid),),
-                              error=str(err))
+                              cause=err.cause)
                 return
-            if verdict.mdn_to:
+            if verdict.mdn_to and not record.mdn:
+                record.mdn = True  # optional courtesy, tried once: never blocks the deletion, never repeated
                 try:
                     self.outbox.send(self.watcher.composer.mdn(verdict.mdn_to, verdict.message_id, self.now),
                                      [verdict.mdn_to])
                     _log.info("read_receipt_sent", uid=fetched.uid, step="mdn")
-                except DeliveryError as err:  # optional courtesy: never blocks the deletion
+                except DeliveryError as err:
                     _log.warning("read_receipt_failed", uid=fetched.uid, error=str(err), step="mdn")
         self.result.completed += 1
-        memory.noticed.discard(key)
         watcher.remember_completed(key, self.today)
         judged.done = True
 
-    def send_notice(self, index: int, pupil: Pupil) -> None:
-        """To the route's recipients; a refused coordinator falls back to the backup, and the admin hears of it."""
+    def recipient_tags(self) -> dict[str, str]:
+        """Every configured notice recipient's keyed tag (what the delivery keywords name)."""
+        ids = self.watcher.composer.ids
+        people = {p.email.lower() for route in self.config.routing.routes()
+                  for p in (route.coordinator, route.backup) if p is not None}
+        return {address: ids.recipient_tag(address) for address in sorted(people)}
+
+    def record(self, fetched: Fetched, state: FolderState, keyword: bytes) -> None:
+        """Write an accepted step onto the message itself, where the server keeps keywords (survives a restart)."""
+        if not state.keywords or self.dry_run:
+            return
+        try:
+            self.mailbox.mark(fetched.folder, [fetched.uid], [keyword], uidvalidity=state.uidvalidity)
+        except HwcError as err:  # memory still holds it: no repeat before a restart
+            _log.warning("mark_failed", folder_role=self.role_of(fetched.folder), error=str(err), step="record")
+
+    def send_notice(self, index: int, pupil: Pupil, record: Delivery, fetched: Fetched, state: FolderState,
+                    key: str) -> bool:
+        """This pupil's notice to the route's recipients who do not have it yet; True once someone has it.
+
+        A refused coordinator falls back to the route's backup (or [backup]) whatever its mode; the contact
+        hears of the refusal by address and route, once.
+        """
         composer, outbox = self.watcher.composer, self.outbox
         decision = self.watcher.router.route(pupil)
-        recipients = decision.route.recipients()
-        notice = composer.notice(pupil, decision, recipients, self.now, disappears=self.disappears(recipients))
-        try:
-            refused = outbox.send(notice, [p.email for p in recipients])
-        except DeliveryError as err:
-            backup = decision.route.backup
-            if not err.refused or backup is None or backup.email in err.refused:
-                raise
-            refused = err.refused
-            outbox.send(composer.notice(pupil, decision, (backup,), self.now, disappears=self.disappears((backup,))),
-                        [backup.email])
-            _log.warning("notice_to_backup", pupil_index=index, step="notice", refused=len(refused))
-        else:
-            if len(refused) == len(recipients):  # pragma: no cover - smtplib raises in this case
-                raise DeliveryError("Every recipient of the notice was refused.", transient=False)
-        if refused:
-            self.note("refused:" + ",".join(sorted(refused)), "item_delivery", failed=", ".join(sorted(refused)),
-                      route=decision.route.name)
-        _log.info("notice_sent", pupil_index=index, step="notice", route=decision.route.name,
-                  matched=decision.matched, recipients=len(recipients))
+        route = decision.route
+        route_no = self.config.routing.index(route)
+        wanted = list(route.recipients())
+        refused_now: list[str] = []
+        for attempt in range(2):  # the route's recipients, then the backup for whoever refused
+            has_it = [p for p in wanted if record.has(index, p.email)]
+            everyone_refused = not has_it and all((index, p.email.lower()) in record.refused for p in wanted)
+            todo = [p for p in wanted if not record.has(index, p.email)
+                    and ((index, p.email.lower()) not in record.refused or everyone_refused)]
+            if todo:
+                notice = composer.notice(pupil, decision, todo, self.now, disappears=self.disappears(todo))
+                deferred: DeliveryError | None = None
+                try:
+                    refused = outbox.send(notice, [p.email for p in todo])
+                    delivered = {p.email.lower() for p in todo} - {r.lower() for r in refused}
+                except DeliveryError as err:
+                    if err.transient and not err.delivered and not err.refused:
+                        raise  # nobody accepted, nothing refused for good: next cycle sends exactly these again
+                    refused, delivered = err.refused, {a.lower() for a in err.delivered}
+                    deferred = err if err.transient else None
+                folded = {r.lower() for r in refused}
+                for person in todo:
+                    address = person.email.lower()
+                    if address in folded:
+                        record.refused.add((index, address))
+                        refused_now.append(person.email)
+                    elif address in delivered:
+                        record.accepted.add((index, address))
+                        record.refused.discard((index, address))
+                        record.notice_ids.setdefault(index, set()).add(str(notice["Message-ID"]))
+                        self.record(fetched, state, notice_keyword(index, composer.ids.recipient_tag(address)))
+                _log.info("notice_sent", pupil_index=index, step="notice", route=route_no, matched=decision.matched,
+                          recipients=len(delivered), refused=len(folded), attempt=attempt + 1)
+                if deferred is not None:
+                    raise deferred  # the rest is retried next cycle, to exactly those still missing
+            backup = route.backup
+            refused_people = [p for p in wanted if (index, p.email.lower()) in record.refused]
+            if (attempt == 0 and refused_people and backup is not None
+                    and all(backup.email.lower() != p.email.lower() for p in wanted)):
+                wanted.append(backup)  # fallback: the backup gets it, once
+                continue
+            break
+        for address in refused_now:
+            got = [p.email for p in wanted if record.has(index, p.email)]
+            self.note(f"refused:{key}:{index}:{address.lower()}", "item_delivery", failed=address, route=route.name,
+                      outcome="backup" if got else "nobody")
+        if any(record.has(index, p.email) for p in wanted):
+            return True
+        _log.error("notice_not_delivered", pupil_index=index, step="notice", route=route_no)
+        return False
 
     def disappears(self, recipients: Sequence[Person]) -> dt.datetime | None:
         """When the recall takes this notice back, if it will for every recipient (the notice says so)."""
@@ -540,9 +684,10 @@ class CycleRun:
         if self.dry_run or self.config.routing.pupil_list is None:
             return
         problem = self.watcher.router.status().problem
-        if problem:
+        if problem:  # the mail names the file the admin configured; the problem itself is in the log and `check`
+            _log.warning("pupil_list_unusable", error=problem, step="pupil_list")
             self.note("pupil_list:" + hashlib.sha256(problem.encode()).hexdigest()[:16], "item_pupil_list",
-                      problem=problem)
+                      file=self.config.routing.pupil_list.path.name)
 
     # --- delete and verify -------------------------------------------------------------------
 
@@ -558,8 +703,11 @@ class CycleRun:
                 return None
             return keep_until(judged.alerted_on, self.config.calendar, schedule.busy_end, schedule.timezone)
 
+        def held(judged: Judged) -> bool:
+            return judged.alerted_at is not None and time.monotonic() - judged.alerted_at < MIN_REAL_HOLD_S
+
         doomed = sorted(uid for uid, j in memory.judged.items()
-                        if may_delete(role, j, purge, now=self.now, kept_until=kept_until(j)))
+                        if may_delete(role, j, purge, now=self.now, kept_until=kept_until(j), held=held(j)))
         if not doomed:
             return
         self.step(f"deleting in {role}")
@@ -581,7 +729,8 @@ class CycleRun:
             self.arrivals_validity = self.mailbox.last_copy_validity
         self.result.deleted += signals
         self.result.purged += len(doomed) - signals
-        _log.info("deleted", folder_role=role, uids=doomed, signals=signals, step="delete")
+        _log.info("deleted", folder_role=role, uids=doomed[:MESSAGE_LOG_LINES], count=len(doomed), signals=signals,
+                  step="delete")
 
     def verify(self) -> None:
         """Look in every folder for what we handled this cycle; a leftover is an alert."""
@@ -610,13 +759,29 @@ class CycleRun:
         self.attention.append(Attention(key, template, dict(values), messages))
 
     def alert(self) -> None:
-        """All this cycle found for a person, as one content-free alert; then mark the messages it names."""
+        """All this cycle found for a person, as one content-free alert; then mark the messages it names.
+
+        What may be from VT goes out at once. What only a stranger caused is one counted line, sent at most once
+        per `alerts.stranger_interval_minutes` (sooner only along with an alert that goes anyway). All alert mails
+        together stay under `alerts.max_per_hour`; what is held stays unmarked and goes in the next one.
+        """
         alerter = self.watcher.alerter
         fresh = [a for a in self.attention if not alerter.already_sent(a.key, self.now)]
         if self.dry_run or not fresh:
             return
-        lines = [(a.key, a.template, a.values) for a in fresh]
-        if not alerter.alert_digest(lines, self.now, outbox=self.outbox):
+        urgent = [a for a in fresh if not a.paced]
+        strangers = [a for a in fresh if a.paced]
+        if strangers and not urgent and not alerter.stranger_due(self.now):
+            _log.info("alert_paced", strangers=len(strangers), step="alert")
+            return
+        if not alerter.hour_allows(self.now):
+            _log.warning("alert_held", items=len(fresh), step="alert", why="alerts.max_per_hour")
+            return
+        lines = [(a.key, a.template, a.values) for a in urgent]
+        if strangers:
+            lines.append((f"strangers:{self.now.isoformat()}", "item_strangers", {"count": str(len(strangers))}))
+        if not alerter.alert_digest(lines, self.now, outbox=self.outbox, also=[a.key for a in strangers],
+                                    strangers=bool(strangers)):
             return
         self.result.alerts += 1
         by_folder: dict[str, list[int]] = {}
@@ -625,6 +790,7 @@ class CycleRun:
                 judged = self.memory.folders.get(folder, FolderMemory(0)).judged.get(uid)
                 if judged is not None:
                     judged.alerted_on = self.today
+                    judged.alerted_at = time.monotonic()
                     by_folder.setdefault(folder, []).append(uid)
         for folder, uids in by_folder.items():
             state = self.states[folder]
@@ -632,7 +798,7 @@ class CycleRun:
             try:
                 self.mailbox.mark(folder, uids, [flag], uidvalidity=state.uidvalidity)
             except MailboxError as err:  # memory still holds it: no repeat before a restart
-                _log.warning("mark_failed", folder=folder, error=str(err), step="alert")
+                _log.warning("mark_failed", folder_role=self.role_of(folder), error=str(err), step="alert")
 
 
 __all__ = ["Budget", "CycleResult", "CycleRun", "Watcher", "content_key", "smtp_authenticator", "utc_now"]

@@ -7,12 +7,18 @@ A message never contains pupil data: exceptions end up in logs and alerts.
 class HwcError(Exception):
     """Root of every error hwc-watcher raises on purpose."""
 
+    #: A fixed code for what went wrong: the composer turns it into a sentence and an action in the
+    #: configured language, so no server's or sender's text reaches a person's mail.
+    cause = "internal"
+
     #: True when trying again later can help; the cycle retries only these.
     transient: bool = False
 
 
 class ConfigError(HwcError):
     """The config file or a secret file is missing, unsafe or invalid."""
+
+    cause = "config"
 
     def __init__(self, message: str, *, fix: str = "") -> None:
         super().__init__(message)
@@ -23,9 +29,13 @@ class ConfigError(HwcError):
 class SecretError(ConfigError):
     """A password, token or key file cannot be read or is readable by others."""
 
+    cause = "secret"
+
 
 class MailboxError(HwcError):
     """The IMAP server could not be reached, refused us, or answered unexpectedly."""
+
+    cause = "mailbox"
 
     #: True when retrying later can help (timeouts, refused connections, BYE).
     transient: bool = True
@@ -34,22 +44,35 @@ class MailboxError(HwcError):
 class MailboxAuthError(MailboxError):
     """The IMAP server refused the login: retrying will not help until someone fixes it."""
 
+    cause = "mailbox_login"
+
     transient = False
 
 
 class FolderChangedError(MailboxError):
     """A folder's UIDVALIDITY changed since we judged it: its UIDs may name other messages now."""
 
+    cause = "folder_changed"
+
 
 class CycleTimeoutError(MailboxError):
     """A cycle ran past its wall-clock budget (a server answering a byte at a time)."""
+
+    cause = "timeout"
 
 
 class DeliveryError(HwcError):
     """The SMTP server did not accept a message."""
 
-    def __init__(self, message: str, *, transient: bool = True, refused: tuple[str, ...] = ()) -> None:
+    cause = "delivery"
+
+    def __init__(self, message: str, *, transient: bool = True, refused: tuple[str, ...] = (),
+                 cause: str | None = None, delivered: tuple[str, ...] = ()) -> None:
         super().__init__(message)
+        if cause is not None:
+            self.cause = cause
+        #: Recipients the server did accept before the trouble (a partial delivery): never sent to again.
+        self.delivered = delivered
         #: True for 4xx replies and network trouble: the next cycle may succeed.
         self.transient = transient
         #: Recipient addresses the server refused outright (5xx on RCPT).
@@ -58,6 +81,8 @@ class DeliveryError(HwcError):
 
 class DeliveryAuthError(DeliveryError):
     """The SMTP server refused the login."""
+
+    cause = "delivery_login"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, transient=False)
@@ -69,6 +94,7 @@ class TlsError(HwcError):
     One class to catch for IMAP and SMTP alike; the two subclasses keep the cycle's IMAP and
     SMTP handling apart. Never transient: someone has to fix a name, a CA or a port.
     """
+    cause = "tls"
 
     transient = False
 
@@ -87,6 +113,8 @@ class DeliveryTlsError(TlsError, DeliveryError):
 class TokenError(HwcError):
     """No access token could be obtained from Microsoft or Google."""
 
+    cause = "token"
+
     def __init__(self, message: str, *, transient: bool) -> None:
         super().__init__(message)
         #: True for network trouble, timeouts and 5xx answers: the next cycle may succeed.
@@ -96,6 +124,10 @@ class TokenError(HwcError):
 class ChannelError(HwcError):
     """A webhook or heartbeat URL did not accept our request."""
 
+    cause = "webhook"
+
 
 class PupilListError(HwcError):
     """The pupil list cannot be read or its columns do not match the config."""
+
+    cause = "pupil_list"

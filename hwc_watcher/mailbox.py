@@ -292,9 +292,16 @@ class Mailbox:
             explicit = getattr(self.settings.folders, role)
             if explicit is not None:
                 if explicit not in names:
+                    # Never the list of names: a person may have named a folder after a pupil.
+                    roles = [r for r in ("sent", "trash", "junk")
+                             if any(_SPECIAL_FLAGS[r] in flags for flags, _n in selectable)]
+                    known = sorted(n for n in names if n.lower() in _KNOWN_FOLDERS)
+                    others = len(names) - len(known)
                     raise MailboxError(
-                        f"imap.folders.{role} = {explicit!r}, but the mailbox has no such folder. "
-                        f"Folders found: {', '.join(sorted(names))}."
+                        f"imap.folders.{role} = {explicit!r}, but the mailbox has no such folder. The server marks "
+                        f"these roles: {', '.join(roles) or 'none'}; well-known folder names found: "
+                        f"{', '.join(known) or 'none'} (and {others} other folder(s), not named here). Remove "
+                        f"imap.folders.{role} to let hwc-watcher find the folder by its role, or correct the name."
                     )
                 found[role] = explicit
                 continue

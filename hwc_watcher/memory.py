@@ -37,6 +37,8 @@ class Judged:
     arrived: dt.datetime | None = None
     #: needs_human: the local day the alert about it went out (None: not yet).
     alerted_on: dt.date | None = None
+    #: needs_human: when (time.monotonic) this process saw the alert go out, or first saw it marked as alerted.
+    alerted_at: float | None = None
     #: signal: notices and receipt accepted (only the deletion is left).
     done: bool = False
     #: How many cycles judged it (an incomplete body gets one more look before a person is told).
@@ -56,6 +58,49 @@ class Judged:
     def unfinished(self) -> bool:
         """Must be read again next cycle: a signal not yet done, or a body the server had not finished."""
         return (self.kind == "signal" and not self.done) or self.reason == "incomplete"
+
+
+#: Keywords on a signal that record what the server accepted for it, so a restart sends nothing twice:
+#: `$HwcN<pupil>.<recipient tag>` per notice recipient, `$HwcReceipt` for the receipt. No pupil data: a
+#: position in the signal and a keyed hash of a configured address.
+NOTICE_KEYWORD_PREFIX = b"$HwcN"
+RECEIPT_KEYWORD = b"$HwcReceipt"
+
+
+def notice_keyword(pupil_index: int, recipient_tag: str) -> bytes:
+    return NOTICE_KEYWORD_PREFIX + f"{pupil_index}.{recipient_tag}".encode("ascii")
+
+
+@dataclass
+class Delivery:
+    """What the SMTP server accepted for one signal (by content key): each person hears each thing once.
+
+    `accepted` and `refused` hold (pupil position, recipient address); a retry sends a notice only to the
+    recipients of a pupil who have neither. Lives in memory and, where the server keeps keywords, on the
+    message itself; nothing in it is pupil data.
+    """
+
+    accepted: set[tuple[int, str]] = field(default_factory=set)
+    #: Refused for good (5xx): not tried again while someone else of that pupil's route has the notice.
+    refused: set[tuple[int, str]] = field(default_factory=set)
+    receipt: bool = False
+    mdn: bool = False
+    #: The notice ids sent per pupil position (to recognise an automatic reply to one of them).
+    notice_ids: dict[int, set[str]] = field(default_factory=dict)
+
+    def has(self, pupil_index: int, address: str) -> bool:
+        return (pupil_index, address.lower()) in self.accepted
+
+    def absorb(self, flags: Iterable[bytes], tags: dict[str, str], pupils: int) -> None:
+        """Take over what the message's own keywords say was accepted before (a restart in between)."""
+        by_tag = {tag: address for address, tag in tags.items()}
+        for flag in flags:
+            if flag == RECEIPT_KEYWORD:
+                self.receipt = True
+            elif flag.startswith(NOTICE_KEYWORD_PREFIX):
+                index_s, _, tag = flag[len(NOTICE_KEYWORD_PREFIX):].decode("ascii", "replace").partition(".")
+                if index_s.isdigit() and int(index_s) < pupils and tag in by_tag:
+                    self.accepted.add((int(index_s), by_tag[tag]))
 
 
 @dataclass
@@ -81,8 +126,11 @@ class Memory:
 
     def __init__(self) -> None:
         self.folders: dict[str, FolderMemory] = {}
-        #: Content keys of signals whose notices were all accepted but whose receipt is still pending.
-        self.noticed: set[str] = set()
+        #: What was accepted for each signal not yet deleted, by content key (survives the daily re-look).
+        self.deliveries: dict[str, Delivery] = {}
+
+    def delivery(self, key: str) -> Delivery:
+        return self.deliveries.setdefault(key, Delivery())
 
     def folder(self, name: str, uidvalidity: int) -> FolderMemory:
         """The memory of one folder; a new UIDVALIDITY means the old UIDs name nothing any more."""
@@ -114,8 +162,18 @@ class Memory:
                     unchanged=True)
 
     def forget_delivered(self) -> None:
-        """Keep "notices sent, receipt pending" only for signals still in a folder (bounded memory)."""
-        self.noticed &= {j.key for m in self.folders.values() for j in m.judged.values() if j.key}
+        """Keep delivery records only for signals still in a folder (bounded memory)."""
+        present = {j.key for m in self.folders.values() for j in m.judged.values() if j.key}
+        for key in [k for k in self.deliveries if k not in present]:
+            del self.deliveries[key]
+
+    def relook(self) -> None:
+        """Forget every judgement and look at all headers again (once a school day, before the deadline).
+
+        Memory can be wrong (a server that reuses a UID, a restored mailbox); this bounds any fault to one
+        day. What was delivered stays: a re-look must never send a notice twice.
+        """
+        self.folders.clear()
 
     def waiting(self) -> int:
         """Messages waiting for a person, in every folder."""
@@ -153,15 +211,21 @@ def keep_until(alerted_on: dt.date, calendar: SchoolCalendar, school_day_end: dt
     return dt.datetime.combine(day, school_day_end, tzinfo=tz)
 
 
+#: A waiting message in Trash stays at least this long in real (monotonic) time after its alert, whatever the
+#: wall clock says: a clock that jumps days ahead must not purge it minutes after the person was told.
+MIN_REAL_HOLD_S = 4 * 3600.0
+
+
 def may_delete(role: Role, judged: Judged, purge: PurgeMode, *, now: dt.datetime,
-               kept_until: dt.datetime | None) -> bool:
+               kept_until: dt.datetime | None, held: bool = False) -> bool:
     """Whether a judged message may leave its folder now. The one rule book for deleting.
 
     * a signal only once its notices and receipt were accepted;
     * our own mail (Sent copies, read receipts and auto-replies to what we sent) always;
     * with `purge = "all"`, everything judged in Sent, and in Trash everything but a signal
       not yet done and a message waiting for a person (that one after `kept_until`);
-    * never a message that is not ours in the inbox or Junk, never one waiting for a person elsewhere.
+    * never a message that is not ours in the inbox or Junk, never one waiting for a person elsewhere;
+    * never a waiting message still `held` (less than MIN_REAL_HOLD_S of real time since its alert).
     """
     if judged.kind == "signal":
         return judged.done
@@ -173,9 +237,23 @@ def may_delete(role: Role, judged: Judged, purge: PurgeMode, *, now: dt.datetime
     if judged.kind == "needs_human":
         if role == "sent":
             return True
-        return judged.alerted_on is not None and kept_until is not None and now >= kept_until
+        return judged.alerted_on is not None and kept_until is not None and now >= kept_until and not held
     return True
 
 
-__all__ = ["ALERTED_KEYWORD", "FLAGGED", "FolderMemory", "Judged", "Look", "Memory", "Role", "keep_until",
-           "may_delete"]
+__all__ = [
+    "ALERTED_KEYWORD",
+    "FLAGGED",
+    "MIN_REAL_HOLD_S",
+    "NOTICE_KEYWORD_PREFIX",
+    "RECEIPT_KEYWORD",
+    "Delivery",
+    "FolderMemory",
+    "Judged",
+    "Look",
+    "Memory",
+    "Role",
+    "keep_until",
+    "may_delete",
+    "notice_keyword",
+]

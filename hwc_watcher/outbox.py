@@ -106,18 +106,33 @@ class Outbox:
         return smtp
 
     def send(self, message: EmailMessage, recipients: Sequence[str]) -> tuple[str, ...]:
-        """Send; return the recipients the server refused (5xx). Transient trouble is retried with backoff."""
+        """Send; return the recipients the server refused (5xx). Transient trouble is retried with backoff.
+
+        A retry goes only to the recipients the server has not accepted yet: whoever accepted the message
+        never gets it twice. If some are still deferred at the end, the DeliveryError says who did accept
+        (`delivered`) and who refused for good (`refused`), so the caller can record both.
+        """
+        pending = list(recipients)
+        delivered: list[str] = []
+        refused: list[str] = []
         for attempt in range(self.retries + 1):
             try:
-                return self._send_once(message, recipients)
+                refused += self._send_once(message, pending)
+                return tuple(refused)
             except DeliveryAuthError:
                 raise
             except DeliveryError as err:
-                if not err.transient or attempt == self.retries:
-                    raise
+                delivered += err.delivered
+                refused += err.refused
+                done = {a.lower() for a in (*err.delivered, *err.refused)}
+                pending = [a for a in pending if a.lower() not in done]
+                if not err.transient or attempt == self.retries or not pending:
+                    raise DeliveryError(str(err), transient=err.transient, refused=tuple(refused),
+                                        cause=err.cause, delivered=tuple(delivered)) from err.__cause__
                 self.sleep(self.delay_s * 2**attempt)
                 if self.stop is not None and self.stop.is_set():
-                    raise
+                    raise DeliveryError(str(err), transient=True, refused=tuple(refused), cause=err.cause,
+                                        delivered=tuple(delivered)) from err.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send_once(self, message: EmailMessage, recipients: Sequence[str]) -> tuple[str, ...]:
@@ -128,14 +143,15 @@ class Outbox:
             codes = [code for code, _msg in err.recipients.values()]
             raise DeliveryError(
                 f"The SMTP server refused every recipient ({', '.join(str(c) for c in codes)}).",
-                transient=all(_transient(c) for c in codes),
-                refused=tuple(err.recipients) if not any(_transient(c) for c in codes) else (),
+                transient=any(_transient(c) for c in codes),
+                refused=tuple(a for a, (code, _m) in err.recipients.items() if not _transient(code)),
+                cause="refused",
             ) from err
         except smtplib.SMTPSenderRefused as err:
             raise DeliveryError(
                 f"The SMTP server refused the sender {self.settings.from_address} ({err.smtp_code}). "
                 f"Check smtp.from_address: the SMTP account must be allowed to send as it.",
-                transient=_transient(err.smtp_code),
+                transient=_transient(err.smtp_code), cause="sender_refused",
             ) from err
         except smtplib.SMTPResponseException as err:
             self._drop()
@@ -147,7 +163,11 @@ class Outbox:
             raise DeliveryError(f"The connection to the SMTP server broke while sending: {err}.") from err
         soft = [addr for addr, (code, _m) in refused.items() if _transient(code)]
         if soft:
-            raise DeliveryError(f"The SMTP server asked to try {len(soft)} recipient(s) again later.")
+            lowered = {a.lower() for a in refused}
+            raise DeliveryError(
+                f"The SMTP server asked to try {len(soft)} recipient(s) again later.", cause="deferred",
+                refused=tuple(a for a, (code, _m) in refused.items() if not _transient(code)),
+                delivered=tuple(a for a in recipients if a.lower() not in lowered))
         return tuple(refused)
 
     def _drop(self) -> None:

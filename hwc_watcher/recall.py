@@ -27,7 +27,8 @@ from hwc_watcher.classify import OwnMail
 from hwc_watcher.config import Config, FolderNames, RecallMailbox
 from hwc_watcher.errors import HwcError
 from hwc_watcher.mailbox import Folders, FolderState, Mailbox
-from hwc_watcher.recall_plan import RECALL_FIELDS, is_due, is_our_notice
+from hwc_watcher.notice_id import NoticeIds
+from hwc_watcher.recall_plan import RECALL_FIELDS, check_notice, is_due
 
 _log = log.get_logger("hwc_watcher.recall")
 
@@ -40,6 +41,8 @@ class MailboxRecall:
 
     address: str
     removed: int = 0
+    #: Mail shaped like our notice whose keyed id does not verify: left alone, as evidence.
+    forged: int = 0
     #: Due notices still found after deleting (then `step` is "verify").
     left: int = 0
     step: Step | None = None
@@ -72,9 +75,14 @@ class _Failed(Exception):
 class Recaller:
     """Runs the recall over every configured recipient mailbox; one failing mailbox never stops the others."""
 
-    def __init__(self, config: Config, *, clock: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(self, config: Config, *, clock: Callable[[], dt.datetime] | None = None,
+                 ids: NoticeIds | None = None) -> None:
         self.config = config
         self.own = OwnMail.of(config)
+        #: Only a notice whose keyed id verifies is ours to delete (read from the login's secret when not given).
+        self.ids = ids or config.notice_ids()
+        #: Look-alikes of our notices seen in this run's search (left alone, counted in the report).
+        self._forged: set[tuple[str, int, int]] = set()
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
 
     def run(self, now: dt.datetime | None = None) -> RecallResult:
@@ -94,6 +102,7 @@ class Recaller:
     def recall(self, mailbox: RecallMailbox, now: dt.datetime) -> MailboxRecall:
         """Delete the due notices in every folder, then look again; the failing step is reported."""
         removed = 0
+        self._forged = set()
         try:
             try:
                 box = self.session(mailbox)
@@ -112,13 +121,14 @@ class Recaller:
         except _Failed as failed:
             _log.error("recall_failed", mailbox=mailbox.address, step=failed.step, error=str(failed),
                        removed=removed)
-            return MailboxRecall(mailbox.address, removed=removed, step=failed.step, error=str(failed))
+            return MailboxRecall(mailbox.address, removed=removed, forged=len(self._forged), step=failed.step,
+                                 error=str(failed))
         if left:
             _log.error("recall_failed", mailbox=mailbox.address, step="verify", left=left, removed=removed)
-            return MailboxRecall(mailbox.address, removed=removed, left=left, step="verify",
+            return MailboxRecall(mailbox.address, removed=removed, forged=len(self._forged), left=left, step="verify",
                                  error=f"{left} notice(s) were still there after deleting")
-        _log.info("recall_mailbox_done", mailbox=mailbox.address, removed=removed)
-        return MailboxRecall(mailbox.address, removed=removed)
+        _log.info("recall_mailbox_done", mailbox=mailbox.address, removed=removed, forged=len(self._forged))
+        return MailboxRecall(mailbox.address, removed=removed, forged=len(self._forged))
 
     def _clean(self, box: Mailbox, folders: Folders, now: dt.datetime) -> int:
         removed = 0
@@ -147,8 +157,13 @@ class Recaller:
                 hits = box.search_from(state, self.own.address)
                 if not hits:
                     continue
-                due = [g.uid for g in box.glance(state, hits, RECALL_FIELDS) if is_our_notice(g.headers, self.own)
-                       and is_due(g.headers, g.arrived, now, recall, tz, calendar)]
+                due = []
+                for glance in box.glance(state, hits, RECALL_FIELDS):
+                    verdict = check_notice(glance.headers, self.own, self.ids)
+                    if verdict == "forged":
+                        self._forged.add((name, state.uidvalidity, glance.uid))
+                    elif verdict == "ours" and is_due(glance.headers, glance.arrived, now, recall, tz, calendar):
+                        due.append(glance.uid)
                 if due:
                     yield state, due
         except HwcError as err:

@@ -14,9 +14,11 @@ import re
 import zoneinfo
 from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
+from typing import Literal
 
 from hwc_watcher.classify import OwnMail
 from hwc_watcher.config import RecallSettings
+from hwc_watcher.notice_id import NoticeIds
 from hwc_watcher.school_calendar import SchoolCalendar
 from hwc_watcher.trust import header_addresses, raw_values
 
@@ -45,21 +47,32 @@ def recall_moment(sent_at: dt.datetime, recall: RecallSettings, tz: zoneinfo.Zon
 
 
 def notice_id_pattern(domain: str) -> re.Pattern[str]:
-    """Exactly the id `compose.new_message_id("notice", …)` writes: `<hwc-notice.<32 hex>@domain>`."""
+    """The shape of a notice id, `<hwc-notice.<32 hex>@domain>`, in any case: what a look-alike copies."""
     return re.compile(r"<hwc-notice\.[0-9a-f]{32}@" + re.escape(domain) + ">", re.IGNORECASE)
 
 
-def is_our_notice(headers: bytes, own: OwnMail) -> bool:
-    """From exactly our address and exactly one Message-ID of our notice kind (`<hwc-notice.<32 hex>@our domain>`).
+NoticeCheck = Literal["ours", "forged", "other"]
 
-    Both must hold: a look-alike id from elsewhere, our From on another kind of mail, or a forwarded
-    copy (a new Message-ID) is never touched.
+
+def check_notice(headers: bytes, own: OwnMail, ids: NoticeIds) -> NoticeCheck:
+    """"ours": From exactly our address and exactly one Message-ID that `ids` verifies as a notice we wrote.
+
+    "forged": it looks like one of our notices (our From or the notice id shape) but the keyed tag does not
+    check, e.g. a phishing mail made to look like a notice; it is left alone and counted. "other": anything
+    else (a forwarded copy has a new Message-ID and is never touched).
     """
     msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(headers)
-    ids = raw_values(msg, "Message-ID")
-    if header_addresses(msg, "From") != [own.address] or len(raw_values(msg, "From")) != 1 or len(ids) != 1:
-        return False
-    return notice_id_pattern(own.domain).fullmatch(ids[0].strip()) is not None
+    ids_found = raw_values(msg, "Message-ID")
+    from_us = header_addresses(msg, "From") == [own.address] and len(raw_values(msg, "From")) == 1
+    shaped = any(notice_id_pattern(own.domain).fullmatch(i.strip()) for i in ids_found)
+    if from_us and len(ids_found) == 1 and ids.verify(ids_found[0].strip(), "notice"):
+        return "ours"
+    return "forged" if shaped else "other"
+
+
+def is_our_notice(headers: bytes, own: OwnMail, ids: NoticeIds) -> bool:
+    """Only what `check_notice` proves ours is ever deleted by the recall."""
+    return check_notice(headers, own, ids) == "ours"
 
 
 def sent_at(headers: bytes, arrived: dt.datetime | None) -> dt.datetime | None:

@@ -70,6 +70,17 @@ class RoutingConfig:
         """Every route, rules first, default last."""
         return (*(rule.route for rule in self.rules), self.default)
 
+    def index(self, route: Route) -> int:
+        """A route as logs name it: its position among the [[route]] rules from 1, 0 for the default.
+
+        Not its name: a log line dated beside absence records must not say "Locatie Noord"; `check` maps
+        the number back for the admin.
+        """
+        for i, rule in enumerate(self.rules, start=1):
+            if rule.route is route or rule.route == route:
+                return i
+        return 0
+
 
 @dataclass(frozen=True)
 class RouterStatus:

@@ -7,8 +7,10 @@ Every error carries a `fix` line for `check`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from hwc_watcher.errors import ConfigError, SecretError
@@ -73,3 +75,29 @@ def read_secret(path: Path, what: str) -> str:
     if not secret:
         raise SecretError(f"{what} {path} is empty.", fix=f"put the secret on the first line of {path}")
     return secret
+
+
+#: The optional systemd credential that holds the key for our Message-IDs (`notice_id`).
+NOTICE_KEY_CREDENTIAL = "notice-key"
+
+
+def installation_key(secret_files: Iterable[Path]) -> bytes:
+    """The per-installation key that tags our Message-IDs, so recall and intake can prove a notice ours.
+
+    A dedicated credential `notice-key` (LoadCredential=) wins: it survives a password change. Without it the
+    key is derived from the mailbox login's own secret (password, client secret, certificate or service-account
+    key), which only this installation holds; a new password then means older notices are no longer
+    recognised (they stay with their reader, never lost). Nothing is written to disk.
+    """
+    digest = hashlib.sha256(b"hwc-watcher installation key v1\0")
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    dedicated = Path(directory) / NOTICE_KEY_CREDENTIAL if directory else None
+    files = [dedicated] if dedicated is not None and dedicated.is_file() else list(secret_files)
+    for path in files:
+        try:
+            digest.update(path.read_bytes())
+        except OSError as err:
+            raise SecretError(f"The secret {path} cannot be read for the notice key: {err.strerror}.",
+                              fix=_read_fix(path)) from err
+        digest.update(b"\0")
+    return digest.digest()

@@ -300,6 +300,11 @@ class Service:
             self.scheduler.add_job(self.feed_watchdog, "interval", seconds=interval, id="watchdog", name="watchdog")
         upcoming = next_polls(self.config.schedule, dt.datetime.now(dt.UTC), 3)
         _log.info("started", next_polls=[m.strftime("%a %H:%M") for m in upcoming], watchdog_s=interval)
+        if not self.config.veilig_thuis.authserv_ids and self.config.imap.host.lower() != "outlook.office365.com":
+            # Microsoft 365 writes no authserv-id, so there empty is right; elsewhere a forged header could pass.
+            _log.warning("authserv_ids_empty", step="start",
+                         why="the topmost Authentication-Results header is believed whoever wrote it; "
+                             "`hwc-watcher check` names the value to set in veilig_thuis.authserv_ids")
         self.scheduler.start()
         if self.push is not None:
             self.push.start()

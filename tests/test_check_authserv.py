@@ -50,8 +50,8 @@ def test_recommends_the_authserv_id_the_server_writes(
                                      "header.from=veiligthuis-gv.example.nl"))
     out = check_output(tmp_path, imap_server, smtp_server)
     assert f"{MX}: dmarc=pass, spf=pass" in step_lines(out, "Authentication-Results")[0]
-    assert f'authserv_ids = ["{MX}"]' in step_lines(out, "authserv_ids")[0]
-    assert step_lines(out, "authserv_ids")[0].startswith("!")
+    assert f'fix: set veilig_thuis.authserv_ids = ["{MX}"]' in out
+    assert step_lines(out, "authserv_ids")[0].startswith("✗")  # a forged header would be believed: refused
     assert not [w for w in PUPIL if w.lower() in out.lower()], out
     with imap_server.probe() as probe:
         assert probe.messages("INBOX")  # nothing was changed or removed

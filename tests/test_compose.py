@@ -106,12 +106,12 @@ def test_alert_is_content_free() -> None:
     c = composer()
     people = c.config.alert_recipients()
     msg = reparse(c.digest([
-        ("item_waiting", {"folder": "INBOX", "received": "27 november 2026 om 07:30", "problem": "not_authenticated"}),
-        ("item_bounce", {"folder": "INBOX", "received": "27 november 2026 om 07:31", "problem": "bounce_of_notice",
+        ("item_waiting", {"folder": "inbox", "received": "27 november 2026 om 07:30", "problem": "not_authenticated"}),
+        ("item_bounce", {"folder": "inbox", "received": "27 november 2026 om 07:31", "problem": "bounce_of_notice",
                          "refused": "zorg@college.example.nl"}),
     ], people, NOW))
     body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "persoon naar moet kijken" in body and "mogelijk vervalst" in body and "map INBOX" in body
+    assert "persoon naar moet kijken" in body and "mogelijk vervalst" in body and "in Postvak IN" in body
     assert "NIET aangekomen" in body and "Geweigerd adres: zorg@college.example.nl" in body
     assert msg["Subject"] == "Actie nodig: Handle with Care-mailbox"
 
@@ -123,7 +123,8 @@ def test_overridable_template_names_are_the_composer_texts() -> None:
 
     for language, texts in TEXTS.items():
         building_blocks = {"not_in_list", "ambiguous_in_list", "receipt_subject", "alert_subject", "keep_notice",
-                           "recall_notice"}
+                           "recall_notice", "outcome_backup", "outcome_nobody", "item_more",
+                           "unknown_address"}
         assert set(texts) - building_blocks == TEMPLATE_NAMES, language
 
 

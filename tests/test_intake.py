@@ -237,7 +237,7 @@ def test_a_bounced_test_mail_names_the_address_then_goes(
     imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
 ) -> None:
     """The bounce of `check --send-test` tells the contact which address does not exist, and is then deleted."""
-    raw = bounce("zorg-oud@college.example.nl", "Dit is een test van de Handle with Care-koppeling",
+    raw = bounce(COORDINATOR, "Dit is een test van de Handle with Care-koppeling",
                  with_our_id=True, own_id="hwc-test.abc123")
     with imap_server.probe() as probe:
         probe.append("INBOX", raw)
@@ -246,7 +246,7 @@ def test_a_bounced_test_mail_names_the_address_then_goes(
     first = watcher.run_cycle()
     second = watcher.run_cycle()
 
-    assert first.alerts == 1 and "zorg-oud@college.example.nl" in alerts(smtp_server)[0]
+    assert first.alerts == 1 and COORDINATOR in alerts(smtp_server)[0]
     assert "bestaat niet" in alerts(smtp_server)[0] and second.alerts == 0
     assert counts(imap_server) == {}
 

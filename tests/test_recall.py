@@ -30,8 +30,9 @@ from hwc_watcher.compose import Composer
 from hwc_watcher.config import ConfigError, RecallSettings, load_config, parse_config
 from hwc_watcher.cycle import Watcher
 from hwc_watcher.models import Pupil, RouteDecision
+from hwc_watcher.notice_id import NoticeIds
 from hwc_watcher.recall import Recaller
-from hwc_watcher.recall_plan import is_our_notice, recall_moment
+from hwc_watcher.recall_plan import check_notice, is_our_notice, recall_moment
 from hwc_watcher.school_calendar import DayOff, SchoolCalendar
 from hwc_watcher.service import Service
 from hwc_watcher.testing import SmtpCapture
@@ -146,7 +147,10 @@ def test_a_notice_goes_at_the_end_of_the_school_day_it_is_for(sent: dt.datetime,
 
 
 OWN = OwnMail(BOX, "college.example.nl")
-NOTICE_ID = "<hwc-notice.0123456789abcdef0123456789abcdef@college.example.nl>"
+IDS = NoticeIds(b"a fictional installation key", "college.example.nl")
+NOTICE_ID = IDS.new("notice", "0123456789abcdef")
+#: The shape of our notice id with a tag this installation never wrote (a forgery, or another installation's).
+FORGED_ID = "<hwc-notice.0123456789abcdef0123456789abcdef@college.example.nl>"
 
 
 @pytest.mark.parametrize(
@@ -160,16 +164,25 @@ NOTICE_ID = "<hwc-notice.0123456789abcdef0123456789abcdef@college.example.nl>"
         (f"From: <{BOX}>, <iemand@elders.example>\r\nMessage-ID: {NOTICE_ID}\r\n", False),
         (f"From: <{BOX}>\r\nFrom: <{BOX}>\r\nMessage-ID: {NOTICE_ID}\r\n", False),
         (f"From: <{BOX}>\r\nMessage-ID: {NOTICE_ID}\r\nMessage-ID: {NOTICE_ID}\r\n", False),
-        (f"From: <{BOX.upper()}>\r\nMessage-ID: {NOTICE_ID.upper()}\r\n", True),
+        (f"From: <{BOX.upper()}>\r\nMessage-ID: {NOTICE_ID}\r\n", True),
+        (f"From: <{BOX}>\r\nMessage-ID: {NOTICE_ID.upper()}\r\n", False),
+        (f"From: <{BOX}>\r\nMessage-ID: {FORGED_ID}\r\n", False),
         (f"From: <{BOX}>\r\nMessage-ID: <hwc-notice.0123@college.example.nl>\r\n", False),
         (f"From: <{BOX}>\r\nMessage-ID: {NOTICE_ID[:-1]}.x>\r\n", False),
         (f"From: <{BOX}>\r\nMessage-ID: <hwc-notice.{'g' * 32}@college.example.nl>\r\n", False),
     ],
     ids=["ours", "other-from", "test-mail", "other-domain", "other-id", "two-addresses", "two-froms", "two-ids",
-         "any-case", "short-id", "other-domain-suffix", "not-hex"],
+         "any-case-address", "upper-case-id", "forged-tag", "short-id", "other-domain-suffix", "not-hex"],
 )
 def test_only_our_from_with_our_notice_id_is_ours(headers: str, ours: bool) -> None:
-    assert is_our_notice(headers.encode(), OWN) is ours
+    """Only our From with exactly one notice id whose keyed tag verifies, in exact case, is ours to recall."""
+    assert is_our_notice(headers.encode(), OWN, IDS) is ours
+
+
+def test_a_notice_shaped_id_without_our_tag_is_counted_as_forged() -> None:
+    """A look-alike of our notice (our From, our id shape, a tag we did not write) is told apart from other mail."""
+    assert check_notice(f"From: <{BOX}>\r\nMessage-ID: {FORGED_ID}\r\n".encode(), OWN, IDS) == "forged"
+    assert check_notice(f"From: <{BOX}>\r\nMessage-ID: <fw.1@college.example.nl>\r\n".encode(), OWN, IDS) == "other"
 
 
 def config_with(extra: str, auth: str = "") -> dict[str, object]:
@@ -232,7 +245,7 @@ def test_the_notice_says_when_it_disappears(language: str, sent: dt.datetime, li
                                       'password_file = "/etc/hwc/zorg"\n'))
     route = config.routing.default
     moment = recall_moment(sent, config.recall, TZ, config.calendar)
-    notice = Composer(config).notice(Pupil("David Pieterse", dt.date(2012, 2, 3)),
+    notice = Composer(config, IDS).notice(Pupil("David Pieterse", dt.date(2012, 2, 3)),
                                      RouteDecision(route=route, matched=False, note="no_pupil_list"),
                                      (route.coordinator,), sent, disappears=moment)
     text = " ".join(notice.get_content().split())
@@ -279,6 +292,7 @@ def test_notices_leave_every_folder_and_look_alikes_stay(school: School) -> None
         c.copy(c.search(["ALL"]), "Leerlingen")
         probe.append("INBOX", look_alike(notice, From="Iemand <iemand@elders.example>"))
         probe.append("INBOX", look_alike(notice, Message_ID="<hwc-test.feedface@college.example.nl>"))
+        probe.append("INBOX", look_alike(notice, Message_ID=FORGED_ID))  # our shape, a tag we never wrote
         probe.append("Leerlingen", look_alike(notice, Subject="Fw: Handle with Care",
                                               Message_ID="<fw.1@college.example.nl>", From=f"<{COORDINATOR}>"))
     (later,) = school.notices(when=dt.datetime(2026, 11, 30, 14, 0, tzinfo=TZ),
@@ -289,12 +303,14 @@ def test_notices_leave_every_folder_and_look_alikes_stay(school: School) -> None
 
     by_address = {m.address: m for m in result.mailboxes}
     assert by_address[COORDINATOR].ok and by_address[COORDINATOR].removed == 3
+    assert by_address[COORDINATOR].forged == 1  # the forged look-alike stays, as evidence, and is counted
     assert by_address[BACKUP].ok and by_address[BACKUP].removed == 1  # mode "cc": the backup had it too
     after = messages_in(school.zorg)
     assert len(after) == len(before) - 3
-    assert not [raw for raw in after if message_id(raw) == message_id(notice) and is_our_notice(raw, OWN)]
+    ids = load_config(school.config).notice_ids()
+    assert not [raw for raw in after if message_id(raw) == message_id(notice) and is_our_notice(raw, OWN, ids)]
     left = {message_id(raw) for raw in after}
-    assert {"<hwc-test.feedface@college.example.nl>", "<fw.1@college.example.nl>", message_id(later)} <= left
+    assert {"<hwc-test.feedface@college.example.nl>", "<fw.1@college.example.nl>", FORGED_ID, message_id(later)} <= left
     assert any("elders.example" in str(parse_mail(raw)["From"]) for raw in after)  # same id, other sender
     assert messages_in(school.backup) == [later]
 
@@ -409,9 +425,12 @@ def test_logs_name_mailboxes_and_counts_only(school: School) -> None:
 
 
 #: A notice as the cycle writes it, for the app-login tests (the cycle is proven above).
-NOTICE = (f"From: Het Voorbeeldcollege <{BOX}>\r\nTo: <{COORDINATOR}>\r\nSubject: Handle with Care\r\n"
-          f"Date: Mon, 30 Nov 2026 07:30:00 +0100\r\nMessage-ID: <hwc-notice.{'cd' * 16}@college.example.nl>\r\n"
-          f"\r\n{DAVID}\r\n").encode()
+def notice_of(config_path: Path) -> bytes:
+    """A notice as this installation writes it: its Message-ID carries the installation's keyed tag."""
+    notice_id = load_config(config_path).notice_ids().new("notice")
+    return (f"From: Het Voorbeeldcollege <{BOX}>\r\nTo: <{COORDINATOR}>\r\nSubject: Handle with Care\r\n"
+            f"Date: Mon, 30 Nov 2026 07:30:00 +0100\r\nMessage-ID: {notice_id}\r\n"
+            f"\r\n{DAVID}\r\n").encode()
 
 
 def app_users(dovecot: DovecotServer) -> dict[str, ImapAccount]:
@@ -500,8 +519,9 @@ def test_with_google_the_service_account_recalls_as_each_coordinator(tls_files: 
         accounts = app_users(dovecot)
         for account in accounts.values():
             with account.probe() as probe:
-                probe.append("INBOX", NOTICE)
-                probe.append(DELETED, look_alike(NOTICE, Message_ID="<hwc-test.feedface@college.example.nl>"))
+                probe.append("INBOX", notice_of(config_path))
+                probe.append(DELETED, look_alike(notice_of(config_path),
+                                                 Message_ID="<hwc-test.feedface@college.example.nl>"))
 
         result = Recaller(config).run(EVENING)
         out = io.StringIO()
@@ -530,7 +550,7 @@ def test_with_microsoft_the_app_opens_only_mailboxes_it_was_given(tls_files: Tls
         accounts = app_users(dovecot)
         for account in accounts.values():
             with account.probe() as probe:
-                probe.append(DELETED, NOTICE)
+                probe.append(DELETED, notice_of(config_path))
         result = Recaller(load_config(config_path)).run(EVENING)
         out = io.StringIO()
         run_check(config_path, out)

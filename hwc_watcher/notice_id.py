@@ -1,0 +1,58 @@
+"""Message-IDs that prove themselves ours: `<hwc-KIND.<16 hex nonce><16 hex tag>@our domain>`.
+
+The tag is an HMAC of the kind and nonce under a per-installation key, so what the daemon finds later —
+a notice to recall, an automatic reply to a notice, a bounce — can be proven its own without keeping a
+list of what it sent (the covenant: nothing kept). A stranger can copy the shape, never the tag: a
+forged notice-shaped mail in a coordinator's mailbox fails `verify` and stays as evidence.
+
+Pure: the key comes in as bytes (`secrets.installation_key` reads it at the edge), the nonce from the
+caller or `secrets.token_hex`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+#: Exactly what `NoticeIds.new` writes: lower-case hex only, nothing before or after.
+_SHAPE = re.compile(r"<hwc-([a-z]{1,20})\.([0-9a-f]{16})([0-9a-f]{16})@([^<>@\s]{1,250})>")
+
+
+@dataclass(frozen=True)
+class NoticeIds:
+    """Makes and checks our keyed Message-IDs for one installation (one key, one From domain)."""
+
+    key: bytes
+    domain: str
+
+    def _tag(self, kind: str, nonce: str) -> str:
+        return hmac.new(self.key, f"hwc-watcher id v1|{kind}|{nonce}".encode(), hashlib.sha256).hexdigest()[:16]
+
+    def new(self, kind: str, nonce: str | None = None) -> str:
+        """A fresh id of this kind; `nonce` (16 hex digits) only for tests and benchmarks."""
+        nonce = nonce or secrets.token_hex(8)
+        return f"<hwc-{kind}.{nonce}{self._tag(kind, nonce)}@{self.domain}>"
+
+    def verify(self, message_id: str, kind: str | None = None) -> bool:
+        """True only for an id this installation wrote: exact form, exact case, our domain, a tag that checks."""
+        match = _SHAPE.fullmatch(message_id)
+        if match is None or match.group(4) != self.domain:
+            return False
+        if kind is not None and match.group(1) != kind:
+            return False
+        return hmac.compare_digest(match.group(3), self._tag(match.group(1), match.group(2)))
+
+    def recipient_tag(self, address: str) -> str:
+        """A short keyed tag for a configured address, for the keywords that record a delivered notice."""
+        return hmac.new(self.key, f"hwc-watcher rcpt v1|{address.lower()}".encode(), hashlib.sha256).hexdigest()[:8]
+
+    def kind(self, message_id: str) -> str | None:
+        """The kind of one of our verified ids (notice, receipt, alert, mdn, test, drill), else None."""
+        match = _SHAPE.fullmatch(message_id)
+        return match.group(1) if match is not None and self.verify(message_id) else None
+
+
+__all__ = ["NoticeIds"]
