@@ -2,8 +2,9 @@
 
 What it promises the cycle:
 
-* fetching never changes a message: `BODY.PEEK[]`, so nothing is marked \\Seen and no
-  server-side read receipt is triggered (Exchange's ImapSuppressReadReceipt);
+* fetching never changes a message: `BODY.PEEK[]`, so nothing is marked \\Seen (whether Exchange
+  still counts it as a download for its read receipts is unconfirmed: ImapSuppressReadReceipt
+  suppresses that receipt, not the one sent when a message is opened);
 * reading follows what is new: SELECT tells UIDVALIDITY, EXISTS and UIDNEXT; only new UIDs
   are searched for and glanced at (a few header fields, capped), and a whole message is
   fetched one at a time, only when the cycle asks for it;
@@ -87,7 +88,8 @@ class FolderState:
     uidvalidity: int
     exists: int
     uidnext: int | None
-    #: PERMANENTFLAGS has \\*: the server keeps keywords of our own (Microsoft 365 and pymap do not).
+    #: PERMANENTFLAGS has \\*: the server keeps keywords of our own (Microsoft 365 and pymap do not),
+    #: and it has not refused one in this folder during this process (see `Mailbox.mark`).
     keywords: bool
 
 

@@ -25,12 +25,13 @@ from hwc_watcher.testing import SmtpCapture
 EXCHANGE_REFUSAL = "BAD Command Argument Error. 11"
 
 
-@pytest.fixture
-def refusing(dovecot_account: ImapAccount, tls_files: TlsFiles) -> Iterator[tuple[Fault, ImapAccount]]:
-    """Dovecot behind a proxy that refuses every STORE of a `$` keyword the way Exchange Online does."""
+@pytest.fixture(params=[EXCHANGE_REFUSAL, "NO [CANNOT] Keywords are not allowed here"], ids=["BAD", "NO"])
+def refusing(dovecot_account: ImapAccount, tls_files: TlsFiles,
+             request: pytest.FixtureRequest) -> Iterator[tuple[Fault, ImapAccount]]:
+    """Dovecot behind a proxy that refuses every STORE of a `$` keyword: Exchange Online's BAD, or a NO."""
     with FaultProxy("imap", dovecot_account.host, dovecot_account.port, server_tls=tls_files.server_context(),
                     upstream_tls=tls_files.client_context()) as proxy:
-        fault = proxy.add(Fault(r"^UID STORE .*\$", "error", reply=EXCHANGE_REFUSAL, times=0))
+        fault = proxy.add(Fault(r"^UID STORE .*\$", "error", reply=request.param, times=0))
         account = ImapAccount(proxy.host, proxy.port, dovecot_account.username, dovecot_account.password,
                               dovecot_account.security, dovecot_account.ca_file)
         yield fault, account
