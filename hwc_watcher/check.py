@@ -282,7 +282,7 @@ def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> N
         return
     except MailboxAuthError as err:
         _tls_line(report, "IMAP", s.security)
-        report.fail("IMAP login", str(err), "the message above names the cause; fix it and run check again")
+        report.fail("IMAP login", str(err), _imap_login_fix(s.auth.kind))
         return
     except HwcError as err:
         report.fail("IMAP session", str(err), "a network or server problem: run check again later")
@@ -304,6 +304,23 @@ def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> N
         report.fail("folders found", str(err))
     finally:
         mailbox.close()
+
+
+def _imap_login_fix(kind: str) -> str:
+    """What to do about a refused IMAP login; for Google, the cause its own help names first.
+
+    Google's admin help (answer 10547014, "Recommendations for setting up IMAP"): a client using
+    domain-wide delegation through a service account cannot be added to an OU's list of allowed
+    IMAP clients, so with "Restrict which mail clients users can use" on, Gmail is expected to refuse
+    hwc-watcher's IMAP login although the token was issued (not tried on a real Workspace domain).
+    """
+    if kind == "google":
+        return ("likely cause: the organisational unit of the HwC mailbox restricts which mail clients may use IMAP, "
+                "and a service account with domain-wide delegation cannot be put on that list. Choose "
+                '"Allow any mail client" for that OU (Admin console → Apps → Google Workspace → Gmail → End User '
+                "Access → POP and IMAP access); a change takes up to 24 hours. Otherwise the message above "
+                "names the cause")
+    return "the message above names the cause; fix it and run check again"
 
 
 def _check_authserv(config: Config, mailbox: Mailbox, inbox: str, report: Report) -> None:

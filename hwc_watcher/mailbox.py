@@ -2,8 +2,9 @@
 
 What it promises the cycle:
 
-* fetching never changes a message: `BODY.PEEK[]`, so nothing is marked \\Seen and no
-  server-side read receipt is triggered (Exchange's ImapSuppressReadReceipt);
+* fetching never changes a message: `BODY.PEEK[]`, so nothing is marked \\Seen (whether Exchange
+  still counts it as a download for its read receipts is unconfirmed: ImapSuppressReadReceipt
+  suppresses that receipt, not the one sent when a message is opened);
 * reading follows what is new: SELECT tells UIDVALIDITY, EXISTS and UIDNEXT; only new UIDs
   are searched for and glanced at (a few header fields, capped), and a whole message is
   fetched one at a time, only when the cycle asks for it;
@@ -33,9 +34,12 @@ from typing import Any, Protocol
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from hwc_watcher import log
 from hwc_watcher.config import ImapSettings
 from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, MailboxTlsError
 from hwc_watcher.tls import tls_context
+
+_log = log.get_logger("hwc_watcher.mailbox")
 
 FETCH_BATCH = 200
 #: Header bytes read per message at the first look: a 90 KiB Content-Type costs nothing.
@@ -49,6 +53,13 @@ _SPECIAL_NAMES: dict[str, tuple[str, ...]] = {
     "junk": ("Junk", "Junk E-mail", "Junk Email", "Spam", "Ongewenste e-mail", "Ongewenste mail"),
 }
 _SPECIAL_FLAGS = {"sent": b"\\Sent", "trash": b"\\Trash", "junk": b"\\Junk"}
+_FLAGGED = b"\\Flagged"
+
+#: Folders whose server offers keywords (PERMANENTFLAGS has \\*) but refused a STORE of one of ours
+#: (Exchange Online answers `BAD Command Argument Error. 11`), by (host, port, username, folder). Kept
+#: for the life of the process, which outlives each cycle's session: the keyword is tried once per
+#: folder, and from then on SELECT reports no keywords, so the cycle marks and reads \\Flagged there.
+_KEYWORDS_REFUSED: set[tuple[str, int, str, str]] = set()
 
 
 class ImapLogin(Protocol):
@@ -77,7 +88,8 @@ class FolderState:
     uidvalidity: int
     exists: int
     uidnext: int | None
-    #: PERMANENTFLAGS has \\*: the server keeps keywords of our own (Microsoft 365 and pymap do not).
+    #: PERMANENTFLAGS has \\*: the server keeps keywords of our own (Microsoft 365 and pymap do not),
+    #: and it has not refused one in this folder during this process (see `Mailbox.mark`).
     keywords: bool
 
 
@@ -129,6 +141,16 @@ def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError
         f"The IMAP server {where} answered unexpectedly during connect or login ({type(err).__name__}, "
         f"{_reply_size(err)}). Check imap.host, imap.port and imap.security; the server's log has the details."
     )
+
+
+def _without_keywords(flags: Sequence[bytes]) -> list[bytes]:
+    """The flags with every keyword of ours (no backslash) replaced by \\Flagged, once."""
+    out: list[bytes] = []
+    for flag in flags:
+        plain = flag if flag.startswith(b"\\") else _FLAGGED
+        if plain not in out:
+            out.append(plain)
+    return out
 
 
 def _reply_size(err: BaseException) -> str:
@@ -327,7 +349,7 @@ class Mailbox:
             uidvalidity=int(info.get(b"UIDVALIDITY", 0)),
             exists=int(info.get(b"EXISTS", 0)),
             uidnext=int(uidnext) if uidnext is not None else None,
-            keywords=b"\\*" in permanent,
+            keywords=b"\\*" in permanent and not self.keywords_refused(folder),
         )
 
     def uids(self, state: FolderState, *, since: int | None = None) -> list[int]:
@@ -421,13 +443,39 @@ class Mailbox:
             )
         return state
 
+    def keywords_refused(self, folder: str) -> bool:
+        """Whether this server refused a keyword of ours in `folder` earlier in this process."""
+        return self._keyword_key(folder) in _KEYWORDS_REFUSED
+
+    def _keyword_key(self, folder: str) -> tuple[str, int, str, str]:
+        s = self.settings
+        return (s.host.lower(), s.port, s.username.lower(), folder)
+
     def mark(self, folder: str, uids: Iterable[int], flags: Sequence[bytes], *, uidvalidity: int) -> None:
-        """Add flags (e.g. our "alert sent" keyword) to exactly these UIDs."""
+        """Add flags (e.g. our "alert sent" keyword) to exactly these UIDs.
+
+        A server may list \\* in PERMANENTFLAGS and still refuse a keyword of ours (NO or BAD to the
+        STORE). Then \\Flagged stands in for the keyword in this folder, now and for the rest of the
+        process (see `keywords_refused`): the mark is what keeps a restart from alerting again, so a
+        refusal must not leave the message unmarked, nor cost a refused command every cycle.
+        """
         uid_list = sorted(set(uids))
         if not uid_list or not flags:
             return
         self._reselect(folder, uidvalidity)
-        self._call(f"STORE in {folder}", self.client.add_flags, uid_list, list(flags), silent=True)
+        plain = _without_keywords(flags)
+        wanted = plain if self.keywords_refused(folder) else list(flags)
+        try:
+            self._call(f"STORE in {folder}", self.client.add_flags, uid_list, wanted, silent=True)
+        except MailboxError as err:
+            cause = err.__cause__
+            refused = isinstance(cause, imaplib.IMAP4.error) and not isinstance(cause, imaplib.IMAP4.abort)
+            if wanted == plain or not refused:
+                raise  # no keyword to blame, or the connection is gone: not a refusal of the keyword
+            _KEYWORDS_REFUSED.add(self._keyword_key(folder))
+            _log.warning("keyword_refused", step=self._step(f"STORE in {folder}"), count=len(uid_list),
+                         instead="\\Flagged")
+            self._call(f"STORE in {folder}", self.client.add_flags, uid_list, plain, silent=True)
 
     def delete(self, folder: str, uids: Iterable[int], *, uidvalidity: int, trash: str | None = None) -> dict[int, int]:
         """Remove exactly these UIDs from a folder; never others, never after a UIDVALIDITY change.

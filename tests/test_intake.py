@@ -222,7 +222,7 @@ def test_everything_that_may_be_vt_reaches_a_person_in_one_alert(
 def test_on_a_server_without_keywords_the_alert_mark_is_the_flag(
     imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
 ) -> None:
-    """pymap (like Microsoft 365) drops custom keywords: \\Flagged marks what a person was told about."""
+    """pymap offers no custom keywords (Microsoft 365 refuses them): \\Flagged marks what a person was told about."""
     with imap_server.probe() as probe:
         probe.append("INBOX", signal(auth_results=None))
     config = write_config(tmp_path, imap_server, smtp_server)
