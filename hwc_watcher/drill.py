@@ -59,6 +59,7 @@ POLL_S = 3.0
 #: How a step that could not be tested on this provider shows in the list of steps.
 UNTESTED_MARK = {"nl": "(niet te testen)", "en": "(not testable)"}
 
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -302,7 +303,7 @@ class Drill:
             return moment.astimezone(tz).strftime("%H:%M") if moment is not None else "—"
 
         values = {"sent": hhmm(result.sent or self.clock()), "received": hhmm(result.received),
-                  "deleted": hhmm(result.deleted), "trust": result.trust, "rule": ""}
+                  "deleted": hhmm(result.deleted), "trust": result.trust, "rule": "", "proof": ""}
         if result.verdict is not None:
             values.update(proof_values(result.verdict, self.provider, language))
         failure = result.failure
