@@ -26,7 +26,7 @@ from hwc_watcher.auth import Authenticator, imap_authenticator, is_microsoft_smt
 from hwc_watcher.auth.base import MICROSOFT_BASIC_SMTP_NOTE
 from hwc_watcher.auth_results import AuthResults, AuthResultsError, parse_auth_results
 from hwc_watcher.config import Config, LoginSettings, load_config
-from hwc_watcher.drill_rules import drill_days
+from hwc_watcher.drill_rules import drill_days, rule_summary
 from hwc_watcher.errors import ConfigError, DeliveryAuthError, HwcError, MailboxAuthError, TlsError
 from hwc_watcher.mailbox import Mailbox
 from hwc_watcher.outbox import Outbox
@@ -400,12 +400,13 @@ def _check_idle(config: Config, offered: bool, report: Report) -> None:
 
 def _check_drill(config: Config, today: dt.date, report: Report) -> None:
     """One line: when the next drill after a holiday runs, or how to switch it on."""
+    rule = rule_summary(config)
     if not config.drill.enabled:
-        report.ok("drill", "off ([drill] enabled = false); `hwc-watcher drill` runs one now")
+        report.ok("drill", f"off ([drill] enabled = false); `hwc-watcher drill` runs one now; {rule}")
         return
     upcoming = sorted(day for day in drill_days(config.calendar) if day >= today)
     when = f"next {upcoming[0]:%a %d %b} {config.drill.at:%H:%M}" if upcoming else "no holiday in [calendar]"
-    report.ok("drill", f"after each holiday: {when}; waits up to {config.drill.wait_s:.0f} s")
+    report.ok("drill", f"after each holiday: {when}; waits up to {config.drill.wait_s:.0f} s; {rule}")
 
 
 def _tls_line(report: Report, what: str, security: str) -> None:

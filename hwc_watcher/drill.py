@@ -31,14 +31,19 @@ from hwc_watcher.auth import Authenticator
 from hwc_watcher.compose import Composer
 from hwc_watcher.config import Config
 from hwc_watcher.drill_rules import (
+    PROVIDER_NAMES,
     STEP_NAMES,
     STEPS,
+    UNTESTED_WHY,
+    Provider,
     Received,
     drill_message_id,
     fail_url,
     fix_text,
     is_drill_day,
     judge,
+    mail_provider,
+    proof_values,
 )
 from hwc_watcher.errors import ChannelError, DeliveryAuthError, DeliveryError, HwcError
 from hwc_watcher.mailbox import Folders, Mailbox
@@ -50,6 +55,10 @@ _log = log.get_logger("hwc_watcher.drill")
 
 #: Seconds between searches for the drill mail while waiting for it.
 POLL_S = 3.0
+
+#: How a step that could not be tested on this provider shows in the list of steps.
+UNTESTED_MARK = {"nl": "(niet te testen)", "en": "(not testable)"}
+
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -64,6 +73,8 @@ class Step:
     detail: str = ""
     problem: str = ""
     values: dict[str, str] = field(default_factory=dict)
+    #: Not a failure and not proven: nothing on this provider can show it (the report says so).
+    untested: bool = False
 
 
 @dataclass
@@ -77,6 +88,8 @@ class DrillResult:
     received: dt.datetime | None = None
     deleted: dt.datetime | None = None
     trust: str = ""
+    #: The verdict of the `authenticate` step that counted (its rule says what was proven).
+    verdict: Received | None = None
 
     @property
     def ok(self) -> bool:
@@ -89,6 +102,11 @@ class DrillResult:
     def passed(self, name: str, detail: str) -> None:
         self.steps.append(Step(name, True, detail))
         _log.info("drill_step", step=name, ok=True)
+
+    def untested(self, name: str, detail: str) -> None:
+        """Nothing wrong and nothing proven: does not fail the drill, and the report says what was not proven."""
+        self.steps.append(Step(name, True, detail, untested=True))
+        _log.info("drill_step", step=name, ok=True, untested=True)
 
     def failed(self, name: str, detail: str, problem: str, **values: str) -> None:
         self.steps.append(Step(name, False, detail, problem, dict(values)))
@@ -103,8 +121,11 @@ class Drill:
 
     def __init__(self, config: Config, imap_auth: Authenticator, smtp_auth: SmtpLogin | None, *,
                  clock: Callable[[], dt.datetime] = utc_now, stop: threading.Event | None = None,
-                 wait_s: float | None = None, poll_s: float = POLL_S, alerter: Alerter | None = None) -> None:
+                 wait_s: float | None = None, poll_s: float = POLL_S, alerter: Alerter | None = None,
+                 provider: Provider | None = None) -> None:
         self.config = config
+        #: Where the mailbox lives, which decides what `authenticate` can prove (default: from the config).
+        self.provider: Provider = provider or mail_provider(config)
         self.imap_auth = imap_auth
         self.smtp_auth = smtp_auth
         self.clock = clock
@@ -208,17 +229,23 @@ class Drill:
             for uid in uids:
                 fetched = mailbox.fetch_message(state, uid)
                 if fetched is not None:
-                    verdicts.append(judge(fetched.raw, result.message_id, self.config))
+                    verdicts.append(judge(fetched.raw, result.message_id, self.config, self.provider))
         if not verdicts:
             result.failed("authenticate", "the drill mail was gone before it could be read", "gone")
             return
-        best = next((v for v in verdicts if v.trusted), verdicts[0])
+        best = (next((v for v in verdicts if v.trusted), None) or next((v for v in verdicts if v.untested), None)
+                or verdicts[0])
         vt = self.config.veilig_thuis
         seen = ", ".join(best.seen_ids) or "none"
         configured = "[" + ", ".join(vt.authserv_ids) + "]"
-        if best.trusted:
-            result.trust = f"authserv-id {', '.join(best.trusted_ids)}, {best.dmarc}"
-            result.passed("authenticate", result.trust)
+        if best.problem is None:
+            result.verdict = best
+            result.trust = proof_values(best, self.provider, "en")["trust"]
+            if best.untested:
+                result.untested("authenticate", f"not testable on {PROVIDER_NAMES['en'][self.provider]}: "
+                                                f"{UNTESTED_WHY['en'][best.why]}")
+            else:
+                result.passed("authenticate", result.trust)
             return
         domain = self.config.smtp.from_address.rsplit("@", 1)[-1]
         detail = {
@@ -260,7 +287,8 @@ class Drill:
     def finish(self, result: DrillResult) -> DrillResult:
         failure = result.failure
         _log.info("drill_done", ok=result.ok, failed_step=failure.name if failure else None,
-                  steps=[s.name for s in result.steps])
+                  steps=[s.name for s in result.steps], provider=self.provider,
+                  rule=result.verdict.rule if result.verdict else None)
         return result
 
     # --- telling people -----------------------------------------------------------------------
@@ -275,14 +303,17 @@ class Drill:
             return moment.astimezone(tz).strftime("%H:%M") if moment is not None else "—"
 
         values = {"sent": hhmm(result.sent or self.clock()), "received": hhmm(result.received),
-                  "deleted": hhmm(result.deleted), "trust": result.trust}
+                  "deleted": hhmm(result.deleted), "trust": result.trust, "rule": "", "proof": ""}
+        if result.verdict is not None:
+            values.update(proof_values(result.verdict, self.provider, language))
         failure = result.failure
         if failure is not None:
             names = STEP_NAMES[language]
             marks = []
             for name in STEPS:
                 step = result.step(name)
-                marks.append(f"{names[name]} {'✓' if step and step.ok else '✗' if step else '–'}")
+                mark = ("✗" if not step.ok else UNTESTED_MARK[language] if step.untested else "✓") if step else "–"
+                marks.append(f"{names[name]} {mark}")
             values.update(step=names[failure.name], error=failure.detail, steps=", ".join(marks),
                           fix=fix_text(failure.problem, language, failure.values))
         composer = self.alerter.composer
@@ -308,6 +339,8 @@ def run_drill_command(config: Config, out: TextIO, **kwargs: Any) -> int:
         step = result.step(name)
         if step is None:
             out.write(f"- {name}: not reached\n")
+        elif step.untested:
+            out.write(f"○ {name}: {step.detail}\n")
         elif step.ok:
             out.write(f"✓ {name}: {step.detail}\n")
         else:
@@ -315,7 +348,12 @@ def run_drill_command(config: Config, out: TextIO, **kwargs: Any) -> int:
     reported = drill.report(result)
     people = ", ".join(p.email for p in config.alert_recipients())
     out.write(f"{'✓' if reported else '✗'} report to {people}{'' if reported else ' not delivered'}\n")
-    out.write("drill passed\n" if result.ok else "drill FAILED\n")
+    untested = [s.name for s in result.steps if s.untested]
+    if result.ok and untested:
+        out.write(f"drill passed; not testable on {PROVIDER_NAMES['en'][drill.provider]}: {', '.join(untested)} "
+                  "(see docs/drill.md)\n")
+    else:
+        out.write("drill passed\n" if result.ok else "drill FAILED\n")
     return 0 if result.ok else 1
 
 

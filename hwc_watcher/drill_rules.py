@@ -13,8 +13,10 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.message import Message
 from email.parser import BytesHeaderParser
 from string import Template
+from typing import Literal
 
 from hwc_watcher.auth_results import AuthResultsError, parse_auth_results
 from hwc_watcher.classify import parse_message
@@ -77,12 +79,75 @@ def is_drill_day(calendar: SchoolCalendar, day: dt.date) -> bool:
     return day in drill_days(calendar)
 
 
+# --- which provider, and what its servers write on the mailbox's mail to itself ----------------------
+
+Provider = Literal["mx", "microsoft", "google"]
+
+#: IMAP hosts where the mailbox is Exchange Online or Gmail (providers.md), whatever the login kind.
+_MICROSOFT_IMAP = frozenset({"outlook.office365.com", "outlook.office.com"})
+_GOOGLE_IMAP = frozenset({"imap.gmail.com", "imap.googlemail.com"})
+
+
+def mail_provider(config: Config) -> Provider:
+    """Where the mailbox lives, from what the config already says: `[imap] auth` or the IMAP host."""
+    host = config.imap.host.lower().rstrip(".")
+    kind = config.imap.auth.kind
+    if kind == "microsoft" or host in _MICROSOFT_IMAP:
+        return "microsoft"
+    if kind == "google" or host in _GOOGLE_IMAP:
+        return "google"
+    return "mx"
+
+
+ExchangeOrigin = Literal["internal", "external", "unmarked", "unclear"]
+
+_ORG = "X-MS-Exchange-Organization-"
+#: An Exchange Online mailbox server, as Exchange names the server that classified a mail of the tenant's own
+#: (`PH0PR06MB7560.namprd06.prod.outlook.com`); never EOP's inbound edge (`….eop-eur02.prod.protection.outlook.com`).
+_EXO_SERVER = re.compile(r"[a-z0-9]{4,32}\.[a-z]{3,4}prd\d{2,3}\.prod\.outlook\.com", re.IGNORECASE)
+#: AuthAs values Exchange gives mail that did not come from an authenticated sender of the organization.
+_NOT_INTERNAL = frozenset({"anonymous", "partner", "external", "externalauthoritative"})
+
+
+def exchange_origin(msg: Message) -> ExchangeOrigin:
+    """How Exchange Online classified this mail, from the `X-MS-Exchange-Organization-*` headers it writes.
+
+    Exchange's header firewall removes every `X-MS-Exchange-Organization-*` header from mail that enters
+    the organization from an untrusted source, and Exchange writes its own (`AuthAs: Anonymous`,
+    `MessageDirectionality: Incoming`): an outsider cannot make mail arrive as internal (docs/drill.md
+    names the sources). So:
+
+    * "internal": exactly one `AuthAs: Internal`, exactly one `AuthSource` naming an Exchange Online
+      mailbox server, and no direction or `Originating`: what Exchange writes on mail the tenant's own
+      account sent;
+    * "external": any sign of the way in from outside (`Anonymous`, `Incoming`), even next to an
+      `Internal` (a forged one the firewall did not remove counts for nothing);
+    * "unmarked": none of these headers (the IMAP view need not show them);
+    * "unclear": anything else (two values, a server name Exchange Online does not use).
+    """
+    auth_as = [v.strip().lower() for v in raw_values(msg, _ORG + "AuthAs")]
+    source = [v.strip() for v in raw_values(msg, _ORG + "AuthSource")]
+    direction = [v.strip().lower() for v in raw_values(msg, _ORG + "MessageDirectionality")]
+    if not (auth_as or source or direction):
+        return "unmarked"
+    if _NOT_INTERNAL.intersection(auth_as) or "incoming" in direction:
+        return "external"
+    if (auth_as == ["internal"] and len(source) == 1 and _EXO_SERVER.fullmatch(source[0])
+            and direction in ([], ["originating"])):
+        return "internal"
+    return "unclear"
+
+
 # --- the verdict on the mail that arrived -----------------------------------------------------------
+
+#: Which rule decided the `authenticate` step: the DMARC rule a VT signal faces, Exchange Online's mark
+#: of internal mail, or neither ("untested": nothing on this provider proves it, and nothing is wrong).
+Rule = Literal["dmarc", "exchange_internal", "untested"]
 
 
 @dataclass(frozen=True)
 class Received:
-    """What the drill found on the mail carrying its id; `problem` is a short code (None: trusted)."""
+    """What the drill found on the mail carrying its id; `problem` is a short code (None: nothing wrong)."""
 
     problem: str | None
     #: Every authserv-id on the mail's Authentication-Results headers, top first.
@@ -90,16 +155,33 @@ class Received:
     #: The authserv-id(s) of the header(s) that counted, and their dmarc results ("dmarc=pass").
     trusted_ids: tuple[str, ...] = ()
     dmarc: str = ""
+    rule: Rule = "dmarc"
+    #: With rule "untested": why nothing could be proven ("gmail_self", "exchange_unmarked", "exchange_unclear").
+    why: str = ""
 
     @property
     def trusted(self) -> bool:
-        return self.problem is None
+        """Passed by a rule that proves the sender: dmarc=pass, or Exchange's internal mark."""
+        return self.problem is None and self.rule != "untested"
+
+    @property
+    def untested(self) -> bool:
+        """Nothing wrong and nothing proven: the provider gives the mailbox's own mail nothing to judge."""
+        return self.problem is None and self.rule == "untested"
 
 
-def judge(raw: bytes, message_id: str, config: Config) -> Received:
+def judge(raw: bytes, message_id: str, config: Config, provider: Provider | None = None) -> Received:
     """Is this the drill mail this run sent, From our address, vouched for by the school's server?
 
-    The same rule VT's signals face (`trust.authenticated`), with our own address as the sender.
+    The same rule VT's signals face (`trust.authenticated`), with our own address as the sender. Where
+    mail to itself cannot meet that rule, the provider (`provider`, by default from the config) decides:
+
+    * Microsoft 365 checks SPF/DKIM/DMARC only at its edge, which the mailbox's own mail never crosses:
+      Exchange's internal mark passes instead (`exchange_origin`); mail that came in from outside is
+      judged by the DMARC rule alone; without a readable mark the step is "untested", never failed.
+    * Gmail files mail to oneself without a new delivery: no Authentication-Results at all is
+      "untested"; a header that is there is judged as everywhere.
+    * Any other server: the DMARC rule alone, as for a VT signal; Exchange's headers count for nothing.
     """
     msg = parse_message(raw)
     vt = config.veilig_thuis
@@ -120,6 +202,27 @@ def judge(raw: bytes, message_id: str, config: Config) -> Received:
         return Received("not_from_us", seen_ids)
     if vt.auth_check == "off":
         return Received("check_off", seen_ids)
+    verdict = _dmarc_verdict(msg, values, seen_ids, address, config)
+    if verdict.trusted:
+        return verdict
+    provider = provider or mail_provider(config)
+    if provider == "microsoft":
+        origin = exchange_origin(msg)
+        if origin == "internal":
+            return Received(None, seen_ids, verdict.trusted_ids, verdict.dmarc, rule="exchange_internal")
+        if origin == "external":
+            return verdict
+        return Received(None, seen_ids, verdict.trusted_ids, verdict.dmarc, rule="untested",
+                        why="exchange_unmarked" if origin == "unmarked" else "exchange_unclear")
+    if provider == "google" and not values:
+        return Received(None, seen_ids, rule="untested", why="gmail_self")
+    return verdict
+
+
+def _dmarc_verdict(msg: Message, values: list[str], seen_ids: tuple[str, ...], address: str,
+                   config: Config) -> Received:
+    """The rule a VT signal faces: the school's own server says dmarc=pass for our domain."""
+    vt = config.veilig_thuis
     if not values:
         return Received("no_header", seen_ids)
     headers = trusted_headers(values, vt.authserv_ids)
@@ -132,6 +235,20 @@ def judge(raw: bytes, message_id: str, config: Config) -> Received:
     if not authenticated(msg, address, vt):
         return Received("not_pass", seen_ids, trusted, dmarc)
     return Received(None, seen_ids, trusted, dmarc)
+
+
+def rule_summary(config: Config) -> str:
+    """One line for `check`: which rule the drill's `authenticate` step applies on this provider."""
+    domain = config.smtp.from_address.rsplit("@", 1)[-1]
+    ids = ", ".join(config.veilig_thuis.authserv_ids) or "the topmost Authentication-Results"
+    dmarc = f"dmarc=pass for {domain} from {ids}"
+    provider = mail_provider(config)
+    if provider == "microsoft":
+        return (f"authenticate on Microsoft 365: {dmarc}, else Exchange's internal mark (AuthAs: Internal); "
+                "DMARC itself is not testable with mail to itself")
+    if provider == "google":
+        return f"authenticate on Gmail: {dmarc} if Gmail stamps one; its mail to itself gets none (not testable)"
+    return f"authenticate: {dmarc}"
 
 
 # --- what to tell the admin -------------------------------------------------------------------------
@@ -211,6 +328,73 @@ FIXES: Mapping[str, Mapping[str, str]] = {
 }
 
 
+#: The providers, as the report names them.
+PROVIDER_NAMES: Mapping[str, Mapping[str, str]] = {
+    "en": {"mx": "the school's mail server", "microsoft": "Microsoft 365", "google": "Google Workspace (Gmail)"},
+    "nl": {"mx": "de mailserver van de school", "microsoft": "Microsoft 365", "google": "Google Workspace (Gmail)"},
+}
+
+#: What the `authenticate` step found, per rule, in a few words ($trust in the report); $ids and $dmarc, $provider.
+TRUST: Mapping[str, Mapping[str, str]] = {
+    "en": {"dmarc": "authserv-id $ids, $dmarc",
+           "exchange_internal": "Exchange Online: internal mail of the school's own tenant (AuthAs: Internal)",
+           "untested": "not testable on $provider"},
+    "nl": {"dmarc": "authserv-id $ids, $dmarc",
+           "exchange_internal": "Exchange Online: interne mail van de eigen tenant (AuthAs: Internal)",
+           "untested": "niet te testen bij $provider"},
+}
+
+#: Why nothing could be proven on this provider ($why).
+UNTESTED_WHY: Mapping[str, Mapping[str, str]] = {
+    "en": {"gmail_self": "Gmail files mail to itself without a new delivery, so it carries no Authentication-Results",
+           "exchange_unmarked": "Microsoft 365 checks SPF, DKIM and DMARC only on mail from outside, and this "
+                                "mail carried no mark of Exchange's own",
+           "exchange_unclear": "its Exchange headers were not the ones Exchange Online writes on the tenant's "
+                               "own mail"},
+    "nl": {"gmail_self": "Gmail legt mail aan zichzelf neer zonder nieuwe aflevering, dus zonder "
+                         "Authentication-Results",
+           "exchange_unmarked": "Microsoft 365 controleert SPF, DKIM en DMARC alleen op mail van buiten, en dit "
+                                "bericht droeg geen eigen kenmerk van Exchange",
+           "exchange_unclear": "de Exchange-kopregels waren niet de kopregels die Exchange Online op eigen mail "
+                               "van de tenant zet"},
+}
+
+#: What the drill proved and did not prove, per rule: one paragraph for the report ($proof).
+PROOF: Mapping[str, Mapping[str, str]] = {
+    "en": {
+        "dmarc": "The school's mail server vouched for the sender as it must for a signal from Veilig Thuis.",
+        "exchange_internal": "Microsoft 365 marked it as mail from the school's own mailbox, a mark that mail "
+                             "from outside cannot carry. The DMARC check a signal from Veilig Thuis gets happens "
+                             "only where mail enters Microsoft 365, so mail to itself cannot test it; "
+                             "`hwc-watcher check` shows it on real mail from Veilig Thuis.",
+        "untested": "Sending, arrival and deletion were proven. Whether the mail server vouches for a sender "
+                    "cannot be tested on $provider with mail to itself ($why); `hwc-watcher check` shows it on "
+                    "real mail from Veilig Thuis.",
+    },
+    "nl": {
+        "dmarc": "De mailserver van de school bevestigde de afzender zoals bij een signaal van Veilig Thuis.",
+        "exchange_internal": "Microsoft 365 merkte het aan als mail van de eigen mailbox van de school, een "
+                             "kenmerk dat mail van buiten niet kan dragen. De DMARC-controle die een signaal van "
+                             "Veilig Thuis krijgt, gebeurt alleen waar mail Microsoft 365 binnenkomt, dus mail aan "
+                             "zichzelf kan die niet testen; `hwc-watcher check` toont die op echte mail van "
+                             "Veilig Thuis.",
+        "untested": "Versturen, aankomst en verwijderen zijn bewezen. Of de mailserver een afzender bevestigt, is "
+                    "bij $provider met mail aan zichzelf niet te testen ($why); `hwc-watcher check` toont dat op "
+                    "echte mail van Veilig Thuis.",
+    },
+}
+
+
+def proof_values(received: Received, provider: Provider, language: str) -> dict[str, str]:
+    """The report's `trust` (a few words) and `proof` (what was and was not proven) for one verdict."""
+    values = {"ids": ", ".join(received.trusted_ids), "dmarc": received.dmarc,
+              "provider": PROVIDER_NAMES[language][provider],
+              "why": UNTESTED_WHY[language].get(received.why, "")}
+    rule = received.rule
+    return {"trust": Template(TRUST[language][rule]).safe_substitute(values),
+            "proof": Template(PROOF[language][rule]).safe_substitute(values), "rule": rule}
+
+
 def fix_text(problem: str, language: str, values: Mapping[str, str]) -> str:
     """The fix for one problem code in the given language, with its values filled in."""
     return Template(FIXES[language].get(problem, FIXES[language]["imap"])).safe_substitute(values)
@@ -223,6 +407,8 @@ def fail_url(url: str) -> str:
 
 
 __all__ = [
-    "FIXES", "MARGIN_S", "STEPS", "STEP_NAMES", "Received", "awaited", "drill_days", "drill_message_id",
-    "drill_sent_at", "fail_url", "first_school_day_after", "fix_text", "is_drill_day", "judge",
+    "FIXES", "MARGIN_S", "PROOF", "PROVIDER_NAMES", "STEPS", "STEP_NAMES", "TRUST", "UNTESTED_WHY", "ExchangeOrigin",
+    "Provider", "Received", "Rule", "awaited", "drill_days", "drill_message_id", "drill_sent_at", "exchange_origin",
+    "fail_url", "first_school_day_after", "fix_text", "is_drill_day", "judge", "mail_provider", "proof_values",
+    "rule_summary",
 ]  # fmt: skip
