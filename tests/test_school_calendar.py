@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from builders import write_config
+from freezegun import freeze_time
 from mailprobe import ImapAccount
 
 from hwc_watcher.check import run_check
@@ -252,3 +253,23 @@ def test_check_on_a_holiday_names_it(imap_server: ImapAccount, smtp_server: Smtp
     lines = check_output(tmp_path, imap_server, smtp_server, 'region = "zuid"', "2027-02-15")
     assert any(line.startswith("✓ calendar: region zuid") and "today is not a school day (Voorjaarsvakantie)" in line
                for line in lines)
+
+
+@pytest.mark.parametrize(("moment", "due"), [
+    ("2027-01-04 04:45", True),  # Monday after the Kerstvakantie (midden), 05:45 in Amsterdam
+    ("2027-01-05 04:45", False),  # the Tuesday after it
+    ("2026-12-21 04:45", False),  # inside the Kerstvakantie
+    ("2027-03-30 03:45", True),  # Tuesday after Tweede paasdag (summer time: 05:45 local)
+])
+def test_the_drill_job_follows_the_region(moment: str, due: bool) -> None:
+    """The daemon's drill job, started at 05:45, drills on the first school day after a regional or public holiday."""
+    from types import SimpleNamespace
+
+    from hwc_watcher.drill import DrillJob
+
+    doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    doc["drill"] = {"enabled": True}
+    config = parse_config(doc)
+    with freeze_time(f"{moment}:00+00:00"):
+        job = DrillJob(SimpleNamespace(config=config))  # only the decision: no mailbox is opened
+        assert job.due_at_start(dt.datetime.now(dt.UTC)) is due
