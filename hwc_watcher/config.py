@@ -1012,7 +1012,8 @@ def _region(t: Table) -> str | None:
     raise ConfigError(
         f'{t.key("region")} = {value!r} is not an OCW school holiday region.{hint} Known: "noord", "midden", '
         f'"zuid" (your municipality\'s region: rijksoverheid.nl, Schoolvakanties, Regio-indeling).',
-        fix=f'set {t.key("region")} = "{close[0] if close else "midden"}"')
+        fix=f'set {t.key("region")} = "{close[0]}"' if close else
+        f'set {t.key("region")} to "noord", "midden" or "zuid": the region of the school\'s municipality')
 
 
 def parse_calendar(document: Mapping[str, Any]) -> SchoolCalendar:
