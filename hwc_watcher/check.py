@@ -31,6 +31,7 @@ from hwc_watcher.errors import ConfigError, DeliveryAuthError, HwcError, Mailbox
 from hwc_watcher.mailbox import Mailbox
 from hwc_watcher.outbox import Outbox
 from hwc_watcher.routing import Router
+from hwc_watcher.school_calendar import format_day_off
 from hwc_watcher.send_test import recipients, send_tests
 from hwc_watcher.service import next_polls
 from hwc_watcher.trust import raw_values
@@ -127,12 +128,7 @@ def run_check(
     polls = ", ".join(m.strftime("%a %d %b %H:%M") for m in next_polls(config.schedule, moment, 4))
     report.ok("schedule", f"next polls: {polls} ({config.schedule.timezone.key})")
     today = moment.astimezone(config.schedule.timezone).date()
-    off = config.calendar.day_off(today)
-    kind = "a school day" if config.calendar.is_school_day(today) else "not a school day"
-    if off is not None:
-        kind += f" ({off.name})"
-    report.ok("calendar", f"{len(config.calendar.days_off)} day(s) off configured; today is {kind}; "
-              f"deadline {config.schedule.deadline:%H:%M}")
+    _check_calendar(config, today, report)
     _check_drill(config, today, report)
     if send_test:
         if smtp_ok:
@@ -396,6 +392,21 @@ def _check_idle(config: Config, offered: bool, report: Report) -> None:
                   f"{config.imap.idle_interval_s / 60:g} minutes; the polls stay for Junk and Trash)")
     else:
         report.warn("IMAP IDLE not offered", polling)
+
+
+def _check_calendar(config: Config, today: dt.date, report: Report) -> None:
+    """Where the days off come from, the next few, and a ! when the calendar runs out soon."""
+    calendar = config.calendar
+    off = calendar.day_off(today)
+    kind = "a school day" if calendar.is_school_day(today) else "not a school day"
+    if off is not None:
+        kind += f" ({off.name or off.source})"
+    report.ok("calendar", f"{calendar.describe()}; today is {kind}; deadline {config.schedule.deadline:%H:%M}")
+    for day in calendar.upcoming(today):
+        report.detail(format_day_off(day))
+    warning = calendar.coverage_warning(today)
+    if warning:
+        report.warn("calendar runs out", warning)
 
 
 def _check_drill(config: Config, today: dt.date, report: Report) -> None:

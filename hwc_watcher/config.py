@@ -36,9 +36,10 @@ from typing import Any, Literal
 from hwc_watcher.errors import ConfigError
 from hwc_watcher.models import BackupMode, Person, Route
 from hwc_watcher.notice_id import NoticeIds
+from hwc_watcher.ocw_holidays import REGIONS
 from hwc_watcher.pupil_list import PupilListConfig
 from hwc_watcher.routing import Condition, RoutingConfig, Rule
-from hwc_watcher.school_calendar import DayOff, SchoolCalendar
+from hwc_watcher.school_calendar import LIBERATION_DAY, DayOff, SchoolCalendar, build_calendar
 from hwc_watcher.secrets import credential_path, ensure_private, installation_key
 
 DEFAULT_CONFIG_PATH = Path("/etc/hwc-watcher/config.toml")
@@ -93,8 +94,9 @@ SCHEMA: Mapping[str, frozenset[str]] = MappingProxyType({
     "messages.templates": TEMPLATE_NAMES,
     "schedule": frozenset({"timezone", "busy_start", "busy_end", "busy_interval_minutes", "quiet_interval_minutes",
                            "deadline", "retries", "retry_delay_seconds", "cycle_timeout_seconds"}),
-    "calendar": frozenset({"days_off"}),
+    "calendar": frozenset({"region", "days_off", "school_days", "public_holidays", "good_friday", "liberation_day"}),
     "calendar.days_off": frozenset({"from", "to", "name"}),
+    "calendar.school_days": frozenset({"from", "to", "name"}),
     "alerts": frozenset({"webhook_url", "webhook_format", "heartbeat_url", "ca_file", "stranger_interval_minutes",
                          "max_per_hour"}),
     "limits": frozenset({"max_message_bytes"}),
@@ -997,16 +999,19 @@ def _date(value: Any, key: str) -> dt.date:
     raise ConfigError(f"{key} must be a date like 2026-12-21, got {value!r}.")
 
 
-def parse_calendar(document: Mapping[str, Any]) -> SchoolCalendar:
-    """`[calendar] days_off = [{ from = 2026-12-21, to = 2027-01-01, name = "Kerstvakantie" }, ...]`."""
-    t = _section(document, "calendar")
-    entries = t.get("days_off", [])
+def _day_spans(t: Table, key: str) -> tuple[DayOff, ...]:
+    """`key = [{ from = 2026-12-21, to = 2027-01-01, name = "..." }, "2027-02-10", ...]` (a bare date is one day)."""
+    entries = t.get(key, [])
     if not isinstance(entries, list):
-        raise ConfigError("calendar.days_off must be a list of { from = ..., to = ..., name = ... } entries.")
+        raise ConfigError(f"{t.key(key)} must be a list of {{ from = ..., to = ..., name = ... }} entries.")
     days: list[DayOff] = []
     for i, entry in enumerate(entries):
-        where = f"calendar.days_off[{i}]"
-        e = Table(entry, where, SCHEMA["calendar.days_off"])
+        where = f"{t.key(key)}[{i}]"
+        if isinstance(entry, (str, dt.date)):
+            day = _date(entry, where)
+            days.append(DayOff(day, day, ""))
+            continue
+        e = Table(entry, where, SCHEMA[f"calendar.{key}"])
         if e.get("from") is None:
             raise ConfigError(f"{where} must have at least 'from' (and optionally 'to' and 'name').")
         first = _date(e.get("from"), f"{where}.from")
@@ -1017,7 +1022,36 @@ def parse_calendar(document: Mapping[str, Any]) -> SchoolCalendar:
         if not isinstance(name, str):
             raise ConfigError(f"{where}.name must be text.")
         days.append(DayOff(first, last, name))
-    return SchoolCalendar(tuple(days))
+    return tuple(days)
+
+
+def _region(t: Table) -> str | None:
+    """`region = "midden"`: one of the three OCW regions (case ignored), with a "did you mean" for a slip."""
+    if not t.given("region"):
+        return None
+    value = t.get("region")
+    if not isinstance(value, str):
+        raise ConfigError(f'{t.key("region")} must be text: "noord", "midden" or "zuid", got {_type_name(value)}.')
+    region = value.strip().lower().removeprefix("regio ").strip()
+    if region in REGIONS:
+        return region
+    close = difflib.get_close_matches(region, REGIONS, n=1, cutoff=0.5)
+    hint = f' Did you mean "{close[0]}"?' if close else ""
+    raise ConfigError(
+        f'{t.key("region")} = {value!r} is not an OCW school holiday region.{hint} Known: "noord", "midden", '
+        f'"zuid" (your municipality\'s region: rijksoverheid.nl, Schoolvakanties, Regio-indeling).',
+        fix=f'set {t.key("region")} = "{close[0]}"' if close else
+        f'set {t.key("region")} to "noord", "midden" or "zuid": the region of the school\'s municipality')
+
+
+def parse_calendar(document: Mapping[str, Any]) -> SchoolCalendar:
+    """`[calendar] region = "midden"`, `days_off = [...]`, `school_days = [...]`; see school_calendar."""
+    t = _section(document, "calendar")
+    public = t.boolean("public_holidays", True) if "public_holidays" in t.data else None
+    return build_calendar(region=_region(t), days_off=_day_spans(t, "days_off"),
+                          school_days=_day_spans(t, "school_days"), public_holidays=public,
+                          good_friday=t.boolean("good_friday", False),
+                          liberation_day=t.choice("liberation_day", "lustrum", LIBERATION_DAY))
 
 
 def _drill(t: Table, schedule: ScheduleSettings) -> DrillSettings:

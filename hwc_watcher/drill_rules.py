@@ -70,8 +70,12 @@ def first_school_day_after(calendar: SchoolCalendar, day: dt.date) -> dt.date | 
 
 
 def drill_days(calendar: SchoolCalendar) -> frozenset[dt.date]:
-    """The first school day after the last day of each holiday or study day in `[calendar]`."""
-    days = (first_school_day_after(calendar, off.last) for off in calendar.days_off)
+    """The first school day after the last day of each holiday or study day in `[calendar]`.
+
+    Only days off that close the school on a weekday count: not a public holiday on a Saturday, nor
+    a regional holiday the school moved (`school_days`).
+    """
+    days = (first_school_day_after(calendar, off.last) for off in calendar.breaks())
     return frozenset(day for day in days if day is not None)
 
 

@@ -38,13 +38,15 @@ def full_document() -> dict[str, Any]:
                      "coordinator": {"name": "C. Bakker", "email": "zorg.onderbouw@college.nl"}}]
     doc["imap"]["folders"] = {"sent": "Verzonden items"}
     doc["messages"]["templates"] = {"notice": "Beste $coordinator"}
+    doc["calendar"]["days_off"] = [{"from": "2027-02-10", "name": "Studiedag"}]
+    doc["calendar"]["school_days"] = [{"from": "2026-10-19", "to": "2026-10-23", "name": "Herfstvakantie moved"}]
     doc["recall"] = {"enabled": True, "mailbox": [{"address": doc["coordinator"]["email"],
                                                    "password_file": "/etc/hwc/recall-zorg"}]}
     return doc
 
 
 def table_at(doc: dict[str, Any], path: str) -> dict[str, Any]:
-    """The table a SCHEMA path names; arrays ([[route]], days_off) give their first entry."""
+    """The table a SCHEMA path names; arrays ([[route]], days_off, school_days) give their first entry."""
     node: Any = doc
     for part in path.split(".") if path else []:
         node = node[part]
@@ -84,7 +86,8 @@ def test_every_table_refuses_an_unknown_key_with_a_suggestion(path: str) -> None
     wrong = typo(key)
     assert wrong not in SCHEMA[path]
     table[wrong] = table.pop(key, "x")
-    shown = path.replace("route", "route[1]").replace("days_off", "days_off[0]")
+    shown = path.replace("route", "route[1]").replace("days_off", "days_off[0]").replace("school_days",
+                                                                                          "school_days[0]")
     err = error_of(doc)
     assert f"{shown}.{wrong} is not a known setting. Did you mean {shown}.{key}?" in str(err)
     assert err.fix == f"rename {shown}.{wrong} to {shown}.{key}"
