@@ -70,6 +70,20 @@ class RoutingConfig:
         """Every route, rules first, default last."""
         return (*(rule.route for rule in self.rules), self.default)
 
+    def log_index(self, route: Route) -> int:
+        """How a log line names a route: its 1-based place among the [[route]] rules, 0 for the default.
+
+        Never its name ("Onderbouw", "Locatie Noord"): a dated line with a name can point at a class.
+        `check` prints the mapping ("route 1: Onderbouw → ...").
+        """
+        for index, rule in enumerate(self.rules, start=1):
+            if rule.route is route:
+                return index
+        for index, rule in enumerate(self.rules, start=1):
+            if rule.route == route:
+                return index
+        return 0
+
 
 @dataclass(frozen=True)
 class RouterStatus:
