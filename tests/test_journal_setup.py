@@ -110,9 +110,11 @@ def test_no_retention_or_forwarding_to_syslog_is_a_warning(tmp_path: Path) -> No
     conf.write_text("[Journal]\nSystemMaxUse=64M\n", encoding="utf-8")
     out, report = _check(tmp_path)
     assert "! log retention: no time limit" in out and "set MaxRetentionSec=" in out
+    assert report.warnings == 1
     conf.write_text("[Journal]\nMaxRetentionSec=14day\nForwardToSyslog=yes\nForwardToWall=no\n", encoding="utf-8")
     out, report = _check(tmp_path)
     assert "! log retention: kept 14 day(s)" in out and "also copied to syslog" in out
+    assert report.warnings == 1
 
 
 def test_template_instance_is_found_through_its_template(tmp_path: Path) -> None:
