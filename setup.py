@@ -1,4 +1,4 @@
-"""Copy the example config and the systemd units into the wheel (hwc_watcher/data/).
+"""Copy the example config, the systemd units and the journald config into the wheel (hwc_watcher/data/).
 
 They live at the top of the source tree, where the README and the docs point; an installed package
 needs them too (`hwc-watcher example-config`, `hwc-watcher unit-file`). Everything else is in
@@ -16,6 +16,7 @@ DATA = {
     "config.example.toml": "config.example.toml",
     "systemd/hwc-watcher.service": "systemd/hwc-watcher.service",
     "systemd/hwc-watcher@.service": "systemd/hwc-watcher@.service",
+    "systemd/journald@hwc-watcher.conf": "systemd/journald@hwc-watcher.conf",
 }
 
 

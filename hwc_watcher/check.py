@@ -28,6 +28,7 @@ from hwc_watcher.auth_results import AuthResults, AuthResultsError, parse_auth_r
 from hwc_watcher.config import Config, LoginSettings, load_config
 from hwc_watcher.drill_rules import drill_days, rule_summary
 from hwc_watcher.errors import ConfigError, DeliveryAuthError, HwcError, MailboxAuthError, TlsError
+from hwc_watcher.journal_setup import check_logs
 from hwc_watcher.mailbox import Mailbox
 from hwc_watcher.outbox import Outbox
 from hwc_watcher.routing import Router
@@ -130,6 +131,7 @@ def run_check(
     today = moment.astimezone(config.schedule.timezone).date()
     _check_calendar(config, today, report)
     _check_drill(config, today, report)
+    check_logs(config_path, report)
     if send_test:
         if smtp_ok:
             _send_tests(config, smtp_auth, report, clock)
@@ -467,7 +469,8 @@ def _check_recall(config: Config, report: Report) -> None:
     for mailbox in recall.mailboxes:
         problem = recaller.check_login(mailbox)
         if problem is None:
-            report.ok(f"recall login {mailbox.address}", f"every folder readable; notices go at {recall.at:%H:%M}")
+            report.ok(f"recall login {mailbox.address}", f"every folder readable; notices go at {recall.at:%H:%M} "
+                      f"(logs name it mailbox={recaller.number(mailbox)})")
         else:
             report.fail(f"recall login {mailbox.address}", problem,
                         "see docs/recall.md for the permission this mailbox needs")
@@ -497,7 +500,9 @@ def _check_routes(config: Config, report: Report) -> None:
         backup = (f", backup {route.backup.email} ({route.backup_mode}: {when}"
                   f"{', from [backup]' if inherited else ''})" if route.backup else ", no backup")
         count = f": {status.per_route.get(route.name, 0)} pupil(s)" if status.path and not status.problem else ""
-        report.ok(f"route {route.name}", f"{route.coordinator.email}{backup}{count}")
+        # The logs name a route only by this number (route=2), so that a log line cannot name a class.
+        report.ok(f"route {config.routing.log_index(route)}",
+                  f"{route.name} → {route.coordinator.email}{backup}{count}")
     report.ok("alerts go to", ", ".join(p.email for p in config.alert_recipients()))
     if config.alerts.webhook_url:
         report.ok("alert webhook", config.alerts.webhook_url.split("://", 1)[-1].split("/", 1)[0])

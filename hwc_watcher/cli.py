@@ -18,7 +18,7 @@ from typing import Any
 from hwc_watcher import __version__, log
 from hwc_watcher.config import DEFAULT_CONFIG_PATH, Config, load_config
 from hwc_watcher.errors import HwcError
-from hwc_watcher.resources import EXAMPLE_CONFIG, UNITS, read_text
+from hwc_watcher.resources import EXAMPLE_CONFIG, JOURNALD_CONF, UNITS, read_text
 
 EXIT_OK, EXIT_ATTENTION, EXIT_CONFIG = 0, 1, 2
 
@@ -54,9 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     example = sub.add_parser("example-config", help="print the example config (or write it with -o)")
     example.add_argument("-o", "--output", type=Path, help="write it to this new file (mode 0640)")
-    unit = sub.add_parser("unit-file", help="print the systemd unit: 'service' (one school) or 'template' "
-                                            "(hwc-watcher@.service, one instance per school)")
-    unit.add_argument("kind", choices=sorted(UNITS), nargs="?", default="service")
+    unit = sub.add_parser("unit-file", help="print the systemd unit: 'service' (one school), 'template' "
+                                            "(hwc-watcher@.service, one instance per school) or 'journald' (how "
+                                            "long their journal namespace keeps the logs)")
+    unit.add_argument("kind", choices=[*sorted(UNITS), "journald"], nargs="?", default="service")
+    unit.add_argument("--install", action="store_true",
+                      help="write it, and journald@hwc-watcher.conf, into /etc/systemd instead of printing it")
+    unit.add_argument("--root", type=Path, default=Path("/"), help="with --install: write under this directory "
+                                                                   "instead of / (an image being built)")
     demo = sub.add_parser("demo", help="a full cycle against built-in mail servers on this machine")
     demo.add_argument("--keep-running", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -77,7 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "example-config":
             return _example_config(args.output)
         if args.command == "unit-file":
-            sys.stdout.write(read_text(UNITS[args.kind]))
+            if args.install:
+                from hwc_watcher.journal_setup import install
+
+                install(args.kind, args.root, sys.stderr)
+                return EXIT_OK
+            sys.stdout.write(read_text(UNITS.get(args.kind, JOURNALD_CONF)))
             return EXIT_OK
         config = load_config(args.config)
         if args.command == "inspect":

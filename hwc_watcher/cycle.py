@@ -622,7 +622,7 @@ class CycleRun:
         composer, outbox = self.watcher.composer, self.outbox
         decision = self.watcher.router.route(pupil)
         route = decision.route
-        route_no = self.config.routing.index(route)
+        route_no = self.config.routing.log_index(route)
         wanted = list(route.recipients())
         refused_now: list[str] = []
         for attempt in range(2):  # the route's recipients, then the backup for whoever refused

@@ -79,8 +79,7 @@ class Recaller:
                  ids: NoticeIds | None = None) -> None:
         self.config = config
         self.own = OwnMail.of(config)
-        #: Only a notice whose keyed id verifies is ours to delete (read from the login's secret when not given).
-        self.ids = ids or config.notice_ids()
+        self._ids = ids
         #: Look-alikes of our notices seen in this run's search (left alone, counted in the report).
         self._forged: set[tuple[str, int, int]] = set()
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
@@ -91,6 +90,20 @@ class Recaller:
         result = RecallResult(outcomes)
         _log.info("recall_done", mailboxes=len(outcomes), removed=result.removed, failed=len(result.failed))
         return result
+
+    @property
+    def ids(self) -> NoticeIds:
+        """Only a notice whose keyed id verifies is ours to delete (read from the login's secret on first use)."""
+        if self._ids is None:
+            self._ids = self.config.notice_ids()
+        return self._ids
+
+    def number(self, mailbox: RecallMailbox) -> int:
+        """A mailbox as logs name it: its 1-based place in recall.mailboxes (`check` shows the mapping).
+
+        Never the address: "the coordinator of Onderbouw had a notice recalled today" is itself a record.
+        """
+        return self.config.recall.mailboxes.index(mailbox) + 1
 
     def session(self, mailbox: RecallMailbox) -> Mailbox:
         """An IMAP session on the recipient's own mailbox: [imap]'s server, this mailbox's login."""
@@ -119,15 +132,15 @@ class Recaller:
             finally:
                 box.close()
         except _Failed as failed:
-            _log.error("recall_failed", mailbox=mailbox.address, step=failed.step, error=str(failed),
+            _log.error("recall_failed", mailbox=self.number(mailbox), step=failed.step, error=str(failed),
                        removed=removed)
             return MailboxRecall(mailbox.address, removed=removed, forged=len(self._forged), step=failed.step,
                                  error=str(failed))
         if left:
-            _log.error("recall_failed", mailbox=mailbox.address, step="verify", left=left, removed=removed)
+            _log.error("recall_failed", mailbox=self.number(mailbox), step="verify", left=left, removed=removed)
             return MailboxRecall(mailbox.address, removed=removed, forged=len(self._forged), left=left, step="verify",
                                  error=f"{left} notice(s) were still there after deleting")
-        _log.info("recall_mailbox_done", mailbox=mailbox.address, removed=removed, forged=len(self._forged))
+        _log.info("recall_mailbox_done", mailbox=self.number(mailbox), removed=removed, forged=len(self._forged))
         return MailboxRecall(mailbox.address, removed=removed, forged=len(self._forged))
 
     def _clean(self, box: Mailbox, folders: Folders, now: dt.datetime) -> int:

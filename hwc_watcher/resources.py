@@ -1,4 +1,4 @@
-"""Files that ship with hwc-watcher: the example config and the systemd units.
+"""Files that ship with hwc-watcher: the example config, the systemd units and the journald namespace config.
 
 A wheel carries them in `hwc_watcher/data/` (setup.py copies them there at build time); a checkout
 or an editable install reads them from the top of the source tree, where the docs point.
@@ -13,6 +13,8 @@ from hwc_watcher.errors import HwcError
 
 EXAMPLE_CONFIG = "config.example.toml"
 UNITS = {"service": "systemd/hwc-watcher.service", "template": "systemd/hwc-watcher@.service"}
+#: The journald config of the units' journal namespace (LogNamespace=hwc-watcher): retention, no forwarding.
+JOURNALD_CONF = "systemd/journald@hwc-watcher.conf"
 
 
 def read_text(name: str) -> str:

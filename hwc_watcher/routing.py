@@ -70,15 +70,18 @@ class RoutingConfig:
         """Every route, rules first, default last."""
         return (*(rule.route for rule in self.rules), self.default)
 
-    def index(self, route: Route) -> int:
-        """A route as logs name it: its position among the [[route]] rules from 1, 0 for the default.
+    def log_index(self, route: Route) -> int:
+        """How a log line names a route: its 1-based place among the [[route]] rules, 0 for the default.
 
-        Not its name: a log line dated beside absence records must not say "Locatie Noord"; `check` maps
-        the number back for the admin.
+        Never its name ("Onderbouw", "Locatie Noord"): a dated line with a name can point at a class.
+        `check` prints the mapping ("route 1: Onderbouw → ...").
         """
-        for i, rule in enumerate(self.rules, start=1):
-            if rule.route is route or rule.route == route:
-                return i
+        for index, rule in enumerate(self.rules, start=1):
+            if rule.route is route:
+                return index
+        for index, rule in enumerate(self.rules, start=1):
+            if rule.route == route:
+                return index
         return 0
 
 

@@ -10,9 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from hwc_watcher.journal_setup import NAMESPACE, retention, settings, timespan_s
+
 UNITS_DIR = Path(__file__).resolve().parent.parent / "systemd"
 PLAIN = UNITS_DIR / "hwc-watcher.service"
 TEMPLATE = UNITS_DIR / "hwc-watcher@.service"
+JOURNALD_CONF = UNITS_DIR / "journald@hwc-watcher.conf"
+#: Every [Journal] key of journald.conf(5) in systemd 252 (Debian 12).
+JOURNALD_KEYS = frozenset({
+    "Storage", "Compress", "Seal", "SplitMode", "RateLimitIntervalSec", "RateLimitBurst", "SystemMaxUse",
+    "SystemKeepFree", "SystemMaxFileSize", "SystemMaxFiles", "RuntimeMaxUse", "RuntimeKeepFree",
+    "RuntimeMaxFileSize", "RuntimeMaxFiles", "MaxFileSec", "MaxRetentionSec", "SyncIntervalSec",
+    "ForwardToSyslog", "ForwardToKMsg", "ForwardToConsole", "ForwardToWall", "MaxLevelStore", "MaxLevelSyslog",
+    "MaxLevelKMsg", "MaxLevelConsole", "MaxLevelWall", "ReadKMsg", "Audit", "TTYPath", "LineMax",
+})
 MAX_EXPOSURE = 1.5
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
@@ -113,6 +124,8 @@ def test_required_settings(unit: Path) -> None:
         "ProtectSystem=strict",
         "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
         "Environment=PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1",
+        "LimitCORE=0",
+        "MemorySwapMax=0",
     ):
         assert required in settings, required
     assert any(re.fullmatch(r"WatchdogSec=\d+s?", line) for line in settings)
@@ -154,3 +167,51 @@ def test_units_differ_only_where_expected() -> None:
         for line in _settings(TEMPLATE)
     ]
     assert template == plain
+
+
+@pytest.mark.parametrize("unit", [PLAIN, TEMPLATE], ids=lambda p: p.name)
+def test_units_log_into_the_shipped_namespace(unit: Path) -> None:
+    """Both units (every instance of the template too) log into the one namespace whose config ships beside them."""
+    namespaces = [line.split("=", 1)[1] for line in _settings(unit) if line.startswith("LogNamespace=")]
+    assert namespaces == [NAMESPACE]
+    assert JOURNALD_CONF.name == f"journald@{NAMESPACE}.conf"
+
+
+def test_namespace_config_keeps_two_weeks_and_forwards_nowhere() -> None:
+    """The shipped journald@hwc-watcher.conf: known keys only, 14 days, daily files, a size cap, no forwarding."""
+    text = JOURNALD_CONF.read_text(encoding="utf-8")
+    assert [line for line in _settings(JOURNALD_CONF) if line.startswith("[")] == ["[Journal]"]
+    values = dict(settings(text, "Journal"))
+    assert set(values) <= JOURNALD_KEYS, set(values) - JOURNALD_KEYS
+    assert timespan_s(values["MaxRetentionSec"]) == 14 * 86400
+    assert timespan_s(values["MaxFileSec"]) == 86400  # journald deletes whole files: a day at most too early
+    assert values["SystemMaxUse"] and values["RuntimeMaxUse"]
+    for key in ("ForwardToSyslog", "ForwardToKMsg", "ForwardToConsole", "ForwardToWall"):
+        assert values[key] == "no", key
+    kept = retention([(str(JOURNALD_CONF), text)])
+    assert (kept.retention_s, kept.forwards, kept.storage) == (14 * 86400, (), "persistent")
+
+
+def test_journald_accepts_the_namespace_config(tmp_path: Path) -> None:
+    """journald itself, run for a scratch namespace in a private mount namespace, reads the file without a complaint."""
+    journald = Path("/lib/systemd/systemd-journald")
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 or unshare is None or not journald.exists():
+        pytest.skip("needs root, unshare(1) and systemd-journald to run a journald of its own")
+    # Everything journald touches (its config, sockets, files) is a tmpfs or a copy in this mount namespace.
+    script = f"""set -e
+mount -t tmpfs none /var/log && mkdir -p /var/log/journal
+mount -t tmpfs none /run/systemd
+mkdir -p {tmp_path}/etc && cp -r /etc/systemd/. {tmp_path}/etc/ && mount --bind {tmp_path}/etc /etc/systemd
+cp {JOURNALD_CONF} /etc/systemd/journald@hwcverify.conf
+{journald} hwcverify & pid=$!
+sleep 1; kill -USR2 $pid; sleep 1; kill $pid; wait $pid || true
+"""
+    done = subprocess.run([unshare, "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=60,
+                          check=False)
+    if done.returncode != 0 and done.stderr.startswith(("unshare:", "mount:")):
+        pytest.skip(f"no private mount namespace here: {done.stderr.strip()}")
+    assert "rotating" in done.stdout + done.stderr, done.stdout + done.stderr  # it ran and read its config
+    complaints = [line for line in (done.stdout + done.stderr).splitlines()
+                  if "journald@hwcverify.conf" in line or "Unknown" in line or "Failed to parse" in line]
+    assert complaints == []
