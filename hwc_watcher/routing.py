@@ -118,6 +118,12 @@ class RouterStatus:
     problem: str | None = None
     #: How many pupils of the list each route would get, by route name (the default included).
     per_route: Mapping[str, int] = field(default_factory=dict)
+    #: What fixes `problem`, when more than "fix the file" (the chmod of a list others can read).
+    fix: str | None = None
+    #: The parsed list itself, for check's analysis (roster_check); never printed.
+    pupil_list: PupilList | None = field(default=None, repr=False)
+    #: When the file was last changed (ns since the epoch).
+    modified_ns: int | None = None
 
 
 class Router:
@@ -169,7 +175,8 @@ class Router:
         snapshot = self._source.current()
         parsed = snapshot.pupil_list
         if parsed is None:
-            return RouterStatus(path=str(snapshot.path), problem=snapshot.problem)
+            return RouterStatus(path=str(snapshot.path), problem=snapshot.problem, fix=snapshot.fix,
+                                modified_ns=snapshot.modified_ns)
         return RouterStatus(
             path=str(snapshot.path),
             rows_read=parsed.rows_read,
@@ -177,6 +184,9 @@ class Router:
             reasons=parsed.reasons,
             problem=snapshot.problem,
             per_route=self._per_route(parsed) if snapshot.problem is None else {},
+            fix=snapshot.fix,
+            pupil_list=parsed,
+            modified_ns=snapshot.modified_ns,
         )
 
     def _per_route(self, parsed: PupilList) -> Mapping[str, int]:
