@@ -106,10 +106,10 @@ def _coverage(routing: RoutingConfig, pupils: Sequence[ListedPupil], defaulted: 
         more = f" (+{len(values) - MAX_EXAMPLES} other value(s))" if len(values) > MAX_EXAMPLES else ""
         details.append(f"{column}: {shown}{more}")
     share = len(defaulted) / len(pupils)
-    text = (f"{len(defaulted)} of {len(pupils)} pupil(s) match no [[route]] and go to the default route; "
-            f"values no rule covers")
+    text = f"{len(defaulted)} of {len(pupils)} pupil(s) go to the default route; the values no [[route]] covers:"
     if share > DEFAULT_SHARE_WARN:
-        return Finding("warn", "route coverage", "most pupils go to the default route: " + text,
+        most = f"most pupils go to the default route ({len(defaulted)} of {len(pupils)}); the values no [[route]] covers:"
+        return Finding("warn", "route coverage", most,
                        "compare each [[route]]'s when with these values (docs/pupil-list.md: the rule forms)",
                        tuple(details))
     return Finding("ok", "route coverage", text, details=tuple(details))
@@ -150,8 +150,8 @@ def analyse(
     if parsed.duplicates:
         findings.append(Finding(
             "warn", "pupil list duplicates",
-            f"{len(parsed.duplicates)} row(s) are exact duplicates of another (same name, birth date and route "
-            f"columns; lines {_groups(parsed.duplicates)}): each counts as one pupil",
+            f"{len(parsed.duplicates)} pupil(s) are listed more than once with the same name, birth date and "
+            f"route columns (lines {_groups(parsed.duplicates)}): counted once, routed as listed",
             "remove the duplicate rows from the export"))
     if parsed.mojibake_lines:
         findings.append(Finding(
