@@ -551,7 +551,8 @@ def exposure(path: Path, mode: int) -> tuple[str, str] | None:
         return None
     return (
         f"Pupil list {path} is readable by every user on this server (mode {stat.S_IMODE(mode):04o}), "
-        "and it holds every pupil's name and birth date; it is not used until that is fixed.",
+        f"and it holds every pupil's name and birth date; it is not used until that is fixed. "
+        f"Fix it with: chmod o-rwx {path}",
         f"chmod o-rwx {path} (the service reads it as group hwc-watcher: chown root:hwc-watcher {path} "
         f"&& chmod 0640 {path})",
     )
