@@ -106,10 +106,10 @@ def _coverage(routing: RoutingConfig, pupils: Sequence[ListedPupil], defaulted: 
         more = f" (+{len(values) - MAX_EXAMPLES} other value(s))" if len(values) > MAX_EXAMPLES else ""
         details.append(f"{column}: {shown}{more}")
     share = len(defaulted) / len(pupils)
-    values = "the values no [[route]] covers:"
-    text = f"{len(defaulted)} of {len(pupils)} pupil(s) go to the default route; {values}"
+    tail = "the values no [[route]] covers:"
+    text = f"{len(defaulted)} of {len(pupils)} pupil(s) go to the default route; {tail}"
     if share > DEFAULT_SHARE_WARN:
-        most = f"most pupils go to the default route ({len(defaulted)} of {len(pupils)}); {values}"
+        most = f"most pupils go to the default route ({len(defaulted)} of {len(pupils)}); {tail}"
         return Finding("warn", "route coverage", most,
                        "compare each [[route]]'s when with these values (docs/pupil-list.md: the rule forms)",
                        tuple(details))
