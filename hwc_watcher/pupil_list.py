@@ -41,6 +41,9 @@ _SERIAL = re.compile(r"(\d{4,5})(?:\.0+)?")
 #: Serial numbers of 1 January 1920 and 31 December 2099: outside that, a number is no birth date.
 _SERIAL_RANGE = (7306, 73050)
 _EXCEL_EPOCH = dt.date(1899, 12, 30)  # Excel's day 0 once its 1900 leap-year bug is past (serial > 60).
+#: An XLSX beyond these is no school's pupil list (a large school has a few thousand rows).
+MAX_ROWS = 200_000
+MAX_COLUMNS = 500
 #: How many lines from the top may be title lines above the header.
 HEADER_SEARCH_LINES = 30
 #: UTF-8 read as windows-1252 and saved again: "Zoë" becomes "ZoÃ«", "José" "JosÃ©".
@@ -335,8 +338,8 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def _xlsx_rows(data: bytes, label: str) -> list[tuple[int, list[str]]]:
-    """Every row of the first worksheet as text, read from memory (nothing is written to disk)."""
+def _xlsx_sheets(data: bytes, label: str) -> list[list[tuple[int, list[str]]]]:
+    """The non-empty rows of every worksheet as text, read from memory (nothing is written to disk)."""
     import zipfile
 
     from openpyxl import load_workbook  # Imported here: only schools with an XLSX list pay for it.
@@ -350,14 +353,24 @@ def _xlsx_rows(data: bytes, label: str) -> list[tuple[int, list[str]]]:
             f"Pupil list {label} looks like an XLSX file but cannot be opened ({type(exc).__name__}); "
             "save it again from Excel as .xlsx, or export it as CSV."
         ) from None
+    sheets: list[list[tuple[int, list[str]]]] = []
+    total = 0
     try:
-        if not workbook.worksheets:
-            raise PupilListError(f"Pupil list {label} is an XLSX file without worksheets.")
-        sheet = workbook.worksheets[0]
-        return [(line, [_cell_text(value) for value in row])
-                for line, row in enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1)]
+        for sheet in workbook.worksheets:
+            # The size a file declares may be wrong (openpyxl's read-only caveat); read what is there.
+            sheet.reset_dimensions()
+            rows: list[tuple[int, list[str]]] = []
+            for line, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+                total += 1
+                if total > MAX_ROWS:
+                    raise PupilListError(f"Pupil list {label} has more than {MAX_ROWS:,} rows; is it the pupil list?")
+                cells = [_cell_text(value) for value in values[:MAX_COLUMNS]]
+                if any(cell.strip() for cell in cells):
+                    rows.append((line, cells))
+            sheets.append(rows)
     finally:
         workbook.close()
+    return sheets
 
 
 def _csv_records(lines: Sequence[str], start: int, separator: str) -> Iterator[tuple[int, list[str] | None]]:
@@ -386,12 +399,21 @@ def read_pupil_list(data: bytes, config: PupilListConfig, *, source: str | None 
     if data.startswith(b"\xd0\xcf\x11\xe0"):
         raise PupilListError(f"Pupil list {label} is an old Excel (.xls) file; save it as .xlsx or as CSV.")
     if data.startswith(b"PK\x03\x04"):
-        sheet = [(line, cells) for line, cells in _xlsx_rows(data, label) if any(c.strip() for c in cells)]
-        if not sheet:
+        # The first worksheet whose top lines hold the columns: a cover or info sheet before it is skipped.
+        sheets = [rows for rows in _xlsx_sheets(data, label) if rows]
+        if not sheets:
             raise PupilListError(f"Pupil list {label} is empty.")
-        header = _find_header(sheet, wanted, label)
-        records: Iterator[tuple[int, list[str] | None]] = iter(sheet[header.index + 1:])
-        return _read_rows(records, header, sheet[header.index][0], config, label, "xlsx")
+        first_error: PupilListError | None = None
+        for sheet in sheets:
+            try:
+                header = _find_header(sheet, wanted, label)
+            except PupilListError as exc:
+                first_error = first_error or exc
+                continue
+            records: Iterator[tuple[int, list[str] | None]] = iter(sheet[header.index + 1:])
+            return _read_rows(records, header, sheet[header.index][0], config, label, "xlsx")
+        assert first_error is not None
+        raise first_error
     text = _decode(data, label)
     # Split only on real line ends (csv's own rule), so a quoted field may span lines.
     lines = list(io.StringIO(text, newline=""))

@@ -64,6 +64,23 @@ def test_xlsx_with_date_cells_serial_numbers_and_a_title_line() -> None:
     assert parsed.find("Emma Jansen", EMMA).outcome == "matched"
 
 
+def test_xlsx_data_on_a_later_sheet_after_a_cover_sheet() -> None:
+    """A workbook whose first sheet is an info page: the sheet holding the columns is the list."""
+    workbook = openpyxl.Workbook()
+    cover = workbook.active
+    assert cover is not None
+    cover.append(["Export uit het leerlingvolgsysteem"])
+    cover.append(["Aangemaakt op", dt.datetime(2026, 9, 1)])
+    data = workbook.create_sheet("Leerlingen")
+    data.append(["Roepnaam", "Tussenvoegsel", "Achternaam", "Geboortedatum", "Groep"])
+    data.append(["David", None, "Pieterse", dt.datetime(2012, 2, 3), "Groep 1/2"])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    parsed = read_pupil_list(buffer.getvalue(), cfg())
+    assert [p.line for p in parsed.pupils] == [2]
+    assert parsed.find("David Pieterse", DAVID).outcome == "matched"
+
+
 def test_xlsx_missing_column_lists_the_columns_found() -> None:
     """A missing column in an XLSX header is named with the columns that are there."""
     data = xlsx([["Roepnaam", "Achternaam", "Geb. datum", "Groep"], ["David", "Pieterse", DAVID, "1"]])
