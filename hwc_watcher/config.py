@@ -881,17 +881,22 @@ def _condition(raw: Any, column: str, key: str) -> Condition:
     return Condition(column=column, values=frozenset(values), ranges=tuple(ranges), prefixes=tuple(prefixes))
 
 
+def _dotted(column: str, condition: Any, columns: tuple[str, ...]) -> list[str]:
+    """Route columns that TOML split at their dot: `Leerfase.Leerjaar = 1` is {Leerfase = {Leerjaar = 1}}."""
+    if not isinstance(condition, Mapping):
+        return []
+    folded = {c.casefold() for c in columns}
+    return [f"{column}.{sub}" for sub in condition if f"{column}.{sub}".casefold() in folded]
+
+
 def _unknown_route_column(where: str, column: str, condition: Any, columns: tuple[str, ...]) -> ConfigError:
     """`when` names a column that is not a route column; TOML's dotted keys are the usual cause."""
     known = ", ".join(repr(c) for c in columns) or "none"
-    if isinstance(condition, Mapping):  # `Leerfase.Leerjaar = 1` is the table {Leerfase = {Leerjaar = 1}}.
-        dotted = [f"{column}.{sub}" for sub in condition if f"{column}.{sub}".casefold() in
-                  {c.casefold() for c in columns}]
-        if dotted:
-            return ConfigError(
-                f"{where}.when.{dotted[0]}: TOML reads a dotted name as nested tables, so the column "
-                f"{dotted[0]!r} was not seen. Put the column name in quotes: when = {{ \"{dotted[0]}\" = … }}.",
-                fix=f'write the column name in quotes in {where}.when: "{dotted[0]}" = …')
+    if dotted := _dotted(column, condition, columns):
+        return ConfigError(
+            f"{where}.when.{dotted[0]}: TOML reads a dotted name as nested tables, so the column "
+            f"{dotted[0]!r} was not seen. Put the column name in quotes: when = {{ \"{dotted[0]}\" = … }}.",
+            fix=f'write the column name in quotes in {where}.when: "{dotted[0]}" = …')
     close = difflib.get_close_matches(column, list(columns), n=1, cutoff=0.6)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     if any("." in c for c in columns):
@@ -913,7 +918,7 @@ def _rule(raw: Any, where: str, columns: tuple[str, ...]) -> Rule:
     conditions = []
     for column, condition in when.items():
         canonical = by_folded.get(str(column).strip().casefold())
-        if canonical is None:
+        if canonical is None or _dotted(str(column), condition, columns):
             raise _unknown_route_column(where, str(column), condition, columns)
         conditions.append(_condition(condition, canonical, f"{where}.when.{column}"))
     if t.get("coordinator") is None:

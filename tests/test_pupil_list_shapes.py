@@ -343,6 +343,9 @@ coordinator = { name = "R", email = "r@college.example.nl" }
 """)
     with pytest.raises(ConfigError, match=r'Put the column name in quotes: when = \{ "Leerfase.Leerjaar" = … \}'):
         parse_routing(raw)
+    raw["pupil_list"]["route_columns"] = ["Leerfase", "Leerfase.Leerjaar"]
+    with pytest.raises(ConfigError, match=r'Put the column name in quotes: when = \{ "Leerfase.Leerjaar" = … \}'):
+        parse_routing(raw)
     raw["route"][0]["when"] = {"Leerfase.Leerjaar": 1}
     assert parse_routing(raw).rules[0].conditions[0].column == "Leerfase.Leerjaar"
 
