@@ -389,3 +389,22 @@ coordinator = {{ name = "B", email = "bovenbouw@school.example.nl" }}
     assert [(d.route.name, d.matched) for d in decisions] == [("Onderbouw", True), ("Middenbouw", True),
                                                                ("Bovenbouw", True)]
     assert router.status().per_route == {"Onderbouw": 1, "Middenbouw": 1, "Bovenbouw": 1, "default": 0}
+
+
+def test_every_block_in_the_docs_is_a_valid_config() -> None:
+    """The ready [pupil_list] blocks in docs/pupil-list.md parse, and each route's sample values route as commented."""
+    import re
+
+    text = (Path(__file__).parent.parent / "docs" / "pupil-list.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
+    assert len(blocks) == 3
+    routed = []
+    for block in blocks:
+        parsed = parse_routing(tomllib.loads('[coordinator]\nname = "Z"\nemail = "z@school.example.nl"\n' + block))
+        assert parsed.pupil_list is not None and parsed.rules
+        for value in ("HAVO 1", "GYM 3", "HAVO 4", "Groep 1/2", "Groep 4", "Groep 7/8", "Locatie Zuid"):
+            names = [r.route.name for r in parsed.rules if r.matches({c.column: value for c in r.conditions})]
+            routed.append((value, names[:1]))
+    assert ("HAVO 1", ["Onderbouw havo/vwo"]) in routed and ("HAVO 4", []) in routed
+    assert ("Groep 1/2", ["Onderbouw"]) in routed and ("Groep 7/8", ["Bovenbouw"]) in routed
+    assert ("Groep 4", []) in routed[-7:] and ("Locatie Zuid", ["Locatie Zuid"]) in routed
