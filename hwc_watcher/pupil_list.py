@@ -340,15 +340,16 @@ def _cell_text(value: object) -> str:
 
 def _xlsx_sheets(data: bytes, label: str) -> list[list[tuple[int, list[str]]]]:
     """The non-empty rows of every worksheet as text, read from memory (nothing is written to disk)."""
-    import zipfile
-
-    from openpyxl import load_workbook  # Imported here: only schools with an XLSX list pay for it.
-
+    try:
+        from openpyxl import load_workbook  # Imported here: only schools with an XLSX list pay for it.
+    except ImportError:
+        raise PupilListError(f"Pupil list {label} is an XLSX file, but openpyxl (a dependency of hwc-watcher) "
+                             "is not installed: reinstall hwc-watcher, or export the list as CSV.") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Workbook contains no default style" and the like.
             workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged file raises whatever the zip or XML layer meets first
         raise PupilListError(
             f"Pupil list {label} looks like an XLSX file but cannot be opened ({type(exc).__name__}); "
             "save it again from Excel as .xlsx, or export it as CSV."
@@ -400,7 +401,15 @@ def read_pupil_list(data: bytes, config: PupilListConfig, *, source: str | None 
         raise PupilListError(f"Pupil list {label} is an old Excel (.xls) file; save it as .xlsx or as CSV.")
     if data.startswith(b"PK\x03\x04"):
         # The first worksheet whose top lines hold the columns: a cover or info sheet before it is skipped.
-        sheets = [rows for rows in _xlsx_sheets(data, label) if rows]
+        try:
+            sheets = [rows for rows in _xlsx_sheets(data, label) if rows]
+        except PupilListError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - damaged sheet XML (ParseError) and the like, met in the rows
+            raise PupilListError(
+                f"Pupil list {label} is a damaged XLSX file ({type(exc).__name__}); save it again from Excel "
+                "as .xlsx, or export it as CSV."
+            ) from None
         if not sheets:
             raise PupilListError(f"Pupil list {label} is empty.")
         first_error: PupilListError | None = None
@@ -650,6 +659,9 @@ class PupilListSource:
             parsed = read_pupil_list(data, self.config, source=str(path))
         except PupilListError as exc:
             return Snapshot(path, None, str(exc), modified_ns=modified)
+        except Exception as exc:  # noqa: BLE001 - an unforeseen file must not stop a signal: default route
+            return Snapshot(path, None, f"Pupil list {path} could not be read ({type(exc).__name__}); export it "
+                            "again as XLSX or CSV.", modified_ns=modified)
         if not parsed.pupils:
             first = f"; first: {parsed.reasons[0]}" if parsed.reasons else ""
             return Snapshot(

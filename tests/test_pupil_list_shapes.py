@@ -105,6 +105,23 @@ def test_unreadable_spreadsheets_are_one_clear_error(data: bytes, message: str) 
         read_pupil_list(data, cfg())
 
 
+def test_damaged_sheet_xml_is_a_problem_sentence_not_a_crash() -> None:
+    """A workbook whose sheet XML is cut off: one clear error, and the source keeps running on the default route."""
+    import zipfile
+
+    original = zipfile.ZipFile(io.BytesIO(xlsx([["Roepnaam", "Achternaam", "Geboortedatum"]])))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as damaged:
+        for name in original.namelist():
+            content = original.read(name)
+            damaged.writestr(name, content[: len(content) // 2] if name.endswith("sheet1.xml") else content)
+    with pytest.raises(PupilListError, match="is a damaged XLSX file"):
+        read_pupil_list(buffer.getvalue(), cfg(infix=None, route_columns=()))
+    source = PupilListSource(cfg(), stat=lambda path: (1, len(buffer.getvalue())),
+                             read_bytes=lambda path: buffer.getvalue())
+    assert (source.current().problem or "").endswith("or export it as CSV.")
+
+
 # --- dates ------------------------------------------------------------------------------------------------
 
 
