@@ -45,6 +45,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> list[Pupil]:
         )
         signals.append(Pupil(f"{first} {infix} {last}".replace("  ", " "), born))
     path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8-sig")
+    path.chmod(0o600)  # the daemon refuses a list every user can read
     return signals
 
 

@@ -31,6 +31,7 @@ from hwc_watcher.errors import ConfigError, DeliveryAuthError, HwcError, Mailbox
 from hwc_watcher.journal_setup import check_logs
 from hwc_watcher.mailbox import Mailbox
 from hwc_watcher.outbox import Outbox
+from hwc_watcher.roster_check import Finding, analyse
 from hwc_watcher.routing import Router
 from hwc_watcher.school_calendar import format_day_off
 from hwc_watcher.send_test import recipients, send_tests
@@ -123,7 +124,7 @@ def run_check(
         report.warn("SMTP Basic auth on Microsoft 365", MICROSOFT_BASIC_SMTP_NOTE)
     _check_imap(config, auths.get("imap"), report)
     smtp_ok = _check_smtp(config, smtp_auth, report) if smtp_readable else _skip_smtp(config, report)
-    _check_routes(config, report)
+    _check_routes(config, report, clock().astimezone(config.schedule.timezone).date())
     _check_recall(config, report)
     moment = clock()
     polls = ", ".join(m.strftime("%a %d %b %H:%M") for m in next_polls(config.schedule, moment, 4))
@@ -480,19 +481,25 @@ def _check_recall(config: Config, report: Report) -> None:
         report.warn("recall coverage", f"notices to {', '.join(left_out)} are not recalled (no [[recall.mailbox]])")
 
 
-def _check_routes(config: Config, report: Report) -> None:
-    """The pupil list (counts and reasons, never names) and who gets how many pupils."""
+def _check_routes(config: Config, report: Report, today: dt.date | None = None) -> None:
+    """The pupil list (counts, line numbers and route values, never names) and who gets how many pupils."""
     router = Router(config.routing)
     status = router.status()
+    modified = (dt.datetime.fromtimestamp(status.modified_ns / 1e9, config.schedule.timezone).date()
+                if status.modified_ns is not None else None)
+    roster = analyse(config.routing, status.pupil_list if not status.problem else None, router.route_for,
+                     modified=modified, today=today or dt.datetime.now(config.schedule.timezone).date())
     if status.path is None:
         report.ok("pupil list", "not configured: every notice goes to the default route")
     elif status.problem:
-        report.fail("pupil list", status.problem,
+        report.fail("pupil list", status.problem, status.fix or
                     "until fixed, every notice goes to the default zorgcoördinator; fix the file or [pupil_list]")
     else:
-        report.ok("pupil list", f"{status.path}: {status.rows_read} rows read, {status.rows_rejected} rejected")
-        for reason in status.reasons:
-            report.detail(reason)
+        report.ok("pupil list", f"{status.path}: {status.rows_read} rows read, {status.rows_rejected} rejected"
+                  + (f" ({roster.summary})" if roster.summary else ""))
+    coverage = [f for f in roster.findings if f.step == "route coverage"]
+    for finding in [f for f in roster.findings if f.step != "route coverage"]:
+        _print_finding(report, finding)
     for route in config.routing.routes():
         default = config.routing.default
         inherited = route is not default and route.backup is not None and route.backup == default.backup
@@ -501,8 +508,27 @@ def _check_routes(config: Config, report: Report) -> None:
                   f"{', from [backup]' if inherited else ''})" if route.backup else ", no backup")
         count = f": {status.per_route.get(route.name, 0)} pupil(s)" if status.path and not status.problem else ""
         # The logs name a route only by this number (route=2), so that a log line cannot name a class.
-        report.ok(f"route {config.routing.log_index(route)}",
-                  f"{route.name} → {route.coordinator.email}{backup}{count}")
+        step = f"route {config.routing.log_index(route)}"
+        if route.name in roster.empty_routes:
+            report.fail(step, f"{route.name} → {route.coordinator.email}{backup}: 0 pupils, its `when` matches "
+                        "no row of the list", "compare its when with the values below (docs/pupil-list.md)")
+        else:
+            report.ok(step, f"{route.name} → {route.coordinator.email}{backup}{count}")
+    for finding in coverage:
+        _print_finding(report, finding)
     report.ok("alerts go to", ", ".join(p.email for p in config.alert_recipients()))
     if config.alerts.webhook_url:
         report.ok("alert webhook", config.alerts.webhook_url.split("://", 1)[-1].split("/", 1)[0])
+
+
+def _print_finding(report: Report, finding: Finding) -> None:
+    if finding.level == "fail":
+        report.fail(finding.step, finding.text, finding.fix)
+    elif finding.level == "warn":
+        report.warn(finding.step, finding.text)
+        if finding.fix:
+            report.detail(f"fix: {finding.fix}")
+    else:
+        report.ok(finding.step, finding.text)
+    for line in finding.details:
+        report.detail(line)

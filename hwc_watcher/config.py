@@ -87,7 +87,7 @@ SCHEMA: Mapping[str, frozenset[str]] = MappingProxyType({
     "backup": frozenset({"name", "email", "mode"}),
     "contact": frozenset({"name", "email"}),
     "pupil_list": frozenset({"path", "first_name", "official_first_names", "infix", "last_name", "birth_date",
-                             "route_columns", "show_columns"}),
+                             "route_columns", "show_columns", "name", "date_order", "max_age_days"}),
     "route": frozenset({"name", "when", "coordinator", "backup"}),
     "messages": frozenset({"language", "school_name", "notice_subject", "receipt_subject", "alert_subject",
                            "templates"}),
@@ -812,7 +812,7 @@ def parse_pupil_list_config(document: Mapping[str, Any], base: Path | None = Non
         return None
     t = _section(document, "pupil_list")
     if not t.given("path"):
-        raise ConfigError(f"pupil_list.path must be the path of the CSV file, got {t.get('path')!r}.")
+        raise ConfigError(f"pupil_list.path must be the path of the CSV or XLSX file, got {t.get('path')!r}.")
     path = t.path("path", base if base is not None else Path.cwd())
 
     def column(key: str, required: bool) -> str | None:
@@ -833,11 +833,21 @@ def parse_pupil_list_config(document: Mapping[str, Any], base: Path | None = Non
                 raise ConfigError(f"pupil_list.{key} names column {names[i]!r} twice.")
         return names
 
+    # One combined name column ("Pieterse, David") or separate first and last name columns, not both.
+    name = column("name", False)
+    if name is not None and (t.given("first_name") or t.given("last_name")):
+        raise ConfigError("pupil_list.name is the one column with the whole name: set either name, or "
+                          "first_name and last_name, not both.")
+    order = t.choice("date_order", "auto", ("auto", "dmy", "mdy"))
+    max_age = t.integer("max_age_days", 0, 0, 3660) if t.given("max_age_days") else None
     return PupilListConfig(
         path=path or Path(),
-        first_name=column("first_name", True) or "",
-        last_name=column("last_name", True) or "",
+        first_name=column("first_name", name is None),
+        last_name=column("last_name", name is None),
         birth_date=column("birth_date", True) or "",
+        name=name,
+        date_order="dmy" if order == "dmy" else "mdy" if order == "mdy" else "auto",
+        max_age_days=max_age or None,
         official_first_names=column("official_first_names", False),
         infix=column("infix", False),
         route_columns=columns("route_columns"),
@@ -852,13 +862,14 @@ def _whole_number(raw: Any, key: str) -> int:
 
 
 def _condition(raw: Any, column: str, key: str) -> Condition:
-    """`"Noord"`, `3`, `["havo", "vwo"]` or `{ min = 1, max = 2 }`."""
+    """`"Noord"`, `3`, `["havo", "vwo"]`, `{ min = 1, max = 2 }`, `{ prefix = "HAVO" }` or prefix with min/max."""
     values: set[str] = set()
     ranges: list[tuple[int | None, int | None]] = []
+    prefixes: list[str] = []
 
     def single(item: Any, item_key: str) -> None:
         if isinstance(item, str) and item.strip():
-            values.add(item.strip().casefold())
+            values.add(" ".join(item.casefold().split()))
         elif isinstance(item, int) and not isinstance(item, bool):
             values.add(str(item))
             ranges.append((item, item))
@@ -866,14 +877,24 @@ def _condition(raw: Any, column: str, key: str) -> Condition:
             raise ConfigError(f"{item_key} must be a text or a whole number, got {item!r}.")
 
     if isinstance(raw, Mapping):
-        Table(raw, key, ("min", "max"))
+        Table(raw, key, ("min", "max", "prefix"))
         if not raw:
-            raise ConfigError(f"{key} must give min, max or both.")
-        low = _whole_number(raw["min"], f"{key}.min") if "min" in raw else None
-        high = _whole_number(raw["max"], f"{key}.max") if "max" in raw else None
-        if low is not None and high is not None and low > high:
-            raise ConfigError(f"{key}.min must not be above {key}.max, got {low} > {high}.")
-        ranges.append((low, high))
+            raise ConfigError(f"{key} must give min, max, prefix or a combination.")
+        if "prefix" in raw:
+            given = raw["prefix"] if isinstance(raw["prefix"], list) else [raw["prefix"]]
+            for i, item in enumerate(given):
+                if not isinstance(item, str) or not item.strip():
+                    where = f"{key}.prefix" + (f"[{i}]" if isinstance(raw["prefix"], list) else "")
+                    raise ConfigError(f"{where} must be a text the value starts with, got {item!r}.")
+                prefixes.append(" ".join(item.casefold().split()))
+            if not given:
+                raise ConfigError(f"{key}.prefix must list at least one text.")
+        if "min" in raw or "max" in raw:
+            low = _whole_number(raw["min"], f"{key}.min") if "min" in raw else None
+            high = _whole_number(raw["max"], f"{key}.max") if "max" in raw else None
+            if low is not None and high is not None and low > high:
+                raise ConfigError(f"{key}.min must not be above {key}.max, got {low} > {high}.")
+            ranges.append((low, high))
     elif isinstance(raw, list):
         if not raw:
             raise ConfigError(f"{key} must list at least one value.")
@@ -881,7 +902,30 @@ def _condition(raw: Any, column: str, key: str) -> Condition:
             single(item, f"{key}[{i}]")
     else:
         single(raw, key)
-    return Condition(column=column, values=frozenset(values), ranges=tuple(ranges))
+    return Condition(column=column, values=frozenset(values), ranges=tuple(ranges), prefixes=tuple(prefixes))
+
+
+def _dotted(column: str, condition: Any, columns: tuple[str, ...]) -> list[str]:
+    """Route columns that TOML split at their dot: `Leerfase.Leerjaar = 1` is {Leerfase = {Leerjaar = 1}}."""
+    if not isinstance(condition, Mapping):
+        return []
+    folded = {c.casefold() for c in columns}
+    return [f"{column}.{sub}" for sub in condition if f"{column}.{sub}".casefold() in folded]
+
+
+def _unknown_route_column(where: str, column: str, condition: Any, columns: tuple[str, ...]) -> ConfigError:
+    """`when` names a column that is not a route column; TOML's dotted keys are the usual cause."""
+    known = ", ".join(repr(c) for c in columns) or "none"
+    if dotted := _dotted(column, condition, columns):
+        return ConfigError(
+            f"{where}.when.{dotted[0]}: TOML reads a dotted name as nested tables, so the column "
+            f"{dotted[0]!r} was not seen. Put the column name in quotes: when = {{ \"{dotted[0]}\" = … }}.",
+            fix=f'write the column name in quotes in {where}.when: "{dotted[0]}" = …')
+    close = difflib.get_close_matches(column, list(columns), n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    if any("." in c for c in columns):
+        hint += ' A column name with a dot must be quoted in `when`: { "Leerfase.Leerjaar" = 1 }.'
+    return ConfigError(f"{where}.when.{column} is not one of pupil_list.route_columns (configured: {known}).{hint}")
 
 
 def _rule(raw: Any, where: str, columns: tuple[str, ...]) -> Rule:
@@ -898,13 +942,8 @@ def _rule(raw: Any, where: str, columns: tuple[str, ...]) -> Rule:
     conditions = []
     for column, condition in when.items():
         canonical = by_folded.get(str(column).strip().casefold())
-        if canonical is None:
-            known = ", ".join(repr(c) for c in columns) or "none"
-            close = difflib.get_close_matches(str(column), list(columns), n=1, cutoff=0.6)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"{where}.when.{column} is not one of pupil_list.route_columns (configured: {known}).{hint}"
-            )
+        if canonical is None or _dotted(str(column), condition, columns):
+            raise _unknown_route_column(where, str(column), condition, columns)
         conditions.append(_condition(condition, canonical, f"{where}.when.{column}"))
     if t.get("coordinator") is None:
         raise ConfigError(f"{where}.coordinator is missing: name who receives these notices.")

@@ -23,26 +23,60 @@ from hwc_watcher.pupil_list import (
 )
 
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+#: Words of a value: "Groep 1/2" -> Groep, 1, 2; "HAVO 1" -> HAVO, 1; "3V1" stays one word (a class code).
+_WORD = re.compile(r"[^\W_]+")
+
+
+def numbers_in(value: str) -> tuple[int, ...]:
+    """The whole numbers a route value holds as words of their own: "HAVO 1" -> (1,), "Groep 1/2" -> (1, 2).
+
+    Digits glued to letters ("3V1", "H2") are a class code, not a number: a rule that needs those
+    uses `prefix`.
+    """
+    text = value.strip()
+    if _WHOLE_NUMBER.fullmatch(text):
+        return (int(text),)
+    return tuple(int(word) for word in _WORD.findall(text) if word.isascii() and word.isdigit())
+
+
+def _fold(value: str) -> str:
+    """Compare texts the way the admin wrote them: case-insensitive, trimmed, inner spaces collapsed."""
+    return " ".join(value.casefold().split())
+
 
 @dataclass(frozen=True)
 class Condition:
-    """One `when` entry: the pupil's value in `column` is one of `values` or within one of `ranges`."""
+    """One `when` entry for `column`; see docs/pupil-list.md for what each form matches.
+
+    * `values`: the whole value equals one of these texts ("Locatie Zuid", "Groep 1/2");
+    * `ranges`: a number in the value ("HAVO 1" -> 1, "Groep 1/2" -> 1 and 2) lies in one of them;
+    * `prefixes`: the value starts with one of these ("HAVO" for "HAVO 1", "HAVO 2").
+
+    `values` and `ranges` are alternatives (either fits); `prefixes`, when given, must hold as well.
+    """
 
     column: str
-    #: Case-folded, trimmed texts.
+    #: Folded texts (see _fold).
     values: frozenset[str] = frozenset()
     #: Inclusive (min, max) whole-number ranges; None means open-ended.
     ranges: tuple[tuple[int | None, int | None], ...] = ()
+    #: Folded texts the value must start with.
+    prefixes: tuple[str, ...] = ()
 
     def matches(self, value: str) -> bool:
-        """Compare the way the admin wrote it: case-insensitive, trimmed, numbers as numbers."""
-        text = value.strip().casefold()
+        """Case-insensitive, trimmed; numbers compared as numbers."""
+        text = _fold(value)
+        if self.prefixes and not text.startswith(self.prefixes):
+            return False
+        if not self.values and not self.ranges:
+            return bool(self.prefixes)
         if text in self.values:
             return True
-        if not self.ranges or not _WHOLE_NUMBER.fullmatch(text):
-            return False
-        number = int(text)
-        return any((low is None or number >= low) and (high is None or number <= high) for low, high in self.ranges)
+        return any(
+            (low is None or number >= low) and (high is None or number <= high)
+            for number in (numbers_in(text) if self.ranges else ())
+            for low, high in self.ranges
+        )
 
 
 @dataclass(frozen=True)
@@ -98,6 +132,12 @@ class RouterStatus:
     problem: str | None = None
     #: How many pupils of the list each route would get, by route name (the default included).
     per_route: Mapping[str, int] = field(default_factory=dict)
+    #: What fixes `problem`, when more than "fix the file" (the chmod of a list others can read).
+    fix: str | None = None
+    #: The parsed list itself, for check's analysis (roster_check); never printed.
+    pupil_list: PupilList | None = field(default=None, repr=False)
+    #: When the file was last changed (ns since the epoch).
+    modified_ns: int | None = None
 
 
 class Router:
@@ -149,7 +189,8 @@ class Router:
         snapshot = self._source.current()
         parsed = snapshot.pupil_list
         if parsed is None:
-            return RouterStatus(path=str(snapshot.path), problem=snapshot.problem)
+            return RouterStatus(path=str(snapshot.path), problem=snapshot.problem, fix=snapshot.fix,
+                                modified_ns=snapshot.modified_ns)
         return RouterStatus(
             path=str(snapshot.path),
             rows_read=parsed.rows_read,
@@ -157,6 +198,9 @@ class Router:
             reasons=parsed.reasons,
             problem=snapshot.problem,
             per_route=self._per_route(parsed) if snapshot.problem is None else {},
+            fix=snapshot.fix,
+            pupil_list=parsed,
+            modified_ns=snapshot.modified_ns,
         )
 
     def _per_route(self, parsed: PupilList) -> Mapping[str, int]:

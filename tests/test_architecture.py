@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).parent.parent / "hwc_watcher"
 #: `routing` is included: its Router reads the pupil list through `pupil_list` (a local file, not an edge).
 CORE = (
     "classify", "trust", "auth_results", "budgets", "signal_parser", "message_text", "name_match",
-    "routing", "compose", "memory", "models", "lexicon", "recall_plan", "drill_rules",
+    "routing", "compose", "memory", "models", "lexicon", "recall_plan", "drill_rules", "roster_check",
 )  # fmt: skip
 
 #: The edges: modules that speak IMAP, SMTP, HTTP, systemd or run the process.

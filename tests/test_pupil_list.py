@@ -257,6 +257,7 @@ def test_source_reads_a_real_file_and_sees_an_edit(tmp_path: Path) -> None:
     """With the default stat, rewriting the file on disk is picked up on the next use."""
     path = tmp_path / "leerlingen.csv"
     path.write_text(csv_text(ROWS[:1]), encoding="utf-8")
+    path.chmod(0o640)
     config = PupilListConfig(path, "Roepnaam", "Achternaam", "Geboortedatum", infix="Tussenvoegsel")
     source = PupilListSource(config)
     snapshot = source.current()
@@ -305,8 +306,8 @@ def test_config_parses_all_keys() -> None:
     ("raw", "message"),
     [
         ({"pupil_list": "leerlingen.csv"}, r"pupil_list must be a table \(\[pupil_list\]\), got text"),
-        (table(path=None), "pupil_list.path must be the path of the CSV file, got None"),
-        (table(path=""), "pupil_list.path must be the path of the CSV file, got ''"),
+        (table(path=None), "pupil_list.path must be the path of the CSV or XLSX file, got None"),
+        (table(path=""), "pupil_list.path must be the path of the CSV or XLSX file, got ''"),
         (table(birth_date=None), "pupil_list.birth_date is missing"),
         (table(last_name=3), "pupil_list.last_name must be a column name, got 3"),
         (table(infix=""), "pupil_list.infix must be a column name, got ''"),

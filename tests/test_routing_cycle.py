@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from mailprobe import ImapAccount
 from hwc_watcher.cli import main
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import Watcher
+from hwc_watcher.models import Pupil
 from hwc_watcher.testing import SmtpCapture
 
 ONDERBOUW = "zorg.onderbouw@college.example.nl"
@@ -123,3 +125,22 @@ def test_inspect_json_shows_the_route(imap_server: ImapAccount, smtp_server: Smt
     main(["--config", str(config), "inspect", "--json", str(eml)])
     pupils = json.loads(capsys.readouterr().out)["pupils"]
     assert pupils[0]["route"] == {"to": [ONDERBOUW], "matched": True}
+
+
+def test_a_list_everyone_can_read_is_not_used_but_the_signal_goes_out(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
+    """Mode 0644: the default route takes the signal and the contact's alert carries the chmod; then it routes."""
+    config = setup(tmp_path, imap_server, smtp_server)
+    listed = tmp_path / "leerlingen.csv"
+    listed.chmod(0o644)
+    watcher = Watcher.from_config(load_config(config))
+    with imap_server.probe() as probe:
+        probe.append("INBOX", signal())
+    watcher.run_cycle()
+    assert ("zorg@college.example.nl",) in [m.rcpt_tos for m in smtp_server.messages]
+    alerts = [m for m in smtp_server.messages if "hwc-contact@college.example.nl" in m.rcpt_tos]
+    assert len(alerts) == 1
+    assert f"chmod o-rwx {listed}" in alerts[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    listed.chmod(0o640)
+    assert watcher.router.route(Pupil("David Pieterse", dt.date(2012, 2, 3))).route.coordinator.email == ONDERBOUW

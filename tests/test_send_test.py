@@ -38,7 +38,8 @@ coordinator = {{ name = "A. de Vries", email = "{COORDINATOR}" }}
 @pytest.fixture
 def school(tmp_path: Path, imap_server: ImapAccount, smtp_server: SmtpCapture) -> Path:
     """A config with two routes besides the default one, and its pupil list (fictional pupils)."""
-    private_file(tmp_path / "leerlingen.csv", "Roepnaam;Achternaam;Geboortedatum;Leerjaar\nDavid;Pieterse;3-2-2012;1\n")
+    private_file(tmp_path / "leerlingen.csv", "Roepnaam;Achternaam;Geboortedatum;Leerjaar\nDavid;Pieterse;3-2-2012;1\n"
+                 "Sanne;Jansen;14-6-2009;4\n")
     return write_config(tmp_path, imap_server, smtp_server, extra=ROUTES)
 
 
