@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import textwrap
 from collections.abc import Mapping, Sequence
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -136,10 +137,9 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "  Controleer de mappen van de HwC-mailbox en verwijder ze met de hand.\n"
         ),
         "drill_ok": (
-            "Oefening geslaagd: ontvangen $received, vertrouwd ($trust), verwijderd $deleted.\n\n"
+            "Oefening geslaagd: ontvangen $received, afzender: $trust, verwijderd $deleted.\n\n"
             "hwc-watcher stuurde om $sent een testbericht van de Handle with Care-mailbox aan zichzelf. Het\n"
-            "kwam aan, de mailserver van de school bevestigde de afzender zoals bij een signaal van Veilig\n"
-            "Thuis, en het is overal verwijderd. U hoeft niets te doen.\n"
+            "kwam aan en is overal verwijderd.\n$proof\n\nJe hoeft niets te doen.\n"
         ),
         "drill_failed": (
             "Oefening MISLUKT bij stap '$step': $error\n\n"
@@ -265,10 +265,9 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "  Check the folders of the HwC mailbox and delete them by hand.\n"
         ),
         "drill_ok": (
-            "Drill passed: received $received, trusted ($trust), deleted $deleted.\n\n"
-            "At $sent hwc-watcher sent a test mail from the Handle with Care mailbox to itself. It arrived,\n"
-            "the school's mail server vouched for the sender as it must for a signal from Veilig Thuis, and\n"
-            "it was deleted everywhere. You need not do anything.\n"
+            "Drill passed: received $received, sender: $trust, deleted $deleted.\n\n"
+            "At $sent hwc-watcher sent a test mail from the Handle with Care mailbox to itself. It arrived\n"
+            "and was deleted everywhere.\n$proof\n\nYou need not do anything.\n"
         ),
         "drill_failed": (
             "Drill FAILED at step '$step': $error\n\n"
@@ -446,7 +445,7 @@ def count_of(count: int, language: str) -> str:
 
 
 #: Values built by the composer itself from its own texts (never from a message), kept multi-line.
-_BLOCKS = frozenset({"details", "keeping", "outcome"})
+_BLOCKS = frozenset({"details", "keeping", "outcome", "proof"})
 
 
 def clean(value: str) -> str:
@@ -626,6 +625,8 @@ class Composer:
         msg = self._base("alert", DRILL_SUBJECTS[self.language][0 if passed else 1], to, now)
         if not passed:
             msg["Importance"] = "high"
+        if "proof" in values:  # our own paragraph (drill_rules.PROOF), wrapped for a mail client
+            values["proof"] = textwrap.fill(clean(values["proof"]), 78)
         msg.set_content(self._text("drill_ok" if passed else "drill_failed", **values))
         return msg
 

@@ -158,7 +158,7 @@ def test_a_drill_passes_tells_the_contact_and_leaves_nothing(school: School) -> 
     assert [s.name for s in result.steps] == ["mailbox", "send", "arrive", "authenticate", "delete"]
     report = school.report()
     assert report.startswith("Oefening geslaagd: ontvangen ")
-    assert f"vertrouwd (authserv-id {MX}, dmarc=pass), verwijderd " in report
+    assert f"afzender: authserv-id {MX}, dmarc=pass, verwijderd " in report
     assert school.left() == {}
     assert no_coordinator_mail(school.smtp)
     assert any("Oefening geslaagd: ontvangen" in post for post in school.posts())
@@ -401,7 +401,7 @@ def test_the_report_in_english(tmp_path: Path) -> None:
     body = msg.get_body(("plain",))
     assert body is not None
     assert str(body.get_content()).startswith(
-        f"Drill passed: received 05:31, trusted (authserv-id {MX}, dmarc=pass), deleted 05:31.")
+        f"Drill passed: received 05:31, sender: authserv-id {MX}, dmarc=pass, deleted 05:31.")
 
 
 # --------------------------------------------------------------------------- the daemon's schedule

@@ -137,7 +137,7 @@ def test_exchange_internal_mail_passes_by_the_internal_mark(m365: School, intern
     assert step is not None and step.ok and not step.untested
     report = m365.report()
     assert report.startswith("Oefening geslaagd")
-    assert "vertrouwd (Exchange Online: interne mail van de eigen tenant (AuthAs: Internal))" in report
+    assert "afzender: Exchange Online: interne mail van de eigen tenant (AuthAs: Internal)" in report
     assert m365.pings() == ["/ping/abc"] and m365.left() == {}
 
 
@@ -172,7 +172,7 @@ def test_exchange_mail_from_outside_that_passes_dmarc_passes_by_dmarc(m365: Scho
     result, _drill = m365.drill(provider="microsoft")
     assert result.ok, result.steps
     assert result.verdict is not None and result.verdict.rule == "dmarc"
-    assert "vertrouwd (authserv-id (none), dmarc=pass)" in m365.report()
+    assert "afzender: authserv-id (none), dmarc=pass," in m365.report()
 
 
 @pytest.mark.parametrize("firewall", [True, False], ids=["stripped", "left-beside-the-stamps"])
