@@ -44,7 +44,8 @@ def test_signal_log_lines_carry_route_numbers_only(imap_server: ImapAccount, smt
             log.configure()
     assert result.completed == 1, result.error
     lines = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
-    assert {"notice_to_backup", "receipt_sent", "deleted"} <= {line.get("event") for line in lines}
+    assert {"notice_sent", "receipt_sent", "deleted"} <= {line.get("event") for line in lines}
+    assert any(line.get("event") == "notice_sent" and line.get("attempt") == 2 for line in lines)  # the backup
 
     route_names = [route.name for route in config.routing.routes()]  # "Onderbouw", "Bovenbouw", "default"
     addresses = [ONDERBOUW, BOVENBOUW, COORDINATOR, BACKUP]
@@ -53,4 +54,5 @@ def test_signal_log_lines_carry_route_numbers_only(imap_server: ImapAccount, smt
               or any(v in route_names for v in _values(line))]
     assert naming == [], "log lines that name a route or an address:\n" + "\n".join(map(json.dumps, naming))
     notices = [line for line in lines if line.get("event") == "notice_sent"]
-    assert [line.get("route") for line in notices] == [1, 2, 0]
+    # The default route's coordinator is refused: a second line for its backup, on the same route.
+    assert [(line.get("route"), line.get("attempt")) for line in notices] == [(1, 1), (2, 1), (0, 1), (0, 2)]
