@@ -119,13 +119,15 @@ def run_check(
         report.fail("SMTP credentials readable", str(err), _fix(err))
     if config.smtp.auth.kind == "password" and is_microsoft_smtp(config.smtp.host):
         report.warn("SMTP Basic auth on Microsoft 365", MICROSOFT_BASIC_SMTP_NOTE)
-    _check_imap(config, auths.get("imap"), report)
+    idle_offered = _check_imap(config, auths.get("imap"), report)
     smtp_ok = _check_smtp(config, smtp_auth, report) if smtp_readable else _skip_smtp(config, report)
     _check_routes(config, report)
     _check_recall(config, report)
     moment = clock()
     polls = ", ".join(m.strftime("%a %d %b %H:%M") for m in next_polls(config.schedule, moment, 4))
     report.ok("schedule", f"next polls: {polls} ({config.schedule.timezone.key})")
+    report.ok("read before the deadline", read_before_deadline(config, idle_offered))
+    _check_templates(config, report, moment)
     today = moment.astimezone(config.schedule.timezone).date()
     off = config.calendar.day_off(today)
     kind = "a school day" if config.calendar.is_school_day(today) else "not a school day"
@@ -262,35 +264,37 @@ def _send_tests(config: Config, auth: Authenticator | None, report: Report,
                       "arrives in the HwC mailbox; ask each person whether theirs arrived.")
 
 
-def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> None:
+def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> bool | None:
+    """Returns whether the server offers IDLE (None: not found out)."""
     s = config.imap
     problem = _reachable(s.host, s.port, s.timeout)
     if problem:
         report.fail("IMAP reachable", problem, "check imap.host and imap.port, and the server's firewall")
         report.skip("IMAP TLS, login and folders", "server not reachable")
-        return
+        return None
     report.ok("IMAP reachable", f"{s.host}:{s.port}")
     if auth is None:
         report.skip("IMAP TLS, login and folders", "credentials not readable")
-        return
+        return None
     mailbox = Mailbox(s, auth)
     try:
         mailbox.connect()
     except TlsError as err:
         report.fail("IMAP TLS verified", str(err),
                     "check imap.host; for a server with the school's own CA set imap.ca_file")
-        return
+        return None
     except MailboxAuthError as err:
         _tls_line(report, "IMAP", s.security)
         report.fail("IMAP login", str(err), "the message above names the cause; fix it and run check again")
-        return
+        return None
     except HwcError as err:
         report.fail("IMAP session", str(err), "a network or server problem: run check again later")
-        return
+        return None
+    offered = mailbox.offers_idle
     try:
         _tls_line(report, "IMAP", s.security)
         report.ok("IMAP login", s.username)
-        _check_idle(config, mailbox.offers_idle, report)
+        _check_idle(config, offered, report)
         folders = mailbox.folders()
         missing = [role for role in ("sent", "trash") if getattr(folders, role) is None]
         detail = f"Sent={folders.sent!r}, Trash={folders.trash!r}, Junk={folders.junk!r}"
@@ -304,6 +308,7 @@ def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> N
         report.fail("folders found", str(err))
     finally:
         mailbox.close()
+    return offered
 
 
 def _check_authserv(config: Config, mailbox: Mailbox, inbox: str, report: Report) -> None:
@@ -364,6 +369,38 @@ def _check_authserv(config: Config, mailbox: Mailbox, inbox: str, report: Report
     elif top is not None:
         report.ok("authserv_ids", "empty, and rightly so: this server (Microsoft 365 does this) writes no "
                   "authserv-id, so there is none to set; the topmost header counts")
+
+
+def read_before_deadline(config: Config, idle_offered: bool | None) -> str:
+    """One line: how late a signal may arrive and still reach the coordinator before the deadline."""
+    sched = config.schedule
+    deadline = f"{sched.deadline:%H:%M}"
+    if config.imap.idle and idle_offered:
+        return (f"new mail is read within seconds (IMAP IDLE), so a signal that arrives until just before "
+                f"{deadline} is passed on in time; polls every {sched.busy_interval_minutes} min stay as the fallback")
+    interval = sched.busy_interval_minutes
+    start = sched.busy_start.hour * 60 + sched.busy_start.minute
+    end = sched.deadline.hour * 60 + sched.deadline.minute
+    last = start + (end - start - 1) // interval * interval  # the last busy poll before the deadline
+    why = "imap.idle = false" if not config.imap.idle else "no IDLE" if idle_offered is False else "IDLE not tested"
+    return (f"polling every {interval} min from {sched.busy_start:%H:%M} ({why}): a signal is read up to "
+            f"{interval} min after it arrives; the last poll before {deadline} is at {last // 60:02d}:{last % 60:02d}")
+
+
+def _check_templates(config: Config, report: Report, now: dt.datetime) -> None:
+    """Every text rendered once with the fictional pupil through the real Composer: a broken one fails here."""
+    from hwc_watcher.template_trial import trial_render
+
+    results = trial_render(config, now)
+    bad = [r for r in results if r.problem]
+    for result in bad:
+        report.fail(f"template {result.name}", result.problem or "",
+                    f"edit messages.templates.{result.name}" if result.own else "report this as a bug in hwc-watcher")
+    if not bad:
+        own = [r.name for r in results if r.own]
+        # No name in the output, not even the fictional one: check's output never shows pupil data.
+        report.ok("templates", f"{len(results)} texts rendered through the real composer with a fictional pupil"
+                  + (f"; your own: {', '.join(own)}" if own else ""))
 
 
 def _check_idle(config: Config, offered: bool, report: Report) -> None:

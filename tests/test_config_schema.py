@@ -37,7 +37,7 @@ def full_document() -> dict[str, Any]:
     doc["route"] = [{"name": "Onderbouw", "when": {"Leerjaar": {"min": 1, "max": 2}},
                      "coordinator": {"name": "C. Bakker", "email": "zorg.onderbouw@college.nl"}}]
     doc["imap"]["folders"] = {"sent": "Verzonden items"}
-    doc["messages"]["templates"] = {"notice": "Beste $coordinator"}
+    doc["messages"]["templates"] = {"notice": "Beste $coordinator, $pupil_name ($birth_date)"}
     doc["recall"] = {"enabled": True, "mailbox": [{"address": doc["coordinator"]["email"],
                                                    "password_file": "/etc/hwc/recall-zorg"}]}
     return doc

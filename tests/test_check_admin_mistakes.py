@@ -1,0 +1,139 @@
+"""Issue 21: admin mistakes that used to pass `check` are refused (✗) or warned, each with its fix."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import tomllib
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+from builders import write_config
+from mailprobe import ImapAccount
+
+from hwc_watcher.check import read_before_deadline, run_check
+from hwc_watcher.config import load_config, parse_config
+from hwc_watcher.errors import ConfigError
+from hwc_watcher.template_trial import trial_render
+from hwc_watcher.testing import SmtpCapture
+
+EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+NOW = dt.datetime(2026, 2, 3, 6, 0, tzinfo=dt.UTC)
+
+
+def base() -> dict:
+    return tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+
+
+def check_output(path: Path) -> tuple[int, str]:
+    out = io.StringIO()
+    rc = run_check(path, out, now=lambda: NOW)
+    return rc, out.getvalue()
+
+
+# --- 1. the schedule against the deadline ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ({"busy_start": "08:30"}, 'schedule.busy_start = "08:30" must be before schedule.deadline = "08:15"'),
+        ({"busy_end": "08:00"}, 'schedule.deadline = "08:15" lies after schedule.busy_end = "08:00"'),
+        ({"deadline": "05:45"}, 'schedule.busy_start = "06:00" must be before schedule.deadline = "05:45"'),
+        ({"busy_start": "09:00", "busy_end": "07:00"},
+         'schedule.busy_end = "07:00" must be later than schedule.busy_start = "09:00"'),
+    ],
+)
+def test_a_busy_window_that_misses_the_deadline_is_refused(schedule: dict, message: str) -> None:
+    """A busy window that starts after the deadline, ends before it or is reversed is refused, keys and values named."""
+    raw = base()
+    raw["schedule"].update(schedule)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert message in str(caught.value)
+    assert "set schedule." in caught.value.fix
+
+
+def test_check_shows_the_refused_schedule(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """`check` fails at "config valid" with the schedule's message and fix, rc 1."""
+    path = write_config(tmp_path, imap_server, smtp_server)
+    path.write_text(path.read_text(encoding="utf-8").replace("[schedule]\n", '[schedule]\nbusy_start = "08:30"\n'))
+    rc, text = check_output(path)
+    assert rc == 1
+    assert '✗ config valid: schedule.busy_start = "08:30" must be before schedule.deadline = "08:15"' in text
+    assert "fix: set schedule.busy_start at least an hour before 08:15" in text
+
+
+def test_check_says_how_late_a_signal_is_read(imap_server: ImapAccount, smtp_server: SmtpCapture,
+                                              tmp_path: Path) -> None:
+    """With IDLE offered (pymap offers it) check says signals are read within seconds, before the deadline."""
+    rc, text = check_output(write_config(tmp_path, imap_server, smtp_server))
+    assert rc == 0
+    line = next(line for line in text.splitlines() if "read before the deadline" in line)
+    assert line.startswith("✓ ") and "within seconds (IMAP IDLE)" in line and "08:15" in line
+
+
+def test_polling_names_the_interval_and_the_last_poll() -> None:
+    """Without IDLE the line gives the busy interval and the last poll before the deadline."""
+    raw = base()
+    raw["imap"]["idle"] = False
+    raw["schedule"].update(busy_interval_minutes=10, busy_start="06:05")
+    line = read_before_deadline(parse_config(raw, source=EXAMPLE), None)
+    assert "polling every 10 min from 06:05 (imap.idle = false)" in line
+    assert "read up to 10 min after it arrives" in line and "last poll before 08:15 is at 08:05" in line
+
+
+# --- 2. templates ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message", "fix"),
+    [
+        ("notice", "Beste $coordinater, $pupil_name $birth_date",
+         "messages.templates.notice uses $coordinater, which is not filled in for this text. "
+         "Did you mean $coordinator?", "replace $coordinater by $coordinator"),
+        ("notice", "Beste $coordinator, $pupil_name", "messages.templates.notice lacks $birth_date",
+         "add $birth_date to messages.templates.notice"),
+        ("notice", "Beste $coordinator", "lacks $pupil_name and $birth_date", "add $pupil_name and $birth_date"),
+        ("receipt", "Ontvangen op $receivd door ${school}", "Did you mean $received?", "replace $receivd"),
+        ("alert_failure", "Kosten: $ 5, $error", "has a $ that starts no placeholder", "write $$ for a dollar sign"),
+        ("alert_digest", "$school: $items", "messages.templates.alert_digest uses $school", "remove $school"),
+    ],
+)
+def test_a_broken_template_is_refused(name: str, text: str, message: str, fix: str) -> None:
+    """An unknown $placeholder gets "did you mean"; a notice without the pupil's name or birth date is refused."""
+    raw = base()
+    raw["messages"]["templates"] = {name: text}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert message in str(caught.value)
+    assert fix in caught.value.fix
+
+
+def test_a_good_own_template_is_accepted() -> None:
+    """A notice with every placeholder it needs, and $$ for a dollar sign, passes."""
+    raw = base()
+    raw["messages"]["templates"] = {"notice": "Beste ${coordinator}: $pupil_name, $birth_date. $$5 $school"}
+    assert parse_config(raw).messages.templates["notice"].startswith("Beste")
+
+
+def test_check_renders_every_template(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """check renders all 17 texts with the fictional pupil and names the admin's own (but never the pupil)."""
+    extra = '[messages.templates]\nnotice = "Leerling: $pupil_name ($birth_date)"\n'
+    rc, text = check_output(write_config(tmp_path, imap_server, smtp_server, extra=extra))
+    assert rc == 0
+    assert "✓ templates: 17 texts rendered through the real composer with a fictional pupil; your own: notice" in text
+
+
+def test_a_template_that_renders_wrong_fails_in_check(imap_server: ImapAccount, smtp_server: SmtpCapture,
+                                                      tmp_path: Path) -> None:
+    """A text the Composer would leave with a literal $placeholder or without the pupil is named by the trial."""
+    config = load_config(write_config(tmp_path, imap_server, smtp_server))
+    broken = dataclasses.replace(config.messages, templates=MappingProxyType({
+        "notice": "Beste $coordinater", "receipt": "Ontvangen $received"}))
+    results = {r.name: r for r in trial_render(dataclasses.replace(config, messages=broken), NOW)}
+    assert results["notice"].own and results["notice"].problem == "stays literal in the mail: $coordinater"
+    assert results["receipt"].own and results["receipt"].problem is None
+    assert not any(r.problem for name, r in results.items() if name != "notice")
