@@ -14,6 +14,7 @@ import datetime as dt
 import email.policy
 import re
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
@@ -27,7 +28,7 @@ from hwc_watcher.auth.base import MICROSOFT_BASIC_SMTP_NOTE
 from hwc_watcher.auth_results import AuthResults, AuthResultsError, parse_auth_results
 from hwc_watcher.config import Config, LoginSettings, load_config
 from hwc_watcher.drill_rules import drill_days
-from hwc_watcher.errors import ConfigError, DeliveryAuthError, HwcError, MailboxAuthError, TlsError
+from hwc_watcher.errors import ConfigError, DeliveryAuthError, HwcError, MailboxAuthError, TlsError, TokenError
 from hwc_watcher.mailbox import Mailbox
 from hwc_watcher.outbox import Outbox
 from hwc_watcher.routing import Router
@@ -276,12 +277,14 @@ def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> b
     if auth is None:
         report.skip("IMAP TLS, login and folders", "credentials not readable")
         return None
+    if _port_mismatch(report, "imap", s.host, s.port, s.security, before=True):
+        return None
     mailbox = Mailbox(s, auth)
     try:
         mailbox.connect()
     except TlsError as err:
-        report.fail("IMAP TLS verified", str(err),
-                    "check imap.host; for a server with the school's own CA set imap.ca_file")
+        if not _port_mismatch(report, "imap", s.host, s.port, s.security, before=False, err=err):
+            report.fail("IMAP TLS verified", str(err), _tls_fix("imap", err))
         return None
     except MailboxAuthError as err:
         _tls_line(report, "IMAP", s.security)
@@ -427,6 +430,36 @@ def _check_drill(config: Config, today: dt.date, report: Report) -> None:
     report.ok("drill", f"after each holiday: {when}; waits up to {config.drill.wait_s:.0f} s")
 
 
+def _port_mismatch(report: Report, section: str, host: str, port: int, security: str, *, before: bool,
+                   err: HwcError | None = None) -> bool:
+    """✗ with the right security value when the port speaks otherwise; True when reported.
+
+    Before connecting only for "starttls"/"plain" (a TLS port would make them wait out the whole
+    timeout); after a failed "tls" handshake to find out whether the port greets in plain text.
+    """
+    from hwc_watcher.port_probe import probe_port, security_advice
+
+    if before == (security == "tls"):
+        return False
+    if err is not None and isinstance(err.__cause__, ssl.SSLCertVerificationError):
+        return False  # TLS was spoken; the certificate is the problem
+    kind = probe_port(host, port)
+    advice = security_advice(section, port, security, kind)
+    if advice is None:
+        return False
+    report.fail(f"{section.upper()} TLS", *advice)
+    return True
+
+
+def _tls_fix(section: str, err: HwcError) -> str:
+    """The fix that follows the cause: a certificate names the CA file, a handshake the port and security."""
+    if isinstance(err.__cause__, ssl.SSLCertVerificationError):
+        return f"check {section}.host (it must match the certificate); for the school's own CA set {section}.ca_file"
+    if "STARTTLS" in str(err):
+        return f'set {section}.security = "tls" with the implicit-TLS port, or ask for STARTTLS on this one'
+    return f"check {section}.port and {section}.security (\"tls\": 993/465, \"starttls\": 143/587)"
+
+
 def _tls_line(report: Report, what: str, security: str) -> None:
     if security == "plain":
         report.warn(f"{what} TLS", "plain text (allowed only to this machine)")
@@ -442,6 +475,8 @@ def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> b
         report.fail("SMTP reachable", problem, "check smtp.host and smtp.port, and the server's firewall")
         return False
     report.ok("SMTP reachable", f"{s.host}:{s.port}")
+    if _port_mismatch(report, "smtp", s.host, s.port, s.security, before=True):
+        return False
     outbox = Outbox(s, auth)
     try:
         outbox.connect()
@@ -450,8 +485,8 @@ def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> b
         report.fail("SMTP login", str(err), "the message above names the cause; fix it and run check again")
         return False
     except TlsError as err:
-        report.fail("SMTP TLS verified", str(err),
-                    "check smtp.host, smtp.port and smtp.security; for the school's own CA set smtp.ca_file")
+        if not _port_mismatch(report, "smtp", s.host, s.port, s.security, before=False, err=err):
+            report.fail("SMTP TLS verified", str(err), _tls_fix("smtp", err))
         return False
     except HwcError as err:
         report.fail("SMTP session", str(err), "a network or server problem: run check again later")
@@ -471,17 +506,33 @@ def _check_recall(config: Config, report: Report) -> None:
     from hwc_watcher.recall import Recaller
 
     recaller = Recaller(config)
-    for mailbox in recall.mailboxes:
-        problem = recaller.check_login(mailbox)
-        if problem is None:
-            report.ok(f"recall login {mailbox.address}", f"every folder readable; notices go at {recall.at:%H:%M}")
+    for i, mailbox in enumerate(recall.mailboxes):
+        try:
+            with recaller.session(mailbox) as box:
+                box.folders()
+        except HwcError as err:
+            report.fail(f"recall login {mailbox.address}", str(err), _recall_fix(config, i, err))
         else:
-            report.fail(f"recall login {mailbox.address}", problem,
-                        "see docs/recall.md for the permission this mailbox needs")
+            report.ok(f"recall login {mailbox.address}", f"every folder readable; notices go at {recall.at:%H:%M}")
     left_out = sorted({p.email for p in config.test_recipients() if not recall.covers(p.email)}
                       - {config.contact.email})
     if left_out:
         report.warn("recall coverage", f"notices to {', '.join(left_out)} are not recalled (no [[recall.mailbox]])")
+
+
+def _recall_fix(config: Config, index: int, err: HwcError) -> str:
+    """The fix that follows the cause: only a refused login is about the mailbox's permission or password."""
+    kind = config.imap.auth.kind
+    if isinstance(err, MailboxAuthError | DeliveryAuthError):
+        if kind == "password":
+            return f"check recall.mailbox[{index}]'s username and its password file or credential"
+        provider = "Microsoft 365: FullAccess for the app" if kind == "microsoft" else "Google Workspace"
+        return f"give the app access to this mailbox and allow IMAP for it (docs/recall.md, {provider})"
+    if isinstance(err, TokenError):
+        return f"the token request failed: see the [{kind}] settings and the message above"
+    if isinstance(err, TlsError):
+        return "the recall uses [imap]'s server: " + _tls_fix("imap", err)
+    return "the recall uses [imap]'s server and network: check imap.host and imap.port, then run check again"
 
 
 def _check_routes(config: Config, report: Report) -> None:

@@ -35,6 +35,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from hwc_watcher.config import ImapSettings
 from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, MailboxTlsError
+from hwc_watcher.server_reply import readable
 from hwc_watcher.tls import tls_context
 
 FETCH_BATCH = 200
@@ -504,7 +505,8 @@ class Mailbox:
         try:
             responses = self.client.idle_check(timeout=0)
         except (IMAPClientError, imaplib.IMAP4.error, OSError) as err:
-            raise MailboxError(f"The connection to the IMAP server broke during IDLE: {err}") from err
+            raise MailboxError(f"The connection to the IMAP server broke during IDLE: "
+                               f"{readable(str(err)) or type(err).__name__}") from err
         if not responses:  # readable, yet not one whole line: the server closed the connection
             raise MailboxError("The IMAP server closed the connection during IDLE.")
         return self._news(responses)
@@ -514,7 +516,8 @@ class Mailbox:
         try:
             _text, responses = self.client.idle_done()
         except (IMAPClientError, imaplib.IMAP4.error, OSError) as err:
-            raise MailboxError(f"The IMAP server did not end IDLE cleanly: {err}") from err
+            raise MailboxError(f"The IMAP server did not end IDLE cleanly: "
+                               f"{readable(str(err)) or type(err).__name__}") from err
         return self._news(responses)
 
     def _news(self, responses: Iterable[Any]) -> bool:

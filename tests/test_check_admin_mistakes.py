@@ -5,19 +5,23 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import socket
+import time
 import tomllib
 from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 from builders import write_config
+from dovecot import DovecotServer
 from mailprobe import ImapAccount
 
 from hwc_watcher.check import read_before_deadline, run_check
 from hwc_watcher.config import load_config, parse_config
 from hwc_watcher.errors import ConfigError
+from hwc_watcher.port_probe import probe_port
 from hwc_watcher.template_trial import trial_render
-from hwc_watcher.testing import SmtpCapture
+from hwc_watcher.testing import SmtpCapture, free_port
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 NOW = dt.datetime(2026, 2, 3, 6, 0, tzinfo=dt.UTC)
@@ -137,3 +141,79 @@ def test_a_template_that_renders_wrong_fails_in_check(imap_server: ImapAccount, 
     assert results["notice"].own and results["notice"].problem == "stays literal in the mail: $coordinater"
     assert results["receipt"].own and results["receipt"].problem is None
     assert not any(r.problem for name, r in results.items() if name != "notice")
+
+
+# --- 4. transport advice -----------------------------------------------------------------------------
+
+
+def _lines(text: str, start: str) -> list[str]:
+    """The ✗ line starting with `start` and the fix line under it."""
+    lines = text.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith(start))
+    return lines[i:i + 2]
+
+
+def test_starttls_to_an_implicit_tls_port_is_named_in_seconds(dovecot_account: ImapAccount,
+                                                              smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """security = "starttls" to Dovecot's port 993 is recognised in seconds, not 30 s, and told to set "tls"."""
+    account = dataclasses.replace(dovecot_account, security="starttls")
+    path = write_config(tmp_path, account, smtp_server)
+    started = time.monotonic()
+    rc, text = check_output(path)
+    elapsed = time.monotonic() - started
+    assert rc == 1 and elapsed < 8, elapsed
+    problem, fix = _lines(text, "✗ IMAP TLS")
+    assert f"imap.port {account.port} speaks TLS at once" in problem and 'imap.security = "starttls"' in problem
+    assert fix.strip() == 'fix: set imap.security = "tls"'
+    assert "run check again later" not in text
+
+
+def test_tls_to_a_plain_port_says_starttls_not_the_ca_file(dovecot: DovecotServer, smtp_server: SmtpCapture,
+                                                           tmp_path: Path) -> None:
+    """security = "tls" to Dovecot's STARTTLS port is told to use "starttls"; the fix does not speak of the CA."""
+    account = dataclasses.replace(dovecot.fresh_account("starttls"), security="tls")
+    rc, text = check_output(write_config(tmp_path, account, smtp_server))
+    problem, fix = _lines(text, "✗ IMAP TLS")
+    assert rc == 1 and "greets in plain text first" in problem
+    assert 'set imap.security = "starttls"' in fix and "ca_file" not in fix
+
+
+def test_smtp_starttls_to_an_implicit_tls_port(dovecot: DovecotServer, imap_server: ImapAccount,
+                                               tmp_path: Path) -> None:
+    """[smtp] security = "starttls" to a port that speaks TLS at once (465-like) gets 'set smtp.security = "tls"'."""
+    with SmtpCapture() as smtp:
+        path = write_config(tmp_path, imap_server, smtp, smtp_security="starttls",
+                            smtp_ca_file=str(dovecot.tls.ca_file))
+        text = path.read_text(encoding="utf-8").replace(f"port = {smtp.port}", f"port = {dovecot.tls_port}")
+        path.write_text(text, encoding="utf-8")
+        started = time.monotonic()
+        rc, out = check_output(path)
+    assert rc == 1 and time.monotonic() - started < 8
+    problem, fix = _lines(out, "✗ SMTP TLS")
+    assert "speaks TLS at once" in problem and fix.strip() == 'fix: set smtp.security = "tls"'
+
+
+def test_smtp_tls_to_a_plain_port(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """[smtp] security = "tls" to a server that greets in plain text gets "starttls", not the CA file."""
+    path = write_config(tmp_path, imap_server, smtp_server, smtp_security="tls")
+    rc, text = check_output(path)
+    problem, fix = _lines(text, "✗ SMTP TLS")
+    assert rc == 1 and "greets in plain text first (STARTTLS, like port 587)" in problem
+    assert 'set smtp.security = "starttls"' in fix and "ca_file" not in fix
+
+
+def test_probe_tells_the_kinds_apart(dovecot: DovecotServer, smtp_server: SmtpCapture) -> None:
+    """The probe: Dovecot's 993-like port is TLS, its STARTTLS port and aiosmtpd plain, a closed port unknown."""
+    assert probe_port("127.0.0.1", dovecot.tls_port) == "tls"
+    assert probe_port("127.0.0.1", dovecot.starttls_port) == "plain"
+    assert probe_port(smtp_server.host, smtp_server.port) == "plain"
+    assert probe_port("127.0.0.1", free_port()) == "unknown"
+
+
+def test_a_port_that_never_answers_is_silent() -> None:
+    """A listener that accepts and says nothing, not even to a TLS hello, is "silent" within the two waits."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        started = time.monotonic()
+        assert probe_port("127.0.0.1", port, greeting_wait=0.3, handshake_wait=0.3) == "silent"
+        assert time.monotonic() - started < 2
