@@ -447,7 +447,7 @@ def _port_mismatch(report: Report, section: str, host: str, port: int, security:
     advice = security_advice(section, port, security, kind)
     if advice is None:
         return False
-    report.fail(f"{section.upper()} TLS", *advice)
+    report.fail(f"{section.upper()} TLS verified", *advice)
     return True
 
 

@@ -33,7 +33,7 @@ from string import Template
 from types import MappingProxyType
 from typing import Any, Literal
 
-from hwc_watcher.errors import ConfigError
+from hwc_watcher.errors import ConfigError, UnknownKeyError
 from hwc_watcher.models import BackupMode, Person, Route
 from hwc_watcher.pupil_list import PupilListConfig
 from hwc_watcher.routing import Condition, RoutingConfig, Rule
@@ -364,7 +364,8 @@ def unknown_key_error(where: str, key: str, known: Iterable[str]) -> ConfigError
         what = "section"
     hint = f" Did you mean {suggestion}?" if suggestion else ""
     fix = f"rename {name} to {suggestion}" if suggestion else f"remove {name} (known: {', '.join(choices)})"
-    return ConfigError(f"{name} is not a known {what}.{hint} Known: {', '.join(choices)}.", fix=fix)
+    return UnknownKeyError(f"{name} is not a known {what}.{hint} Known: {', '.join(choices)}.", fix=fix,
+                           where=where, key=str(key))
 
 
 class Table:
@@ -725,6 +726,11 @@ def parse_logins(
 
 def _veilig_thuis(t: Table) -> VeiligThuisSettings:
     senders_raw = t.get("senders")
+    if senders_raw is not None and not isinstance(senders_raw, list):
+        shown = f'["{senders_raw.strip()}"]' if isinstance(senders_raw, str) else '["signalen@veiligthuis.example.nl"]'
+        raise ConfigError(
+            f"veilig_thuis.senders must be a list of addresses (in [ ]), got {_type_name(senders_raw)}: "
+            f"{senders_raw!r}.", fix=f"write senders = {shown}")
     if not isinstance(senders_raw, list) or not senders_raw:
         raise ConfigError(
             'veilig_thuis.senders must list the Veilig Thuis addresses, e.g. ["signalen@veiligthuis.example.nl"] '
@@ -1189,6 +1195,17 @@ def _service_user_fix(path: Path) -> str:
             f"chmod 0640 {path}")
 
 
+def _with_line(err: UnknownKeyError, text: str, path: Path) -> UnknownKeyError:
+    """The same error, led by the key's line in the file (tomllib keeps no positions; toml_lines finds it)."""
+    from hwc_watcher.toml_lines import key_line
+
+    line = key_line(text, err.where, err.key)
+    if line is None:
+        return err
+    return UnknownKeyError(f"line {line} of {path}: {err}", fix=f"{err.fix} (line {line})" if err.fix else "",
+                           where=err.where, key=err.key)
+
+
 def load_config(path: Path) -> Config:
     """Read and validate the config file; refuses a file other users can read.
 
@@ -1227,6 +1244,8 @@ def load_config(path: Path) -> Config:
         ) from err
     try:
         return parse_config(document, source=path)
+    except UnknownKeyError as err:
+        raise _with_line(err, data.decode("utf-8"), path) from err
     except ConfigError as err:
         if not err.fix:
             err.fix = f"edit {path} and run check again"

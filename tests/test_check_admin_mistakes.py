@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import smtplib
 import socket
 import time
 import tomllib
@@ -12,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-from builders import write_config
+from builders import BACKUP, CONTACT, COORDINATOR, private_file, write_config
 from dovecot import DovecotServer
 from mailprobe import ImapAccount
 
@@ -20,8 +21,10 @@ from hwc_watcher.check import read_before_deadline, run_check
 from hwc_watcher.config import load_config, parse_config
 from hwc_watcher.errors import ConfigError
 from hwc_watcher.port_probe import probe_port
+from hwc_watcher.server_reply import readable, reply_text
 from hwc_watcher.template_trial import trial_render
 from hwc_watcher.testing import SmtpCapture, free_port
+from hwc_watcher.toml_lines import key_line
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 NOW = dt.datetime(2026, 2, 3, 6, 0, tzinfo=dt.UTC)
@@ -217,3 +220,137 @@ def test_a_port_that_never_answers_is_silent() -> None:
         started = time.monotonic()
         assert probe_port("127.0.0.1", port, greeting_wait=0.3, handshake_wait=0.3) == "silent"
         assert time.monotonic() - started < 2
+
+
+def test_senders_as_a_string_names_the_list_it_must_be() -> None:
+    """senders = "@veiligthuisgv.nl" (text, not a list) says "must be a list of addresses" and shows the brackets."""
+    raw = base()
+    raw["veilig_thuis"]["senders"] = "@veiligthuisgv.nl"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert "veilig_thuis.senders must be a list of addresses (in [ ]), got text" in str(caught.value)
+    assert caught.value.fix == 'write senders = ["@veiligthuisgv.nl"]'
+    assert "Veilig Thuis" not in caught.value.fix
+
+
+def test_a_recall_password_failure_names_the_password_not_the_permission(
+        dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """A refused recall login (password) points at that mailbox's password; the reply shows no b'…' repr."""
+    box, zorg = dovecot.fresh_account(), dovecot.fresh_account()
+    private_file(tmp_path / "zorg-password", "wrong\n")
+    extra = (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
+             f'username = "{zorg.username}"\npassword_file = "zorg-password"\n')
+    rc, text = check_output(write_config(tmp_path, box, smtp_server, extra=extra))
+    problem, fix = _lines(text, f"✗ recall login {COORDINATOR}")
+    assert rc == 1 and "[AUTHENTICATIONFAILED]" in problem and "b'" not in problem
+    assert fix.strip() == "fix: check recall.mailbox[0]'s username and its password file or credential"
+
+
+def test_a_recall_network_failure_names_the_server_not_the_permission(
+        dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """A recall that cannot reach the server says so, and does not send the admin to docs/recall.md."""
+    from hwc_watcher.check import Report, _check_recall
+
+    box, zorg = dovecot.fresh_account(), dovecot.fresh_account()
+    private_file(tmp_path / "zorg-password", zorg.password + "\n")
+    extra = (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
+             f'username = "{zorg.username}"\npassword_file = "zorg-password"\n')
+    config = load_config(write_config(tmp_path, box, smtp_server, extra=extra))
+    closed = dataclasses.replace(config, imap=dataclasses.replace(config.imap, port=free_port()))
+    out = io.StringIO()
+    _check_recall(closed, Report(out))
+    problem, fix = _lines(out.getvalue(), f"✗ recall login {COORDINATOR}")
+    assert "refused the connection" in problem
+    assert "docs/recall.md" not in fix and "imap.host and imap.port" in fix
+
+
+# --- 5. messages -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("insert_after", "line", "expected_line"),
+    [
+        ("timeout = 10\n", "timout = 5\n", "imap.timout is not a known setting. Did you mean imap.timeout?"),
+        ("[schedule]\n", "retry_delay = 5\n", "schedule.retry_delay is not a known setting"),
+        ("[messages]\n", '[messages.templatess]\nnotice = "x"\n', "messages.templatess is not a known setting"),
+        ("[contact]\n", 'emial = "x@y.nl"\n', "contact.emial is not a known setting. Did you mean contact.email?"),
+        ("retry_delay_seconds = 1\n", '[contakt]\nname = "x"\n',
+         "[contakt] is not a known section. Did you mean [contact]?"),
+    ],
+)
+def test_an_unknown_key_is_named_with_its_line(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path,
+                                               insert_after: str, line: str, expected_line: str) -> None:
+    """An unknown key's message starts with its line number in the file, found in the TOML text."""
+    path = write_config(tmp_path, imap_server, smtp_server)
+    text = path.read_text(encoding="utf-8").replace(insert_after, insert_after + line, 1)
+    private_file(path, text)
+    number = text.splitlines().index(line.splitlines()[0]) + 1
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"line {number} of {path}: {expected_line}")
+    assert caught.value.fix.endswith(f"(line {number})")
+
+
+def test_an_unknown_section_and_a_route_key_are_found_in_the_text() -> None:
+    """key_line finds a section, a dotted key, a key inside an inline table of the second [[route]]."""
+    text = ('[imap]\nfolders.snt = "Sent"\n[imapp]\na = 1\n[[route]]\nname = "A"\n'
+            'coordinator = { name = "x", email = "y" }\n[[route]]\nname = "B"\n'
+            'coordinator = { name = "x", emial = "y" }\n')
+    assert key_line(text, "imap.folders", "snt") == 2
+    assert key_line(text, "", "imapp") == 3
+    assert key_line(text, "route[2].coordinator", "emial") == 10
+    assert key_line(text, "imap", "absent") is None
+
+
+@pytest.mark.parametrize(
+    ("given", "outcome"),
+    [("europe/amsterdam", "Europe/Amsterdam"), ("EUROPE/AMSTERDAM", "Europe/Amsterdam"),
+     ("Europe/Amsterdm", "Did you mean 'Europe/Amsterdam'?"), ("europe/brusels", "Did you mean 'Europe/Brussels'?")],
+)
+def test_time_zones_ignore_case_and_suggest(given: str, outcome: str) -> None:
+    """A time zone in the wrong case is accepted; a typo is refused with "did you mean" and the fix."""
+    raw = base()
+    raw["schedule"]["timezone"] = given
+    if outcome.startswith("Did"):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(raw)
+        assert outcome in str(caught.value) and caught.value.fix.startswith("set schedule.timezone = ")
+    else:
+        assert parse_config(raw).schedule.timezone.key == outcome
+
+
+def test_server_replies_are_decoded_not_reprs() -> None:
+    """imaplib's bytes, imapclient's "b'…'" text and smtplib's (code, b'…') read as the server's words."""
+    assert readable("b'[AUTHENTICATIONFAILED] Failed.'") == "[AUTHENTICATIONFAILED] Failed."
+    assert readable("command error: BAD [b'Error in IMAP command']") == "command error: BAD [Error in IMAP command]"
+    assert reply_text(smtplib.SMTPAuthenticationError(535, b"5.7.8 Bad credentials")) == "535 5.7.8 Bad credentials"
+    assert readable("web'b' stays") == "web'b' stays"
+
+
+def test_check_shows_a_refused_login_without_a_repr(dovecot: DovecotServer, smtp_server: SmtpCapture,
+                                                   tmp_path: Path) -> None:
+    """A wrong password on Dovecot reads "[AUTHENTICATIONFAILED] …" in check, never "b'[AUTHENTICATIONFAILED]"."""
+    account = dataclasses.replace(dovecot.fresh_account(), password="wrong")
+    rc, text = check_output(write_config(tmp_path, account, smtp_server))
+    line = next(line for line in text.splitlines() if line.startswith("✗ IMAP login"))
+    assert rc == 1 and "Server said: [AUTHENTICATIONFAILED]" in line and "b'" not in text
+
+
+def test_once_prints_a_failure_and_run_alerts_it(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Wrong password: `once` prints the cause and that no alert was mailed; the service (`run`) alerts the contact."""
+    from hwc_watcher.cli import main
+    from hwc_watcher.cycle import Watcher
+    from hwc_watcher.service import Service
+
+    wrong = dataclasses.replace(imap_server, password="nope")
+    path = write_config(tmp_path, wrong, smtp_server)
+    assert main(["--config", str(path), "once"]) == 1
+    err = capsys.readouterr().err
+    assert "hwc-watcher: the cycle failed: The IMAP server refused the login for school" in err
+    assert "no alert was mailed for this (the service does that)" in err
+    assert smtp_server.messages == []
+    config = load_config(path)
+    watcher = Watcher.from_config(config, clock=lambda: NOW)
+    Service(config, watcher).after_cycle(watcher.run_cycle(), NOW)
+    assert [set(m.rcpt_tos) for m in smtp_server.messages] == [{CONTACT, BACKUP}]

@@ -376,7 +376,8 @@ def test_fix_unknown_key(tmp_path: Path) -> None:
     """A typo: the fix is the rename."""
     text = EXAMPLE.read_text(encoding="utf-8").replace("timeout = 30\n# What to remove", "timout = 30\n# What", 1)
     path = private_file(tmp_path / "config.toml", text)
-    assert _fix_line(run(path)[1], "config valid") == "rename imap.timout to imap.timeout"
+    line = text.splitlines().index("timout = 30") + 1
+    assert _fix_line(run(path)[1], "config valid") == f"rename imap.timout to imap.timeout (line {line})"
 
 
 @pytest.mark.parametrize(
