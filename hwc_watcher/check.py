@@ -123,7 +123,9 @@ def run_check(
     idle_offered = _check_imap(config, auths.get("imap"), report)
     smtp_ok = _check_smtp(config, smtp_auth, report) if smtp_readable else _skip_smtp(config, report)
     _check_routes(config, report)
-    _check_recall(config, report)
+    # A refused HwC login says nothing about the recall mailboxes' logins; a wrong server, port or TLS does.
+    server_failed = any(line.startswith(("✗ IMAP reachable", "✗ IMAP TLS", "✗ IMAP session")) for line in report.lines)
+    _check_recall(config, report, imap_working=not server_failed)
     moment = clock()
     polls = ", ".join(m.strftime("%a %d %b %H:%M") for m in next_polls(config.schedule, moment, 4))
     report.ok("schedule", f"next polls: {polls} ({config.schedule.timezone.key})")
@@ -498,10 +500,17 @@ def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> b
     return True
 
 
-def _check_recall(config: Config, report: Report) -> None:
-    """[recall]: each mailbox's login, and which recipients keep their notices because they are not listed."""
+def _check_recall(config: Config, report: Report, *, imap_working: bool = True) -> None:
+    """[recall]: each mailbox's login, and which recipients keep their notices because they are not listed.
+
+    Skipped while [imap]'s server fails (not its login): the recall uses that server, so it would only fail
+    (or time out) again.
+    """
     recall = config.recall
     if not recall.enabled:
+        return
+    if not imap_working:
+        report.skip("recall logins", "the recall uses [imap]'s server: fix the IMAP lines above first")
         return
     from hwc_watcher.recall import Recaller
 

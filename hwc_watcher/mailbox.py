@@ -35,6 +35,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from hwc_watcher.config import ImapSettings
 from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, MailboxTlsError
+from hwc_watcher.port_probe import probe_port, security_advice
 from hwc_watcher.server_reply import readable
 from hwc_watcher.tls import tls_context
 
@@ -120,6 +121,10 @@ def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError
     if isinstance(err, socket.gaierror):
         return MailboxError(f"The IMAP server name {settings.host!r} cannot be resolved. Check imap.host and DNS.")
     if isinstance(err, TimeoutError | socket.timeout):
+        advice = _port_advice("imap", settings.host, settings.port, settings.security)
+        if advice is not None:
+            return MailboxTlsError(f"The IMAP server {where} did not greet in {settings.timeout:.0f} s: "
+                                   f"{advice[0]}. Fix: {advice[1]}.")
         return MailboxError(f"The IMAP server {where} did not answer in {settings.timeout:.0f} s (timeout).")
     if isinstance(err, ConnectionRefusedError):
         return MailboxError(f"The IMAP server {where} refused the connection. Check imap.host and imap.port.")
@@ -130,6 +135,13 @@ def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError
         f"The IMAP server {where} answered unexpectedly during connect or login ({type(err).__name__}, "
         f"{_reply_size(err)}). Check imap.host, imap.port and imap.security; the server's log has the details."
     )
+
+
+def _port_advice(section: str, host: str, port: int, security: str) -> tuple[str, str] | None:
+    """After a greeting that never came: does the port speak TLS at once (993 with "starttls")? A few seconds."""
+    if security == "tls":
+        return None
+    return security_advice(section, port, security, probe_port(host, port))
 
 
 def _reply_size(err: BaseException) -> str:

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from hwc_watcher.config import SmtpSettings
 from hwc_watcher.errors import DeliveryAuthError, DeliveryError, DeliveryTlsError
+from hwc_watcher.port_probe import probe_port, security_advice
 from hwc_watcher.server_reply import reply_text
 from hwc_watcher.tls import tls_context
 
@@ -88,6 +89,11 @@ class Outbox:
                 f'Check smtp.port and smtp.security ("tls" is usually port 465, "starttls" port 587).'
             ) from err
         except TimeoutError as err:
+            kind = probe_port(s.host, s.port) if s.security != "tls" else "unknown"
+            advice = security_advice("smtp", s.port, s.security, kind)
+            if advice is not None:
+                raise DeliveryTlsError(f"The SMTP server {where} did not greet in {s.timeout:.0f} s: "
+                                       f"{advice[0]}. Fix: {advice[1]}.") from err
             raise DeliveryError(f"The SMTP server {where} did not answer in {s.timeout:.0f} s.") from err
         except (OSError, smtplib.SMTPException) as err:
             raise DeliveryError(f"The SMTP server {where} cannot be reached: {_words(err)}.") from err

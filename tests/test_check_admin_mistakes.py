@@ -171,6 +171,31 @@ def test_starttls_to_an_implicit_tls_port_is_named_in_seconds(dovecot_account: I
     assert "run check again later" not in text
 
 
+def test_the_daemon_names_an_implicit_tls_port_too(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
+                                                   tmp_path: Path) -> None:
+    """A cycle whose greeting never comes (starttls to 993) says which security to set, not "a timeout"."""
+    from hwc_watcher.cycle import Watcher
+
+    path = write_config(tmp_path, dataclasses.replace(dovecot_account, security="starttls"), smtp_server)
+    private_file(path, path.read_text(encoding="utf-8").replace("timeout = 10", "timeout = 2", 1))
+    result = Watcher.from_config(load_config(path), clock=lambda: NOW).run_cycle()
+    assert result.error is not None and not result.error_transient
+    assert "did not greet in 2 s" in result.error and 'Fix: set imap.security = "tls".' in result.error
+
+
+def test_check_skips_recall_logins_while_imap_fails(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
+                                                    tmp_path: Path) -> None:
+    """With [imap] on the wrong security, the recall logins are skipped, not timed out once more."""
+    account = dataclasses.replace(dovecot_account, security="starttls")
+    private_file(tmp_path / "zorg-password", "secret\n")
+    extra = (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
+             f'password_file = "zorg-password"\n')
+    started = time.monotonic()
+    rc, text = check_output(write_config(tmp_path, account, smtp_server, extra=extra))
+    assert time.monotonic() - started < 8
+    assert rc == 1 and "- recall logins: skipped (the recall uses [imap]'s server" in text
+
+
 def test_tls_to_a_plain_port_says_starttls_not_the_ca_file(dovecot: DovecotServer, smtp_server: SmtpCapture,
                                                            tmp_path: Path) -> None:
     """security = "tls" to Dovecot's STARTTLS port is told to use "starttls"; the fix does not speak of the CA."""
