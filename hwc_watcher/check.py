@@ -139,6 +139,7 @@ def run_check(
     report.ok("calendar", f"{len(config.calendar.days_off)} day(s) off configured; today is {kind}; "
               f"deadline {config.schedule.deadline:%H:%M}")
     _check_drill(config, today, report)
+    _check_service_user(report)
     if send_test:
         if smtp_ok:
             _send_tests(config, smtp_auth, report, clock)
@@ -420,6 +421,19 @@ def _check_idle(config: Config, offered: bool, report: Report) -> None:
                   f"{config.imap.idle_interval_s / 60:g} minutes; the polls stay for Junk and Trash)")
     else:
         report.warn("IMAP IDLE not offered", polling)
+
+
+def _check_service_user(report: Report) -> None:
+    """The unit's user must be able to start this Python (a venv from pyenv under /root cannot)."""
+    from hwc_watcher.service_user import check_interpreter
+
+    outcome = check_interpreter()
+    if outcome.skipped:
+        report.skip("service user can start Python", outcome.detail)
+    elif outcome.ok:
+        report.ok("service user can start Python", outcome.detail)
+    else:
+        report.fail("service user can start Python", outcome.detail, outcome.fix)
 
 
 def _check_drill(config: Config, today: dt.date, report: Report) -> None:

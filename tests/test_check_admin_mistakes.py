@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import os
 import smtplib
 import socket
 import time
@@ -22,6 +23,7 @@ from hwc_watcher.config import load_config, parse_config
 from hwc_watcher.errors import ConfigError
 from hwc_watcher.port_probe import probe_port
 from hwc_watcher.server_reply import readable, reply_text
+from hwc_watcher.service_user import check_interpreter, unit_user
 from hwc_watcher.template_trial import trial_render
 from hwc_watcher.testing import SmtpCapture, free_port
 from hwc_watcher.toml_lines import key_line
@@ -379,3 +381,37 @@ def test_once_prints_a_failure_and_run_alerts_it(imap_server: ImapAccount, smtp_
     watcher = Watcher.from_config(config, clock=lambda: NOW)
     Service(config, watcher).after_cycle(watcher.run_cycle(), NOW)
     assert [set(m.rcpt_tos) for m in smtp_server.messages] == [{CONTACT, BACKUP}]
+
+
+# --- 7. the service user's interpreter ---------------------------------------------------------------
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+
+
+@root_only
+def test_an_interpreter_behind_a_closed_directory_is_refused(tmp_path: Path) -> None:
+    """A Python the service user cannot reach (like pyenv under /root) is a ✗ naming the closed directory."""
+    private = tmp_path / "root-like"
+    private.mkdir(mode=0o700)
+    python = private / "python3"
+    python.symlink_to(os.path.realpath("/usr/bin/python3"))
+    outcome = check_interpreter("nobody", str(python), code="pass")
+    assert not outcome.ok and not outcome.skipped
+    assert "nobody cannot start" in outcome.detail and "permission denied" in outcome.detail
+    assert "is closed to it" in outcome.detail and "not pyenv under /root" in outcome.fix
+
+
+@root_only
+def test_an_interpreter_every_user_can_read_passes() -> None:
+    """The system Python started as nobody: ✓."""
+    outcome = check_interpreter("nobody", "/usr/bin/python3", code="pass")
+    assert outcome.ok, outcome.detail
+
+
+def test_a_missing_service_user_is_skipped_not_failed(tmp_path: Path) -> None:
+    """Before useradd (or without root) the step is skipped with the reason; User= comes from the unit."""
+    unit = tmp_path / "hwc-watcher.service"
+    unit.write_text("[Service]\nUser=hwc-school-a\n", encoding="utf-8")
+    assert unit_user(unit) == "hwc-school-a" and unit_user(tmp_path / "none") == "hwc-watcher"
+    outcome = check_interpreter("no-such-user-hwc")
+    assert outcome.skipped and ("no user 'no-such-user-hwc'" in outcome.detail or "run check as root" in outcome.detail)
