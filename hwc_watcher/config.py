@@ -1218,7 +1218,8 @@ def load_config(path: Path) -> Config:
     except FileNotFoundError as err:
         raise ConfigError(
             f"Config file {path} does not exist. Copy config.example.toml there and fill it in.",
-            fix=f"hwc-watcher example-config > {path} && chmod 0640 {path}, then edit it",
+            fix=f"hwc-watcher example-config -o {path} && chgrp hwc-watcher {path} (it is written with mode 0640), "
+                f"then edit it; a missing directory first: install -d -m 0750 -o root -g hwc-watcher {path.parent}",
         ) from err
     except PermissionError as err:
         raise ConfigError(f"Config file {path} cannot be read: {err.strerror}.",

@@ -352,7 +352,9 @@ def test_fix_world_readable_config(tmp_path: Path) -> None:
 def test_fix_missing_config(tmp_path: Path) -> None:
     """No config yet: the fix writes the example there."""
     path = tmp_path / "config.toml"
-    assert _fix_line(run(path)[1], "config valid").startswith(f"hwc-watcher example-config > {path}")
+    fix = _fix_line(run(path)[1], "config valid")
+    assert fix.startswith(f"hwc-watcher example-config -o {path} && chgrp hwc-watcher {path}")
+    assert f"install -d -m 0750 -o root -g hwc-watcher {path.parent}" in fix and ">" not in fix
 
 
 def test_fix_toml_error_names_the_line(tmp_path: Path) -> None:
