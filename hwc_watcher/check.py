@@ -385,12 +385,19 @@ def read_before_deadline(config: Config, idle_offered: bool | None) -> str:
         return (f"new mail is read within seconds (IMAP IDLE), so a signal that arrives until just before "
                 f"{deadline} is passed on in time; polls every {sched.busy_interval_minutes} min stay as the fallback")
     interval = sched.busy_interval_minutes
-    start = sched.busy_start.hour * 60 + sched.busy_start.minute
-    end = sched.deadline.hour * 60 + sched.deadline.minute
-    last = start + (end - start - 1) // interval * interval  # the last busy poll before the deadline
+    # The real trigger on a winter Monday: the last poll that still comes before the deadline.
+    monday = dt.date(2026, 1, 5)
+    limit = dt.datetime.combine(monday, sched.deadline, sched.timezone)
+    moment = dt.datetime.combine(monday, sched.busy_start, sched.timezone) - dt.timedelta(seconds=1)
+    last = None
+    for poll in next_polls(sched, moment, 24 * 60):
+        if poll >= limit:
+            break
+        last = poll
     why = "imap.idle = false" if not config.imap.idle else "no IDLE" if idle_offered is False else "IDLE not tested"
+    shown = f"{last:%H:%M}" if last is not None else "none"
     return (f"polling every {interval} min from {sched.busy_start:%H:%M} ({why}): a signal is read up to "
-            f"{interval} min after it arrives; the last poll before {deadline} is at {last // 60:02d}:{last % 60:02d}")
+            f"{interval} min after it arrives; the last poll before {deadline} is at {shown}")
 
 
 def _check_templates(config: Config, report: Report, now: dt.datetime) -> None:
