@@ -5,13 +5,14 @@ timeout, and then looks like a network problem; `security = "tls"` to port 143 f
 opaque TLS error. The two kinds of port differ in who speaks first:
 
 * a plain IMAP or SMTP server greets at once (`* OK …`, `220 …`; RFC 9051 §7.1, RFC 5321 §3.1);
-* a TLS server says nothing until the client's hello (RFC 8446 §4.1: the client speaks first).
+* a TLS server says nothing until the client's hello (RFC 8446 §4.1.2: the ClientHello is the first message).
 
 So the probe listens first (GREETING_WAIT_S), and only after silence sends a TLS client hello
 with a context that verifies nothing (it only asks "does TLS answer?"; the real session verifies
-everything). A slow plain server that greets late then answers the hello with its greeting,
-which fails the handshake as "not TLS": plain, not TLS. Nothing is logged in, nothing read
-beyond the greeting's first bytes, and the greeting's text is never returned (a server chose it).
+everything). A TLS alert in answer still means TLS. A slow plain server that greets late answers
+the hello with its greeting, which OpenSSL reports as no TLS record (WRONG_VERSION_NUMBER): plain.
+Nothing is logged in, nothing read beyond the greeting's first bytes, and the greeting's text is
+never returned (a server chose it).
 """
 
 from __future__ import annotations
@@ -63,10 +64,24 @@ def probe_port(host: str, port: int, *, greeting_wait: float = GREETING_WAIT_S,
             return "tls"
         except TimeoutError:
             return "silent"
-        except ssl.SSLError:
-            return "plain"  # it answered the hello with something other than TLS: a late greeting
+        except ssl.SSLError as err:
+            return _handshake_verdict(str(err.reason or ""))
         except OSError:
             return "unknown"
+
+
+#: OpenSSL's words for "the answer to our hello was no TLS record": a plain server's late greeting.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
+            "HTTP_REQUEST")
+
+
+def _handshake_verdict(reason: str) -> PortKind:
+    """A TLS alert is a TLS server refusing our hello (still TLS); records that are no TLS mean plain text."""
+    if "ALERT" in reason:
+        return "tls"
+    if any(word in reason for word in _NOT_TLS):
+        return "plain"
+    return "unknown"
 
 
 def security_advice(section: str, port: int, security: str, kind: PortKind) -> tuple[str, str] | None:

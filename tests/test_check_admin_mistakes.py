@@ -8,6 +8,7 @@ import io
 import os
 import smtplib
 import socket
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -415,3 +416,23 @@ def test_a_missing_service_user_is_skipped_not_failed(tmp_path: Path) -> None:
     assert unit_user(unit) == "hwc-school-a" and unit_user(tmp_path / "none") == "hwc-watcher"
     outcome = check_interpreter("no-such-user-hwc")
     assert outcome.skipped and ("no user 'no-such-user-hwc'" in outcome.detail or "run check as root" in outcome.detail)
+
+
+def test_a_plain_server_that_greets_late_is_plain() -> None:
+    """A server that greets only after the probe's wait answers the TLS hello in clear text: "plain", not TLS."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def late_greeting() -> None:
+            conn, _ = server.accept()
+            with conn:
+                time.sleep(0.5)
+                conn.sendall(b"* OK IMAP4rev1 ready\r\n")
+                time.sleep(1)
+
+        thread = threading.Thread(target=late_greeting)
+        thread.start()
+        try:
+            assert probe_port("127.0.0.1", port, greeting_wait=0.2, handshake_wait=2) == "plain"
+        finally:
+            thread.join()
