@@ -14,6 +14,7 @@ import datetime as dt
 import email.policy
 import re
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
@@ -27,7 +28,7 @@ from hwc_watcher.auth.base import MICROSOFT_BASIC_SMTP_NOTE
 from hwc_watcher.auth_results import AuthResults, AuthResultsError, parse_auth_results
 from hwc_watcher.config import Config, LoginSettings, load_config
 from hwc_watcher.drill_rules import drill_days, rule_summary
-from hwc_watcher.errors import ConfigError, DeliveryAuthError, HwcError, MailboxAuthError, TlsError
+from hwc_watcher.errors import ConfigError, DeliveryAuthError, HwcError, MailboxAuthError, TlsError, TokenError
 from hwc_watcher.journal_setup import check_logs
 from hwc_watcher.mailbox import Mailbox
 from hwc_watcher.outbox import Outbox
@@ -122,17 +123,22 @@ def run_check(
         report.fail("SMTP credentials readable", str(err), _fix(err))
     if config.smtp.auth.kind == "password" and is_microsoft_smtp(config.smtp.host):
         report.warn("SMTP Basic auth on Microsoft 365", MICROSOFT_BASIC_SMTP_NOTE)
-    _check_imap(config, auths.get("imap"), report)
+    idle_offered = _check_imap(config, auths.get("imap"), report)
     smtp_ok = _check_smtp(config, smtp_auth, report) if smtp_readable else _skip_smtp(config, report)
     _check_routes(config, report, clock().astimezone(config.schedule.timezone).date())
-    _check_recall(config, report)
+    # A refused HwC login says nothing about the recall mailboxes' logins; a wrong server, port or TLS does.
+    server_failed = any(line.startswith(("✗ IMAP reachable", "✗ IMAP TLS", "✗ IMAP session")) for line in report.lines)
+    _check_recall(config, report, imap_working=not server_failed)
     moment = clock()
     polls = ", ".join(m.strftime("%a %d %b %H:%M") for m in next_polls(config.schedule, moment, 4))
     report.ok("schedule", f"next polls: {polls} ({config.schedule.timezone.key})")
+    report.ok("read before the deadline", read_before_deadline(config, idle_offered))
+    _check_templates(config, report, moment)
     today = moment.astimezone(config.schedule.timezone).date()
     _check_calendar(config, today, report)
     _check_drill(config, today, report)
     check_logs(config_path, report)
+    _check_service_user(report)
     if send_test:
         if smtp_ok:
             _send_tests(config, smtp_auth, report, clock)
@@ -261,35 +267,39 @@ def _send_tests(config: Config, auth: Authenticator | None, report: Report,
                       "arrives in the HwC mailbox; ask each person whether theirs arrived.")
 
 
-def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> None:
+def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> bool | None:
+    """Returns whether the server offers IDLE (None: not found out)."""
     s = config.imap
     problem = _reachable(s.host, s.port, s.timeout)
     if problem:
         report.fail("IMAP reachable", problem, "check imap.host and imap.port, and the server's firewall")
         report.skip("IMAP TLS, login and folders", "server not reachable")
-        return
+        return None
     report.ok("IMAP reachable", f"{s.host}:{s.port}")
     if auth is None:
         report.skip("IMAP TLS, login and folders", "credentials not readable")
-        return
+        return None
+    if _port_mismatch(report, "imap", s.host, s.port, s.security, before=True):
+        return None
     mailbox = Mailbox(s, auth)
     try:
         mailbox.connect()
     except TlsError as err:
-        report.fail("IMAP TLS verified", str(err),
-                    "check imap.host; for a server with the school's own CA set imap.ca_file")
-        return
+        if not _port_mismatch(report, "imap", s.host, s.port, s.security, before=False, err=err):
+            report.fail("IMAP TLS verified", str(err), _tls_fix("imap", err))
+        return None
     except MailboxAuthError as err:
         _tls_line(report, "IMAP", s.security)
         report.fail("IMAP login", str(err), _imap_login_fix(s.auth.kind))
-        return
+        return None
     except HwcError as err:
         report.fail("IMAP session", str(err), "a network or server problem: run check again later")
-        return
+        return None
+    offered = mailbox.offers_idle
     try:
         _tls_line(report, "IMAP", s.security)
         report.ok("IMAP login", s.username)
-        _check_idle(config, mailbox.offers_idle, report)
+        _check_idle(config, offered, report)
         folders = mailbox.folders()
         missing = [role for role in ("sent", "trash") if getattr(folders, role) is None]
         detail = f"Sent={folders.sent!r}, Trash={folders.trash!r}, Junk={folders.junk!r}"
@@ -303,6 +313,7 @@ def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> N
         report.fail("folders found", str(err))
     finally:
         mailbox.close()
+    return offered
 
 
 def _imap_login_fix(kind: str) -> str:
@@ -383,6 +394,45 @@ def _check_authserv(config: Config, mailbox: Mailbox, inbox: str, report: Report
                   "authserv-id, so there is none to set; the topmost header counts")
 
 
+def read_before_deadline(config: Config, idle_offered: bool | None) -> str:
+    """One line: how late a signal may arrive and still reach the coordinator before the deadline."""
+    sched = config.schedule
+    deadline = f"{sched.deadline:%H:%M}"
+    if config.imap.idle and idle_offered:
+        return (f"new mail is read within seconds (IMAP IDLE), so a signal that arrives until just before "
+                f"{deadline} is passed on in time; polls every {sched.busy_interval_minutes} min stay as the fallback")
+    interval = sched.busy_interval_minutes
+    # The real trigger on a winter Monday: the last poll that still comes before the deadline.
+    monday = dt.date(2026, 1, 5)
+    limit = dt.datetime.combine(monday, sched.deadline, sched.timezone)
+    moment = dt.datetime.combine(monday, sched.busy_start, sched.timezone) - dt.timedelta(seconds=1)
+    last = None
+    for poll in next_polls(sched, moment, 24 * 60):
+        if poll >= limit:
+            break
+        last = poll
+    why = "imap.idle = false" if not config.imap.idle else "no IDLE" if idle_offered is False else "IDLE not tested"
+    shown = f"{last:%H:%M}" if last is not None else "none"
+    return (f"polling every {interval} min from {sched.busy_start:%H:%M} ({why}): a signal is read up to "
+            f"{interval} min after it arrives; the last poll before {deadline} is at {shown}")
+
+
+def _check_templates(config: Config, report: Report, now: dt.datetime) -> None:
+    """Every text rendered once with the fictional pupil through the real Composer: a broken one fails here."""
+    from hwc_watcher.template_trial import trial_render
+
+    results = trial_render(config, now)
+    bad = [r for r in results if r.problem]
+    for result in bad:
+        report.fail(f"template {result.name}", result.problem or "",
+                    f"edit messages.templates.{result.name}" if result.own else "report this as a bug in hwc-watcher")
+    if not bad:
+        own = [r.name for r in results if r.own]
+        # No name in the output, not even the fictional one: check's output never shows pupil data.
+        report.ok("templates", f"{len(results)} texts rendered through the real composer with a fictional pupil"
+                  + (f"; your own: {', '.join(own)}" if own else ""))
+
+
 def _check_idle(config: Config, offered: bool, report: Report) -> None:
     """One line: does new mail start a cycle within seconds (push), or only at the next poll?"""
     sched = config.schedule
@@ -412,6 +462,19 @@ def _check_calendar(config: Config, today: dt.date, report: Report) -> None:
         report.warn("calendar runs out", warning)
 
 
+def _check_service_user(report: Report) -> None:
+    """The unit's user must be able to start this Python (a venv from pyenv under /root cannot)."""
+    from hwc_watcher.service_user import check_interpreter
+
+    outcome = check_interpreter()
+    if outcome.skipped:
+        report.skip("service user can start Python", outcome.detail)
+    elif outcome.ok:
+        report.ok("service user can start Python", outcome.detail)
+    else:
+        report.fail("service user can start Python", outcome.detail, outcome.fix)
+
+
 def _check_drill(config: Config, today: dt.date, report: Report) -> None:
     """One line: when the next drill after a holiday runs, or how to switch it on."""
     rule = rule_summary(config)
@@ -421,6 +484,36 @@ def _check_drill(config: Config, today: dt.date, report: Report) -> None:
     upcoming = sorted(day for day in drill_days(config.calendar) if day >= today)
     when = f"next {upcoming[0]:%a %d %b} {config.drill.at:%H:%M}" if upcoming else "no holiday in [calendar]"
     report.ok("drill", f"after each holiday: {when}; waits up to {config.drill.wait_s:.0f} s; {rule}")
+
+
+def _port_mismatch(report: Report, section: str, host: str, port: int, security: str, *, before: bool,
+                   err: HwcError | None = None) -> bool:
+    """✗ with the right security value when the port speaks otherwise; True when reported.
+
+    Before connecting only for "starttls"/"plain" (a TLS port would make them wait out the whole
+    timeout); after a failed "tls" handshake to find out whether the port greets in plain text.
+    """
+    from hwc_watcher.port_probe import probe_port, security_advice
+
+    if before == (security == "tls"):
+        return False
+    if err is not None and isinstance(err.__cause__, ssl.SSLCertVerificationError):
+        return False  # TLS was spoken; the certificate is the problem
+    kind = probe_port(host, port)
+    advice = security_advice(section, port, security, kind)
+    if advice is None:
+        return False
+    report.fail(f"{section.upper()} TLS verified", *advice)
+    return True
+
+
+def _tls_fix(section: str, err: HwcError) -> str:
+    """The fix that follows the cause: a certificate names the CA file, a handshake the port and security."""
+    if isinstance(err.__cause__, ssl.SSLCertVerificationError):
+        return f"check {section}.host (it must match the certificate); for the school's own CA set {section}.ca_file"
+    if "STARTTLS" in str(err):
+        return f'set {section}.security = "tls" with the implicit-TLS port, or ask for STARTTLS on this one'
+    return f"check {section}.port and {section}.security (\"tls\": 993/465, \"starttls\": 143/587)"
 
 
 def _tls_line(report: Report, what: str, security: str) -> None:
@@ -438,6 +531,8 @@ def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> b
         report.fail("SMTP reachable", problem, "check smtp.host and smtp.port, and the server's firewall")
         return False
     report.ok("SMTP reachable", f"{s.host}:{s.port}")
+    if _port_mismatch(report, "smtp", s.host, s.port, s.security, before=True):
+        return False
     outbox = Outbox(s, auth)
     try:
         outbox.connect()
@@ -446,8 +541,8 @@ def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> b
         report.fail("SMTP login", str(err), "the message above names the cause; fix it and run check again")
         return False
     except TlsError as err:
-        report.fail("SMTP TLS verified", str(err),
-                    "check smtp.host, smtp.port and smtp.security; for the school's own CA set smtp.ca_file")
+        if not _port_mismatch(report, "smtp", s.host, s.port, s.security, before=False, err=err):
+            report.fail("SMTP TLS verified", str(err), _tls_fix("smtp", err))
         return False
     except HwcError as err:
         report.fail("SMTP session", str(err), "a network or server problem: run check again later")
@@ -459,26 +554,49 @@ def _check_smtp(config: Config, auth: Authenticator | None, report: Report) -> b
     return True
 
 
-def _check_recall(config: Config, report: Report) -> None:
-    """[recall]: each mailbox's login, and which recipients keep their notices because they are not listed."""
+def _check_recall(config: Config, report: Report, *, imap_working: bool = True) -> None:
+    """[recall]: each mailbox's login, and which recipients keep their notices because they are not listed.
+
+    Skipped while [imap]'s server fails (not its login): the recall uses that server, so it would only fail
+    (or time out) again.
+    """
     recall = config.recall
     if not recall.enabled:
+        return
+    if not imap_working:
+        report.skip("recall logins", "the recall uses [imap]'s server: fix the IMAP lines above first")
         return
     from hwc_watcher.recall import Recaller
 
     recaller = Recaller(config)
-    for mailbox in recall.mailboxes:
-        problem = recaller.check_login(mailbox)
-        if problem is None:
+    for i, mailbox in enumerate(recall.mailboxes):
+        try:
+            with recaller.session(mailbox) as box:
+                box.folders()
+        except HwcError as err:
+            report.fail(f"recall login {mailbox.address}", str(err), _recall_fix(config, i, err))
+        else:
             report.ok(f"recall login {mailbox.address}", f"every folder readable; notices go at {recall.at:%H:%M} "
                       f"(logs name it mailbox={recaller.number(mailbox)})")
-        else:
-            report.fail(f"recall login {mailbox.address}", problem,
-                        "see docs/recall.md for the permission this mailbox needs")
     left_out = sorted({p.email for p in config.test_recipients() if not recall.covers(p.email)}
                       - {config.contact.email})
     if left_out:
         report.warn("recall coverage", f"notices to {', '.join(left_out)} are not recalled (no [[recall.mailbox]])")
+
+
+def _recall_fix(config: Config, index: int, err: HwcError) -> str:
+    """The fix that follows the cause: only a refused login is about the mailbox's permission or password."""
+    kind = config.imap.auth.kind
+    if isinstance(err, MailboxAuthError | DeliveryAuthError):
+        if kind == "password":
+            return f"check recall.mailbox[{index}]'s username and its password file or credential"
+        provider = "Microsoft 365: FullAccess for the app" if kind == "microsoft" else "Google Workspace"
+        return f"give the app access to this mailbox and allow IMAP for it (docs/recall.md, {provider})"
+    if isinstance(err, TokenError):
+        return f"the token request failed: see the [{kind}] settings and the message above"
+    if isinstance(err, TlsError):
+        return "the recall uses [imap]'s server: " + _tls_fix("imap", err)
+    return "the recall uses [imap]'s server and network: check imap.host and imap.port, then run check again"
 
 
 def _check_routes(config: Config, report: Report, today: dt.date | None = None) -> None:

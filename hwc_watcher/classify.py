@@ -23,6 +23,7 @@ from hwc_watcher.budgets import over_budget, sender_fields
 from hwc_watcher.config import Config
 from hwc_watcher.message_text import message_text
 from hwc_watcher.models import Pupil
+from hwc_watcher.notice_id import NoticeIds
 from hwc_watcher.signal_parser import has_code_word, mentions_code_word, read_signal
 from hwc_watcher.trust import (
     at_domain,
@@ -32,6 +33,7 @@ from hwc_watcher.trust import (
     is_allowed,
     is_auto_reply,
     is_bounce,
+    is_out_of_office,
     mdn_address,
     raw_values,
     receipt_address,
@@ -65,6 +67,10 @@ class Verdict:
     written: dt.datetime | None = None
     #: For a bounce: the addresses that refused our mail (an address is not pupil data).
     refused: tuple[str, ...] = ()
+    #: An automatic reply (out of office) from a configured notice recipient to a notice we provably sent:
+    #: that recipient's address and the notice's id. The backup must hear it (issue 24).
+    away_from: str | None = None
+    replied_to: str | None = None
 
 
 def parse_message(raw: bytes) -> EmailMessage:
@@ -103,7 +109,8 @@ def _message_id(msg: EmailMessage) -> str | None:
     return value if _MSG_ID.fullmatch(value) and "=?" not in value else None
 
 
-def classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None = None) -> Verdict:
+def classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None = None,
+             ids: NoticeIds | None = None) -> Verdict:
     """Decide what one message is. Never raises: what cannot be read is never acted on.
 
     A message that breaks the parser goes to a person if its raw From is a VT sender, and
@@ -114,7 +121,7 @@ def classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int
         budget = over_budget(raw[: config.limits.max_message_bytes])
         if budget is not None:
             return _unreadable(sender_fields(raw), config, budget)
-        return _classify(raw, config, now=now, expected_size=expected_size)
+        return _classify(raw, config, now=now, expected_size=expected_size, ids=ids)
     except Exception:  # noqa: BLE001 - hostile input must not stop the cycle; the reason is logged by code
         return _unreadable(raw, config, "unreadable")
 
@@ -232,7 +239,8 @@ def _decoded(value: str) -> str:
         return value
 
 
-def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None) -> Verdict:
+def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None,
+              ids: NoticeIds | None = None) -> Verdict:
     vt = config.veilig_thuis
     if expected_size is not None and expected_size != len(raw):
         # Some Exchange servers list a message before its body is there: retry, never act.
@@ -251,6 +259,11 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
     if report is not None or is_bounce(msg):
         return _report(msg, raw, report, config, own, msg_id, written)
 
+    if ids is not None and is_out_of_office(msg):
+        away = _away_reply(msg, config, ids)
+        if away is not None:
+            return Verdict("own", "away_reply", message_id=msg_id, written=written, away_from=away[0],
+                           replied_to=away[1])
     if is_auto_reply(msg) and not _vouched_signal(msg, config, written):
         # RFC 3834: an automatic answer (an out-of-office to our receipt) is never answered. One
         # naming our own mail needs nothing; one quoting only our subject is left alone; one whose
@@ -285,6 +298,22 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
         message_id=msg_id,
         written=written,
     )
+
+
+def _away_reply(msg: EmailMessage, config: Config, ids: NoticeIds) -> tuple[str, str] | None:
+    """(recipient, notice id) when an automatic reply comes from a person we sent that notice to.
+
+    Never from the subject: the reply must name a notice id whose keyed tag verifies, and come from an
+    address we send notices to (a coordinator or backup of any route). The From alone is not trusted for
+    more than that: the worst a forgery can do is make the backup get a notice it should have had anyway.
+    """
+    sender = sender_address(msg)
+    people = {p.email.lower() for route in config.routing.routes()
+              for p in (route.coordinator, route.backup) if p is not None}
+    if sender is None or sender.lower() not in people:
+        return None
+    found = ids.find(" ".join(raw_values(msg, "In-Reply-To") + raw_values(msg, "References")), "notice")
+    return (sender.lower(), found[0]) if found else None
 
 
 def _vouched_signal(msg: EmailMessage, config: Config, written: dt.datetime) -> bool:

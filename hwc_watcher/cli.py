@@ -167,7 +167,14 @@ def _watcher(config: Config) -> Any:
 
 
 def _once(config: Config, *, dry_run: bool) -> int:
+    """One cycle for the admin at the console. A failed cycle is printed here, not mailed as an alert:
+    the person who runs `once` sees it, and trying a password five times must not mail the contact five
+    times. `run` (the service, with nobody watching) alerts the contact instead (README, "Commands")."""
     result = _watcher(config).run_cycle(dry_run=dry_run)
+    if result.error is not None:
+        print(f"hwc-watcher: the cycle failed: {result.error}\n"
+              f"hwc-watcher: no alert was mailed for this (the service does that); fix it and run once again.",
+              file=sys.stderr)
     return EXIT_ATTENTION if result.needs_attention else EXIT_OK
 
 

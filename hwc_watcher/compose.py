@@ -501,10 +501,12 @@ class Composer:
         ]
         msg["Subject"] = clean(subject)
         msg["Date"] = format_datetime(now)
-        msg["Message-ID"] = message_id or self.ids.new(kind)
-        # RFC 3834: mark as automatic so well-behaved systems do not answer; ask Exchange not to.
+        msg["Message-ID"] = message_id or self.ids.new(kind, now=now)
+        # RFC 3834: mark as automatic so well-behaved systems do not answer; ask Exchange not to. A notice
+        # still allows Exchange's out-of-office reply and its non-delivery report: an absent or refused
+        # coordinator is exactly what the backup must hear of (issue 24).
         msg["Auto-Submitted"] = "auto-generated" if kind != "receipt" else "auto-replied"
-        msg["X-Auto-Response-Suppress"] = "All"
+        msg["X-Auto-Response-Suppress"] = "DR, RN, NRN, AutoReply" if kind == "notice" else "All"
         return msg
 
     def notice(self, pupil: Pupil, decision: RouteDecision, to: Sequence[Person], now: dt.datetime, *,

@@ -30,10 +30,11 @@ import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 from types import MappingProxyType
 from typing import Any, Literal
 
-from hwc_watcher.errors import ConfigError
+from hwc_watcher.errors import ConfigError, UnknownKeyError
 from hwc_watcher.models import BackupMode, Person, Route
 from hwc_watcher.notice_id import NoticeIds
 from hwc_watcher.ocw_holidays import REGIONS
@@ -387,7 +388,8 @@ def unknown_key_error(where: str, key: str, known: Iterable[str]) -> ConfigError
         what = "section"
     hint = f" Did you mean {suggestion}?" if suggestion else ""
     fix = f"rename {name} to {suggestion}" if suggestion else f"remove {name} (known: {', '.join(choices)})"
-    return ConfigError(f"{name} is not a known {what}.{hint} Known: {', '.join(choices)}.", fix=fix)
+    return UnknownKeyError(f"{name} is not a known {what}.{hint} Known: {', '.join(choices)}.", fix=fix,
+                           where=where, key=str(key))
 
 
 class Table:
@@ -748,6 +750,11 @@ def parse_logins(
 
 def _veilig_thuis(t: Table) -> VeiligThuisSettings:
     senders_raw = t.get("senders")
+    if senders_raw is not None and not isinstance(senders_raw, list):
+        shown = f'["{senders_raw.strip()}"]' if isinstance(senders_raw, str) else '["signalen@veiligthuis.example.nl"]'
+        raise ConfigError(
+            f"veilig_thuis.senders must be a list of addresses (in [ ]), got {_type_name(senders_raw)}: "
+            f"{senders_raw!r}.", fix=f"write senders = {shown}")
     if not isinstance(senders_raw, list) or not senders_raw:
         raise ConfigError(
             'veilig_thuis.senders must list the Veilig Thuis addresses, e.g. ["signalen@veiligthuis.example.nl"] '
@@ -994,6 +1001,7 @@ def _messages(t: Table) -> MessageSettings:
     for name, value in templates_t.data.items():
         if not isinstance(value, str):
             raise ConfigError(f"messages.templates.{name} must be a text, got {_type_name(value)}.")
+        check_template(name, value)
     return MessageSettings(
         language="en" if language_s == "en" else "nl",
         school_name=t.text("school_name", "de school"),
@@ -1004,23 +1012,94 @@ def _messages(t: Table) -> MessageSettings:
     )
 
 
-def _schedule(t: Table) -> ScheduleSettings:
-    tz_name = t.text("timezone", "Europe/Amsterdam")
+def _timezone(name: str) -> zoneinfo.ZoneInfo:
+    """An IANA zone, its case ignored (`europe/amsterdam` is Europe/Amsterdam); a typo gets "did you mean"."""
+    known = {zone.casefold(): zone for zone in zoneinfo.available_timezones()}
+    canonical = known.get(name.casefold(), name)
     try:
-        tz = zoneinfo.ZoneInfo(tz_name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
-        raise ConfigError(f"schedule.timezone {tz_name!r} is not a known time zone.") from err
+        return zoneinfo.ZoneInfo(canonical)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    close = difflib.get_close_matches(name.casefold(), list(known), n=1, cutoff=0.6)
+    hint = f" Did you mean {known[close[0]]!r}?" if close else ""
+    raise ConfigError(f"schedule.timezone = {name!r} is not a known time zone.{hint}",
+                      fix=f'set schedule.timezone = "{known[close[0]] if close else "Europe/Amsterdam"}"')
+
+
+def check_busy_window(start: dt.time, end: dt.time, deadline: dt.time) -> None:
+    """The deadline must lie inside the busy window, after its start: else the morning's signals wait for a
+    quiet poll (every 30 minutes) and the 08:15 guard alerts on a mailbox that was simply not read yet."""
+    shown = {"busy_start": f'"{start:%H:%M}"', "busy_end": f'"{end:%H:%M}"', "deadline": f'"{deadline:%H:%M}"'}
+    if end <= start:
+        raise ConfigError(
+            f"schedule.busy_end = {shown['busy_end']} must be later than schedule.busy_start = "
+            f"{shown['busy_start']}: the busy window runs from busy_start to busy_end on one day.",
+            fix='set schedule.busy_start before the deadline and schedule.busy_end after it, e.g. "06:00" and '
+                '"17:00"')
+    if deadline <= start:
+        raise ConfigError(
+            f"schedule.busy_start = {shown['busy_start']} must be before schedule.deadline = {shown['deadline']}: "
+            f"until the busy window starts, the mailbox is read only every quiet_interval_minutes, so a signal "
+            f"may still wait at the deadline.",
+            fix=f"set schedule.busy_start at least an hour before {deadline:%H:%M} (the default is \"06:00\"), "
+                f"or schedule.deadline later (the default is \"08:15\")")
+    if deadline > end:
+        raise ConfigError(
+            f"schedule.deadline = {shown['deadline']} lies after schedule.busy_end = {shown['busy_end']}: the "
+            f"deadline must fall inside the busy window, or the last polls before it are the slow quiet ones.",
+            fix=f"set schedule.busy_end after {deadline:%H:%M} (the default is \"17:00\")")
+
+
+#: Values every template may use besides its own; alert_digest is filled with $items only.
+_TEMPLATE_COMMON = frozenset({"school"})
+#: A notice that lacks these cannot tell the coordinator whom the signal is about.
+_NOTICE_NEEDS = ("pupil_name", "birth_date")
+
+
+def template_placeholders(name: str) -> frozenset[str]:
+    """The $placeholders the Composer fills for template `name`: those its own texts use, in either language."""
+    from hwc_watcher.compose import TEXTS  # compose imports this module: a top-level import would be circular
+
+    own = {ident for texts in TEXTS.values() if name in texts for ident in Template(texts[name]).get_identifiers()}
+    return frozenset(own | (set() if name == "alert_digest" else _TEMPLATE_COMMON))
+
+
+def check_template(name: str, text: str) -> None:
+    """An own text with a typo'd $placeholder would reach a person literally ("Beste $coordinater"): refuse it."""
+    key = f"messages.templates.{name}"
+    known = sorted(template_placeholders(name))
+    listed = ", ".join(f"${k}" for k in known)
+    template = Template(text)
+    if not template.is_valid():
+        raise ConfigError(f"{key} has a $ that starts no placeholder (placeholders here: {listed}).",
+                          fix=f"write $$ for a dollar sign in {key}, or use one of {listed}")
+    for ident in template.get_identifiers():
+        if ident not in known:
+            close = difflib.get_close_matches(ident, known, n=1, cutoff=0.6)
+            hint = f" Did you mean ${close[0]}?" if close else ""
+            raise ConfigError(f"{key} uses ${ident}, which is not filled in for this text.{hint} "
+                              f"Placeholders here: {listed}.",
+                              fix=f"replace ${ident} by ${close[0]}" if close else f"remove ${ident} from {key}")
+    if name == "notice":
+        missing = [f"${k}" for k in _NOTICE_NEEDS if k not in template.get_identifiers()]
+        if missing:
+            raise ConfigError(f"{key} lacks {' and '.join(missing)}: the coordinator could not tell which pupil "
+                              f"the signal is about.", fix=f"add {' and '.join(missing)} to {key}")
+
+
+def _schedule(t: Table) -> ScheduleSettings:
+    tz = _timezone(t.text("timezone", "Europe/Amsterdam"))
     start = t.time("busy_start", "06:00")
     end = t.time("busy_end", "17:00")
-    if end <= start:
-        raise ConfigError("schedule.busy_end must be later than schedule.busy_start.")
+    deadline = t.time("deadline", "08:15")
+    check_busy_window(start, end, deadline)
     return ScheduleSettings(
         timezone=tz,
         busy_start=start,
         busy_end=end,
         busy_interval_minutes=t.integer("busy_interval_minutes", 5, 1, 60),
         quiet_interval_minutes=t.integer("quiet_interval_minutes", 30, 1, 240),
-        deadline=t.time("deadline", "08:15"),
+        deadline=deadline,
         retries=t.integer("retries", 2, 0, 10),
         retry_delay_s=float(t.integer("retry_delay_seconds", 5, 0, 300)),
         cycle_timeout_s=float(t.integer("cycle_timeout_seconds", 300, 30, 1800)),
@@ -1219,6 +1298,17 @@ def _service_user_fix(path: Path) -> str:
             f"chmod 0640 {path}")
 
 
+def _with_line(err: UnknownKeyError, text: str, path: Path) -> UnknownKeyError:
+    """The same error, led by the key's line in the file (tomllib keeps no positions; toml_lines finds it)."""
+    from hwc_watcher.toml_lines import key_line
+
+    line = key_line(text, err.where, err.key)
+    if line is None:
+        return err
+    return UnknownKeyError(f"line {line} of {path}: {err}", fix=f"{err.fix} (line {line})" if err.fix else "",
+                           where=err.where, key=err.key)
+
+
 def load_config(path: Path) -> Config:
     """Read and validate the config file; refuses a file other users can read.
 
@@ -1231,7 +1321,8 @@ def load_config(path: Path) -> Config:
     except FileNotFoundError as err:
         raise ConfigError(
             f"Config file {path} does not exist. Copy config.example.toml there and fill it in.",
-            fix=f"hwc-watcher example-config > {path} && chmod 0640 {path}, then edit it",
+            fix=f"hwc-watcher example-config -o {path} && chgrp hwc-watcher {path} (it is written with mode 0640), "
+                f"then edit it; a missing directory first: install -d -m 0750 -o root -g hwc-watcher {path.parent}",
         ) from err
     except PermissionError as err:
         raise ConfigError(f"Config file {path} cannot be read: {err.strerror}.",
@@ -1257,6 +1348,8 @@ def load_config(path: Path) -> Config:
         ) from err
     try:
         return parse_config(document, source=path)
+    except UnknownKeyError as err:
+        raise _with_line(err, data.decode("utf-8"), path) from err
     except ConfigError as err:
         if not err.fix:
             err.fix = f"edit {path} and run check again"

@@ -608,7 +608,7 @@ class CycleRun:
         if not state.keywords or self.dry_run:
             return
         try:
-            self.mailbox.mark(fetched.folder, [fetched.uid], [keyword], uidvalidity=state.uidvalidity)
+            self.mailbox.record(fetched.folder, fetched.uid, keyword, uidvalidity=state.uidvalidity)
         except HwcError as err:  # memory still holds it: no repeat before a restart
             _log.warning("mark_failed", folder_role=self.role_of(fetched.folder), error=str(err), step="record")
 

@@ -26,6 +26,16 @@ class ConfigError(HwcError):
         self.fix = fix
 
 
+class UnknownKeyError(ConfigError):
+    """A key or section the config does not know (a typo, mostly); load_config adds its line number."""
+
+    def __init__(self, message: str, *, fix: str = "", where: str = "", key: str = "") -> None:
+        super().__init__(message, fix=fix)
+        #: The table in the config's notation ("imap", "route[2].coordinator", "" for a section) and the key.
+        self.where = where
+        self.key = key
+
+
 class SecretError(ConfigError):
     """A password, token or key file cannot be read or is readable by others."""
 

@@ -37,6 +37,8 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from hwc_watcher import log
 from hwc_watcher.config import ImapSettings
 from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, MailboxTlsError
+from hwc_watcher.port_probe import probe_port, security_advice
+from hwc_watcher.server_reply import readable
 from hwc_watcher.tls import tls_context
 
 _log = log.get_logger("hwc_watcher.mailbox")
@@ -131,6 +133,10 @@ def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError
     if isinstance(err, socket.gaierror):
         return MailboxError(f"The IMAP server name {settings.host!r} cannot be resolved. Check imap.host and DNS.")
     if isinstance(err, TimeoutError | socket.timeout):
+        advice = _port_advice("imap", settings.host, settings.port, settings.security)
+        if advice is not None:
+            return MailboxTlsError(f"The IMAP server {where} did not greet in {settings.timeout:.0f} s: "
+                                   f"{advice[0]}. Fix: {advice[1]}.")
         return MailboxError(f"The IMAP server {where} did not answer in {settings.timeout:.0f} s (timeout).")
     if isinstance(err, ConnectionRefusedError):
         return MailboxError(f"The IMAP server {where} refused the connection. Check imap.host and imap.port.")
@@ -151,6 +157,13 @@ def _without_keywords(flags: Sequence[bytes]) -> list[bytes]:
         if plain not in out:
             out.append(plain)
     return out
+
+
+def _port_advice(section: str, host: str, port: int, security: str) -> tuple[str, str] | None:
+    """After a greeting that never came: does the port speak TLS at once (993 with "starttls")? A few seconds."""
+    if security == "tls":
+        return None
+    return security_advice(section, port, security, probe_port(host, port))
 
 
 def _reply_size(err: BaseException) -> str:
@@ -477,6 +490,25 @@ class Mailbox:
                          instead="\\Flagged")
             self._call(f"STORE in {folder}", self.client.add_flags, uid_list, plain, silent=True)
 
+    def record(self, folder: str, uid: int, keyword: bytes, *, uidvalidity: int) -> bool:
+        """Put one of our delivery keywords on a message; False where the server keeps none (memory holds it).
+
+        Unlike `mark`, nothing stands in for a refused keyword: \Flagged would say nothing about what was sent.
+        """
+        if self.keywords_refused(folder):
+            return False
+        self._reselect(folder, uidvalidity)
+        try:
+            self._call(f"STORE in {folder}", self.client.add_flags, [uid], [keyword], silent=True)
+        except MailboxError as err:
+            cause = err.__cause__
+            if not isinstance(cause, imaplib.IMAP4.error) or isinstance(cause, imaplib.IMAP4.abort):
+                raise
+            _KEYWORDS_REFUSED.add(self._keyword_key(folder))
+            _log.warning("keyword_refused", step=self._step(f"STORE in {folder}"), count=1, instead="memory")
+            return False
+        return True
+
     def delete(self, folder: str, uids: Iterable[int], *, uidvalidity: int, trash: str | None = None) -> dict[int, int]:
         """Remove exactly these UIDs from a folder; never others, never after a UIDVALIDITY change.
 
@@ -559,7 +591,8 @@ class Mailbox:
         try:
             responses = self.client.idle_check(timeout=0)
         except (IMAPClientError, imaplib.IMAP4.error, OSError) as err:
-            raise MailboxError(f"The connection to the IMAP server broke during IDLE: {err}") from err
+            raise MailboxError(f"The connection to the IMAP server broke during IDLE: "
+                               f"{readable(str(err)) or type(err).__name__}") from err
         if not responses:  # readable, yet not one whole line: the server closed the connection
             raise MailboxError("The IMAP server closed the connection during IDLE.")
         return self._news(responses)
@@ -569,7 +602,8 @@ class Mailbox:
         try:
             _text, responses = self.client.idle_done()
         except (IMAPClientError, imaplib.IMAP4.error, OSError) as err:
-            raise MailboxError(f"The IMAP server did not end IDLE cleanly: {err}") from err
+            raise MailboxError(f"The IMAP server did not end IDLE cleanly: "
+                               f"{readable(str(err)) or type(err).__name__}") from err
         return self._news(responses)
 
     def _news(self, responses: Iterable[Any]) -> bool:

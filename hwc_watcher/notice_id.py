@@ -11,6 +11,7 @@ caller or `secrets.token_hex`.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import re
@@ -31,10 +32,27 @@ class NoticeIds:
     def _tag(self, kind: str, nonce: str) -> str:
         return hmac.new(self.key, f"hwc-watcher id v1|{kind}|{nonce}".encode(), hashlib.sha256).hexdigest()[:16]
 
-    def new(self, kind: str, nonce: str | None = None) -> str:
-        """A fresh id of this kind; `nonce` (16 hex digits) only for tests and benchmarks."""
-        nonce = nonce or secrets.token_hex(8)
+    def new(self, kind: str, nonce: str | None = None, *, now: dt.datetime | None = None) -> str:
+        """A fresh id of this kind; `nonce` (16 hex digits) only for tests and benchmarks.
+
+        With `now`, the nonce starts with the sending time (8 hex digits of Unix seconds), under the same tag:
+        a late automatic reply to a notice can then say when that notice went, without a list of sent ids.
+        """
+        if nonce is None:
+            stamp = f"{int(now.timestamp()) & 0xFFFFFFFF:08x}" if now is not None else secrets.token_hex(4)
+            nonce = stamp + secrets.token_hex(4)
         return f"<hwc-{kind}.{nonce}{self._tag(kind, nonce)}@{self.domain}>"
+
+    def sent_at(self, message_id: str) -> dt.datetime | None:
+        """When one of our verified ids was written (its nonce's time), or None for an id that does not verify."""
+        match = _SHAPE.fullmatch(message_id)
+        if match is None or not self.verify(message_id):
+            return None
+        return dt.datetime.fromtimestamp(int(match.group(2)[:8], 16), dt.UTC)
+
+    def find(self, text: str, kind: str | None = None) -> list[str]:
+        """Every id in a header value (In-Reply-To, References) that this installation provably wrote."""
+        return [m.group(0) for m in _SHAPE.finditer(text) if self.verify(m.group(0), kind)]
 
     def verify(self, message_id: str, kind: str | None = None) -> bool:
         """True only for an id this installation wrote: exact form, exact case, our domain, a tag that checks."""

@@ -18,6 +18,8 @@ from typing import Protocol
 
 from hwc_watcher.config import SmtpSettings
 from hwc_watcher.errors import DeliveryAuthError, DeliveryError, DeliveryTlsError
+from hwc_watcher.port_probe import probe_port, security_advice
+from hwc_watcher.server_reply import reply_text
 from hwc_watcher.tls import tls_context
 
 
@@ -87,9 +89,14 @@ class Outbox:
                 f'Check smtp.port and smtp.security ("tls" is usually port 465, "starttls" port 587).'
             ) from err
         except TimeoutError as err:
+            kind = probe_port(s.host, s.port) if s.security != "tls" else "unknown"
+            advice = security_advice("smtp", s.port, s.security, kind)
+            if advice is not None:
+                raise DeliveryTlsError(f"The SMTP server {where} did not greet in {s.timeout:.0f} s: "
+                                       f"{advice[0]}. Fix: {advice[1]}.") from err
             raise DeliveryError(f"The SMTP server {where} did not answer in {s.timeout:.0f} s.") from err
         except (OSError, smtplib.SMTPException) as err:
-            raise DeliveryError(f"The SMTP server {where} cannot be reached: {err}.") from err
+            raise DeliveryError(f"The SMTP server {where} cannot be reached: {_words(err)}.") from err
         if self.auth is not None:
             try:
                 self.auth.smtp_login(smtp, s.username)
@@ -160,7 +167,7 @@ class Outbox:
             ) from err
         except (smtplib.SMTPException, OSError) as err:
             self._drop()
-            raise DeliveryError(f"The connection to the SMTP server broke while sending: {err}.") from err
+            raise DeliveryError(f"The connection to the SMTP server broke while sending: {_words(err)}.") from err
         soft = [addr for addr, (code, _m) in refused.items() if _transient(code)]
         if soft:
             lowered = {a.lower() for a in refused}
@@ -187,6 +194,13 @@ class Outbox:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 return
+
+
+def _words(err: BaseException) -> str:
+    """An OSError's own words, or the SMTP server's reply decoded: never a repr like (421, b'…')."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return reply_text(err) or type(err).__name__
 
 
 def _quit(smtp: smtplib.SMTP) -> None:

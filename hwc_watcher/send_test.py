@@ -51,7 +51,7 @@ class Recipient:
     """One address and every place in the config that names it."""
 
     person: Person
-    #: Config keys, e.g. "coordinator.email", "route[2].backup.email", "contact.email".
+    #: Config keys, a route by its name: "coordinator.email", 'backup.email of [[route]] "Onderbouw"'.
     keys: list[str]
     #: Readable roles, e.g. "zorgcoördinator (route Onderbouw)".
     roles: list[str]
@@ -76,13 +76,14 @@ def recipients(config: Config) -> list[Recipient]:
             entry.roles.append(role)
 
     routes = [("", config.routing.default, words["default"] if config.routing.rules else "")]
-    routes += [(f"route[{i}].", rule.route, f"route {rule.route.name}")
-               for i, rule in enumerate(config.routing.rules, start=1)]
-    for prefix, route, label in routes:
+    # The admin finds a [[route]] by its name, not by counting tables: 'backup.email of [[route]] "Onderbouw"'.
+    routes += [(f' of [[route]] "{rule.route.name}"', rule.route, f"route {rule.route.name}")
+               for rule in config.routing.rules]
+    for suffix, route, label in routes:
         where = f" ({label})" if label else ""
-        add(route.coordinator, f"{prefix}coordinator.email", words["coordinator"] + where)
+        add(route.coordinator, f"coordinator.email{suffix}", words["coordinator"] + where)
         if route.backup is not None:
-            add(route.backup, f"{prefix}backup.email", words["backup"] + where)
+            add(route.backup, f"backup.email{suffix}", words["backup"] + where)
     add(config.contact, "contact.email", words["contact"])
     return list(found.values())
 

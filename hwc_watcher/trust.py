@@ -223,6 +223,18 @@ def is_auto_reply(msg: Message) -> bool:
     return bool(raw_values(msg, "X-Autoreply") or raw_values(msg, "X-Autorespond"))
 
 
+def is_out_of_office(msg: Message) -> bool:
+    """An automatic reply of an absent person: RFC 3834/5230 (Sieve vacation, Gmail's vacation responder:
+    `Auto-Submitted: auto-replied`), `X-Autoreply`/`Precedence: auto_reply`, or Exchange's out-of-office
+    reply (`Auto-Submitted: auto-generated` with Exchange's own `X-MS-Exchange-Inbox-Rules-Loop` or
+    `X-Auto-Response-Suppress`). Never judged by its subject ("Automatisch antwoord: …")."""
+    if is_auto_reply(msg):
+        return True
+    auto = (raw_values(msg, "Auto-Submitted") or [""])[0].strip().lower()
+    exchange = raw_values(msg, "X-MS-Exchange-Inbox-Rules-Loop") or raw_values(msg, "X-Auto-Response-Suppress")
+    return auto.startswith("auto-generated") and bool(exchange)
+
+
 _BOUNCERS = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|maildaemon)$", re.IGNORECASE)
 
 

@@ -37,7 +37,7 @@ def full_document() -> dict[str, Any]:
     doc["route"] = [{"name": "Onderbouw", "when": {"Leerjaar": {"min": 1, "max": 2}},
                      "coordinator": {"name": "C. Bakker", "email": "zorg.onderbouw@college.nl"}}]
     doc["imap"]["folders"] = {"sent": "Verzonden items"}
-    doc["messages"]["templates"] = {"notice": "Beste $coordinator"}
+    doc["messages"]["templates"] = {"notice": "Beste $coordinator, $pupil_name ($birth_date)"}
     doc["calendar"]["days_off"] = [{"from": "2027-02-10", "name": "Studiedag"}]
     doc["calendar"]["school_days"] = [{"from": "2026-10-19", "to": "2026-10-23", "name": "Herfstvakantie moved"}]
     doc["recall"] = {"enabled": True, "mailbox": [{"address": doc["coordinator"]["email"],
@@ -355,7 +355,9 @@ def test_fix_world_readable_config(tmp_path: Path) -> None:
 def test_fix_missing_config(tmp_path: Path) -> None:
     """No config yet: the fix writes the example there."""
     path = tmp_path / "config.toml"
-    assert _fix_line(run(path)[1], "config valid").startswith(f"hwc-watcher example-config > {path}")
+    fix = _fix_line(run(path)[1], "config valid")
+    assert fix.startswith(f"hwc-watcher example-config -o {path} && chgrp hwc-watcher {path}")
+    assert f"install -d -m 0750 -o root -g hwc-watcher {path.parent}" in fix and ">" not in fix
 
 
 def test_fix_toml_error_names_the_line(tmp_path: Path) -> None:
@@ -379,7 +381,8 @@ def test_fix_unknown_key(tmp_path: Path) -> None:
     """A typo: the fix is the rename."""
     text = EXAMPLE.read_text(encoding="utf-8").replace("timeout = 30\n# What to remove", "timout = 30\n# What", 1)
     path = private_file(tmp_path / "config.toml", text)
-    assert _fix_line(run(path)[1], "config valid") == "rename imap.timout to imap.timeout"
+    line = text.splitlines().index("timout = 30") + 1
+    assert _fix_line(run(path)[1], "config valid") == f"rename imap.timout to imap.timeout (line {line})"
 
 
 @pytest.mark.parametrize(

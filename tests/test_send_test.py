@@ -74,14 +74,15 @@ def test_send_test_mails_everyone_once(school: Path, smtp_server: SmtpCapture,
 
 def test_send_test_reports_a_refused_address(school: Path, smtp_server: SmtpCapture,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    """A refused address is a ✗ with the server's words and the config key to fix; the others still go."""
+    """A refused address is a ✗ with the server's words and the key to fix, its route by name; the others go."""
     smtp_server.refuse_recipient(ONDERBOUW_BACKUP, "550 5.1.1 no such user")
     code = main(["--config", str(school), "check", "--send-test"])
     out = capsys.readouterr().out
     assert code == 1
     line = next(line for line in out.splitlines() if line.startswith(f"✗ test mail to {ONDERBOUW_BACKUP}"))
-    assert "refused: 550 5.1.1 no such user" in line and "route[1].backup.email" in line
-    assert "    fix: check the address in route[1].backup.email" in out
+    assert "refused: 550 5.1.1 no such user" in line and 'backup.email of [[route]] "Onderbouw"' in line
+    assert '    fix: check the address in backup.email of [[route]] "Onderbouw"' in out
+    assert "route[1]" not in out
     assert {r for m in smtp_server.messages for r in m.rcpt_tos} == {COORDINATOR, BACKUP, CONTACT, ONDERBOUW}
 
 

@@ -395,7 +395,8 @@ def test_smtp_tls_on_a_plain_port_names_port_and_security(
     assert code == 1
     failed = [text for text in out.splitlines() if text.startswith("✗")]
     assert len(failed) == 1 and failed[0].startswith("✗ SMTP TLS verified"), out
-    assert "TLS with the SMTP server" in failed[0] and "port 465" in failed[0], failed[0]
+    assert "greets in plain text first" in failed[0] and 'smtp.security = "tls"' in failed[0], failed[0]
+    assert 'fix: set smtp.security = "starttls", or smtp.port = 465' in out and "ca_file" not in out
 
 
 def test_smtp_starttls_with_ca_file_passes(

@@ -13,6 +13,7 @@ from typing import Protocol
 import imapclient
 import imapclient.exceptions
 
+from hwc_watcher import server_reply
 from hwc_watcher.errors import DeliveryAuthError, MailboxAuthError, MailboxError
 
 #: Fetch a new token this long before the old one runs out, so a session never starts on a dying token.
@@ -55,7 +56,8 @@ def raise_if_connection_lost(err: BaseException) -> None:
     """IMAPClient wraps a dropped connection (BYE, reset) during LOGIN as LoginError: that is no refusal."""
     cause = err.__cause__ or err.__context__
     if isinstance(cause, imaplib.IMAP4.abort | OSError):
-        raise MailboxError(f"The IMAP server ended the connection during the login ({cause}); trying again.") from err
+        raise MailboxError(f"The IMAP server ended the connection during the login "
+                           f"({server_reply.readable(str(cause)) or type(cause).__name__}); trying again.") from err
 
 
 def xoauth2_string(username: str, token: str) -> str:
@@ -88,12 +90,8 @@ def scrub(text: str, *secrets: str) -> str:
 
 
 def reply_text(err: BaseException) -> str:
-    """The server's words from an imaplib/smtplib error, decoded."""
-    if isinstance(err, smtplib.SMTPResponseException):
-        raw: object = err.smtp_error
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        return f"{err.smtp_code} {text}"
-    return str(err)
+    """The server's words from an imaplib/smtplib error, decoded (no b'…' reprs)."""
+    return server_reply.reply_text(err)
 
 
 def is_microsoft_smtp(host: str) -> bool:
@@ -151,7 +149,7 @@ class PasswordAuth:
         except smtplib.SMTPException as err:
             raise DeliveryAuthError(
                 "The SMTP server offers no login method hwc-watcher can use: "
-                f"{scrub(str(err), self._password)}"
+                f"{scrub(reply_text(err), self._password)}"
             ) from None
 
     def refresh_due(self, now: float) -> bool:
