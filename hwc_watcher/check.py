@@ -621,7 +621,8 @@ def _check_routes(config: Config, report: Report, today: dt.date | None = None) 
     for route in config.routing.routes():
         default = config.routing.default
         inherited = route is not default and route.backup is not None and route.backup == default.backup
-        when = "copied on every notice" if route.backup_mode == "cc" else "gets it when the coordinator is refused"
+        when = ("copied on every notice" if route.backup_mode == "cc"
+                else "gets it when the coordinator is refused or answers automatically (away)")
         backup = (f", backup {route.backup.email} ({route.backup_mode}: {when}"
                   f"{', from [backup]' if inherited else ''})" if route.backup else ", no backup")
         count = f": {status.per_route.get(route.name, 0)} pupil(s)" if status.path and not status.problem else ""
@@ -634,6 +635,11 @@ def _check_routes(config: Config, report: Report, today: dt.date | None = None) 
             report.ok(step, f"{route.name} → {route.coordinator.email}{backup}{count}")
     for finding in coverage:
         _print_finding(report, finding)
+    if any(r.backup is not None and r.backup_mode == "fallback" for r in config.routing.routes()):
+        report.warn("backup when the coordinator is away",
+                    'mode = "fallback": the backup hears of an absent coordinator only through an automatic reply, '
+                    "which a provider sends once per sender per absence, and which comes only while the signal is "
+                    f"held ({config.schedule.hold_s / 60:.0f} min). For certainty set mode = \"cc\" in [backup]")
     report.ok("alerts go to", ", ".join(p.email for p in config.alert_recipients()))
     if config.alerts.webhook_url:
         report.ok("alert webhook", config.alerts.webhook_url.split("://", 1)[-1].split("/", 1)[0])

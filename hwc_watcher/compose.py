@@ -112,6 +112,15 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "  signaal: geef niets door en stuur geen ontvangstbevestiging. Twijfel je, bel dan eerst Veilig Thuis.\n"
         ),
         "item_more": "- en nog $count andere meldingen (zie de HwC-mailbox).\n",
+        "item_away": (
+            "- $coordinator (route '$route') antwoordde om $moment automatisch: afwezig. De achterwacht heeft\n"
+            "  de melding nu ook gekregen, en krijgt vandaag ook de volgende meldingen voor deze collega.\n"
+        ),
+        "item_away_late": (
+            "- $coordinator (route '$route') antwoordde om $moment automatisch: afwezig. Dat gaat over een\n"
+            "  melding van $sent die misschien niet gelezen is. De naam staat niet meer in de HwC-mailbox:\n"
+            "  vraag het na bij de collega of de achterwacht, of bel Veilig Thuis.\n"
+        ),
         "unknown_address": "een adres dat niet in de configuratie staat",
         "item_delivery": "- Een melding kon niet worden afgeleverd bij $failed (route '$route'); $outcome\n",
         "outcome_backup": "de achterwacht heeft hem gekregen. Laat de ICT-beheerder dit adres nakijken.",
@@ -240,6 +249,15 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "  signal: pass nothing on and send no receipt. If in doubt, call Veilig Thuis first.\n"
         ),
         "item_more": "- and $count more (see the HwC mailbox).\n",
+        "item_away": (
+            "- $coordinator (route '$route') answered automatically at $moment: away. The backup now has the\n"
+            "  notice too, and gets today's further notices for this colleague as well.\n"
+        ),
+        "item_away_late": (
+            "- $coordinator (route '$route') answered automatically at $moment: away. That concerns a notice\n"
+            "  of $sent that may be unread. The name is no longer in the HwC mailbox: ask the colleague or\n"
+            "  the backup, or call Veilig Thuis.\n"
+        ),
         "unknown_address": "an address that is not in the configuration",
         "item_delivery": "- A notice could not be delivered to $failed (route '$route'); $outcome\n",
         "outcome_backup": "the backup got it instead. Ask the ICT admin to check this address.",

@@ -67,7 +67,7 @@ _TOML_LINE = re.compile(r"at line (\d+)")
 TEMPLATE_NAMES = frozenset({
     "notice", "receipt", "alert_digest", "item_waiting", "item_bounce", "item_delivery", "item_test_bounce",
     "item_signal_failed", "item_pupil_list", "item_cleanup", "alert_deadline", "alert_failure", "alert_recovered",
-    "alert_left_alone", "alert_recall", "drill_ok", "drill_failed", "item_strangers",
+    "alert_left_alone", "alert_recall", "drill_ok", "drill_failed", "item_strangers", "item_away", "item_away_late",
 })  # fmt: skip
 
 # Every key the config file may hold, per table: the single list `check`, the errors and the tests use.
@@ -94,7 +94,8 @@ SCHEMA: Mapping[str, frozenset[str]] = MappingProxyType({
                            "templates"}),
     "messages.templates": TEMPLATE_NAMES,
     "schedule": frozenset({"timezone", "busy_start", "busy_end", "busy_interval_minutes", "quiet_interval_minutes",
-                           "deadline", "retries", "retry_delay_seconds", "cycle_timeout_seconds"}),
+                           "deadline", "retries", "retry_delay_seconds", "cycle_timeout_seconds",
+                           "hold_minutes"}),
     "calendar": frozenset({"region", "days_off", "school_days", "public_holidays", "good_friday", "liberation_day"}),
     "calendar.days_off": frozenset({"from", "to", "name"}),
     "calendar.school_days": frozenset({"from", "to", "name"}),
@@ -255,6 +256,9 @@ class ScheduleSettings:
     retry_delay_s: float
     #: Wall-clock limit for one cycle, retries included; well inside the watchdog.
     cycle_timeout_s: float = 300.0
+    #: A handled signal stays this long before it is deleted, so that an automatic reply of an absent
+    #: coordinator (they come within seconds) can still bring the notice to the backup. Never delays a notice.
+    hold_s: float = 180.0
 
 
 @dataclass(frozen=True)
@@ -1103,6 +1107,7 @@ def _schedule(t: Table) -> ScheduleSettings:
         retries=t.integer("retries", 2, 0, 10),
         retry_delay_s=float(t.integer("retry_delay_seconds", 5, 0, 300)),
         cycle_timeout_s=float(t.integer("cycle_timeout_seconds", 300, 30, 1800)),
+        hold_s=60.0 * t.integer("hold_minutes", 3, 0, 30),
     )
 
 

@@ -209,6 +209,9 @@ class Watcher:
         self.folders: Folders | None = None
         #: The school day on which memory was last looked at afresh (`relook_if_due`).
         self.relooked: dt.date | None = None
+        #: Notice recipients who answered automatically (away), by lower-case address: the local day. For the
+        #: rest of that day their notices also go to the route's backup (providers answer a sender only once).
+        self.away: dict[str, dt.date] = {}
 
     @classmethod
     def from_config(cls, config: Config, **kwargs: Any) -> Watcher:
@@ -357,8 +360,10 @@ class CycleRun:
         #: Per-message log lines written this cycle (bounded by MESSAGE_LOG_LINES; the rest are counted).
         self.logged = 0
         self.states: dict[str, FolderState] = {}
-        #: Message-IDs of the signals handled this cycle, for the final "nothing left" check.
+        #: Message-IDs of the signals deleted this cycle, for the final "nothing left" check.
         self.handled_ids: set[str] = set()
+        #: Held signals to read again at the end of the cycle: an absent coordinator's backup needs the notice.
+        self.rereads: list[tuple[str, int]] = []
         #: Gmail: UIDs our MOVE gave the handled messages in Trash, to be finished there this cycle.
         self.arrivals: dict[int, Judged] = {}
         self.arrivals_validity: int | None = None
@@ -373,12 +378,28 @@ class CycleRun:
         for folder, role in self.roles(folders):
             self.step(f"reading {role}")
             self.scan(folder, role)
+        self.read_again()
         self.verify()
         self.alert()
         self.memory.forget_delivered()
         if self.logged > MESSAGE_LOG_LINES:
             _log.info("messages_counted", not_logged=self.logged - MESSAGE_LOG_LINES, step="judge",
                       why=f"only the first {MESSAGE_LOG_LINES} are logged one by one")
+
+    def read_again(self) -> None:
+        """Held signals whose coordinator turned out to be away: deliver what is now missing (the backup's)."""
+        for folder, uid in self.rereads:
+            known = self.states.get(folder)
+            if known is None:
+                continue
+            self.step("reading again")
+            state = self.states[folder] = self.mailbox.select(folder)
+            if state.uidvalidity != known.uidvalidity:
+                continue  # the folder was recreated: its UIDs name other messages now; the next cycle starts over
+            memory = self.memory.folder(folder, state.uidvalidity)
+            role = self.role_of(folder)
+            self.read(state, memory, role, uid, None)
+            self.clean(state, memory, role)
 
     def role_of(self, folder: str) -> Role:
         """A folder as logs and alerts name it: by its role, never by the name the server chose."""
@@ -497,7 +518,8 @@ class CycleRun:
             if fetched is None:  # gone meanwhile
                 memory.judged.pop(uid, None)
                 return
-            verdict = classify(fetched.raw, self.config, now=self.now, expected_size=fetched.size)
+            verdict = classify(fetched.raw, self.config, now=self.now, expected_size=fetched.size,
+                               ids=self.watcher.composer.ids)
         if role == "sent" and verdict.kind != "signal":
             # Sent holds what this mailbox sent (a person's forward quotes the pupil): purged as before. Only a
             # vouched-for VT signal found there is acted on, and it leaves only once handled.
@@ -506,11 +528,55 @@ class CycleRun:
         judged = self.judge(memory, uid, glance, verdict.kind, verdict.reason, state, verdict)
         judged.written, judged.refused = verdict.written, verdict.refused
         if previous is not None and previous.kind == "signal" and verdict.kind == "signal":
-            judged.done, judged.key = previous.done, previous.key
+            judged.done, judged.key, judged.done_at = previous.done, previous.key, previous.done_at
+        judged.message_id = verdict.message_id
         if verdict.kind == "signal" and fetched is not None and not self.dry_run:
             self.deliver(fetched, verdict, judged, state, glance.flags if glance is not None else frozenset())
-            if judged.done and verdict.message_id:
-                self.handled_ids.add(verdict.message_id)
+        elif verdict.reason == "away_reply" and not self.dry_run:
+            self.away(verdict)
+
+    def away(self, verdict: Verdict) -> None:
+        """An automatic reply of an absent coordinator to one of our notices: the backup must know today.
+
+        Within the hold the signal is still here: its notice goes to the route's backup as well (once), and
+        further notices to that person today go to the backup too. After it, the name is gone: the contact
+        and the backup hear, content-free, that a notice sent at that time may be unread.
+        """
+        address, notice_id = verdict.away_from, verdict.replied_to
+        if address is None or notice_id is None:
+            return
+        watcher = self.watcher
+        for old in [a for a, day in watcher.away.items() if day != self.today]:
+            del watcher.away[old]
+        watcher.away[address] = self.today
+        tz, language = self.config.schedule.timezone, self.config.messages.language
+        replied = format_moment((verdict.written or self.now).astimezone(tz), language)
+        routes = ", ".join(r.name for r in self.config.routing.routes()
+                           if address in {p.email.lower() for p in (r.coordinator, r.backup) if p is not None})
+        for key, record in self.memory.deliveries.items():
+            index = record.pupil_of(notice_id)
+            held = self.held_signal(key)
+            if index is None or held is None:
+                continue
+            record.away.add(index)
+            held[2].done = False  # read again at the end of this cycle: the backup's notice is what is missing
+            watcher.completed.pop(key, None)
+            self.rereads.append(held[:2])
+            _log.info("coordinator_away", step="away", pupil_index=index, late=False)
+            self.note(f"away:{address}:{notice_id}", "item_away", coordinator=address, route=routes, moment=replied)
+            return
+        sent = watcher.composer.ids.sent_at(notice_id)
+        _log.info("coordinator_away", step="away", late=True)
+        self.note(f"away_late:{address}:{notice_id}", "item_away_late", coordinator=address, route=routes,
+                  moment=replied, sent=format_moment(sent.astimezone(tz), language) if sent else "?")
+
+    def held_signal(self, key: str) -> tuple[str, int, Judged] | None:
+        """The folder, UID and judgement of a handled signal still held in a folder, by its content key."""
+        for folder, memory in self.memory.folders.items():
+            for uid, judged in memory.judged.items():
+                if judged.kind == "signal" and judged.key == key:
+                    return folder, uid, judged
+        return None
 
     def waiting(self, state: FolderState, uid: int, judged: Judged) -> None:
         """A message for a person: one line in this cycle's alert (the caller knows none went out yet).
@@ -592,9 +658,12 @@ class CycleRun:
                     _log.info("read_receipt_sent", uid=fetched.uid, step="mdn")
                 except DeliveryError as err:
                     _log.warning("read_receipt_failed", uid=fetched.uid, error=str(err), step="mdn")
-        self.result.completed += 1
+        if not record.completed:
+            record.completed = True
+            self.result.completed += 1
         watcher.remember_completed(key, self.today)
         judged.done = True
+        judged.done_at = time.monotonic()
 
     def recipient_tags(self) -> dict[str, str]:
         """Every configured notice recipient's keyed tag (what the delivery keywords name)."""
@@ -624,6 +693,10 @@ class CycleRun:
         route = decision.route
         route_no = self.config.routing.log_index(route)
         wanted = list(route.recipients())
+        backup = route.backup
+        away = index in record.away or any(self.watcher.away.get(p.email.lower()) == self.today for p in wanted)
+        if away and backup is not None and all(backup.email.lower() != p.email.lower() for p in wanted):
+            wanted.append(backup)  # the coordinator is away today: the backup gets it, whatever its mode
         refused_now: list[str] = []
         for attempt in range(2):  # the route's recipients, then the backup for whoever refused
             has_it = [p for p in wanted if record.has(index, p.email)]
@@ -656,7 +729,6 @@ class CycleRun:
                           recipients=len(delivered), refused=len(folded), attempt=attempt + 1)
                 if deferred is not None:
                     raise deferred  # the rest is retried next cycle, to exactly those still missing
-            backup = route.backup
             refused_people = [p for p in wanted if (index, p.email.lower()) in record.refused]
             if (attempt == 0 and refused_people and backup is not None
                     and all(backup.email.lower() != p.email.lower() for p in wanted)):
@@ -704,6 +776,8 @@ class CycleRun:
             return keep_until(judged.alerted_on, self.config.calendar, schedule.busy_end, schedule.timezone)
 
         def held(judged: Judged) -> bool:
+            if judged.kind == "signal":  # issue 24: an absent coordinator's automatic reply may still come
+                return judged.done_at is not None and time.monotonic() - judged.done_at < schedule.hold_s
             return judged.alerted_at is not None and time.monotonic() - judged.alerted_at < MIN_REAL_HOLD_S
 
         doomed = sorted(uid for uid, j in memory.judged.items()
@@ -723,6 +797,8 @@ class CycleRun:
             judged = memory.judged.pop(uid)
             memory.exists -= 1
             signals += judged.kind == "signal"
+            if judged.kind == "signal" and judged.message_id:
+                self.handled_ids.add(judged.message_id)
             if uid in moved:
                 self.arrivals[moved[uid]] = Judged(judged.kind, judged.reason, done=True)
         if moved:

@@ -64,6 +64,11 @@ email = "achterwacht@college.example.nl"
 name = "HwC-contactpersoon"
 email = "hwc-contact@college.example.nl"
 
+[schedule]
+# The demo runs one cycle: no hold for an automatic reply of an absent coordinator (a school keeps
+# the default of 3 minutes).
+hold_minutes = 0
+
 [messages]
 school_name = "Het Voorbeeldcollege"
 """

@@ -493,7 +493,7 @@ class Mailbox:
     def record(self, folder: str, uid: int, keyword: bytes, *, uidvalidity: int) -> bool:
         """Put one of our delivery keywords on a message; False where the server keeps none (memory holds it).
 
-        Unlike `mark`, nothing stands in for a refused keyword: \Flagged would say nothing about what was sent.
+        Unlike `mark`, nothing stands in for a refused keyword: a flag would say nothing about what was sent.
         """
         if self.keywords_refused(folder):
             return False

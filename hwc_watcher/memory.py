@@ -48,6 +48,10 @@ class Judged:
     refused: tuple[str, ...] = ()
     #: signal: the content key its delivery memory is kept under.
     key: str | None = None
+    #: signal: when (time.monotonic) its notices and receipt were all accepted; it is held `schedule.hold_minutes`.
+    done_at: float | None = None
+    #: signal: its Message-ID, for the final "nothing left" check once it was deleted.
+    message_id: str | None = None
 
     @property
     def unalerted(self) -> bool:
@@ -85,8 +89,16 @@ class Delivery:
     refused: set[tuple[int, str]] = field(default_factory=set)
     receipt: bool = False
     mdn: bool = False
+    #: Counted as completed once (a later delivery to an absent coordinator's backup is not a new signal).
+    completed: bool = False
     #: The notice ids sent per pupil position (to recognise an automatic reply to one of them).
     notice_ids: dict[int, set[str]] = field(default_factory=dict)
+    #: Pupil positions whose coordinator answered automatically (absent): their route's backup gets it too.
+    away: set[int] = field(default_factory=set)
+
+    def pupil_of(self, notice_id: str) -> int | None:
+        """Which pupil of this signal a notice id was sent for."""
+        return next((index for index, ids in self.notice_ids.items() if notice_id in ids), None)
 
     def has(self, pupil_index: int, address: str) -> bool:
         return (pupil_index, address.lower()) in self.accepted
@@ -220,7 +232,7 @@ def may_delete(role: Role, judged: Judged, purge: PurgeMode, *, now: dt.datetime
                kept_until: dt.datetime | None, held: bool = False) -> bool:
     """Whether a judged message may leave its folder now. The one rule book for deleting.
 
-    * a signal only once its notices and receipt were accepted;
+    * a signal only once its notices and receipt were accepted, and no longer `held` (issue 24's short hold);
     * our own mail (Sent copies, read receipts and auto-replies to what we sent) always;
     * with `purge = "all"`, everything judged in Sent, and in Trash everything but a signal
       not yet done and a message waiting for a person (that one after `kept_until`);
@@ -228,7 +240,7 @@ def may_delete(role: Role, judged: Judged, purge: PurgeMode, *, now: dt.datetime
     * never a waiting message still `held` (less than MIN_REAL_HOLD_S of real time since its alert).
     """
     if judged.kind == "signal":
-        return judged.done
+        return judged.done and not held
     if judged.kind == "own":
         # A bounce of our test mail goes only once the contact was told which address refused it.
         return judged.reason != "test_bounce" or judged.alerted_on is not None

@@ -24,7 +24,9 @@ SAMPLE_PUPIL = Pupil("David Pieterse", dt.date(2012, 2, 3))
 
 #: Made-up values for the placeholders a caller (not the Composer itself) fills; no real data.
 _SAMPLES: Mapping[str, str] = {
-    "folder": "INBOX", "received": "3 februari 2026 om 07:50", "problem": "not_checked", "detail": "(voorbeeld)",
+    "folder": "inbox", "outcome": "backup", "cause": "delivery", "file": "leerlingen.csv",
+    "coordinator": "zorg@school.example.nl", "proof": "(voorbeeld)", "rule": "dmarc",
+    "received": "3 februari 2026 om 07:50", "problem": "not_checked", "detail": "(voorbeeld)",
     "refused": "onbekend@school.example.nl", "failed": "zorg@school.example.nl", "route": "default",
     "error": "(voorbeeldfout)", "count": "1", "deadline": "08:15", "moment": "08:20", "oldest": "2 februari 2026",
     "mailbox": "zorg@school.example.nl", "step": "login", "retry": "17:30", "trust": "dmarc=pass",

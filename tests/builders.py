@@ -64,11 +64,13 @@ def write_config(
     retries: int = 0,
     smtp_security: str | None = None,
     smtp_ca_file: str | None = None,
+    hold_minutes: int = 0,
 ) -> Path:
     """A complete config file (mode 0600) with a private password file, as an admin would write it.
 
     SMTP is plain text without `smtp_password`, STARTTLS with AUTH and the IMAP CA with it;
-    `smtp_security` and `smtp_ca_file` override either.
+    `smtp_security` and `smtp_ca_file` override either. `hold_minutes` is 0 unless a test is about the hold
+    after handling (issue 24): most tests look at one cycle's deletions.
     """
     directory.mkdir(parents=True, exist_ok=True)
     private_file(directory / "imap-password", imap.password + "\n")
@@ -106,6 +108,7 @@ timeout = 10
 [schedule]
 retries = {retries}
 retry_delay_seconds = 1
+hold_minutes = {hold_minutes}
 
 [messages]
 school_name = "Het Voorbeeldcollege"

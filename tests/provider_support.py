@@ -245,6 +245,7 @@ timeout = 10
 [schedule]
 retries = {retries}
 retry_delay_seconds = 1
+hold_minutes = 0
 
 [messages]
 school_name = "Het Voorbeeldcollege"

@@ -106,7 +106,8 @@ def test_check_reports_the_pupil_list(imap_server: ImapAccount, smtp_server: Smt
     out = capsys.readouterr().out
     assert "4 rows read, 1 rejected" in out and "line 5: birth date is not a valid date" in out
     assert ("✓ route 1: Onderbouw → zorg.onderbouw@college.example.nl, backup achterwacht@college.example.nl "
-            "(fallback: gets it when the coordinator is refused, from [backup]): 2 pupil(s)") in out
+            "(fallback: gets it when the coordinator is refused or answers automatically (away), from [backup]): "
+            "2 pupil(s)") in out
     assert "✓ route 2: Bovenbouw → zorg.bovenbouw@college.example.nl, backup achterwacht" in out
     assert "✓ route 0: default → zorg@college.example.nl" in out  # the number the logs use (route=0)
     for name in ("David", "Pieterse", "Nora", "Vos"):

@@ -1,0 +1,178 @@
+"""When the zorgcoördinator is away, the backup knows the same morning (issue 24).
+
+Against Dovecot: a handled signal is held for `schedule.hold_minutes`; an automatic reply of the coordinator to our
+notice (RFC 3834, Gmail's vacation responder, Exchange's out-of-office) within the hold brings the notice to the
+backup once and the contact one line; later that day the coordinator's notices also go to the backup; a reply after
+the signal has gone gives a content-free warning. Time moves with freezegun, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from builders import BACKUP, BOX, CONTACT, COORDINATOR, VT, signal, write_config
+from freezegun import freeze_time
+from mailprobe import ImapAccount
+
+from hwc_watcher.config import load_config
+from hwc_watcher.cycle import Watcher
+from hwc_watcher.testing import SmtpCapture
+
+AMS = ZoneInfo("Europe/Amsterdam")
+MONDAY_0700 = dt.datetime(2026, 11, 30, 7, 0, tzinfo=AMS)
+
+#: What each provider's automatic reply carries (besides In-Reply-To/References naming our notice).
+SIEVE = {"Auto-Submitted": "auto-replied (vacation)"}
+GMAIL = {"Auto-Submitted": "auto-replied", "Precedence": "bulk"}
+EXCHANGE = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All",
+            "X-MS-Exchange-Inbox-Rules-Loop": COORDINATOR}
+
+
+def out_of_office(notice_id: str, markers: dict[str, str], sender: str = COORDINATOR) -> bytes:
+    """The coordinator's automatic reply to our notice, as their provider writes it."""
+    msg = EmailMessage()
+    msg["From"] = f"A. de Vries <{sender}>"
+    msg["To"] = BOX
+    msg["Subject"] = "Automatisch antwoord: Handle with Care"
+    msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    msg["Message-ID"] = make_msgid("oof", "college.example.nl")
+    msg["In-Reply-To"] = notice_id
+    msg["References"] = notice_id
+    for name, value in markers.items():
+        msg[name] = value
+    msg.set_content("Ik ben afwezig tot en met vrijdag. Voor dringende zaken: bel de receptie.\n")
+    return msg.as_bytes()
+
+
+def school(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture) -> Watcher:
+    return Watcher.from_config(load_config(write_config(tmp_path, imap, smtp, hold_minutes=3)))
+
+
+def notices(smtp: SmtpCapture) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for mail in smtp.messages:
+        if str(mail.message["Message-ID"]).startswith("<hwc-notice."):
+            counts.update(r.lower() for r in mail.rcpt_tos)
+    return counts
+
+
+def notice_id_to(smtp: SmtpCapture, address: str) -> str:
+    return next(str(m.message["Message-ID"]) for m in smtp.messages
+                if address in m.rcpt_tos and str(m.message["Message-ID"]).startswith("<hwc-notice."))
+
+
+def alerts(smtp: SmtpCapture) -> list[str]:
+    return [m.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+            for m in smtp.messages if CONTACT in m.rcpt_tos]
+
+
+def inbox_count(account: ImapAccount) -> int:
+    with account.probe() as probe:
+        return int(probe.client.select_folder("INBOX")[b"EXISTS"])
+
+
+@pytest.mark.parametrize("markers", [SIEVE, GMAIL, EXCHANGE], ids=["sieve-vacation", "gmail", "exchange"])
+def test_an_automatic_reply_within_the_hold_brings_the_notice_to_the_backup(
+        dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, markers: dict[str, str]) -> None:
+    """The coordinator is away: within the hold the backup gets the pupil's notice once, the contact one line, and
+    the signal and the reply then leave every folder."""
+    watcher = school(tmp_path, dovecot_account, smtp_server)
+    with freeze_time(MONDAY_0700) as frozen:
+        with dovecot_account.probe() as probe:
+            probe.append("INBOX", signal())
+        assert watcher.run_cycle().completed == 1
+        assert inbox_count(dovecot_account) == 1  # held, not yet deleted
+        frozen.tick(20)
+        with dovecot_account.probe() as probe:
+            probe.append("INBOX", out_of_office(notice_id_to(smtp_server, COORDINATOR), markers))
+        second = watcher.run_cycle()
+        assert notices(smtp_server) == Counter({COORDINATOR: 1, BACKUP: 1})
+        assert second.completed == 0 and len([m for m in smtp_server.messages if VT in m.rcpt_tos]) == 1
+        (line,) = alerts(smtp_server)
+        assert COORDINATOR in line and "afwezig" in line and "achterwacht" in line
+        assert "David" not in line and "2012" not in line
+        frozen.tick(4 * 60)
+        watcher.run_cycle()
+        watcher.run_cycle()
+    assert inbox_count(dovecot_account) == 0
+    assert notices(smtp_server) == Counter({COORDINATOR: 1, BACKUP: 1})
+
+
+def test_later_notices_that_day_go_to_the_backup_without_another_reply(
+        dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """Providers answer each sender once per absence: a second signal that morning goes to coordinator and backup."""
+    watcher = school(tmp_path, dovecot_account, smtp_server)
+    with freeze_time(MONDAY_0700) as frozen:
+        with dovecot_account.probe() as probe:
+            probe.append("INBOX", signal())
+        watcher.run_cycle()
+        with dovecot_account.probe() as probe:
+            probe.append("INBOX", out_of_office(notice_id_to(smtp_server, COORDINATOR), SIEVE))
+        watcher.run_cycle()
+        frozen.tick(30 * 60)
+        with dovecot_account.probe() as probe:
+            probe.append("INBOX", signal("Sanne van den Berg, 12-5-2013, Handle with Care"))
+        watcher.run_cycle()
+    assert notices(smtp_server) == Counter({COORDINATOR: 2, BACKUP: 2})
+
+
+def test_a_reply_after_the_signal_has_gone_warns_without_content(
+        dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """Past the hold the name is gone: the contact hears that the coordinator is away and that the notice sent at
+    07:00 may be unread; nobody else is mailed."""
+    watcher = school(tmp_path, dovecot_account, smtp_server)
+    with freeze_time(MONDAY_0700) as frozen:
+        with dovecot_account.probe() as probe:
+            probe.append("INBOX", signal())
+        watcher.run_cycle()
+        frozen.tick(5 * 60)
+        watcher.run_cycle()
+        assert inbox_count(dovecot_account) == 0
+        with dovecot_account.probe() as probe:
+            probe.append("INBOX", out_of_office(notice_id_to(smtp_server, COORDINATOR), EXCHANGE))
+        watcher.run_cycle()
+    assert notices(smtp_server) == Counter({COORDINATOR: 1})
+    (line,) = alerts(smtp_server)
+    assert COORDINATOR in line and "07:00" in line and "misschien niet gelezen" in line
+    assert "David" not in line and "Pieterse" not in line
+
+
+def test_without_an_automatic_reply_nothing_else_changes(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
+                                                         tmp_path: Path) -> None:
+    """No reply: one notice, one receipt, no alert, and the signal leaves after the hold."""
+    watcher = school(tmp_path, dovecot_account, smtp_server)
+    with freeze_time(MONDAY_0700) as frozen:
+        with dovecot_account.probe() as probe:
+            probe.append("INBOX", signal())
+        watcher.run_cycle()
+        frozen.tick(2 * 60)
+        watcher.run_cycle()
+        assert inbox_count(dovecot_account) == 1
+        frozen.tick(2 * 60)
+        watcher.run_cycle()
+    assert inbox_count(dovecot_account) == 0
+    assert notices(smtp_server) == Counter({COORDINATOR: 1}) and alerts(smtp_server) == []
+
+
+def test_a_reply_naming_an_id_we_did_not_write_changes_nothing(dovecot_account: ImapAccount,
+                                                               smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """An automatic reply that names a notice-shaped id without our tag (or comes from a stranger) is no reason
+    to mail the backup."""
+    watcher = school(tmp_path, dovecot_account, smtp_server)
+    with freeze_time(MONDAY_0700):
+        with dovecot_account.probe() as probe:
+            probe.append("INBOX", signal())
+        watcher.run_cycle()
+        real = notice_id_to(smtp_server, COORDINATOR)
+        forged = real[:13] + ("0" if real[13] != "0" else "1") + real[14:]
+        with dovecot_account.probe() as probe:
+            probe.append("INBOX", out_of_office(forged, SIEVE))
+            probe.append("INBOX", out_of_office(real, SIEVE, sender="iemand@elders.example"))
+        watcher.run_cycle()
+    assert notices(smtp_server) == Counter({COORDINATOR: 1})
