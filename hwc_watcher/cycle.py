@@ -91,6 +91,8 @@ class CycleResult:
     waiting: int = 0
     #: Signals whose notices or receipt are still to be sent after this cycle.
     pending: int = 0
+    #: Handled signals held a little longer (`schedule.hold_minutes`): the service runs a cycle when it ends.
+    held: int = 0
     alerts: int = 0
     deleted: int = 0
     purged: int = 0
@@ -295,7 +297,7 @@ class Watcher:
                     result.imap_commands += mailbox.commands
                     result.smtp_connections += outbox.connections
         memory = self.memory
-        result.waiting, result.pending = memory.waiting(), memory.pending()
+        result.waiting, result.pending, result.held = memory.waiting(), memory.pending(), memory.held()
         result.duration_s = time.monotonic() - started
         _log.info(
             "cycle",

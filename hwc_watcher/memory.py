@@ -191,6 +191,10 @@ class Memory:
         """Messages waiting for a person, in every folder."""
         return sum(1 for m in self.folders.values() for j in m.judged.values() if j.kind == "needs_human")
 
+    def held(self) -> int:
+        """Handled signals still in a folder (the short hold after handling, issue 24)."""
+        return sum(1 for m in self.folders.values() for j in m.judged.values() if j.kind == "signal" and j.done)
+
     def pending(self) -> int:
         """Signals not yet completed, in every folder."""
         return sum(1 for m in self.folders.values() for j in m.judged.values() if j.kind == "signal" and not j.done)

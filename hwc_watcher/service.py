@@ -159,6 +159,13 @@ class Service:
                 self._cycle_started = None
         self.last_result = result
         self.after_cycle(result, self.watcher.clock())
+        hold = self.config.schedule.hold_s
+        if result.held and hold and self.scheduler.running:
+            # The hold ends between polls: one more cycle then deletes the signal, not the next poll (up to an hour
+            # away at night).
+            at = dt.datetime.now(self.config.schedule.timezone) + dt.timedelta(seconds=hold + 5)
+            self.scheduler.add_job(self.poll, "date", run_date=at, id="hold-end", name="end of the hold",
+                                   replace_existing=True, misfire_grace_time=600)
         status = "last poll OK" if result.mailbox_ok else "last poll FAILED (see journal)"
         self.notifier.status(
             f"{status} at {dt.datetime.now(self.config.schedule.timezone):%H:%M}; "

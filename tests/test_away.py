@@ -176,3 +176,23 @@ def test_a_reply_naming_an_id_we_did_not_write_changes_nothing(dovecot_account: 
             probe.append("INBOX", out_of_office(real, SIEVE, sender="iemand@elders.example"))
         watcher.run_cycle()
     assert notices(smtp_server) == Counter({COORDINATOR: 1})
+
+
+def test_the_service_runs_one_more_cycle_when_the_hold_ends(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
+                                                           tmp_path: Path) -> None:
+    """A held signal does not wait for the next poll (an hour away at night): a cycle is planned at the hold's end."""
+    from hwc_watcher.service import Service
+
+    config = load_config(write_config(tmp_path, dovecot_account, smtp_server, hold_minutes=3))
+    service = Service(config, Watcher.from_config(config))
+    with dovecot_account.probe() as probe:
+        probe.append("INBOX", signal())
+    service.scheduler.start(paused=True)
+    try:
+        service._cycle()
+        job = service.scheduler.get_job("hold-end")
+        assert job is not None
+        wait = (job.next_run_time - dt.datetime.now(AMS)).total_seconds()
+        assert 180 <= wait <= 190
+    finally:
+        service.scheduler.shutdown(wait=False)
