@@ -21,17 +21,17 @@ import io
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's hwc_watcher, and the test helpers
 
-from builders import CONTACT, VT, signal, write_config  # noqa: E402
+from builders import CONTACT, VT, notices_per_person, signal, write_config  # noqa: E402
 from freezegun import freeze_time  # noqa: E402
 from mailprobe import ImapAccount  # noqa: E402
-from test_routing_cycle import BOVENBOUW, CSV, ONDERBOUW, ROUTES  # noqa: E402
+from test_routing_cycle import BOVENBOUW, ONDERBOUW  # noqa: E402
+from test_routing_cycle import setup as school  # noqa: E402
 
 from hwc_watcher import log  # noqa: E402
 from hwc_watcher.config import load_config  # noqa: E402
@@ -46,23 +46,6 @@ def account(server: EmbeddedImapServer) -> ImapAccount:
     return ImapAccount(server.host, server.port, server.username, server.password, "plain", None)
 
 
-def school(directory: Path, imap: ImapAccount, smtp: SmtpCapture) -> Path:
-    config = write_config(directory, imap, smtp)
-    text = config.read_text(encoding="utf-8").replace("[messages]", ROUTES + "\n[messages]")
-    config.write_text(text, encoding="utf-8")
-    (directory / "leerlingen.csv").write_text(CSV, encoding="utf-8")
-    (directory / "leerlingen.csv").chmod(0o600)
-    return config
-
-
-def notices(smtp: SmtpCapture) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for mail in smtp.messages:
-        if str(mail.message["Message-ID"]).startswith("<hwc-notice."):
-            counts.update(r.lower() for r in mail.rcpt_tos)
-    return counts
-
-
 def refused_route(reply: str, fixed_after: int | None) -> str:
     with tempfile.TemporaryDirectory() as tmp, EmbeddedImapServer() as server, SmtpCapture() as smtp:
         imap = account(server)
@@ -74,7 +57,7 @@ def refused_route(reply: str, fixed_after: int | None) -> str:
             if fixed_after is not None and cycle == fixed_after:
                 smtp.allow_recipient(BOVENBOUW)
             watcher.run_cycle()
-        counts = notices(smtp)
+        counts = notices_per_person(smtp)
         receipts = sum(VT in m.rcpt_tos for m in smtp.messages)
         alerts = sum(CONTACT in m.rcpt_tos for m in smtp.messages)
         people = ", ".join(f"{address.split('@')[0]}={n}" for address, n in sorted(counts.items()))

@@ -104,6 +104,8 @@ class CycleResult:
     error: str | None = None
     #: False when retrying will not help (a wrong password, an unverifiable certificate).
     error_transient: bool = True
+    #: The error's fixed cause code (`HwcError.cause`): what a person's mail says, never the error text itself.
+    error_cause: str | None = None
     dry_run: bool = False
 
     @property
@@ -263,13 +265,14 @@ class Watcher:
                 try:
                     with mailbox, outbox:
                         CycleRun(self, mailbox, outbox, now, result, budget).run()
-                    result.error = None
+                    result.error, result.error_cause = None, None
                     break
                 except HwcError as err:
                     if budget.expired.is_set() and not isinstance(err, CycleTimeoutError):
                         err = CycleTimeoutError(str(_timeout_error(budget)))
                     result.error = str(err)
                     result.error_transient = err.transient
+                    result.error_cause = err.cause
                     if is_token_expired(err) and not budget.expired.is_set():
                         # Exchange ends a session when its token runs out: not a failure, reconnect at once.
                         self.imap_auth.invalidate()
@@ -291,6 +294,7 @@ class Watcher:
                     result.error = (f"internal error {type(err).__name__} at "
                                     f"{Path(where.filename).name}:{where.lineno}")
                     result.error_transient = True
+                    result.error_cause = "internal"
                     _log.error("cycle_crashed", error=result.error, error_type=type(err).__name__)
                     break
                 finally:

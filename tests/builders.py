@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -152,3 +153,12 @@ def mail_text(raw: bytes) -> str:
 def senders_and_recipients(smtp: SmtpCapture) -> set[str]:
     """Every envelope recipient the SMTP server saw."""
     return {r.lower() for m in smtp.messages for r in m.rcpt_tos}
+
+
+def notices_per_person(smtp: SmtpCapture) -> Counter[str]:
+    """How many notices (not receipts, not alerts) each envelope recipient got."""
+    counts: Counter[str] = Counter()
+    for mail in smtp.messages:
+        if str(mail.message["Message-ID"]).startswith("<hwc-notice."):
+            counts.update(r.lower() for r in mail.rcpt_tos)
+    return counts

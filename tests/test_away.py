@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from builders import BACKUP, BOX, CONTACT, COORDINATOR, VT, signal, write_config
+from builders import BACKUP, BOX, CONTACT, COORDINATOR, VT, notices_per_person, signal, write_config
 from freezegun import freeze_time
 from mailprobe import ImapAccount
 
@@ -54,14 +54,6 @@ def school(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture) -> Watcher:
     return Watcher.from_config(load_config(write_config(tmp_path, imap, smtp, hold_minutes=3)))
 
 
-def notices(smtp: SmtpCapture) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for mail in smtp.messages:
-        if str(mail.message["Message-ID"]).startswith("<hwc-notice."):
-            counts.update(r.lower() for r in mail.rcpt_tos)
-    return counts
-
-
 def notice_id_to(smtp: SmtpCapture, address: str) -> str:
     return next(str(m.message["Message-ID"]) for m in smtp.messages
                 if address in m.rcpt_tos and str(m.message["Message-ID"]).startswith("<hwc-notice."))
@@ -92,7 +84,7 @@ def test_an_automatic_reply_within_the_hold_brings_the_notice_to_the_backup(
         with dovecot_account.probe() as probe:
             probe.append("INBOX", out_of_office(notice_id_to(smtp_server, COORDINATOR), markers))
         second = watcher.run_cycle()
-        assert notices(smtp_server) == Counter({COORDINATOR: 1, BACKUP: 1})
+        assert notices_per_person(smtp_server) == Counter({COORDINATOR: 1, BACKUP: 1})
         assert second.completed == 0 and len([m for m in smtp_server.messages if VT in m.rcpt_tos]) == 1
         (line,) = alerts(smtp_server)
         assert COORDINATOR in line and "afwezig" in line and "achterwacht" in line
@@ -101,7 +93,7 @@ def test_an_automatic_reply_within_the_hold_brings_the_notice_to_the_backup(
         watcher.run_cycle()
         watcher.run_cycle()
     assert inbox_count(dovecot_account) == 0
-    assert notices(smtp_server) == Counter({COORDINATOR: 1, BACKUP: 1})
+    assert notices_per_person(smtp_server) == Counter({COORDINATOR: 1, BACKUP: 1})
 
 
 def test_later_notices_that_day_go_to_the_backup_without_another_reply(
@@ -119,7 +111,7 @@ def test_later_notices_that_day_go_to_the_backup_without_another_reply(
         with dovecot_account.probe() as probe:
             probe.append("INBOX", signal("Sanne van den Berg, 12-5-2013, Handle with Care"))
         watcher.run_cycle()
-    assert notices(smtp_server) == Counter({COORDINATOR: 2, BACKUP: 2})
+    assert notices_per_person(smtp_server) == Counter({COORDINATOR: 2, BACKUP: 2})
 
 
 def test_a_reply_after_the_signal_has_gone_warns_without_content(
@@ -137,7 +129,7 @@ def test_a_reply_after_the_signal_has_gone_warns_without_content(
         with dovecot_account.probe() as probe:
             probe.append("INBOX", out_of_office(notice_id_to(smtp_server, COORDINATOR), EXCHANGE))
         watcher.run_cycle()
-    assert notices(smtp_server) == Counter({COORDINATOR: 1})
+    assert notices_per_person(smtp_server) == Counter({COORDINATOR: 1})
     (line,) = alerts(smtp_server)
     assert COORDINATOR in line and "07:00" in line and "misschien niet gelezen" in line
     assert "David" not in line and "Pieterse" not in line
@@ -157,7 +149,7 @@ def test_without_an_automatic_reply_nothing_else_changes(dovecot_account: ImapAc
         frozen.tick(2 * 60)
         watcher.run_cycle()
     assert inbox_count(dovecot_account) == 0
-    assert notices(smtp_server) == Counter({COORDINATOR: 1}) and alerts(smtp_server) == []
+    assert notices_per_person(smtp_server) == Counter({COORDINATOR: 1}) and alerts(smtp_server) == []
 
 
 def test_a_reply_naming_an_id_we_did_not_write_changes_nothing(dovecot_account: ImapAccount,
@@ -175,7 +167,7 @@ def test_a_reply_naming_an_id_we_did_not_write_changes_nothing(dovecot_account: 
             probe.append("INBOX", out_of_office(forged, SIEVE))
             probe.append("INBOX", out_of_office(real, SIEVE, sender="iemand@elders.example"))
         watcher.run_cycle()
-    assert notices(smtp_server) == Counter({COORDINATOR: 1})
+    assert notices_per_person(smtp_server) == Counter({COORDINATOR: 1})
 
 
 def test_the_service_runs_one_more_cycle_when_the_hold_ends(dovecot_account: ImapAccount, smtp_server: SmtpCapture,

@@ -10,34 +10,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from builders import BACKUP, CONTACT, VT, signal, write_config
+from builders import BACKUP, CONTACT, VT, notices_per_person, signal
 from mailprobe import ImapAccount
-from test_routing_cycle import BOVENBOUW, CSV, ONDERBOUW, ROUTES
+from test_routing_cycle import BOVENBOUW, ONDERBOUW
+from test_routing_cycle import setup as school
 
 from hwc_watcher.config import load_config
 from hwc_watcher.cycle import Watcher
 from hwc_watcher.testing import SmtpCapture
 
 SIBLINGS = "Handle with Care\n\nDavid Pieterse, 3-2-2012\nEmma Pieterse, 14-9-2009"
-
-
-def school(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture, backup_mode: str = "fallback") -> Path:
-    """Two routes (Onderbouw, Bovenbouw) without a backup of their own, and the school's [backup]."""
-    config = write_config(tmp_path, imap, smtp, backup_mode=backup_mode)
-    text = config.read_text(encoding="utf-8").replace("[messages]", ROUTES + "\n[messages]")
-    config.write_text(text, encoding="utf-8")
-    (tmp_path / "leerlingen.csv").write_text(CSV, encoding="utf-8")
-    (tmp_path / "leerlingen.csv").chmod(0o600)
-    return config
-
-
-def notices_per_person(smtp: SmtpCapture) -> Counter[str]:
-    """How many notices (not receipts, not alerts) each envelope recipient got."""
-    counts: Counter[str] = Counter()
-    for mail in smtp.messages:
-        if str(mail.message["Message-ID"]).startswith("<hwc-notice."):
-            counts.update(r.lower() for r in mail.rcpt_tos)
-    return counts
 
 
 def alerts(smtp: SmtpCapture) -> list[str]:
