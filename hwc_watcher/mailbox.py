@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from hwc_watcher import time_limit
 from hwc_watcher.config import ImapSettings
 from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, MailboxTlsError
 from hwc_watcher.tls import tls_context
@@ -159,15 +160,31 @@ class Mailbox:
         self.commands = 0
         #: Push: the message count of the watched folder, as EXISTS/EXPUNGE keep telling it.
         self._watched_exists = 0
+        #: Lets the time limit (or `abort`) cut the connection from its first byte on.
+        self._wire = time_limit.Tripwire()
 
     # --- session ---------------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Connect, (STARTTLS,) log in. Raises MailboxError subclasses with a fix-it message."""
+        """Connect, (STARTTLS,) log in. Raises MailboxError subclasses with a fix-it message.
+
+        Every step runs under the time limit in force (the cycle's), which can cut the connection
+        from the TCP connect on; a cut step raises that limit's CycleTimeoutError naming the step.
+        """
+        try:
+            with time_limit.named_timeouts():
+                self._connect()
+        except BaseException:
+            self._wire.release()
+            raise
+
+    def _connect(self) -> None:
         s = self.settings
         context = tls_context(str(s.ca_file) if s.ca_file else None) if s.security != "plain" else None
         try:
-            client = IMAPClient(s.host, port=s.port, ssl=s.security == "tls", ssl_context=context, timeout=s.timeout)
+            with time_limit.step("the IMAP greeting"):
+                client = _Client(self._wire, s.host, port=s.port, ssl=s.security == "tls", ssl_context=context,
+                                 timeout=s.timeout)
         except (OSError, imaplib.IMAP4.error) as err:
             raise _explain_connect(s, err) from err
         try:
@@ -175,7 +192,8 @@ class Mailbox:
             # delayed ACKs can add 40 ms per command on some networks.
             client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if s.security == "starttls":
-                client.starttls(context)
+                with time_limit.step("STARTTLS with the IMAP server"):
+                    client.starttls(context)
         except (OSError, imaplib.IMAP4.error) as err:
             _close_quietly(client)
             if isinstance(err, imaplib.IMAP4.error) and not isinstance(err, OSError):
@@ -185,7 +203,8 @@ class Mailbox:
                 ) from err
             raise _explain_connect(s, err) from err
         try:
-            self.auth.imap_login(client, s.username)
+            with time_limit.step("the IMAP login"):
+                self.auth.imap_login(client, s.username)
         except LoginError as err:  # an authenticator should translate this; be safe if it does not
             _close_quietly(client)
             raise MailboxAuthError(
@@ -210,6 +229,7 @@ class Mailbox:
                 client.logout()
             except (OSError, IMAPClientError, imaplib.IMAP4.error):
                 _close_quietly(client)
+        self._wire.release()
 
     def __enter__(self) -> Mailbox:
         self.connect()
@@ -237,8 +257,12 @@ class Mailbox:
         status word (NO/BAD) is given. The original exception stays the `__cause__` (not logged).
         """
         self.commands += 1
+        limit = time_limit.current()
         try:
-            return func(*args, **kwargs)
+            if limit is None:
+                return func(*args, **kwargs)
+            with limit.doing(self._step(what)):
+                return func(*args, **kwargs)
         except imaplib.IMAP4.abort as err:
             raise MailboxError(
                 f"The IMAP server ended the session during {self._step(what)} ({type(err).__name__}, "
@@ -534,14 +558,11 @@ class Mailbox:
         return new
 
     def abort(self) -> None:
-        """Cut the connection from another thread (the cycle's deadline): a blocked read ends at once."""
-        # Only shutdown(): closing the file object under a thread blocked in readline could deadlock.
-        sock = getattr(getattr(self._client, "_imap", None), "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                return
+        """Cut the connection from another thread (the cycle's deadline): a blocked read ends at once.
+
+        Works from the TCP connect on (greeting, STARTTLS, login too), and no new connection opens.
+        """
+        self._wire.cut()
 
 
 def uid_set(uids: Iterable[int]) -> str:
@@ -581,6 +602,35 @@ def _expand(seqset: str) -> list[int]:
         first, last = int(low), int(high or low)
         numbers.extend(range(min(first, last), max(first, last) + 1))
     return numbers
+
+
+class _Imap4(imaplib.IMAP4):
+    """imaplib's IMAP4 whose TCP connection is opened through a Tripwire (TLS from the first byte, or not)."""
+
+    def __init__(self, wire: time_limit.Tripwire, host: str, port: int, tls: ssl.SSLContext | None,
+                 timeout: float) -> None:
+        self._wire, self._tls, self._connect_timeout = wire, tls, timeout
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = self._wire.connect(self.host, self.port, timeout or self._connect_timeout)
+        if self._tls is None:
+            return sock
+        with time_limit.step("the TLS handshake with the IMAP server"):
+            return self._tls.wrap_socket(sock, server_hostname=self.host)
+
+
+class _Client(IMAPClient):  # type: ignore[misc]  # imapclient ships no type hints
+    """IMAPClient over `_Imap4`: the cycle's limit can cut the connection before the greeting is read."""
+
+    def __init__(self, wire: time_limit.Tripwire, host: str, *, port: int, ssl: bool,
+                 ssl_context: ssl.SSLContext | None, timeout: float) -> None:
+        self._wire = wire
+        super().__init__(host, port=port, ssl=ssl, ssl_context=ssl_context, timeout=timeout)
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:
+        tls = (self.ssl_context or ssl.create_default_context()) if self.ssl else None
+        return _Imap4(self._wire, self.host, self.port, tls, float(self._timeout.connect or 30.0))
 
 
 def _close_quietly(client: IMAPClient) -> None:
