@@ -528,7 +528,9 @@ class Mailbox:
         try:
             responses = self.client.idle_check(timeout=0)
         except (IMAPClientError, imaplib.IMAP4.error, OSError) as err:
-            raise MailboxError(f"The connection to the IMAP server broke during IDLE: {err}") from err
+            raise MailboxError(
+                f"The connection to the IMAP server broke during IDLE ({type(err).__name__}, {_reply_size(err)})."
+            ) from err
         if not responses:  # readable, yet not one whole line: the server closed the connection
             raise MailboxError("The IMAP server closed the connection during IDLE.")
         return self._news(responses)
@@ -538,7 +540,9 @@ class Mailbox:
         try:
             _text, responses = self.client.idle_done()
         except (IMAPClientError, imaplib.IMAP4.error, OSError) as err:
-            raise MailboxError(f"The IMAP server did not end IDLE cleanly: {err}") from err
+            raise MailboxError(
+                f"The IMAP server did not end IDLE cleanly ({type(err).__name__}, {_reply_size(err)})."
+            ) from err
         return self._news(responses)
 
     def _news(self, responses: Iterable[Any]) -> bool:
@@ -548,8 +552,12 @@ class Mailbox:
             if not isinstance(response, tuple) or len(response) < 2:
                 continue
             if response[0] == b"BYE":
-                words = b" ".join(w for w in response[1:] if isinstance(w, bytes)).decode("ascii", "replace")
-                raise MailboxError(f"The IMAP server ended the session during IDLE: BYE {words}")
+                # The server's words stay out of the log (rule 6), except the one cause we act on.
+                words = b" ".join(w for w in response[1:] if isinstance(w, bytes))
+                if b"accesstokenexpired" in words.lower():
+                    raise MailboxError("The IMAP server ended the session during IDLE: BYE AccessTokenExpired.")
+                raise MailboxError(f"The IMAP server ended the session during IDLE: BYE ({len(words)} bytes of reply "
+                                   f"text not shown).")
             if isinstance(response[0], int) and response[1] == b"EXPUNGE":
                 self._watched_exists = max(0, self._watched_exists - 1)
             elif isinstance(response[0], int) and response[1] == b"EXISTS":

@@ -8,6 +8,9 @@ step ends it. Every other reply comes at once. `stop()` ends every connection.
 
 Steps: "greeting", "starttls", "login" (IMAP LOGIN, SMTP AUTH with a password), "authenticate"
 (IMAP AUTHENTICATE, SMTP AUTH XOAUTH2), or None (a well-behaved server, for a baseline).
+
+With `after_idle`, the IMAP side also answers LIST and EXAMINE for an empty INBOX and accepts IDLE,
+then sends `after_idle` (a ``* BYE`` or garbage) and closes: a server that breaks every push session.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ class DripServer:
     """See the module docstring; use as a context manager."""
 
     def __init__(self, protocol: Literal["imap", "smtp"], drip: Step | None, *,
-                 tls: ssl.SSLContext | None = None, interval: float = 1.0) -> None:
+                 tls: ssl.SSLContext | None = None, interval: float = 1.0, after_idle: str | None = None) -> None:
         self.protocol, self.drip, self.tls, self.interval = protocol, drip, tls, interval
+        self.after_idle = after_idle
         self.host = HOST
         self._listener = socket.create_server((HOST, 0))
         self.port = self._listener.getsockname()[1]
@@ -141,6 +145,15 @@ class _Session:
                 self.send("+ \r\n")
                 self.line()  # the SASL response
                 self.send(f"{tag} OK authenticated {_PAD}\r\n", "authenticate")
+            elif verb == "LIST" and self.server.after_idle is not None:
+                self.send(f'* LIST (\\HasNoChildren) "/" INBOX\r\n{tag} OK done\r\n')
+            elif verb == "EXAMINE" and self.server.after_idle is not None:
+                self.send("* 0 EXISTS\r\n* OK [UIDVALIDITY 1] ok\r\n* OK [UIDNEXT 1] ok\r\n")
+                self.send(f"{tag} OK [READ-ONLY] done\r\n")
+            elif verb == "IDLE" and self.server.after_idle is not None:
+                self.send("+ idling\r\n")
+                self.send(self.server.after_idle + "\r\n")
+                raise _Closed
             elif verb == "LOGOUT":
                 self.send(f"* BYE bye\r\n{tag} OK done\r\n")
                 raise _Closed
