@@ -33,6 +33,7 @@ from hwc_watcher.outbox import Outbox
 from hwc_watcher.routing import Router
 from hwc_watcher.send_test import recipients, send_tests
 from hwc_watcher.service import next_polls
+from hwc_watcher.time_limit import TimeLimit
 from hwc_watcher.trust import raw_values
 
 
@@ -119,8 +120,11 @@ def run_check(
         report.fail("SMTP credentials readable", str(err), _fix(err))
     if config.smtp.auth.kind == "password" and is_microsoft_smtp(config.smtp.host):
         report.warn("SMTP Basic auth on Microsoft 365", MICROSOFT_BASIC_SMTP_NOTE)
-    _check_imap(config, auths.get("imap"), report)
-    smtp_ok = _check_smtp(config, smtp_auth, report) if smtp_readable else _skip_smtp(config, report)
+    # Each session under the cycle's time limit: a server that drips its greeting or login cannot hang `check`.
+    with TimeLimit(config.schedule.cycle_timeout_s, what="The IMAP check", after="run check again later"):
+        _check_imap(config, auths.get("imap"), report)
+    with TimeLimit(config.schedule.cycle_timeout_s, what="The SMTP check", after="run check again later"):
+        smtp_ok = _check_smtp(config, smtp_auth, report) if smtp_readable else _skip_smtp(config, report)
     _check_routes(config, report)
     _check_recall(config, report)
     moment = clock()

@@ -139,7 +139,7 @@ class PushListener:
         """Connect, EXAMINE INBOX, IDLE until a stop or an error; a clean stop returns quietly."""
         mailbox = Mailbox(self.settings, self.auth)
         try:
-            with TimeLimit(SETUP_LIMIT_S, what="Setting up the push session", setting="push.SETUP_LIMIT_S",
+            with TimeLimit(SETUP_LIMIT_S, what="Setting up the push session", setting="the push session's set-up limit",
                            after="polling goes on"):
                 try:
                     mailbox.connect()

@@ -104,9 +104,11 @@ class TimeLimit:
             self._doing = previous
 
     def error(self, step: str = "a server reply") -> CycleTimeoutError:
+        step = self.stopped_during or step
+        slow = "The token endpoint (or a proxy on the way) is" if "token" in step else "The mail server is"
         return CycleTimeoutError(
             f"{self.what} did not finish within {self.seconds:.0f} s ({self.setting}) and was stopped during "
-            f"{self.stopped_during or step}; {self.after}. The mail server is answering very slowly."
+            f"{step}; {self.after}. {slow} answering very slowly."
         )
 
     def check(self, step: str) -> None:

@@ -5,21 +5,29 @@ seconds, with our own message naming the step, and nothing is lost."""
 from __future__ import annotations
 
 import dataclasses
+import io
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from builders import signal, write_config
 from drip_server import DripServer, Step
 from mailprobe import ImapAccount, TlsFiles
 from oauth_servers import TokenServer, TricklingEndpoint
 
-from hwc_watcher.auth import parse_auth, smtp_authenticator
+from hwc_watcher import check as check_module
+from hwc_watcher import push as push_module
+from hwc_watcher.auth import imap_authenticator, parse_auth, smtp_authenticator
+from hwc_watcher.check import run_check
 from hwc_watcher.config import Config, load_config
 from hwc_watcher.cycle import CycleResult, Watcher
+from hwc_watcher.push import PushListener
 from hwc_watcher.testing import SmtpCapture
+from hwc_watcher.time_limit import TimeLimit
 
 LIMIT_S = 2.0
 #: What a cut may overrun the limit by on a busy two-core machine (thread start, MSAL import, TLS).
@@ -176,3 +184,46 @@ def test_a_well_behaved_login_is_not_slowed_down(tls_files: TlsFiles, smtp_serve
         result, took = timed_cycle(Watcher.from_config(limited(write_config(tmp_path, account, smtp_server))))
     assert result.error is not None and "did not finish" not in result.error  # the server only does the login
     assert took < 1.0 and "LOGIN" in server.commands
+
+
+def test_check_with_a_server_dripping_its_greeting_ends_at_the_limit(
+    tls_files: TlsFiles, smtp_server: SmtpCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hwc-watcher check` against a dripping IMAP greeting: it reports our own message and goes on to SMTP."""
+    monkeypatch.setattr(check_module, "TimeLimit", lambda _s, **kw: TimeLimit(LIMIT_S, **kw))
+    with DripServer("imap", "greeting") as server:
+        account = ImapAccount(server.host, server.port, "school", "secret", "plain", None)
+        out = io.StringIO()
+        started = time.monotonic()
+        code = run_check(write_config(tmp_path, account, smtp_server), out)
+        took = time.monotonic() - started
+    text = out.getvalue()
+    assert code == 1 and took < LIMIT_S + SLACK_S, took
+    assert "The IMAP check did not finish within 2 s" in text and "stopped during the IMAP greeting" in text, text
+    assert "SMTP login" in text
+
+
+def test_a_push_session_whose_login_drips_is_cut_at_its_set_up_limit(
+    smtp_server: SmtpCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The push session's connect and login run under a limit of their own: a dripped LOGIN reply is one failure."""
+    monkeypatch.setattr(push_module, "SETUP_LIMIT_S", LIMIT_S)
+    stop, waits = threading.Event(), []
+
+    def sleep(seconds: float) -> bool:
+        waits.append(seconds)
+        stop.set()
+        return True
+
+    with DripServer("imap", "login") as server, structlog.testing.capture_logs() as logs:
+        account = ImapAccount(server.host, server.port, "school", "secret", "plain", None)
+        config = load_config(write_config(tmp_path, account, smtp_server))
+        listener = PushListener(config.imap, imap_authenticator(config), lambda: None, stop, sleep=sleep)
+        started = time.monotonic()
+        listener.start()
+        listener.join(LIMIT_S + SLACK_S + 5)
+        took = time.monotonic() - started
+    assert not listener.alive and took < LIMIT_S + SLACK_S, took
+    assert waits == [push_module.FIRST_BACKOFF_S] and listener.state == "reconnecting"
+    why = next(e["why"] for e in logs if e["event"] == "push_reconnect")
+    assert "Setting up the push session did not finish within 2 s" in why and "the IMAP login" in why, why

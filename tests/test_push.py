@@ -171,7 +171,7 @@ def test_idle_failing_again_and_again_falls_back_to_polling_logged_once(
     dovecot_account: ImapAccount, smtp_server: SmtpCapture, tls_files: TlsFiles, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Every IDLE refused: after three failures in a row, polling only, one warning; later retries stay quiet."""
+    """Every IDLE refused: after MAX_FAILURES failed sessions, polling only, one warning; later retries stay quiet."""
     monkeypatch.setattr(push_module, "MAX_BACKOFF_S", 0.05)
     monkeypatch.setattr(push_module, "RETRY_AFTER_S", 0.05)
     with proxied(dovecot_account, tls_files) as proxy, structlog.testing.capture_logs() as logs:
