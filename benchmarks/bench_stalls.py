@@ -96,6 +96,7 @@ def stalls(limit: float, work: Path) -> None:
             for n, (name, drip, security, oauth) in enumerate(imap_cases):
                 with DripServer("imap", drip, tls=context) as server, TricklingEndpoint(tls.cert_file,
                                                                                        tls.key_file) as trickle:
+                    trickle.interval = 1.0  # a byte a second, like the drip server
                     account = ImapAccount(server.host, server.port, "school", "secret", security,
                                           ca if security != "plain" else None)
                     config = limited(write_config(work / f"imap{n}", account, smtp), limit)
@@ -116,6 +117,7 @@ def stalls(limit: float, work: Path) -> None:
                         probe.append("INBOX", signal())
                 with DripServer("smtp", drip, tls=context) as server, TricklingEndpoint(tls.cert_file,
                                                                                        tls.key_file) as trickle:
+                    trickle.interval = 1.0
                     path = write_config(work / f"smtp{n}", account, server,  # type: ignore[arg-type]
                                         smtp_password="secret" if login == "password" else None,
                                         smtp_security=security, smtp_ca_file=ca if security != "plain" else None)

@@ -25,6 +25,7 @@ from hwc_watcher.auth import imap_authenticator, parse_auth, smtp_authenticator
 from hwc_watcher.check import run_check
 from hwc_watcher.config import Config, load_config
 from hwc_watcher.cycle import CycleResult, Watcher
+from hwc_watcher.errors import TokenError
 from hwc_watcher.push import PushListener
 from hwc_watcher.testing import SmtpCapture
 from hwc_watcher.time_limit import TimeLimit
@@ -227,3 +228,15 @@ def test_a_push_session_whose_login_drips_is_cut_at_its_set_up_limit(
     assert waits == [push_module.FIRST_BACKOFF_S] and listener.state == "reconnecting"
     why = next(e["why"] for e in logs if e["event"] == "push_reconnect")
     assert "Setting up the push session did not finish within 2 s" in why and "the IMAP login" in why, why
+
+
+def test_a_token_endpoint_that_answers_discovery_with_the_wrong_json_is_a_transient_token_error(
+    tls_files: TlsFiles, tls_dir: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """An OpenID configuration without endpoints (a proxy's or portal's JSON) is our own transient error, no crash."""
+    with TricklingEndpoint(*tls_dir) as endpoint:
+        endpoint.interval = 0.0
+        auth = microsoft_auth("imap", endpoint, tls_files.ca_file, tmp_path)
+        with pytest.raises(TokenError, match="lacks the endpoints a token request needs") as caught:
+            auth.access_token()
+    assert caught.value.transient
