@@ -37,6 +37,7 @@ from hwc_watcher.routing import Router
 from hwc_watcher.school_calendar import format_day_off
 from hwc_watcher.send_test import recipients, send_tests
 from hwc_watcher.service import next_polls
+from hwc_watcher.time_limit import TimeLimit
 from hwc_watcher.trust import raw_values
 
 
@@ -123,8 +124,11 @@ def run_check(
         report.fail("SMTP credentials readable", str(err), _fix(err))
     if config.smtp.auth.kind == "password" and is_microsoft_smtp(config.smtp.host):
         report.warn("SMTP Basic auth on Microsoft 365", MICROSOFT_BASIC_SMTP_NOTE)
-    idle_offered = _check_imap(config, auths.get("imap"), report)
-    smtp_ok = _check_smtp(config, smtp_auth, report) if smtp_readable else _skip_smtp(config, report)
+    # Each session under the cycle's time limit: a server that drips its greeting or login cannot hang `check`.
+    with TimeLimit(config.schedule.cycle_timeout_s, what="The IMAP check", after="run check again later"):
+        idle_offered = _check_imap(config, auths.get("imap"), report)
+    with TimeLimit(config.schedule.cycle_timeout_s, what="The SMTP check", after="run check again later"):
+        smtp_ok = _check_smtp(config, smtp_auth, report) if smtp_readable else _skip_smtp(config, report)
     _check_routes(config, report, clock().astimezone(config.schedule.timezone).date())
     # A refused HwC login says nothing about the recall mailboxes' logins; a wrong server, port or TLS does.
     server_failed = any(line.startswith(("✗ IMAP reachable", "✗ IMAP TLS", "✗ IMAP session")) for line in report.lines)

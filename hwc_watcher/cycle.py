@@ -57,6 +57,7 @@ from hwc_watcher.notice_id import NoticeIds
 from hwc_watcher.outbox import Outbox, SmtpLogin
 from hwc_watcher.recall_plan import recall_moment
 from hwc_watcher.routing import Router
+from hwc_watcher.time_limit import TimeLimit
 
 _log = log.get_logger("hwc_watcher.cycle")
 
@@ -132,40 +133,12 @@ def smtp_authenticator(config: Config) -> Authenticator | None:
     return _smtp_authenticator(config)
 
 
-class Budget:
+class Budget(TimeLimit):
     """A wall-clock limit for one cycle: on expiry the connections are cut and nothing more is deleted.
 
-    Socket timeouts end a silent server, not one that drip-feeds a byte a second; this does.
+    Socket timeouts end a silent server, not one that drip-feeds a byte a second; this does, from the
+    first TCP connect on: greeting, STARTTLS, login and the token request included (time_limit.py).
     """
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.expired = threading.Event()
-        self._cut: list[Callable[[], None]] = []
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> Budget:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-
-    def on_expiry(self, cut: Callable[[], None]) -> None:
-        self._cut.append(cut)
-
-    def _expire(self) -> None:
-        self.expired.set()
-        for cut in self._cut:
-            cut()
-
-    def check(self, step: str) -> None:
-        if self.expired.is_set():
-            raise CycleTimeoutError(
-                f"The cycle did not finish within {self.seconds:.0f} s (schedule.cycle_timeout_seconds) and was "
-                f"stopped during {step}; nothing more was deleted. The mail server is answering very slowly."
-            )
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,10 @@ from typing import Any, Protocol
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from hwc_watcher import log
+from hwc_watcher import log, time_limit
 from hwc_watcher.config import ImapSettings
 from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, MailboxTlsError
 from hwc_watcher.port_probe import probe_port, security_advice
-from hwc_watcher.server_reply import readable
 from hwc_watcher.tls import tls_context
 
 _log = log.get_logger("hwc_watcher.mailbox")
@@ -194,15 +193,31 @@ class Mailbox:
         self.commands = 0
         #: Push: the message count of the watched folder, as EXISTS/EXPUNGE keep telling it.
         self._watched_exists = 0
+        #: Lets the time limit (or `abort`) cut the connection from its first byte on.
+        self._wire = time_limit.Tripwire()
 
     # --- session ---------------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Connect, (STARTTLS,) log in. Raises MailboxError subclasses with a fix-it message."""
+        """Connect, (STARTTLS,) log in. Raises MailboxError subclasses with a fix-it message.
+
+        Every step runs under the time limit in force (the cycle's), which can cut the connection
+        from the TCP connect on; a cut step raises that limit's CycleTimeoutError naming the step.
+        """
+        try:
+            with time_limit.named_timeouts():
+                self._connect()
+        except BaseException:
+            self._wire.release()
+            raise
+
+    def _connect(self) -> None:
         s = self.settings
         context = tls_context(str(s.ca_file) if s.ca_file else None) if s.security != "plain" else None
         try:
-            client = IMAPClient(s.host, port=s.port, ssl=s.security == "tls", ssl_context=context, timeout=s.timeout)
+            with time_limit.step("the IMAP greeting"):
+                client = _Client(self._wire, s.host, port=s.port, ssl=s.security == "tls", ssl_context=context,
+                                 timeout=s.timeout)
         except (OSError, imaplib.IMAP4.error) as err:
             raise _explain_connect(s, err) from err
         try:
@@ -210,7 +225,8 @@ class Mailbox:
             # delayed ACKs can add 40 ms per command on some networks.
             client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if s.security == "starttls":
-                client.starttls(context)
+                with time_limit.step("STARTTLS with the IMAP server"):
+                    client.starttls(context)
         except (OSError, imaplib.IMAP4.error) as err:
             _close_quietly(client)
             if isinstance(err, imaplib.IMAP4.error) and not isinstance(err, OSError):
@@ -220,7 +236,8 @@ class Mailbox:
                 ) from err
             raise _explain_connect(s, err) from err
         try:
-            self.auth.imap_login(client, s.username)
+            with time_limit.step("the IMAP login"):
+                self.auth.imap_login(client, s.username)
         except LoginError as err:  # an authenticator should translate this; be safe if it does not
             _close_quietly(client)
             raise MailboxAuthError(
@@ -245,6 +262,7 @@ class Mailbox:
                 client.logout()
             except (OSError, IMAPClientError, imaplib.IMAP4.error):
                 _close_quietly(client)
+        self._wire.release()
 
     def __enter__(self) -> Mailbox:
         self.connect()
@@ -272,8 +290,12 @@ class Mailbox:
         status word (NO/BAD) is given. The original exception stays the `__cause__` (not logged).
         """
         self.commands += 1
+        limit = time_limit.current()
         try:
-            return func(*args, **kwargs)
+            if limit is None:
+                return func(*args, **kwargs)
+            with limit.doing(self._step(what)):
+                return func(*args, **kwargs)
         except imaplib.IMAP4.abort as err:
             raise MailboxError(
                 f"The IMAP server ended the session during {self._step(what)} ({type(err).__name__}, "
@@ -591,8 +613,9 @@ class Mailbox:
         try:
             responses = self.client.idle_check(timeout=0)
         except (IMAPClientError, imaplib.IMAP4.error, OSError) as err:
-            raise MailboxError(f"The connection to the IMAP server broke during IDLE: "
-                               f"{readable(str(err)) or type(err).__name__}") from err
+            raise MailboxError(
+                f"The connection to the IMAP server broke during IDLE ({type(err).__name__}, {_reply_size(err)})."
+            ) from err
         if not responses:  # readable, yet not one whole line: the server closed the connection
             raise MailboxError("The IMAP server closed the connection during IDLE.")
         return self._news(responses)
@@ -602,8 +625,9 @@ class Mailbox:
         try:
             _text, responses = self.client.idle_done()
         except (IMAPClientError, imaplib.IMAP4.error, OSError) as err:
-            raise MailboxError(f"The IMAP server did not end IDLE cleanly: "
-                               f"{readable(str(err)) or type(err).__name__}") from err
+            raise MailboxError(
+                f"The IMAP server did not end IDLE cleanly ({type(err).__name__}, {_reply_size(err)})."
+            ) from err
         return self._news(responses)
 
     def _news(self, responses: Iterable[Any]) -> bool:
@@ -613,8 +637,12 @@ class Mailbox:
             if not isinstance(response, tuple) or len(response) < 2:
                 continue
             if response[0] == b"BYE":
-                words = b" ".join(w for w in response[1:] if isinstance(w, bytes)).decode("ascii", "replace")
-                raise MailboxError(f"The IMAP server ended the session during IDLE: BYE {words}")
+                # The server's words stay out of the log (rule 6), except the one cause we act on.
+                words = b" ".join(w for w in response[1:] if isinstance(w, bytes))
+                if b"accesstokenexpired" in words.lower():
+                    raise MailboxError("The IMAP server ended the session during IDLE: BYE AccessTokenExpired.")
+                raise MailboxError(f"The IMAP server ended the session during IDLE: BYE ({len(words)} bytes of reply "
+                                   f"text not shown).")
             if isinstance(response[0], int) and response[1] == b"EXPUNGE":
                 self._watched_exists = max(0, self._watched_exists - 1)
             elif isinstance(response[0], int) and response[1] == b"EXISTS":
@@ -623,14 +651,11 @@ class Mailbox:
         return new
 
     def abort(self) -> None:
-        """Cut the connection from another thread (the cycle's deadline): a blocked read ends at once."""
-        # Only shutdown(): closing the file object under a thread blocked in readline could deadlock.
-        sock = getattr(getattr(self._client, "_imap", None), "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                return
+        """Cut the connection from another thread (the cycle's deadline): a blocked read ends at once.
+
+        Works from the TCP connect on (greeting, STARTTLS, login too), and no new connection opens.
+        """
+        self._wire.cut()
 
 
 def uid_set(uids: Iterable[int]) -> str:
@@ -670,6 +695,35 @@ def _expand(seqset: str) -> list[int]:
         first, last = int(low), int(high or low)
         numbers.extend(range(min(first, last), max(first, last) + 1))
     return numbers
+
+
+class _Imap4(imaplib.IMAP4):
+    """imaplib's IMAP4 whose TCP connection is opened through a Tripwire (TLS from the first byte, or not)."""
+
+    def __init__(self, wire: time_limit.Tripwire, host: str, port: int, tls: ssl.SSLContext | None,
+                 timeout: float) -> None:
+        self._wire, self._tls, self._connect_timeout = wire, tls, timeout
+        super().__init__(host, port, timeout=timeout)
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = self._wire.connect(self.host, self.port, timeout or self._connect_timeout)
+        if self._tls is None:
+            return sock
+        with time_limit.step("the TLS handshake with the IMAP server"):
+            return self._tls.wrap_socket(sock, server_hostname=self.host)
+
+
+class _Client(IMAPClient):  # type: ignore[misc]  # imapclient ships no type hints
+    """IMAPClient over `_Imap4`: the cycle's limit can cut the connection before the greeting is read."""
+
+    def __init__(self, wire: time_limit.Tripwire, host: str, *, port: int, ssl: bool,
+                 ssl_context: ssl.SSLContext | None, timeout: float) -> None:
+        self._wire = wire
+        super().__init__(host, port=port, ssl=ssl, ssl_context=ssl_context, timeout=timeout)
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:
+        tls = (self.ssl_context or ssl.create_default_context()) if self.ssl else None
+        return _Imap4(self._wire, self.host, self.port, tls, float(self._timeout.connect or 30.0))
 
 
 def _close_quietly(client: IMAPClient) -> None:

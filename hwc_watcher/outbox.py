@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from typing import Protocol
 
+from hwc_watcher import time_limit
 from hwc_watcher.config import SmtpSettings
 from hwc_watcher.errors import DeliveryAuthError, DeliveryError, DeliveryTlsError
 from hwc_watcher.port_probe import probe_port, security_advice
@@ -46,6 +47,8 @@ class Outbox:
         #: Set by SIGTERM: a retry wait that it ended is not followed by one more attempt.
         self.stop = stop
         self._smtp: smtplib.SMTP | None = None
+        #: Lets the time limit (or `abort`) cut the connection from its first byte on.
+        self._wire = time_limit.Tripwire()
         #: How many SMTP connections this outbox opened (the benchmark counts them).
         self.connections = 0
 
@@ -56,28 +59,43 @@ class Outbox:
         self.close()
 
     def connect(self) -> smtplib.SMTP:
-        """Open, secure and log in; errors name the server and the likely fix."""
+        """Open, secure and log in; errors name the server and the likely fix.
+
+        Every step runs under the time limit in force (the cycle's), which can cut the connection from
+        the TCP connect on; a cut step raises that limit's CycleTimeoutError naming the step.
+        """
         if self._smtp is not None:
             return self._smtp
+        try:
+            with time_limit.named_timeouts():
+                return self._connect()
+        except BaseException:
+            self._wire.release()
+            raise
+
+    def _connect(self) -> smtplib.SMTP:
         s = self.settings
         where = f"{s.host}:{s.port}"
         context = tls_context(str(s.ca_file) if s.ca_file else None) if s.security != "plain" else None
         smtp: smtplib.SMTP
         try:
-            if s.security == "tls":
-                smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
-            else:
-                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            with time_limit.step("the SMTP greeting"):
+                if s.security == "tls":
+                    smtp = _SmtpTls(self._wire, s.host, s.port, s.timeout, context or ssl.create_default_context())
+                else:
+                    smtp = _Smtp(self._wire, s.host, s.port, s.timeout)
             self.connections += 1
-            smtp.ehlo()
+            with time_limit.step("EHLO with the SMTP server"):
+                smtp.ehlo()
             if s.security == "starttls":
                 if not smtp.has_extn("starttls"):
                     smtp.close()
                     raise DeliveryTlsError(
                         f'The SMTP server {where} does not offer STARTTLS. Use smtp.security = "tls" (port 465).'
                     )
-                smtp.starttls(context=context)
-                smtp.ehlo()
+                with time_limit.step("STARTTLS with the SMTP server"):
+                    smtp.starttls(context=context)
+                    smtp.ehlo()
         except ssl.SSLCertVerificationError as err:
             raise DeliveryTlsError(
                 f"The certificate of the SMTP server {where} could not be verified ({err.verify_message}). "
@@ -99,7 +117,8 @@ class Outbox:
             raise DeliveryError(f"The SMTP server {where} cannot be reached: {_words(err)}.") from err
         if self.auth is not None:
             try:
-                self.auth.smtp_login(smtp, s.username)
+                with time_limit.step("the SMTP login"):
+                    self.auth.smtp_login(smtp, s.username)
             except smtplib.SMTPAuthenticationError as err:
                 _quit(smtp)
                 raise DeliveryAuthError(
@@ -124,7 +143,8 @@ class Outbox:
         refused: list[str] = []
         for attempt in range(self.retries + 1):
             try:
-                refused += self._send_once(message, pending)
+                with time_limit.named_timeouts():
+                    refused += self._send_once(message, pending)
                 return tuple(refused)
             except DeliveryAuthError:
                 raise
@@ -136,7 +156,8 @@ class Outbox:
                 if not err.transient or attempt == self.retries or not pending:
                     raise DeliveryError(str(err), transient=err.transient, refused=tuple(refused),
                                         cause=err.cause, delivered=tuple(delivered)) from err.__cause__
-                self.sleep(self.delay_s * 2**attempt)
+                self.sleep(time_limit.bounded(self.delay_s * 2**attempt))  # no wait beyond the cycle's limit
+                time_limit.raise_if_over()
                 if self.stop is not None and self.stop.is_set():
                     raise DeliveryError(str(err), transient=True, refused=tuple(refused), cause=err.cause,
                                         delivered=tuple(delivered)) from err.__cause__
@@ -181,19 +202,42 @@ class Outbox:
         if self._smtp is not None:
             smtp, self._smtp = self._smtp, None
             _quit(smtp)
+        self._wire.release()
 
     def close(self) -> None:
         self._drop()
 
     def abort(self) -> None:
-        """Cut the connection from another thread (the cycle's deadline): a blocked read ends at once."""
-        smtp = self._smtp
-        sock = getattr(smtp, "sock", None) if smtp is not None else None
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                return
+        """Cut the connection from another thread (the cycle's deadline): a blocked read ends at once.
+
+        Works from the TCP connect on (greeting, STARTTLS, login too), and no new connection opens.
+        """
+        self._wire.cut()
+
+
+class _Smtp(smtplib.SMTP):
+    """smtplib's SMTP whose TCP connection is opened through a Tripwire, before the greeting is read."""
+
+    def __init__(self, wire: time_limit.Tripwire, host: str, port: int, timeout: float) -> None:
+        self._wire = wire
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return self._wire.connect(host, port, timeout)
+
+
+class _SmtpTls(smtplib.SMTP_SSL):
+    """The same for implicit TLS: the handshake, too, can be cut."""
+
+    def __init__(self, wire: time_limit.Tripwire, host: str, port: int, timeout: float,
+                 context: ssl.SSLContext) -> None:
+        self._wire, self._server_name = wire, host
+        super().__init__(host, port, timeout=timeout, context=context)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = self._wire.connect(host, port, timeout)
+        with time_limit.step("the TLS handshake with the SMTP server"):
+            return self.context.wrap_socket(sock, server_hostname=self._server_name)
 
 
 def _words(err: BaseException) -> str:

@@ -11,11 +11,21 @@ Choices, and why:
   one command per interval, no NOOPs.
 * Waiting is in slices of at most a second, so a stop request (SIGTERM) ends the session at once
   (DONE, LOGOUT) and the daemon stops within a second or two.
-* A dropped connection is reopened with back-off (2, 4, 8 … 60 s). Microsoft's
-  `BYE … AccessTokenExpired` (or a login refused with a cached token) drops the token and
-  reconnects at once with a fresh one.
-* No IDLE in CAPABILITY, or three failures in a row: polling only, logged once. After a failure
-  streak the session is tried again every `RETRY_AFTER_S`; a recovery is logged once too.
+* A session that ends in an error is a failure, whether or not IDLE was accepted: a server that
+  accepts IDLE and then sends BYE or garbage must not make us reconnect every two seconds for good.
+  After the n-th failure the next session waits `FIRST_BACKOFF_S` · 4^(n-1): 2 s, 8 s, 32 s, 2 min
+  (at most `MAX_BACKOFF_S`). A session that has idled `PROVEN_S` (10 minutes) without trouble
+  is proven: the failures before it are forgotten.
+* `MAX_FAILURES` (5) failures within `WINDOW_S` (an hour): polling only, logged once (one warning).
+  Push is then tried again once an hour (`RETRY_AFTER_S`), quietly: a retry that fails goes back to
+  polling without a log line; a retry that proves itself logs `push_restored` once. So a server that
+  is fixed gets push back within the hour, as a user would expect, and a server that stays broken
+  costs one connection an hour and a handful of log lines a day (benchmarks/bench_stalls.py).
+* Microsoft's `BYE … AccessTokenExpired` (or a login refused with a cached token) drops the token and
+  reconnects at once with a fresh one; a second expiry before a session proved itself is a failure.
+* No IDLE in CAPABILITY: polling only, logged once, not retried.
+* Setting the session up (connect, login, EXAMINE) runs under a time limit of its own
+  (`SETUP_LIMIT_S`): a server that drips its greeting or login reply cannot hold the push thread.
 * The session is read-only (EXAMINE) and reads nothing: logs carry no message content.
 
 Known limit: an EXISTS that reaches the client in the same read as IDLE's own "+ idling" stays in
@@ -35,15 +45,23 @@ from hwc_watcher.auth import Authenticator, is_token_expired
 from hwc_watcher.config import ImapSettings
 from hwc_watcher.errors import MailboxAuthError, MailboxError
 from hwc_watcher.mailbox import Mailbox
+from hwc_watcher.time_limit import TimeLimit
 
 _log = log.get_logger("hwc_watcher.push")
 
-#: Failures in a row after which push gives way to polling only.
-MAX_FAILURES = 3
+#: Failed sessions within WINDOW_S after which push gives way to polling only.
+MAX_FAILURES = 5
+WINDOW_S = 3600.0
+#: The wait after the first failure; each further failure multiplies it by four.
+FIRST_BACKOFF_S = 2.0
 #: The longest wait between reconnects while push is still trusted.
-MAX_BACKOFF_S = 60.0
+MAX_BACKOFF_S = 300.0
 #: After giving way to polling, try IDLE again this often (quietly).
-RETRY_AFTER_S = 15 * 60.0
+RETRY_AFTER_S = 3600.0
+#: A session idling this long without trouble is proven: earlier failures are forgotten.
+PROVEN_S = 600.0
+#: Connect, login and EXAMINE of the push session must be done within this.
+SETUP_LIMIT_S = 120.0
 #: Longest slice of one wait: how soon a stop request is noticed.
 SLICE_S = 1.0
 
@@ -61,6 +79,8 @@ class PushListener:
         stop: threading.Event,
         *,
         interval_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.auth = auth
@@ -76,9 +96,18 @@ class PushListener:
         self.pushes = 0
         #: Set each time an IDLE is accepted by the server (tests wait on it).
         self.idling = threading.Event()
+        #: When failed sessions ended (clock seconds), the last WINDOW_S of them; and since the last proven one.
+        self._failed_at: list[float] = []
         self._failures = 0
         self._expiries = 0
+        #: The last session ended without an error that counts (a token refresh): reconnect at once.
+        self._clean_end = False
         self._thread: threading.Thread | None = None
+        #: Monotonic seconds and the back-off wait (True when a stop ended it); injectable for tests.
+        self.clock = clock
+        self.sleep = sleep or stop.wait
+        #: Every back-off wait asked for, in seconds (tests and the benchmark).
+        self.waits: list[float] = []
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -110,19 +139,21 @@ class PushListener:
         """Connect, EXAMINE INBOX, IDLE until a stop or an error; a clean stop returns quietly."""
         mailbox = Mailbox(self.settings, self.auth)
         try:
-            try:
-                mailbox.connect()
-            except MailboxAuthError:
-                # A refused XOAUTH2 login may be a cached token the server no longer takes: once more,
-                # with a fresh one (OAuth2Auth already dropped it), before it counts as a failure.
-                self.auth.invalidate()
-                mailbox = Mailbox(self.settings, self.auth)
-                mailbox.connect()
-            self.connections += 1
-            if not mailbox.offers_idle:
-                self._give_up("the IMAP server does not offer IDLE", retry=False)
-                return
-            mailbox.watch(mailbox.folders().inbox)
+            with TimeLimit(SETUP_LIMIT_S, what="Setting up the push session", setting="the push session's set-up limit",
+                           after="polling goes on"):
+                try:
+                    mailbox.connect()
+                except MailboxAuthError:
+                    # A refused XOAUTH2 login may be a cached token the server no longer takes: once more,
+                    # with a fresh one (OAuth2Auth already dropped it), before it counts as a failure.
+                    self.auth.invalidate()
+                    mailbox = Mailbox(self.settings, self.auth)
+                    mailbox.connect()
+                self.connections += 1
+                if not mailbox.offers_idle:
+                    self._give_up("the IMAP server does not offer IDLE", retry=False)
+                    return
+                mailbox.watch(mailbox.folders().inbox)
             self._idle(mailbox)
         except MailboxError as err:
             if self.stop.is_set():
@@ -130,9 +161,11 @@ class PushListener:
             if is_token_expired(err):
                 self.auth.invalidate()
                 self._expiries += 1
-                if self._expiries == 1:  # a second expiry without IDLE in between is a failure
-                    _log.info("push_reconnect", why="access token expired")
-                    self.state = "reconnecting"
+                if self._expiries == 1:  # a second expiry before a session proved itself is a failure
+                    if self.state != "polling":
+                        _log.info("push_reconnect", why="access token expired")
+                        self.state = "reconnecting"
+                    self._clean_end = True
                     return  # at once, with a fresh token; not a failure
             self._failed(err)
         finally:
@@ -140,20 +173,21 @@ class PushListener:
 
     def _idle(self, mailbox: Mailbox) -> None:
         """IDLE, wait in short slices, DONE and IDLE again every interval; stop cleanly on request."""
+        started = self.clock()
         while not self.stop.is_set():
             mailbox.idle_start()
             self.idles += 1
-            if self.state != "idling":
-                if self.state == "polling":
-                    _log.info("push_restored", idle_minutes=round(self.interval_s / 60, 2))
-                elif self.idles == 1 or self._failures:  # the first time, and back after a failure
-                    _log.info("push_idling", idle_minutes=round(self.interval_s / 60, 2))
+            if self.idles == 1:
+                _log.info("push_idling", idle_minutes=round(self.interval_s / 60, 2))
+            if self.state in ("starting", "reconnecting"):
                 self.state, self.problem = "idling", None
-            self._failures = self._expiries = 0
             self.idling.set()
-            end = time.monotonic() + self.interval_s
+            end = self.clock() + self.interval_s
             while not self.stop.is_set():
-                left = end - time.monotonic()
+                now = self.clock()
+                if now - started >= PROVEN_S:
+                    self._proven()
+                left = end - now
                 if left <= 0:
                     break
                 if mailbox.idle_wait(min(SLICE_S, left)):
@@ -163,8 +197,19 @@ class PushListener:
                 self._announce()
             if self.auth.refresh_due(time.time()):  # the token runs out soon: a fresh session, not a BYE
                 _log.info("push_reconnect", why="access token runs out soon")
-                self.state = "reconnecting"
+                if self.state != "polling":
+                    self.state = "reconnecting"
+                self._clean_end = True
                 return
+
+    def _proven(self) -> None:
+        """The session idled long enough without trouble: forget the failures (and say so after polling)."""
+        if self.state == "polling":
+            _log.info("push_restored", idle_minutes=round(self.interval_s / 60, 2))
+        if self.state != "idling" or self._failures or self._failed_at:
+            self.state, self.problem = "idling", None
+        self._failed_at.clear()
+        self._failures = self._expiries = 0
 
     def _announce(self) -> None:
         self.pushes += 1
@@ -177,13 +222,18 @@ class PushListener:
     # --- failures ----------------------------------------------------------------------------
 
     def _failed(self, err: MailboxError) -> None:
+        """One failed session: back off, and after MAX_FAILURES within WINDOW_S give way to polling."""
+        now = self.clock()
+        self._failed_at = [t for t in self._failed_at if now - t < WINDOW_S] + [now]
         self._failures += 1
-        if self._failures >= MAX_FAILURES:
+        if self.state == "polling":
+            return  # a quiet retry that failed: polling goes on, no log line
+        if len(self._failed_at) >= MAX_FAILURES:
             self._give_up(str(err), retry=True)
             return
-        if self.state != "polling":
-            self.state = "reconnecting"
-        _log.warning("push_reconnect", why=str(err), failures=self._failures)
+        self.state = "reconnecting"
+        _log.warning("push_reconnect", why=str(err), failures=len(self._failed_at),
+                     retrying_in_s=self._backoff())
 
     def _give_up(self, why: str, *, retry: bool) -> None:
         """Polling only; logged once per change (a retry that fails again stays quiet)."""
@@ -193,11 +243,17 @@ class PushListener:
         self.problem = why
         self.state = "polling" if retry else "off"
 
+    def _backoff(self) -> float:
+        return min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 4.0 ** max(0, self._failures - 1))
+
     def _pause(self) -> None:
-        """Back off before the next session: nothing after a token refresh, longer after each failure."""
-        if self.state == "reconnecting" and self._failures == 0:
+        """Back off before the next session: nothing after a clean end (token refresh), longer after each failure."""
+        clean, self._clean_end = self._clean_end, False
+        if clean and self.state != "polling":
             return
-        self.stop.wait(RETRY_AFTER_S if self.state == "polling" else min(MAX_BACKOFF_S, 2.0**self._failures))
+        wait = RETRY_AFTER_S if self.state == "polling" else self._backoff()
+        self.waits.append(wait)
+        self.sleep(wait)
 
 
 __all__ = ["MAX_FAILURES", "PushListener"]

@@ -12,7 +12,10 @@ literals and SMTP DATA included), so a test can say *where* things go wrong:
 * ``cut_mid_reply`` — forward the command, pass on half of the first response, then close;
 * ``hold_reply`` — forward the command and keep the reply (and everything after it) until
   :meth:`FaultProxy.release` or :meth:`FaultProxy.stop`;
-* ``delay_reply`` — the same, released after ``seconds``.
+* ``delay_reply`` — the same, released after ``seconds``;
+* ``then_reply`` — forward the command, pass on the server's first response to it (IDLE's
+  ``+ idling``), then send ``reply`` (``* BYE ...`` or garbage) and close: a server that accepts
+  a command and then breaks.
 
 A fault matches a command by regex: for IMAP the command without its tag
 (``UID STORE 3 +FLAGS.SILENT (\\Deleted)``), for SMTP the command line (``RCPT TO:<x@y>``);
@@ -50,8 +53,8 @@ IO_TIMEOUT = 15.0
 _JOIN_TIMEOUT = 5.0
 
 ProtocolName = Literal["imap", "smtp"]
-Action = Literal["cut", "error", "cut_after_reply", "cut_mid_reply", "hold_reply", "delay_reply"]
-_ACTIONS = ("cut", "error", "cut_after_reply", "cut_mid_reply", "hold_reply", "delay_reply")
+Action = Literal["cut", "error", "cut_after_reply", "cut_mid_reply", "hold_reply", "delay_reply", "then_reply"]
+_ACTIONS = ("cut", "error", "cut_after_reply", "cut_mid_reply", "hold_reply", "delay_reply", "then_reply")
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n\Z")
 _SMTP_REPLY = re.compile(r"^[2-5]\d\d[ -]")
 
@@ -88,8 +91,8 @@ class Fault:
     def __post_init__(self) -> None:
         if self.action not in _ACTIONS:
             raise ValueError(f"unknown fault action {self.action!r}")
-        if self.action == "error" and not self.reply:
-            raise ValueError("an 'error' fault needs a reply")
+        if self.action in ("error", "then_reply") and not self.reply:
+            raise ValueError(f"an {self.action!r} fault needs a reply")
         if self.action == "delay_reply" and self.seconds <= 0:
             raise ValueError("a 'delay_reply' fault needs seconds > 0")
         self._pattern = re.compile(self.match, re.IGNORECASE)
@@ -513,6 +516,11 @@ class _Connection:
         if mid is not None:
             mid.fault.reached.set()
             self._send_client(unit[: max(1, len(unit) // 2)])
+            raise _Closed
+        then = next((p for p in self.pending if p.fault.action == "then_reply"), None)
+        if then is not None:
+            then.fault.reached.set()
+            self._send_client(unit + then.fault.reply.encode("utf-8") + b"\r\n")
             raise _Closed
         for p in done:
             p.fault.reached.set()

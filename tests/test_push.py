@@ -171,7 +171,7 @@ def test_idle_failing_again_and_again_falls_back_to_polling_logged_once(
     dovecot_account: ImapAccount, smtp_server: SmtpCapture, tls_files: TlsFiles, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Every IDLE refused: after three failures in a row, polling only, one warning; later retries stay quiet."""
+    """Every IDLE refused: after MAX_FAILURES failed sessions, polling only, one warning; later retries stay quiet."""
     monkeypatch.setattr(push_module, "MAX_BACKOFF_S", 0.05)
     monkeypatch.setattr(push_module, "RETRY_AFTER_S", 0.05)
     with proxied(dovecot_account, tls_files) as proxy, structlog.testing.capture_logs() as logs:
@@ -183,6 +183,113 @@ def test_idle_failing_again_and_again_falls_back_to_polling_logged_once(
     warnings = [e for e in logs if e["event"] == "push_unavailable"]
     assert len(warnings) == 1, warnings
     assert [e["event"] for e in logs].count("push_reconnect") == push_module.MAX_FAILURES - 1
+
+
+# --------------------------------------------------------------------------- a server that breaks after IDLE
+
+DAY_S = 24 * 3600.0
+#: The budget for a day of logging against a server that drops every IDLE.
+DAY_LOG_BYTES = 100_000
+
+
+class SimulatedTime:
+    """A monotonic clock that only the listener's back-off waits move (and, with `tick`, every reading)."""
+
+    def __init__(self, stop: threading.Event, *, until: float = DAY_S, tick: float = 0.0) -> None:
+        self.now, self.stop, self.until, self.tick = 0.0, stop, until, tick
+        #: While cleared, a wait of RETRY_AFTER_S blocks (the test changes the server meanwhile).
+        self.retry_gate = threading.Event()
+        self.retry_gate.set()
+        self.retries = 0
+
+    def clock(self) -> float:
+        self.now += self.tick
+        return self.now
+
+    def sleep(self, seconds: float) -> bool:
+        if seconds >= push_module.RETRY_AFTER_S:
+            self.retries += 1
+            while not self.retry_gate.wait(0.05) and not self.stop.is_set():
+                pass
+        self.now += seconds
+        if self.now >= self.until:
+            self.stop.set()
+        return self.stop.is_set()
+
+
+def log_bytes(events: list[dict[str, object]]) -> int:
+    """What these events take as journald JSON lines (the daemon adds an ISO timestamp to each)."""
+    return sum(len(json.dumps({**e, "timestamp": "2026-12-04T08:15:00.000000Z"}, ensure_ascii=False)) + 1
+               for e in events)
+
+
+def simulated_listener(config: Config, time_: SimulatedTime, **kwargs: object) -> PushListener:
+    return PushListener(config.imap, imap_authenticator(config), lambda: None, time_.stop,
+                        clock=time_.clock, sleep=time_.sleep, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.dovecot
+@pytest.mark.parametrize("after_idle", ["* BYE server shutting down, see you", "garbage \x01 not imap at all"],
+                         ids=["bye", "garbage"])
+def test_a_server_that_breaks_every_idle_backs_off_then_polls_and_logs_little_in_a_day(
+    after_idle: str, dovecot_account: ImapAccount, smtp_server: SmtpCapture, tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    """IDLE accepted, then BYE or garbage, every time: waits of 2 s, 8 s, 32 s, 2 min, then polling with one
+    quiet retry an hour; a simulated day of it logs one warning per failure before the fallback, < 100 KB."""
+    with proxied(dovecot_account, tls_files) as proxy, structlog.testing.capture_logs() as logs:
+        proxy.add(Fault(r"^IDLE", "then_reply", reply=after_idle, times=0))
+        config = config_for(via(proxy, dovecot_account), smtp_server, tmp_path)
+        time_ = SimulatedTime(threading.Event())
+        listener = simulated_listener(config, time_)
+        listener.start()
+        listener.join(60)
+        assert not listener.alive, "the simulated day did not end"
+    failures = push_module.MAX_FAILURES
+    assert listener.waits[: failures - 1] == [2.0, 8.0, 32.0, 128.0]
+    assert set(listener.waits[failures - 1 :]) == {push_module.RETRY_AFTER_S}
+    assert listener.state == "polling" and listener.idles == proxy.counts["IDLE"]
+    sessions = proxy.connections
+    assert failures + 22 <= sessions <= failures + 24, sessions  # a day: the streak, then one try an hour
+    names = [e["event"] for e in logs]
+    assert names.count("push_reconnect") == failures - 1 and names.count("push_unavailable") == 1
+    assert "push_restored" not in names and names.count("push_idling") == 1
+    assert log_bytes(logs) <= DAY_LOG_BYTES
+    assert not any("see you" in json.dumps(e) or "garbage" in json.dumps(e) for e in logs)  # no server words
+
+
+@pytest.mark.dovecot
+def test_push_comes_back_within_the_hour_once_the_server_is_fixed(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tls_files: TlsFiles, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After falling back to polling, the hourly retry finds a working server: once it has idled for ten
+    minutes, push is restored, logged once, and the failures before it are forgotten."""
+    monkeypatch.setattr(push_module, "SLICE_S", 0.01)
+    with proxied(dovecot_account, tls_files) as proxy, structlog.testing.capture_logs() as logs:
+        fault = proxy.add(Fault(r"^IDLE", "then_reply", reply="* BYE not now", times=0))
+        config = config_for(via(proxy, dovecot_account), smtp_server, tmp_path)
+        time_ = SimulatedTime(threading.Event(), until=3 * DAY_S, tick=30.0)
+        time_.retry_gate.clear()
+        listener = simulated_listener(config, time_, interval_s=1e9)
+        listener.start()
+        try:
+            deadline = time.monotonic() + WAIT_S
+            while time_.retries == 0:
+                assert time.monotonic() < deadline, "push did not fall back to polling"
+                time.sleep(0.05)
+            assert listener.state == "polling"
+            proxy.clear()
+            time_.retry_gate.set()
+            while listener.state != "idling":
+                assert time.monotonic() < deadline + WAIT_S, "push was not restored"
+                time.sleep(0.05)
+        finally:
+            time_.stop.set()
+            listener.join(WAIT_S)
+    assert fault.fired_count == push_module.MAX_FAILURES
+    names = [e["event"] for e in logs]
+    assert names.count("push_restored") == 1 and names.count("push_unavailable") == 1
+    assert listener.problem is None and listener._failed_at == []
 
 
 # --------------------------------------------------------------------------- no IDLE

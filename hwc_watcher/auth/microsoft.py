@@ -136,6 +136,13 @@ class MicrosoftAuth(OAuth2Auth):
             ) from None
         except ValueError as err:
             raise self._error(_exception_text(err), None) from None
+        except KeyError:
+            # MSAL indexes the discovery document without checking: a proxy's or portal's JSON ends up here.
+            raise TokenError(
+                f"the OpenID configuration from {self.authority} lacks the endpoints a token request needs "
+                f"(a proxy or portal in between?); check tenant_id and authority_host in [microsoft].",
+                transient=True,
+            ) from None
         if not isinstance(result, dict):
             raise TokenError("MSAL returned no answer.", transient=True)
         token = result.get("access_token")

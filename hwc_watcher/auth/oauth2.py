@@ -10,6 +10,7 @@ and the session underneath carries a per-operation timeout of its own so that wo
 
 from __future__ import annotations
 
+import contextvars
 import smtplib
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 import imapclient
 import imapclient.exceptions
 
+from hwc_watcher import time_limit
 from hwc_watcher.auth.base import (
     REFRESH_MARGIN,
     raise_if_connection_lost,
@@ -61,7 +63,8 @@ def http_session(ca_file: Path | None, timeout: float) -> requests.Session:
         ) -> requests.Response:
             if not proxies and ca_file is not None and request.url:
                 proxies = requests.utils.get_environ_proxies(request.url)
-            return super().send(request, stream=stream, timeout=(timeout_s, timeout_s), verify=verify, cert=cert,
+            left = time_limit.bounded(timeout_s)  # and never beyond the cycle's limit
+            return super().send(request, stream=stream, timeout=(left, left), verify=verify, cert=cert,
                                 proxies=proxies)
 
     timeout_s = float(timeout)
@@ -84,7 +87,9 @@ class _Attempt:
         self._result: tuple[str, float] | None = None
         self._error: BaseException | None = None
         self._fetch = fetch
-        threading.Thread(target=self._run, name="hwc-token-request", daemon=True).start()
+        # The caller's context: the HTTP session bounds its timeouts by the cycle's limit too.
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(self._run,), name="hwc-token-request", daemon=True).start()
 
     def _run(self) -> None:
         try:
@@ -148,7 +153,8 @@ class OAuth2Auth:
     def access_token(self) -> str:
         """A valid access token, from the cache when it is fresh enough; raises TokenError.
 
-        Returns or raises within ``timeout`` seconds, however the endpoint behaves. A request that
+        Returns or raises within ``timeout`` seconds, however the endpoint behaves, and within what is left
+        of the time limit in force (the cycle's; then its CycleTimeoutError names the token request). A request that
         overran is not abandoned to pile up: the next call waits for that same request first.
         """
         with self._lock:
@@ -157,8 +163,10 @@ class OAuth2Auth:
             if self._pending is None or self._pending.done.is_set():
                 self._pending = _Attempt(self._fetch)
             attempt = self._pending
-            if not attempt.done.wait(self.timeout):
-                raise self.timed_out()
+            with time_limit.step("the token request"):
+                if not attempt.done.wait(time_limit.bounded(self.timeout)):
+                    time_limit.raise_if_over()  # the cycle's limit ended the wait: say so, not "timeout"
+                    raise self.timed_out()
             self._pending = None
             token, lifetime = attempt.result()
             self._expires_at = self._clock() + lifetime
