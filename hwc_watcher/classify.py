@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import functools
 import re
 from dataclasses import dataclass
 from email.header import decode_header, make_header
@@ -150,6 +151,12 @@ def _header_block(raw: bytes, limit: int = 256_000) -> bytes:
 # --- our own mail --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8)
+def _own_ids(domain: str) -> re.Pattern[bytes]:
+    """The shape of our ids for one domain, compiled once (it was compiled again for every message)."""
+    return re.compile(rb"<hwc-([a-z]{1,20})\.[^<>@\s]{1,100}@" + re.escape(domain.encode()) + rb">", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class OwnMail:
     """How to recognise what this mailbox sent: our From address and `<hwc-KIND.…@our domain>` ids."""
@@ -164,8 +171,7 @@ class OwnMail:
 
     @property
     def _ids(self) -> re.Pattern[bytes]:
-        return re.compile(rb"<hwc-([a-z]{1,20})\.[^<>@\s]{1,100}@" + re.escape(self.domain.encode()) + rb">",
-                          re.IGNORECASE)
+        return _own_ids(self.domain)
 
     def is_own_id(self, message_id: str) -> bool:
         return bool(self._ids.fullmatch(message_id.strip().encode("ascii", "replace")))

@@ -29,6 +29,7 @@ from hwc_watcher.errors import HwcError
 from hwc_watcher.mailbox import Folders, FolderState, Mailbox
 from hwc_watcher.notice_id import NoticeIds
 from hwc_watcher.recall_plan import RECALL_FIELDS, check_notice, is_due
+from hwc_watcher.time_limit import TimeLimit
 
 _log = log.get_logger("hwc_watcher.recall")
 
@@ -113,6 +114,11 @@ class Recaller:
         return Mailbox(settings, auth)
 
     def recall(self, mailbox: RecallMailbox, now: dt.datetime) -> MailboxRecall:
+        """One mailbox under the cycle's time limit: a server that drips a reply cannot hold the daemon."""
+        with TimeLimit(self.config.schedule.cycle_timeout_s, what="The recall", after="it tries again later"):
+            return self._recall(mailbox, now)
+
+    def _recall(self, mailbox: RecallMailbox, now: dt.datetime) -> MailboxRecall:
         """Delete the due notices in every folder, then look again; the failing step is reported."""
         removed = 0
         self._forged = set()
