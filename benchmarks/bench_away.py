@@ -7,11 +7,12 @@ session; only the signal handlers are left out), with `schedule.hold_minutes = 1
 minute. Per run one fictional signal is APPENDed to INBOX; once the coordinator's notice is accepted
 and that cycle has ended, the coordinator's automatic reply is APPENDed as Sieve vacation (RFC 5230)
 writes it: `Auto-Submitted: auto-replied (vacation)`, `Precedence: bulk`, In-Reply-To and References
-naming that notice's Message-ID. Timed: the APPEND of the reply → the SMTP server accepts the backup's notice (target:
-median ≤ 2 s, worst ≤ 10 s, as for push itself). Checked per run: the backup got exactly one notice
-(that pupil's), the contact exactly one alert line. At the end the benchmark waits until every
-signal has left every folder and prints how long after its notice each one went (the hold, then
-the next cycle: here the poll every minute, so 60–120 s).
+naming that notice's Message-ID. Timed: the APPEND of the reply → the SMTP server accepts the
+backup's notice (target: median ≤ 2 s, worst ≤ 10 s, as for push itself). Checked per run: the
+backup got exactly one notice (that pupil's), the coordinator one, the contact exactly one alert
+line. At the end the benchmark waits until every signal has left every folder and prints how long
+after its notice each one went (the hold, then the next cycle: here the poll every minute, so
+60–120 s).
 
 Each run is a first absence: before it the benchmark forgets the absence the run before recorded
 (`Watcher.away`, as the next school day would). Otherwise the second signal's notice would go to
