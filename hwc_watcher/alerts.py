@@ -13,9 +13,9 @@ from email.message import EmailMessage
 
 from hwc_watcher import log
 from hwc_watcher.compose import Composer
-from hwc_watcher.config import Config
 from hwc_watcher.errors import ChannelError, DeliveryError
 from hwc_watcher.outbox import Outbox, SmtpLogin
+from hwc_watcher.settings import Config
 from hwc_watcher.webhook import post_alert
 
 _log = log.get_logger("hwc_watcher.alerts")

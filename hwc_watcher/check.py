@@ -26,7 +26,7 @@ from imapclient.exceptions import IMAPClientError
 from hwc_watcher.auth import Authenticator, imap_authenticator, is_microsoft_smtp, smtp_authenticator
 from hwc_watcher.auth.base import MICROSOFT_BASIC_SMTP_NOTE
 from hwc_watcher.auth_results import AuthResults, AuthResultsError, parse_auth_results
-from hwc_watcher.config import Config, LoginSettings, load_config
+from hwc_watcher.config import load_config
 from hwc_watcher.drill_rules import drill_days, rule_summary
 from hwc_watcher.errors import ConfigError, DeliveryAuthError, HwcError, MailboxAuthError, TlsError, TokenError
 from hwc_watcher.journal_setup import check_logs
@@ -37,6 +37,7 @@ from hwc_watcher.routing import Router
 from hwc_watcher.school_calendar import format_day_off
 from hwc_watcher.send_test import recipients, send_tests
 from hwc_watcher.service import next_polls
+from hwc_watcher.settings import Config, LoginSettings
 from hwc_watcher.time_limit import TimeLimit
 from hwc_watcher.trust import raw_values
 

@@ -21,10 +21,10 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 
 from hwc_watcher.budgets import over_budget, sender_fields
-from hwc_watcher.config import Config
 from hwc_watcher.message_text import message_text
 from hwc_watcher.models import Pupil
 from hwc_watcher.notice_id import NoticeIds
+from hwc_watcher.settings import Config
 from hwc_watcher.signal_parser import has_code_word, mentions_code_word, read_signal
 from hwc_watcher.trust import (
     at_domain,

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from hwc_watcher import __version__, log
-from hwc_watcher.config import DEFAULT_CONFIG_PATH, Config, load_config
+from hwc_watcher.config import DEFAULT_CONFIG_PATH, load_config
 from hwc_watcher.errors import HwcError
 from hwc_watcher.resources import EXAMPLE_CONFIG, JOURNALD_CONF, UNITS, read_text
+from hwc_watcher.settings import Config
 
 EXIT_OK, EXIT_ATTENTION, EXIT_CONFIG = 0, 1, 2
 

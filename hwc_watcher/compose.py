@@ -23,9 +23,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from string import Template
 
-from hwc_watcher.config import Config
 from hwc_watcher.models import Person, Pupil, RouteDecision
 from hwc_watcher.notice_id import NoticeIds
+from hwc_watcher.settings import Config
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 

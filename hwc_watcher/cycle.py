@@ -34,7 +34,6 @@ from hwc_watcher.auth import Authenticator, imap_authenticator, is_token_expired
 from hwc_watcher.auth import smtp_authenticator as _smtp_authenticator
 from hwc_watcher.classify import TRIAGE_FIELDS, Verdict, classify, oversized, triage
 from hwc_watcher.compose import Composer, format_moment
-from hwc_watcher.config import Config
 from hwc_watcher.drill_rules import awaited
 from hwc_watcher.errors import CycleTimeoutError, DeliveryError, FolderChangedError, HwcError, MailboxError
 from hwc_watcher.mailbox import Fetched, Folders, FolderState, Glance, Mailbox
@@ -57,6 +56,7 @@ from hwc_watcher.notice_id import NoticeIds
 from hwc_watcher.outbox import Outbox, SmtpLogin
 from hwc_watcher.recall_plan import recall_moment
 from hwc_watcher.routing import Router
+from hwc_watcher.settings import Config
 from hwc_watcher.time_limit import TimeLimit
 
 _log = log.get_logger("hwc_watcher.cycle")

@@ -15,9 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from hwc_watcher.config import ScheduleSettings
 from hwc_watcher.cycle import CycleResult
 from hwc_watcher.school_calendar import SchoolCalendar
+from hwc_watcher.settings import ScheduleSettings
 
 
 @dataclass

@@ -29,7 +29,6 @@ from hwc_watcher import log
 from hwc_watcher.alerts import Alerter
 from hwc_watcher.auth import Authenticator
 from hwc_watcher.compose import Composer
-from hwc_watcher.config import Config
 from hwc_watcher.drill_rules import (
     PROVIDER_NAMES,
     STEP_NAMES,
@@ -49,6 +48,7 @@ from hwc_watcher.errors import ChannelError, DeliveryAuthError, DeliveryError, H
 from hwc_watcher.mailbox import Folders, Mailbox
 from hwc_watcher.outbox import Outbox, SmtpLogin
 from hwc_watcher.send_test import refusal_words
+from hwc_watcher.settings import Config
 from hwc_watcher.webhook import ping
 
 _log = log.get_logger("hwc_watcher.drill")

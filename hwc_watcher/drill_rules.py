@@ -20,8 +20,8 @@ from typing import Literal
 
 from hwc_watcher.auth_results import AuthResultsError, parse_auth_results
 from hwc_watcher.classify import parse_message
-from hwc_watcher.config import Config, DrillSettings
 from hwc_watcher.school_calendar import SchoolCalendar
+from hwc_watcher.settings import Config, DrillSettings
 from hwc_watcher.trust import authenticated, raw_values, sender_address, trusted_headers
 
 #: The steps of a drill, in order; each is named in the report when it fails.

@@ -35,9 +35,9 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from hwc_watcher import log, time_limit
-from hwc_watcher.config import ImapSettings
 from hwc_watcher.errors import FolderChangedError, MailboxAuthError, MailboxError, MailboxTlsError
 from hwc_watcher.port_probe import probe_port, security_advice
+from hwc_watcher.settings import ImapSettings
 from hwc_watcher.tls import tls_context
 
 _log = log.get_logger("hwc_watcher.mailbox")

@@ -17,10 +17,10 @@ from email.message import EmailMessage
 from typing import Protocol
 
 from hwc_watcher import time_limit
-from hwc_watcher.config import SmtpSettings
 from hwc_watcher.errors import DeliveryAuthError, DeliveryError, DeliveryTlsError
 from hwc_watcher.port_probe import probe_port, security_advice
 from hwc_watcher.server_reply import reply_text
+from hwc_watcher.settings import SmtpSettings
 from hwc_watcher.tls import tls_context
 
 

@@ -42,9 +42,9 @@ from typing import Literal
 
 from hwc_watcher import log
 from hwc_watcher.auth import Authenticator, is_token_expired
-from hwc_watcher.config import ImapSettings
 from hwc_watcher.errors import MailboxAuthError, MailboxError
 from hwc_watcher.mailbox import Mailbox
+from hwc_watcher.settings import ImapSettings
 from hwc_watcher.time_limit import TimeLimit
 
 _log = log.get_logger("hwc_watcher.push")

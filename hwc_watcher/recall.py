@@ -24,11 +24,11 @@ from typing import Literal
 from hwc_watcher import log
 from hwc_watcher.auth import authenticator_for
 from hwc_watcher.classify import OwnMail
-from hwc_watcher.config import Config, FolderNames, RecallMailbox
 from hwc_watcher.errors import HwcError
 from hwc_watcher.mailbox import Folders, FolderState, Mailbox
 from hwc_watcher.notice_id import NoticeIds
 from hwc_watcher.recall_plan import RECALL_FIELDS, check_notice, is_due
+from hwc_watcher.settings import Config, FolderNames, RecallMailbox
 from hwc_watcher.time_limit import TimeLimit
 
 _log = log.get_logger("hwc_watcher.recall")

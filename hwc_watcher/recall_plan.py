@@ -17,9 +17,9 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 
 from hwc_watcher.classify import OwnMail
-from hwc_watcher.config import RecallSettings
 from hwc_watcher.notice_id import NoticeIds
 from hwc_watcher.school_calendar import SchoolCalendar
+from hwc_watcher.settings import RecallSettings
 from hwc_watcher.trust import header_addresses, raw_values
 
 #: The header fields the recall reads of a candidate (never the body).

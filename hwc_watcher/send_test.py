@@ -18,10 +18,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from hwc_watcher.compose import clean, new_message_id
-from hwc_watcher.config import Config
 from hwc_watcher.errors import DeliveryError, HwcError
 from hwc_watcher.models import Person
 from hwc_watcher.outbox import Outbox, SmtpLogin
+from hwc_watcher.settings import Config
 
 SUBJECT = {"nl": "TEST – Handle with Care-koppeling", "en": "TEST – Handle with Care link"}
 BODY = {

@@ -37,7 +37,6 @@ from apscheduler.triggers.cron import CronTrigger
 
 from hwc_watcher import log
 from hwc_watcher.compose import format_moment
-from hwc_watcher.config import Config, ScheduleSettings
 from hwc_watcher.cycle import CycleResult, Watcher
 from hwc_watcher.deadline import DeadlineGuard
 from hwc_watcher.drill import DrillJob
@@ -45,6 +44,7 @@ from hwc_watcher.errors import ChannelError
 from hwc_watcher.push import PushListener
 from hwc_watcher.recall import Recaller, RecallResult
 from hwc_watcher.sdnotify import Notifier
+from hwc_watcher.settings import Config, ScheduleSettings
 from hwc_watcher.webhook import ping
 
 _log = log.get_logger("hwc_watcher.service")

@@ -16,8 +16,9 @@ from email.message import EmailMessage
 from string import Template
 
 from hwc_watcher.compose import TEXTS, Composer, format_date
-from hwc_watcher.config import TEMPLATE_NAMES, Config
+from hwc_watcher.config import TEMPLATE_NAMES
 from hwc_watcher.models import Person, Pupil, RouteDecision
+from hwc_watcher.settings import Config
 
 #: The fictional pupil of every fixture and every trial render.
 SAMPLE_PUPIL = Pupil("David Pieterse", dt.date(2012, 2, 3))

@@ -23,7 +23,7 @@ from email.utils import getaddresses, parseaddr
 from hwc_watcher.auth_results import AuthResults as AuthResults
 from hwc_watcher.auth_results import AuthResultsError, Result
 from hwc_watcher.auth_results import parse_auth_results as parse_auth_results
-from hwc_watcher.config import VeiligThuisSettings
+from hwc_watcher.settings import VeiligThuisSettings
 
 _ROBOTS = re.compile(
     r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?|auto-?reply)([+.-].*)?$", re.IGNORECASE

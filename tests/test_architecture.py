@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).parent.parent / "hwc_watcher"
 #: `routing` is included: its Router reads the pupil list through `pupil_list` (a local file, not an edge).
 CORE = (
     "classify", "trust", "auth_results", "budgets", "signal_parser", "message_text", "name_match",
-    "routing", "compose", "memory", "models", "lexicon", "recall_plan", "drill_rules", "roster_check",
+    "routing", "compose", "memory", "models", "lexicon", "recall_plan", "drill_rules", "roster_check", "settings",
+    "notice_id",
 )  # fmt: skip
 
 #: The edges: modules that speak IMAP, SMTP, HTTP, systemd or run the process.
@@ -117,3 +118,9 @@ def test_core_module_reaches_no_io_library(name: str) -> None:
         if library.split(".")[0] in IO_LIBRARIES and (module, library.split(".")[0]) not in ALLOWED
     )
     assert bad == []
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_core_module_does_not_reach_the_config_loader(name: str) -> None:
+    """The core takes settings types (`settings`), never the loader that reads TOML, CA files and secrets."""
+    assert "hwc_watcher.config" not in reached(f"hwc_watcher.{name}")

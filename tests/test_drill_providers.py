@@ -32,7 +32,6 @@ from builders import BOX
 from mailprobe import ImapAccount
 from test_drill import DOMAIN, MX, TRUSTED_OWN, School, drill_mail, rules_config, school_at
 
-from hwc_watcher.config import Config
 from hwc_watcher.drill import run_drill_command
 from hwc_watcher.drill_rules import (
     drill_message_id,
@@ -42,6 +41,7 @@ from hwc_watcher.drill_rules import (
     proof_values,
     rule_summary,
 )
+from hwc_watcher.settings import Config
 
 #: An Exchange Online mailbox server and EOP's inbound edge, shaped as in the captured headers.
 EXO_MAILBOX = "AM0PR01MB1234.eurprd01.prod.outlook.com"

@@ -6,7 +6,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from hwc_watcher.config import VeiligThuisSettings
+from hwc_watcher.settings import VeiligThuisSettings
 from hwc_watcher.trust import (
     authenticated,
     is_allowed,

@@ -21,7 +21,7 @@ from hwc_watcher.errors import ConfigError, SecretError
 from hwc_watcher.secrets import ensure_private, read_secret
 
 if TYPE_CHECKING:
-    from hwc_watcher.config import Config, GoogleSettings, LoginSettings, MicrosoftSettings, SecretRef
+    from hwc_watcher.settings import Config, GoogleSettings, LoginSettings, MicrosoftSettings, SecretRef
 
 
 def authenticator_for(
