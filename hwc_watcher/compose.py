@@ -43,48 +43,57 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "    Geboortedatum: $birth_date\n"
             "$details"
             "\nVandaag:\n"
-            "- Zoek de leerling op, het liefst vóór het eerste lesuur, en vraag wat hij of zij vandaag\n"
-            "  nodig heeft: even een rustige plek, een toets op een ander moment, herkansen als het niet\n"
-            "  lukte. Je hoeft niet te weten wat er thuis is gebeurd; laat wel weten dat de leerling zijn\n"
-            "  of haar verhaal mag doen als hij of zij dat wil.\n"
-            "- Spreek samen met de leerling af wie op school het mag weten, wie niet, en wie het hun vertelt.\n"
-            "- Krijg je in het gesprek zorgen over de thuissituatie, volg dan de meldcode huiselijk geweld\n"
-            "  en kindermishandeling.\n\n"
-            "hwc-watcher stuurt Veilig Thuis de ontvangstbevestiging; je hoeft hen niets te sturen.\n"
-            "Beantwoord deze e-mail niet en stuur hem niet door: een doorgestuurde kopie blijft in je\n"
-            "verzonden e-mail staan. Wat een collega moet weten, vertel je mondeling.\n\n"
+            "- Zoek de leerling op, het liefst vóór het eerste lesuur, en vraag wat hij\n"
+            "  of zij vandaag nodig heeft: even een rustige plek, een toets op een ander\n"
+            "  moment, herkansen als het niet lukte. Je hoeft niet te weten wat er thuis\n"
+            "  is gebeurd; laat wel weten dat de leerling zijn of haar verhaal mag doen\n"
+            "  als hij of zij dat wil.\n"
+            "- Spreek samen met de leerling af wie op school het mag weten, wie niet, en\n"
+            "  wie het hun vertelt.\n"
+            "- Krijg je in het gesprek zorgen over de thuissituatie, volg dan de meldcode\n"
+            "  huiselijk geweld en kindermishandeling.\n\n"
+            "hwc-watcher stuurt Veilig Thuis de ontvangstbevestiging; je hoeft hen niets\n"
+            "te sturen. Beantwoord deze e-mail niet en stuur hem niet door: een\n"
+            "doorgestuurde kopie blijft in je verzonden e-mail staan. Wat een collega\n"
+            "moet weten, vertel je mondeling.\n\n"
             "${keeping}"
             "Met vriendelijke groet,\n"
             "$school\n"
             "(automatisch verstuurd vanuit de Handle with Care-mailbox)\n"
         ),
         "keep_notice": (
-            "Bewaar deze e-mail niet: verwijder hem nadat je de leerling hebt gesproken, ook uit\n"
-            "'Verwijderde items'. Noteer het signaal nergens, ook niet in een dossier of in het\n"
-            "leerlingvolgsysteem. Zo is het afgesproken in het Handle with Care-convenant.\n\n"
+            "Bewaar deze e-mail niet: verwijder hem nadat je de leerling hebt gesproken,\n"
+            "ook uit 'Verwijderde items'. Noteer het signaal nergens, ook niet in een\n"
+            "dossier of in het leerlingvolgsysteem. Zo is het afgesproken in het\n"
+            "Handle with Care-convenant.\n\n"
         ),
         "recall_notice": (
-            "Deze e-mail verdwijnt $moment vanzelf uit je mailbox, ook uit 'Verwijderde items'.\n"
-            "Bewaar hem niet op een andere plek en noteer het signaal nergens, ook niet in een dossier\n"
-            "of in het leerlingvolgsysteem. Zo is het afgesproken in het Handle with Care-convenant.\n\n"
+            "Deze e-mail verdwijnt $moment vanzelf uit je mailbox, ook uit\n"
+            "'Verwijderde items'. Bewaar hem niet op een andere plek en noteer het\n"
+            "signaal nergens, ook niet in een dossier of in het leerlingvolgsysteem.\n"
+            "Zo is het afgesproken in het Handle with Care-convenant.\n\n"
         ),
         "not_in_list": (
-            "    Let op:        deze leerling staat niet in de leerlingenlijst. Zit de leerling op deze\n"
-            "                   school, vertel het dan mondeling aan de zorgcoördinator van de leerling\n"
-            "                   (stuur deze e-mail niet door). Zit de leerling niet op deze school, bel\n"
-            "                   dan Veilig Thuis: zij denken dat de school het signaal heeft doorgegeven.\n"
+            "    Let op:        deze leerling staat niet in de leerlingenlijst. Zit\n"
+            "                   de leerling op deze school, vertel het dan mondeling\n"
+            "                   aan de zorgcoördinator van de leerling (stuur deze\n"
+            "                   e-mail niet door). Zit de leerling niet op deze\n"
+            "                   school, bel dan Veilig Thuis: zij denken dat de\n"
+            "                   school het signaal heeft doorgegeven.\n"
         ),
         "ambiguous_in_list": (
-            "    Let op:        deze leerling is niet met zekerheid gevonden in de leerlingenlijst. Ga\n"
-            "                   na wie het is en vertel het mondeling aan de zorgcoördinator van de\n"
-            "                   leerling (stuur deze e-mail niet door). Lukt dat niet, bel dan Veilig Thuis.\n"
+            "    Let op:        deze leerling is niet met zekerheid gevonden in de\n"
+            "                   leerlingenlijst. Ga na wie het is en vertel het\n"
+            "                   mondeling aan de zorgcoördinator van de leerling\n"
+            "                   (stuur deze e-mail niet door). Lukt dat niet, bel\n"
+            "                   dan Veilig Thuis.\n"
         ),
         "receipt_subject": "Ontvangstbevestiging Handle with Care",
         "receipt": (
             "Geachte medewerker van Veilig Thuis,\n\n"
-            "Wij bevestigen de ontvangst van uw Handle with Care-bericht van $received.\n"
-            "Het signaal is doorgegeven aan de zorgcoördinator; uw bericht wordt nu uit onze mailbox\n"
-            "verwijderd.\n\n"
+            "Wij bevestigen de ontvangst van uw Handle with Care-bericht\n"
+            "van $received. Het signaal is doorgegeven aan de zorgcoördinator;\n"
+            "uw bericht wordt nu uit onze mailbox verwijderd.\n\n"
             "Met vriendelijke groet,\n"
             "$school\n\n"
             "Dit is een automatisch bericht.\n"
@@ -171,7 +180,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "kwam aan en is overal verwijderd.\n$proof\n\nJe hoeft niets te doen.\n"
         ),
         "drill_failed": (
-            "Oefening MISLUKT bij de stap '$step': $error.\n\n"
+            "Oefening MISLUKT bij stap '$step': $error.\n\n"
             "hwc-watcher stuurde om $sent een testbericht van de Handle with Care-mailbox aan zichzelf, om de\n"
             "hele keten te controleren. Tot dit is opgelost komt een signaal van Veilig Thuis misschien niet\n"
             "vanzelf bij de zorgcoördinator.\n\n"
@@ -206,48 +215,54 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "    Date of birth: $birth_date\n"
             "$details"
             "\nToday:\n"
-            "- Seek the pupil out, preferably before the first lesson, and ask what they need today: a\n"
-            "  quiet place for a while, a test at another time, a resit if it did not go well. You do not\n"
-            "  need to know what happened at home; do let the pupil know they may tell their story if\n"
-            "  they want to.\n"
-            "- Agree with the pupil who at school may know, who may not, and who tells them.\n"
-            "- If the conversation gives you concerns about the situation at home, follow the reporting\n"
-            "  code for domestic violence and child abuse (meldcode).\n\n"
+            "- Seek the pupil out, preferably before the first lesson, and ask what they\n"
+            "  need today: a quiet place for a while, a test at another time, a resit if\n"
+            "  it did not go well. You do not need to know what happened at home; do let\n"
+            "  the pupil know they may tell their story if they want to.\n"
+            "- Agree with the pupil who at school may know, who may not, and who tells\n"
+            "  them.\n"
+            "- If the conversation gives you concerns about the situation at home,\n"
+            "  follow the reporting code for domestic violence and child abuse\n"
+            "  (meldcode).\n\n"
             "hwc-watcher sends Veilig Thuis the receipt; you need not send them anything.\n"
-            "Do not reply to this e-mail or forward it: a forwarded copy stays in your sent items.\n"
-            "Tell a colleague what they need to know in person.\n\n"
+            "Do not reply to this e-mail or forward it: a forwarded copy stays in your\n"
+            "sent items. Tell a colleague what they need to know in person.\n\n"
             "${keeping}"
             "Kind regards,\n"
             "$school\n"
             "(sent automatically from the Handle with Care mailbox)\n"
         ),
         "keep_notice": (
-            "Do not keep this e-mail: delete it after you have spoken to the pupil, also from\n"
-            "'Deleted items'. Do not record the signal anywhere, not in a file nor in the pupil\n"
-            "tracking system. That is what the Handle with Care agreement says.\n\n"
+            "Do not keep this e-mail: delete it after you have spoken to the pupil, also\n"
+            "from 'Deleted items'. Do not record the signal anywhere, not in a file nor\n"
+            "in the pupil tracking system. That is what the Handle with Care agreement\n"
+            "says.\n\n"
         ),
         "recall_notice": (
-            "This e-mail disappears from your mailbox $moment by itself, also from 'Deleted items'.\n"
-            "Do not keep it anywhere else and do not record the signal anywhere, not in a file nor in\n"
-            "the pupil tracking system. That is what the Handle with Care agreement says.\n\n"
+            "This e-mail disappears from your mailbox $moment, also from\n"
+            "'Deleted items'. Do not keep it anywhere else and do not record the\n"
+            "signal anywhere, not in a file nor in the pupil tracking system. That is\n"
+            "what the Handle with Care agreement says.\n\n"
         ),
         "not_in_list": (
-            "    Note:          this pupil is not in the pupil list. If the pupil is at this school,\n"
-            "                   tell the pupil's care coordinator in person (do not forward this\n"
-            "                   e-mail). If the pupil is not at this school, call Veilig Thuis: they\n"
-            "                   believe the school has passed the signal on.\n"
+            "    Note:          this pupil is not in the pupil list. If the pupil is at\n"
+            "                   this school, tell the pupil's care coordinator in\n"
+            "                   person (do not forward this e-mail). If the pupil is\n"
+            "                   not at this school, call Veilig Thuis: they believe\n"
+            "                   the school has passed the signal on.\n"
         ),
         "ambiguous_in_list": (
-            "    Note:          this pupil was not found with certainty in the pupil list. Find out\n"
-            "                   who it is and tell the pupil's care coordinator in person (do not\n"
-            "                   forward this e-mail). If you cannot, call Veilig Thuis.\n"
+            "    Note:          this pupil was not found with certainty in the pupil\n"
+            "                   list. Find out who it is and tell the pupil's care\n"
+            "                   coordinator in person (do not forward this e-mail).\n"
+            "                   If you cannot, call Veilig Thuis.\n"
         ),
         "receipt_subject": "Receipt: Handle with Care",
         "receipt": (
             "Dear colleague at Veilig Thuis,\n\n"
             "We confirm receipt of your Handle with Care message of $received.\n"
-            "The signal has been passed on to the care coordinator; your message is now being deleted\n"
-            "from our mailbox.\n\n"
+            "The signal has been passed on to the care coordinator; your message is\n"
+            "now being deleted from our mailbox.\n\n"
             "Kind regards,\n$school\n\nThis is an automatic message.\n"
         ),
         "alert_subject": "Action needed: Handle with Care mailbox",
@@ -330,7 +345,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "and was deleted everywhere.\n$proof\n\nYou need not do anything.\n"
         ),
         "drill_failed": (
-            "Drill FAILED at the step '$step': $error.\n\n"
+            "Drill FAILED at step '$step': $error.\n\n"
             "At $sent hwc-watcher sent a test mail from the Handle with Care mailbox to itself, to check the\n"
             "whole chain. Until this is fixed a signal from Veilig Thuis may not reach the care coordinator\n"
             "by itself.\n\n"
@@ -514,6 +529,7 @@ CAUSES: Mapping[str, Mapping[str, str]] = {
         "webhook": "de webhook nam de melding niet aan",
         "pupil_list": "de leerlingenlijst kan niet worden gelezen of past niet bij de instellingen",
         "recall_left": "na het verwijderen stonden er nog meldingen",
+        "unknown": "er ging iets mis bij het verwerken; de oorzaak staat in het logboek",
     },
     "en": {
         "internal": "an internal error in hwc-watcher",
@@ -531,6 +547,7 @@ CAUSES: Mapping[str, Mapping[str, str]] = {
         "webhook": "the webhook did not accept the alert",
         "pupil_list": "the pupil list cannot be read or does not fit the settings",
         "recall_left": "notices were still there after deleting",
+        "unknown": "something went wrong while processing; the cause is in the log",
     },
 }
 
@@ -982,8 +999,8 @@ class Composer:
             causes = DRILL_CAUSES[self.language]
             values["error"] = causes.get(values.pop("problem", ""), causes["internal"])
         key = "drill_ok" if passed else "drill_failed"
-        text = self._text(key, **values)
-        msg.set_content(text if key in self.config.messages.templates else reflow(text))
+        text = self._text(key, **values)  # drill_ok keeps its lines: its proof paragraph is wrapped above
+        msg.set_content(text if passed or key in self.config.messages.templates else reflow(text))
         return msg
 
     def alert(self, key: str, to: Sequence[Person], now: dt.datetime, **values: str) -> EmailMessage:

@@ -21,9 +21,9 @@ from hwc_watcher.school_calendar import SchoolCalendar
 
 
 def error_cause(result: CycleResult) -> str:
-    """The `HwcError.cause` of the error that stopped a cycle; "internal" until the cycle records it."""
+    """The `HwcError.cause` of the error that stopped a cycle; "unknown" (the log has it) until the cycle records it."""
     cause = getattr(result, "error_cause", None)
-    return cause if isinstance(cause, str) else "internal"
+    return cause if isinstance(cause, str) else "unknown"
 
 
 @dataclass
