@@ -92,8 +92,9 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
         "receipt": (
             "Geachte medewerker van Veilig Thuis,\n\n"
             "Wij bevestigen de ontvangst van uw Handle with Care-bericht\n"
-            "van $received. Het signaal is doorgegeven aan de zorgcoördinator;\n"
-            "uw bericht wordt nu uit onze mailbox verwijderd.\n\n"
+            "van $received.\n"
+            "Het signaal is doorgegeven aan de zorgcoördinator; uw bericht wordt nu\n"
+            "uit onze mailbox verwijderd.\n\n"
             "Met vriendelijke groet,\n"
             "$school\n\n"
             "Dit is een automatisch bericht.\n"
