@@ -462,7 +462,7 @@ PROBLEMS: Mapping[str, Mapping[str, str]] = {
         "too_many_mime_params": "bericht is te ingewikkeld opgebouwd om automatisch te lezen",
         "html_too_large": "tekst van het bericht (HTML) te groot om automatisch te lezen",
         "not_checked": "de mailbox is vanochtend niet (met succes) gecontroleerd",
-        "waiting": "er wacht nog een bericht van Veilig Thuis dat niet automatisch kon worden afgehandeld",
+        "waiting": "er wacht nog post van Veilig Thuis die niet automatisch kon worden afgehandeld",
         "bounce_of_receipt": "een ontvangstbevestiging aan Veilig Thuis is NIET aangekomen",
         "bounce_of_own_mail": "een bericht verstuurd vanuit deze mailbox kwam terug",
         "sender_not_listed": (
@@ -496,7 +496,7 @@ PROBLEMS: Mapping[str, Mapping[str, str]] = {
         "too_many_mime_params": "message is built too intricately to read automatically",
         "html_too_large": "message text (HTML) too large to read automatically",
         "not_checked": "the mailbox was not checked successfully this morning",
-        "waiting": "a message from Veilig Thuis is still waiting and could not be handled automatically",
+        "waiting": "mail from Veilig Thuis is still waiting that could not be handled automatically",
         "bounce_of_receipt": "a receipt to Veilig Thuis did NOT arrive",
         "bounce_of_own_mail": "a message sent from this mailbox came back",
         "sender_not_listed": (
