@@ -130,13 +130,15 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
         ),
         "action_line": "Wat je doet: $action\n",
         "stays_one": (
-            "Het bericht blijft in de HwC-mailbox staan (in de prullenbak tot het eind van de schooldag); je "
-            "vindt het aan de map en de tijd hierboven. Verwijder het als je klaar bent, ook uit de prullenbak."
+            "Het bericht blijft in de HwC-mailbox staan (in de prullenbak tot het eind van de schooldag). "
+            "Verwijder het als je klaar bent, ook uit de prullenbak."
         ),
         "stays_many": (
-            "De berichten blijven in de HwC-mailbox staan (in de prullenbak tot het eind van de schooldag); je "
-            "vindt ze aan de map en de tijd hierboven. Verwijder ze als je klaar bent, ook uit de prullenbak."
+            "De berichten blijven in de HwC-mailbox staan (in de prullenbak tot het eind van de schooldag). "
+            "Verwijder ze als je klaar bent, ook uit de prullenbak."
         ),
+        "find_one": "Je vindt het aan de map en de tijd hierboven.",
+        "find_many": "Je vindt ze aan de map en de tijd hierboven.",
         "flag_one": "Het heeft een vlag.",
         "flag_many": "Ze hebben een vlag.",
         "strangers_stay": "hwc-watcher laat dit staan; verwijder het als je het hebt bekeken.",
@@ -296,13 +298,15 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
         ),
         "action_line": "What you do: $action\n",
         "stays_one": (
-            "The message stays in the HwC mailbox (in the trash until the end of the school day); you find it "
-            "by the folder and time above. Delete it when you are done, also from the trash."
+            "The message stays in the HwC mailbox (in the trash until the end of the school day). Delete it "
+            "when you are done, also from the trash."
         ),
         "stays_many": (
-            "The messages stay in the HwC mailbox (in the trash until the end of the school day); you find them "
-            "by the folder and time above. Delete them when you are done, also from the trash."
+            "The messages stay in the HwC mailbox (in the trash until the end of the school day). Delete them "
+            "when you are done, also from the trash."
         ),
+        "find_one": "You find it by the folder and time above.",
+        "find_many": "You find them by the folder and time above.",
         "flag_one": "It is flagged.",
         "flag_many": "They are flagged.",
         "strangers_stay": "hwc-watcher leaves it where it is; delete it once you have looked at it.",
@@ -570,9 +574,9 @@ ACTIONS: Mapping[str, Mapping[str, tuple[str, str]]] = {
         ),
         "by_hand": (
             "Signaal niet automatisch verwerkt",
-            "open het zelf en handel het af volgens het werkproces: geef naam en geboortedatum door\n"
-            "aan de zorgcoördinator (mondeling, of in een nieuwe e-mail), stuur Veilig Thuis een\n"
-            "ontvangstbevestiging en verwijder het bericht daarna overal, ook uit de prullenbak.",
+            "open het zelf en handel het af volgens het werkproces: geef naam en geboortedatum mondeling\n"
+            "door aan de zorgcoördinator, stuur Veilig Thuis een ontvangstbevestiging en verwijder het\n"
+            "bericht daarna overal, ook uit de prullenbak.",
         ),
         "bounce_notice": (
             "Melding niet aangekomen",
@@ -601,7 +605,8 @@ ACTIONS: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "check_now": (
             "Mailbox niet gecontroleerd",
             "kijk nu zelf in de HwC-mailbox. Staat er een signaal, handel het dan af volgens het\n"
-            "werkproces: geef naam en geboortedatum vóór het eerste lesuur door aan de zorgcoördinator,\n"
+            "werkproces: geef naam en geboortedatum vóór het eerste lesuur mondeling door aan de\n"
+            "zorgcoördinator,\n"
             "stuur Veilig Thuis een ontvangstbevestiging en verwijder het bericht overal. Stuur deze\n"
             "melding daarna door naar de ICT-beheerder.",
         ),
@@ -624,9 +629,9 @@ ACTIONS: Mapping[str, Mapping[str, tuple[str, str]]] = {
         ),
         "by_hand": (
             "Signal not handled automatically",
-            "open it yourself and handle it as the work process says: pass name and date of birth on to\n"
-            "the care coordinator (in person, or in a new e-mail), send Veilig Thuis a receipt, and then\n"
-            "delete the message everywhere, also from the trash.",
+            "open it yourself and handle it as the work process says: tell the care coordinator name and\n"
+            "date of birth in person, send Veilig Thuis a receipt, and then delete the message\n"
+            "everywhere, also from the trash.",
         ),
         "bounce_notice": (
             "Notice did not arrive",
@@ -654,7 +659,7 @@ ACTIONS: Mapping[str, Mapping[str, tuple[str, str]]] = {
         "check_now": (
             "Mailbox not checked",
             "look in the HwC mailbox yourself now. If a signal is there, handle it as the work process\n"
-            "says: pass name and date of birth on to the care coordinator before the first lesson, send\n"
+            "says: tell the care coordinator name and date of birth in person before the first lesson, send\n"
             "Veilig Thuis a receipt and delete the message everywhere. Then pass this alert on to the\n"
             "ICT admin.",
         ),
@@ -684,8 +689,9 @@ _ACTION_OF: Mapping[str, str] = {
 
 #: The order of a digest's groups: what may be a signal first, what only informs last.
 _GROUP_ORDER = ("verify", "bounce_notice", "by_hand", "bounce_receipt", "cleanup", "admin", "not_ours")
-#: Groups whose messages stay in the HwC mailbox until a person handles them.
-_STAYS = frozenset({"verify", "by_hand", "bounce_notice", "bounce_receipt"})
+#: Lines about a message that stays in the HwC mailbox until a person handles it (a refused notice's line is
+#: about the signal its item_signal_failed line already names).
+_STAYING = frozenset({"item_waiting", "item_bounce", "item_signal_failed"})
 #: How urgent an alert is, by the most urgent group in it: subject and Importance follow.
 _URGENT = frozenset({"verify", "by_hand", "bounce_notice", "bounce_receipt", "check_now", "waiting", "broken"})
 _ACTION = frozenset({"cleanup", "admin"})
@@ -911,21 +917,29 @@ class Composer:
         mailbox, how to find them; the subject and importance follow the most urgent group.
         """
         groups: dict[str, list[str]] = {}
-        flagged: dict[str, bool] = {}
+        #: Per group, the lines about a message that stays in the mailbox: (has folder and time, is flagged).
+        staying: dict[str, list[tuple[bool, bool]]] = {}
         for template, values in items[:DIGEST_LINES]:
             kind = action_kind(template, values)
             groups.setdefault(kind, []).append(self._line(template, values))
-            # The cycle passes flagged="1" when the server shows the mark as a flag (it keeps no keywords).
-            flagged[kind] = flagged.get(kind, True) and values.get("flagged") == "1"
+            if template in _STAYING and kind != "not_ours":
+                # The cycle passes flagged="1" where the server shows the mark as a flag (it keeps no keywords).
+                staying.setdefault(kind, []).append(("folder" in values and "received" in values,
+                                                     values.get("flagged") == "1"))
         actions = ACTIONS[self.language]
         blocks = []
         for kind in sorted(groups, key=lambda k: _GROUP_ORDER.index(k) if k in _GROUP_ORDER else len(_GROUP_ORDER)):
             heading, action = actions[kind]
             block = heading + ":\n" + "".join(groups[kind]) + fill(self._text("action_line", action=action)) + "\n"
-            if kind in _STAYS:
-                number = "one" if len(groups[kind]) == 1 else "many"
-                stays = self.texts[f"stays_{number}"]
-                block += fill(stays + (" " + self.texts[f"flag_{number}"] if flagged[kind] else "")) + "\n"
+            if kind in staying:
+                lines = staying[kind]
+                number = "one" if len(lines) == 1 else "many"
+                said = [self.texts[f"stays_{number}"]]
+                if all(found for found, _flag in lines):
+                    said.append(self.texts[f"find_{number}"])
+                if all(flag for _found, flag in lines):
+                    said.append(self.texts[f"flag_{number}"])
+                block += fill(" ".join(said)) + "\n"
             elif kind == "not_ours":
                 block += fill(self.texts["strangers_stay"]) + "\n"
             blocks.append(block + "\n")

@@ -132,7 +132,8 @@ def test_overridable_template_names_are_the_composer_texts() -> None:
                            "recall_notice", "outcome_backup", "outcome_nobody", "item_more",
                            "unknown_address", "subject_action", "subject_info", "subject_resolved",
                            "detail_not_checked", "detail_failing", "detail_waiting", "action_line", "stays_one",
-                           "stays_many", "flag_one", "flag_many", "strangers_stay", "technical", "route_default",
+                           "stays_many", "find_one", "find_many", "flag_one", "flag_many", "strangers_stay",
+                           "technical", "route_default",
                            "route_named"}
         assert set(texts) - building_blocks == TEMPLATE_NAMES, language
 

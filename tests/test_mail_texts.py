@@ -239,6 +239,12 @@ def test_the_digest_groups_lines_by_what_to_do() -> None:
     unreadable = " ".join(body_of(c.digest([("item_waiting", {"folder": "junk", "received": "r",
                                                               "problem": "encrypted"})], people, NOW)).split())
     assert "open het zelf en handel het af volgens het werkproces" in unreadable and "blijft" in unreadable
+    assert "aan de map en de tijd hierboven" in unreadable and "vlag" not in unreadable
+    flagged = " ".join(body_of(c.digest([("item_waiting", {"folder": "inbox", "received": "r", "problem": "no_pupil",
+                                                           "flagged": "1"})], people, NOW)).split())
+    assert "Het heeft een vlag." in flagged
+    failed = " ".join(body_of(c.digest([("item_signal_failed", {"cause": "delivery"})], people, NOW)).split())
+    assert "blijft in de HwC-mailbox staan" in failed and "aan de map en de tijd" not in failed  # none was named
     listed = c.digest([("item_pupil_list", {"file": "leerlingen.csv"})], people, NOW)
     text = " ".join(body_of(listed).split())
     assert "stuur deze e-mail door naar de ICT-beheerder" in text and "blijft" not in text
