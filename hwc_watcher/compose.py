@@ -711,10 +711,12 @@ def action_text(kind: str, language: str) -> str:
     return ACTIONS[language][kind][1]
 
 
-#: How each alert mail reads as to urgency: "urgent" (high importance), "action", "info", "resolved".
+#: How each alert mail reads as to urgency: "urgent" (high importance, "Actie nodig"), "action" ("Graag
+#: nakijken"), "info" ("Ter informatie"), "resolved" ("Opgelost"); the digest takes its urgency from its groups
+#: and the drill report has its own subjects (DRILL_SUBJECTS).
 ALERT_KINDS: Mapping[str, str] = {
     "alert_deadline": "urgent", "alert_failure": "urgent", "alert_recall": "action", "alert_recovered": "resolved",
-    "alert_left_alone": "info", "drill_ok": "info", "drill_failed": "urgent",
+    "alert_left_alone": "info",
 }  # fmt: skip
 
 #: The recall's steps, as the alert names them ("bij het aanmelden" / "while logging in").
