@@ -500,7 +500,7 @@ PROBLEMS: Mapping[str, Mapping[str, str]] = {
         "too_many_mime_params": "message is built too intricately to read automatically",
         "html_too_large": "message text (HTML) too large to read automatically",
         "not_checked": "the mailbox was not checked successfully this morning",
-        "waiting": "mail from Veilig Thuis is still waiting that could not be handled automatically",
+        "waiting": "mail from Veilig Thuis that could not be handled automatically is still waiting",
         "bounce_of_receipt": "a receipt to Veilig Thuis did NOT arrive",
         "bounce_of_own_mail": "a message sent from this mailbox came back",
         "sender_not_listed": (
