@@ -578,6 +578,8 @@ class CycleRun:
         received = format_moment((judged.written or judged.arrived or self.now)
                                  .astimezone(self.config.schedule.timezone), self.config.messages.language)
         values = {"folder": self.role_of(state.name), "received": received, "problem": judged.reason}
+        if not state.keywords:
+            values["flagged"] = "1"  # the mark is \Flagged here, which mail clients show
         if judged.refused:
             values["refused"] = ", ".join(refused) or self.watcher.composer.texts["unknown_address"]
         template = "item_bounce" if judged.refused else "item_waiting"
@@ -626,8 +628,9 @@ class CycleRun:
                 _log.error("signal_not_completed", uid=fetched.uid, folder_role=self.role_of(fetched.folder),
                            error=str(err), transient=err.transient, step="deliver")
                 if not err.transient:
+                    extra = {"flagged": "1"} if not state.keywords else {}
                     self.note(f"failed:{key}", "item_signal_failed", messages=((fetched.folder, fetched.uid),),
-                              cause=err.cause)
+                              cause=err.cause, **extra)
                 return
             if verdict.mdn_to and not record.mdn:
                 record.mdn = True  # optional courtesy, tried once: never blocks the deletion, never repeated

@@ -20,6 +20,12 @@ from hwc_watcher.school_calendar import SchoolCalendar
 from hwc_watcher.settings import ScheduleSettings
 
 
+def error_cause(result: CycleResult) -> str:
+    """The `HwcError.cause` of the error that stopped a cycle; "unknown" (the log has it) until the cycle records it."""
+    cause = getattr(result, "error_cause", None)
+    return cause if isinstance(cause, str) else "unknown"
+
+
 @dataclass
 class DeadlineGuard:
     schedule: ScheduleSettings
@@ -31,6 +37,8 @@ class DeadlineGuard:
     #: Since the last good read: the first failed cycle's moment, and the newest error (admin text).
     failing_since: dt.datetime | None = None
     last_error: str | None = None
+    #: The newest error's cause code (what the 08:15 alert tells a person; the text above is for the log).
+    last_cause: str | None = None
 
     def observe(self, result: CycleResult, at: dt.datetime) -> None:
         """Record a cycle; a failed cycle changes nothing we know about the mailbox, only why it failed."""
@@ -39,8 +47,9 @@ class DeadlineGuard:
         if not result.mailbox_ok:
             self.failing_since = self.failing_since or at
             self.last_error = result.error
+            self.last_cause = error_cause(result)
             return
-        self.last_ok, self.failing_since, self.last_error = at, None, None
+        self.last_ok, self.failing_since, self.last_error, self.last_cause = at, None, None, None
         self.waiting = result.waiting + result.pending
 
     def window_start(self, day: dt.date) -> dt.datetime:

@@ -53,11 +53,11 @@ password_file = "imap-password"
 senders = ["{vt}"]
 
 [coordinator]
-name = "Mevrouw A. de Vries"
+name = "A. de Vries"
 email = "{coordinator}"
 
 [backup]
-name = "Meneer B. Jansen"
+name = "B. Jansen"
 email = "achterwacht@college.example.nl"
 
 [contact]

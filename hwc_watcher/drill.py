@@ -314,7 +314,9 @@ class Drill:
                 step = result.step(name)
                 mark = ("✗" if not step.ok else UNTESTED_MARK[language] if step.untested else "✓") if step else "–"
                 marks.append(f"{names[name]} {mark}")
-            values.update(step=names[failure.name], error=failure.detail, steps=", ".join(marks),
+            # What failed in the reader's words (the composer's, by problem code); the detail, which may quote a
+            # server, stays in the log; the fix goes under the report's technical heading.
+            values.update(step=names[failure.name], problem=failure.problem, steps=", ".join(marks),
                           fix=fix_text(failure.problem, language, failure.values))
         composer = self.alerter.composer
         message = composer.drill_report(result.ok, config.alert_recipients(), self.clock(), **values)

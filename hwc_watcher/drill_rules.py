@@ -319,9 +319,9 @@ FIXES: Mapping[str, Mapping[str, str]] = {
                      "signalen van Veilig Thuis gaan naar een persoon: laat de ontvangende server "
                      "Authentication-Results (RFC 8601) met SPF-, DKIM- en DMARC-uitslagen toevoegen.",
         "untrusted_id": "Authentication-Results kwam van $seen, maar veilig_thuis.authserv_ids = $configured. "
-                        "Is dat uw eigen ontvangende server, voeg de id dan toe aan veilig_thuis.authserv_ids.",
+                        "Is dat je eigen ontvangende server, voeg de id dan toe aan veilig_thuis.authserv_ids.",
         "unreadable": "De bovenste Authentication-Results-kopregel is onleesbaar; zet veilig_thuis.authserv_ids "
-                      "op de id van uw ontvangende server ($seen).",
+                      "op de id van je ontvangende server ($seen).",
         "not_pass": "De server van de school zegt $dmarc voor $domain: herstel SPF, DKIM en DMARC voor $domain, "
                     "of controleer veilig_thuis.authserv_ids ($configured).",
         "internal": "Een interne fout in hwc-watcher: meld die met de logregels van deze oefening en voer "

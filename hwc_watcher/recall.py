@@ -48,6 +48,8 @@ class MailboxRecall:
     left: int = 0
     step: Step | None = None
     error: str | None = None
+    #: The failing error's `HwcError.cause` (the alert names it in the reader's words; `error` is for the log).
+    cause: str = "mailbox"
 
     @property
     def ok(self) -> bool:
@@ -68,9 +70,10 @@ class RecallResult:
 
 
 class _Failed(Exception):
-    def __init__(self, step: Step, error: str) -> None:
-        super().__init__(error)
+    def __init__(self, step: Step, error: HwcError) -> None:
+        super().__init__(str(error))
         self.step = step
+        self.cause = error.cause
 
 
 class Recaller:
@@ -127,12 +130,12 @@ class Recaller:
                 box = self.session(mailbox)
                 box.connect()
             except HwcError as err:
-                raise _Failed("login", str(err)) from err
+                raise _Failed("login", err) from err
             try:
                 try:
                     folders = box.folders()
                 except HwcError as err:
-                    raise _Failed("search", str(err)) from err
+                    raise _Failed("search", err) from err
                 removed = self._clean(box, folders, now)
                 left = sum(len(uids) for _state, uids in self._due(box, folders, now, "verify"))
             finally:
@@ -141,11 +144,11 @@ class Recaller:
             _log.error("recall_failed", mailbox=self.number(mailbox), step=failed.step, error=str(failed),
                        removed=removed)
             return MailboxRecall(mailbox.address, removed=removed, forged=len(self._forged), step=failed.step,
-                                 error=str(failed))
+                                 error=str(failed), cause=failed.cause)
         if left:
             _log.error("recall_failed", mailbox=self.number(mailbox), step="verify", left=left, removed=removed)
             return MailboxRecall(mailbox.address, removed=removed, forged=len(self._forged), left=left, step="verify",
-                                 error=f"{left} notice(s) were still there after deleting")
+                                 error=f"{left} notice(s) were still there after deleting", cause="recall_left")
         _log.info("recall_mailbox_done", mailbox=self.number(mailbox), removed=removed, forged=len(self._forged))
         return MailboxRecall(mailbox.address, removed=removed, forged=len(self._forged))
 
@@ -159,7 +162,7 @@ class Recaller:
                     # Gmail: the notice went to Trash; finish it there, by the UIDs the MOVE gave it.
                     box.delete(trash, moved.values(), uidvalidity=box.last_copy_validity)
             except HwcError as err:
-                raise _Failed("delete", str(err)) from err
+                raise _Failed("delete", err) from err
             removed += len(uids)
         return removed
 
@@ -186,7 +189,7 @@ class Recaller:
                 if due:
                     yield state, due
         except HwcError as err:
-            raise _Failed(step, str(err)) from err
+            raise _Failed(step, err) from err
 
     def check_login(self, mailbox: RecallMailbox) -> str | None:
         """For `check`: None when the login works, else the server's reason."""

@@ -26,16 +26,16 @@ from hwc_watcher.settings import Config
 SUBJECT = {"nl": "TEST – Handle with Care-koppeling", "en": "TEST – Handle with Care link"}
 BODY = {
     "nl": (
-        "Dit is een test van de Handle with Care-koppeling; u hoeft niets te doen.\n\n"
-        "{school} controleert of berichten van de Handle with Care-mailbox u bereiken. U staat in de "
+        "Dit is een test van de Handle with Care-koppeling; je hoeft niets te doen.\n\n"
+        "De school controleert of berichten van de Handle with Care-mailbox je bereiken. Je staat in de "
         "instellingen als {roles}. Dit bericht bevat geen gegevens over leerlingen.\n\n"
-        "Met vriendelijke groet,\nhwc-watcher (de koppeling van de Handle with Care-mailbox)\n"
+        "Met vriendelijke groet,\n{school}\n(de koppeling van de Handle with Care-mailbox)\n"
     ),
     "en": (
         "This is a test of the Handle with Care link; you need not do anything.\n\n"
-        "{school} is checking that messages from the Handle with Care mailbox reach you. The settings "
+        "The school is checking that messages from the Handle with Care mailbox reach you. The settings "
         "name you as {roles}. This message contains no data about pupils.\n\n"
-        "Kind regards,\nhwc-watcher (the link for the Handle with Care mailbox)\n"
+        "Kind regards,\n{school}\n(the link for the Handle with Care mailbox)\n"
     ),
 }
 ROLE = {

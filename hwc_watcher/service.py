@@ -38,7 +38,7 @@ from apscheduler.triggers.cron import CronTrigger
 from hwc_watcher import log
 from hwc_watcher.compose import format_moment
 from hwc_watcher.cycle import CycleResult, Watcher
-from hwc_watcher.deadline import DeadlineGuard
+from hwc_watcher.deadline import DeadlineGuard, error_cause
 from hwc_watcher.drill import DrillJob
 from hwc_watcher.errors import ChannelError
 from hwc_watcher.push import PushListener
@@ -176,7 +176,9 @@ class Service:
         """Feed the guard; heartbeat on success; alert at once on a permanent failure; report recovery."""
         self.guard.observe(result, now)
         permanent = result.error is not None and not result.error_transient
-        if permanent and self.alerter.alert("failure", "alert_failure", now, error=result.error or ""):
+        # The mail names the cause in the reader's words; the admin's error text (which may quote a server) stays
+        # in the log. `error_cause` is the stopping error's `HwcError.cause` (see cycle.CycleResult).
+        if permanent and self.alerter.alert("failure", "alert_failure", now, cause=error_cause(result)):
             self.alerter.forget("recovered")
         if not result.mailbox_ok:
             return
@@ -208,19 +210,11 @@ class Service:
         return causes
 
     def deadline_detail(self, cause: str) -> str:
-        """What the person who can fix it needs: the last error and since when, or how many wait."""
-        guard, tz = self.guard, self.config.schedule.timezone
-        nl = self.config.messages.language == "nl"
-        if cause == "not_checked" and guard.last_error:
-            since = guard.failing_since.astimezone(tz).strftime("%H:%M") if guard.failing_since else "?"
-            return (f"Laatste fout (sinds {since}): {guard.last_error}" if nl
-                    else f"Last error (since {since}): {guard.last_error}")
-        if cause == "not_checked":
-            return ("hwc-watcher heeft sinds de start van het ochtendvenster geen controle kunnen afronden "
-                    "(draait de service?)." if nl else
-                    "hwc-watcher has not finished a check since the morning window opened (is the service running?).")
-        return (f"{guard.waiting} bericht(en) wachten op een persoon; ze zijn gemarkeerd in de HwC-mailbox."
-                if nl else f"{guard.waiting} message(s) wait for a person; they are marked in the HwC mailbox.")
+        """What the reader needs: since when it fails and why (a cause, never the error's text), or how many wait."""
+        guard = self.guard
+        return self.alerter.composer.deadline_detail(
+            cause, since=guard.failing_since if guard.last_error else None, cause=guard.last_cause,
+            waiting=guard.waiting)
 
     def report_left_alone(self, now: dt.datetime) -> bool:
         """Once a school day: how much mail that is not ours sits in the mailbox (the covenant wants it empty)."""
@@ -252,7 +246,7 @@ class Service:
         local = retry_at.astimezone(self.config.schedule.timezone).strftime("%H:%M")
         for failed in result.failed:
             self.alerter.alert(f"recall:{failed.address}:{failed.step}", "alert_recall", moment, mailbox=failed.address,
-                               step=failed.step or "", error=failed.error or "", retry=local)
+                               step=failed.step or "", cause=failed.cause, retry=local)
         if self.scheduler.running:
             self.scheduler.add_job(self.recall, "date", run_date=retry_at, id="recall-retry", name="recall retry",
                                    replace_existing=True)

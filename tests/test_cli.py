@@ -101,10 +101,12 @@ def test_inspect_json(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_pa
 
 
 def test_demo_runs_a_full_cycle(capsys: pytest.CaptureFixture[str]) -> None:
-    """The demo shows the notice, the receipt and an empty mailbox."""
+    """The demo shows the notice (the handbook's day, greeting the configured name), the receipt and an empty
+    mailbox."""
     assert main(["--log-format", "console", "demo"]) == 0
     out = capsys.readouterr().out
     assert "Subject: Handle with Care" in out and "David Pieterse" in out
+    assert "Beste A. de Vries," in out and "Beantwoord deze e-mail niet" in out
     assert "Ontvangstbevestiging" in out
     for folder in ("INBOX", "Sent", "Trash", "Junk"):
         assert f"{folder:<8} 0 message(s)" in out

@@ -69,7 +69,7 @@ def test_receipt_carries_no_pupil_data_and_refers_to_the_signal() -> None:
     """The receipt names the original message and the time received, nothing about the child."""
     msg = reparse(composer().receipt("signalen@veiligthuis.example.nl", "<abc@vt.example>", NOW, NOW))
     assert msg["In-Reply-To"] == "<abc@vt.example>" and msg["References"] == "<abc@vt.example>"
-    text = msg.as_string()
+    text = msg.as_string() + msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "David" not in text and "2012" not in text
     assert "27 november 2026 om 07:30" in text  # Amsterdam time
     assert msg["Auto-Submitted"] == "auto-replied"
@@ -88,15 +88,19 @@ def test_read_receipt_is_an_rfc8098_report() -> None:
 
 
 def test_not_found_in_pupil_list_is_said_plainly() -> None:
-    """A pupil not found in the list: the notice tells the receiver to pass it on."""
+    """A pupil not found in the list: pass it on by word of mouth, or call VT when the pupil is not ours; never
+    forward the notice."""
     body = notice(composer(), note="not_found").get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "niet gevonden in de leerlingenlijst" in body
+    text = " ".join(body.split())
+    assert "niet in de leerlingenlijst" in text and "vertel het dan mondeling" in text
+    assert "bel dan Veilig Thuis" in text and "stuur deze e-mail niet door" in text
+    assert "Geef dit bericht direct door" not in text
 
 
 def test_english_and_own_templates() -> None:
     """language = "en" switches every text; an admin's own template replaces the default."""
     body = notice(composer(language="en")).get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "Date of birth: 03 February 2012" in body
+    assert "Date of birth: 3 February 2012 (03-02-2012)" in body
     own = composer(templates={"notice": "Leerling: $pupil_name ($birth_date)\n"})
     assert notice(own).get_body(("plain",)).get_content().startswith("Leerling: David Pieterse")  # type: ignore[union-attr]
 
@@ -111,8 +115,10 @@ def test_alert_is_content_free() -> None:
                          "refused": "zorg@college.example.nl"}),
     ], people, NOW))
     body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "persoon naar moet kijken" in body and "mogelijk vervalst" in body and "in Postvak IN" in body
-    assert "NIET aangekomen" in body and "Geweigerd adres: zorg@college.example.nl" in body
+    text = " ".join(body.split())
+    assert "Mogelijk vervalst of van een onbekend adres:" in body and "mogelijk vervalst" in text
+    assert "in Postvak IN" in text and "bel eerst Veilig Thuis" in text
+    assert "NIET aangekomen" in text and "Geweigerd adres: zorg@college.example.nl" in text
     assert msg["Subject"] == "Actie nodig: Handle with Care-mailbox"
 
 
@@ -124,7 +130,11 @@ def test_overridable_template_names_are_the_composer_texts() -> None:
     for language, texts in TEXTS.items():
         building_blocks = {"not_in_list", "ambiguous_in_list", "receipt_subject", "alert_subject", "keep_notice",
                            "recall_notice", "outcome_backup", "outcome_nobody", "item_more",
-                           "unknown_address"}
+                           "unknown_address", "subject_action", "subject_info", "subject_resolved",
+                           "detail_not_checked", "detail_failing", "detail_waiting", "action_line", "stays_one",
+                           "stays_many", "find_one", "find_many", "flag_one", "flag_many", "strangers_stay",
+                           "technical", "route_default",
+                           "route_named"}
         assert set(texts) - building_blocks == TEMPLATE_NAMES, language
 
 

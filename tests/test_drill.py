@@ -397,7 +397,8 @@ def test_the_report_in_english(tmp_path: Path) -> None:
     config = rules_config(tmp_path, extra='[messages]\nlanguage = "en"\n')
     msg = Composer(config).drill_report(True, config.alert_recipients(), dt.datetime.now(dt.UTC), received="05:31",
                                         trust=f"authserv-id {MX}, dmarc=pass", deleted="05:31", sent="05:30")
-    assert msg["Subject"] == "Handle with Care mailbox drill passed"
+    assert msg["Subject"] == "For your information: Handle with Care mailbox drill passed"
+    assert msg["Importance"] == "normal"
     body = msg.get_body(("plain",))
     assert body is not None
     assert str(body.get_content()).startswith(

@@ -239,7 +239,7 @@ def test_with_the_app_every_recipient_is_recalled_without_listing() -> None:
     ids=["nl-today", "nl-tomorrow", "en-today"],
 )
 def test_the_notice_says_when_it_disappears(language: str, sent: dt.datetime, line: str) -> None:
-    """One line with the same moment the recall uses, and the protocol's way to remember (mondeling)."""
+    """One line with the same moment the recall uses; the signal is noted nowhere and passed on only in person."""
     config = parse_config(config_with(f'[messages]\nlanguage = "{language}"\n'
                                       f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
                                       'password_file = "/etc/hwc/zorg"\n'))
@@ -250,7 +250,8 @@ def test_the_notice_says_when_it_disappears(language: str, sent: dt.datetime, li
                                      (route.coordinator,), sent, disappears=moment)
     text = " ".join(notice.get_content().split())
     assert line in text
-    assert ("mondeling" if language == "nl" else "by word of mouth") in text
+    assert ("vertel je mondeling" if language == "nl" else "in person") in text
+    assert ("noteer het signaal nergens" if language == "nl" else "do not record the signal anywhere") in text
     assert "Bewaar deze e-mail niet" not in text and "Do not keep this e-mail" not in text
 
 
@@ -376,7 +377,9 @@ def test_a_refused_login_alerts_the_contact_and_is_retried(
     alerts = [m for m in smtp_server.messages if message_id(m.raw).startswith("<hwc-alert.")]
     assert len(alerts) == 1, "one alert per mailbox and step a day"
     text = alerts[0].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert BACKUP in text and "stap: login" in text and "17:35" in text
+    text = " ".join(text.split())
+    assert BACKUP in text and "bij het aanmelden" in text and "17:35" in text
+    assert "weigert de aanmelding" in text and "AUTHENTICATIONFAILED" not in text and "password" not in text
     assert CONTACT in alerts[0].rcpt_tos and "David" not in text and "2012" not in text
 
     private_file(tmp_path / "backup-password", backup.password + "\n")

@@ -56,7 +56,7 @@ def test_send_test_mails_everyone_once(school: Path, smtp_server: SmtpCapture,
         body = message.get_body(("plain",))
         assert body is not None
         text = body.get_content()
-        assert "Dit is een test van de Handle with Care-koppeling; u hoeft niets te doen" in text
+        assert "Dit is een test van de Handle with Care-koppeling; je hoeft niets te doen" in text
         assert "geen gegevens over leerlingen" in text
         assert "TEST" in message["Subject"]
         assert message["Message-ID"].startswith("<hwc-test.") and message["Message-ID"].endswith(
