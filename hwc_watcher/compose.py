@@ -24,7 +24,7 @@ from email.utils import format_datetime
 from string import Template
 
 from hwc_watcher.models import Person, Pupil, RouteDecision
-from hwc_watcher.notice_id import NoticeIds
+from hwc_watcher.notice_id import NoticeIds, random_token
 from hwc_watcher.settings import Config
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
@@ -951,6 +951,8 @@ class Composer:
         msg.set_param("report-type", "disposition-notification")
         msg.attach(human)
         msg.attach(report)
+        # Our own boundary: the email package's is 19 random decimal digits, which can read as a birth year.
+        msg.set_boundary(f"hwc-{random_token()}")
         return msg
 
     def digest(self, items: Sequence[tuple[str, Mapping[str, str]]], to: Sequence[Person],
