@@ -6,6 +6,7 @@ content) and fires once per cause per day; the memory of what was sent is in-pro
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -13,9 +14,10 @@ from email.message import EmailMessage
 
 from hwc_watcher import log
 from hwc_watcher.compose import Composer
-from hwc_watcher.errors import ChannelError, DeliveryError
+from hwc_watcher.errors import ChannelError, HwcError
 from hwc_watcher.outbox import Outbox, SmtpLogin
 from hwc_watcher.settings import Config
+from hwc_watcher.time_limit import TimeLimit
 from hwc_watcher.webhook import post_alert
 
 _log = log.get_logger("hwc_watcher.alerts")
@@ -94,11 +96,16 @@ class Alerter:
         delivered = False
         own = outbox is None
         box = outbox or Outbox(self.config.smtp, self.smtp_auth)
+        # An alert on its own connection (08:15, a failure, the drill) gets the cycle's time limit: a dripping SMTP
+        # server cannot hold the scheduler thread (inside a cycle, the cycle's limit already applies).
+        limit = (TimeLimit(self.config.schedule.cycle_timeout_s, what="Sending the alert", after="the webhook is tried")
+                 if own else contextlib.nullcontext())
         try:
-            box.send(message, [p.email for p in people])
+            with limit:
+                box.send(message, [p.email for p in people])
             delivered = True
             _log.info("alert_sent", template=template, channel="mail", recipients=len(people), step="alert")
-        except DeliveryError as err:
+        except HwcError as err:
             _log.error("alert_failed", template=template, channel="mail", error=str(err), step="alert")
         finally:
             if own:

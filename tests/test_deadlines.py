@@ -5,6 +5,7 @@ seconds, with our own message naming the step, and nothing is lost."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 import threading
 import time
@@ -244,3 +245,18 @@ def test_a_token_endpoint_that_answers_discovery_with_the_wrong_json_is_a_transi
         with pytest.raises(TokenError, match="lacks the endpoints a token request needs") as caught:
             auth.access_token()
     assert caught.value.transient
+
+
+def test_an_alert_on_its_own_connection_is_cut_at_the_limit(imap_server: ImapAccount, tmp_path: Path) -> None:
+    """The 08:15 alert and the failure alert send on their own SMTP connection: a dripping greeting holds the
+    scheduler no longer than the limit, and the alert counts as not sent (the webhook and the next try remain)."""
+    from hwc_watcher.alerts import Alerter
+    from hwc_watcher.compose import Composer
+
+    with DripServer("smtp", "greeting") as server:
+        config = limited(write_config(tmp_path, imap_server, server))  # type: ignore[arg-type]
+        alerter = Alerter(config, Composer(config), None)
+        started = time.monotonic()
+        sent = alerter.alert("failure", "alert_failure", dt.datetime.now(dt.UTC), cause="mailbox_login")
+        took = time.monotonic() - started
+    assert sent is False and took < LIMIT_S + SLACK_S, took
