@@ -49,6 +49,7 @@ from hwc_watcher.mailbox import Folders, Mailbox
 from hwc_watcher.outbox import Outbox, SmtpLogin
 from hwc_watcher.send_test import refusal_words
 from hwc_watcher.settings import Config
+from hwc_watcher.time_limit import TimeLimit
 from hwc_watcher.webhook import ping
 
 _log = log.get_logger("hwc_watcher.drill")
@@ -150,8 +151,12 @@ class Drill:
         address = self.config.smtp.from_address
         result = DrillResult(drill_message_id(address, self.clock()))
         _log.info("drill_started", wait_s=self.wait_s)
+        # The whole drill under one limit: the cycle's, plus the wait for the mail to arrive. A server that drips a
+        # reply ends the drill (reported as a failed step), never the daemon's scheduler thread.
+        limit = TimeLimit(self.config.schedule.cycle_timeout_s + self.wait_s, what="The drill",
+                          after="the drill mail is deleted by the next cycle")
         try:
-            with Mailbox(self.config.imap, self.imap_auth) as mailbox:
+            with limit, Mailbox(self.config.imap, self.imap_auth) as mailbox:
                 folders = mailbox.folders()
                 result.passed("mailbox", f"logged in to {self.config.imap.host}")
                 result.running = "send"
@@ -279,7 +284,8 @@ class Drill:
     def delete_again(self, result: DrillResult) -> None:
         """After an IMAP failure mid-drill: one fresh session to delete what was sent."""
         try:
-            with Mailbox(self.config.imap, self.imap_auth) as mailbox:
+            with TimeLimit(self.config.schedule.cycle_timeout_s, what="Deleting the drill mail",
+                           after="the next cycle deletes it"), Mailbox(self.config.imap, self.imap_auth) as mailbox:
                 self.delete(mailbox, mailbox.folders(), result)
         except HwcError as err:
             result.failed("delete", str(err), "imap")
