@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwc_watcher import log
+from hwc_watcher import delivery_plan, log
 from hwc_watcher.alerts import Alerter
 from hwc_watcher.auth import Authenticator, imap_authenticator, is_token_expired
 from hwc_watcher.auth import smtp_authenticator as _smtp_authenticator
@@ -674,17 +674,11 @@ class CycleRun:
         decision = self.watcher.router.route(pupil)
         route = decision.route
         route_no = self.config.routing.log_index(route)
-        wanted = list(route.recipients())
-        backup = route.backup
-        away = index in record.away or any(self.watcher.away.get(p.email.lower()) == self.today for p in wanted)
-        if away and backup is not None and all(backup.email.lower() != p.email.lower() for p in wanted):
-            wanted.append(backup)  # the coordinator is away today: the backup gets it, whatever its mode
+        away = any(self.watcher.away.get(p.email.lower()) == self.today for p in route.recipients())
+        wanted = delivery_plan.wanted(route, index, record, away)
         refused_now: list[str] = []
         for attempt in range(2):  # the route's recipients, then the backup for whoever refused
-            has_it = [p for p in wanted if record.has(index, p.email)]
-            everyone_refused = not has_it and all((index, p.email.lower()) in record.refused for p in wanted)
-            todo = [p for p in wanted if not record.has(index, p.email)
-                    and ((index, p.email.lower()) not in record.refused or everyone_refused)]
+            todo = delivery_plan.missing(wanted, index, record)
             if todo:
                 notice = composer.notice(pupil, decision, todo, self.now, disappears=self.disappears(todo))
                 deferred: DeliveryError | None = None
@@ -711,17 +705,14 @@ class CycleRun:
                           recipients=len(delivered), refused=len(folded), attempt=attempt + 1)
                 if deferred is not None:
                     raise deferred  # the rest is retried next cycle, to exactly those still missing
-            refused_people = [p for p in wanted if (index, p.email.lower()) in record.refused]
-            if (attempt == 0 and refused_people and backup is not None
-                    and all(backup.email.lower() != p.email.lower() for p in wanted)):
-                wanted.append(backup)  # fallback: the backup gets it, once
-                continue
-            break
+            backup = delivery_plan.fallback(route, wanted, index, record) if attempt == 0 else None
+            if backup is None:
+                break
+            wanted.append(backup)  # fallback: the backup gets it, once
         for address in refused_now:
-            got = [p.email for p in wanted if record.has(index, p.email)]
             self.note(f"refused:{key}:{index}:{address.lower()}", "item_delivery", failed=address, route=route.name,
-                      outcome="backup" if got else "nobody")
-        if any(record.has(index, p.email) for p in wanted):
+                      outcome="backup" if delivery_plan.reached(wanted, index, record) else "nobody")
+        if delivery_plan.reached(wanted, index, record):
             return True
         _log.error("notice_not_delivered", pupil_index=index, step="notice", route=route_no)
         return False
