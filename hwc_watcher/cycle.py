@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwc_watcher import delivery_plan, log
+from hwc_watcher import alert_plan, delivery_plan, log
+from hwc_watcher.alert_plan import STRANGER_REASONS, Attention
 from hwc_watcher.alerts import Alerter
 from hwc_watcher.auth import Authenticator, imap_authenticator, is_token_expired
 from hwc_watcher.auth import smtp_authenticator as _smtp_authenticator
@@ -62,10 +63,6 @@ from hwc_watcher.time_limit import TimeLimit
 _log = log.get_logger("hwc_watcher.cycle")
 
 Clock = Callable[[], dt.datetime]
-
-#: Reasons only a stranger can cause (the code word from outside VT, an automatic reply quoting it):
-#: counted and paced, never one alert per message. Everything else that waits may be VT's and goes at once.
-STRANGER_REASONS = frozenset({"code_word_unlisted_sender", "auto_reply"})
 
 #: Per-message log lines per cycle; past this, messages are only counted (a first look at 5,000 spam mails
 #: logs counts, not 5,000 lines).
@@ -139,19 +136,6 @@ class Budget(TimeLimit):
     Socket timeouts end a silent server, not one that drip-feeds a byte a second; this does, from the
     first TCP connect on: greeting, STARTTLS, login and the token request included (time_limit.py).
     """
-
-
-@dataclass(frozen=True)
-class Attention:
-    """One content-free line for the cycle's alert; `key` makes it fire once per cause per day."""
-
-    key: str
-    template: str
-    values: dict[str, str]
-    #: Messages the line is about: (folder, uid), marked as alerted once the alert went out.
-    messages: tuple[tuple[str, int], ...] = ()
-    #: Only a stranger caused it: counted into one line and paced (see `CycleRun.alert`).
-    paced: bool = False
 
 
 class Watcher:
@@ -818,19 +802,16 @@ class CycleRun:
         fresh = [a for a in self.attention if not alerter.already_sent(a.key, self.now)]
         if self.dry_run or not fresh:
             return
-        urgent = [a for a in fresh if not a.paced]
-        strangers = [a for a in fresh if a.paced]
-        if strangers and not urgent and not alerter.stranger_due(self.now):
-            _log.info("alert_paced", strangers=len(strangers), step="alert")
+        decided = alert_plan.plan(fresh, self.now, stranger_due=alerter.stranger_due(self.now),
+                                  hour_allows=alerter.hour_allows(self.now))
+        if decided.held == "paced":
+            _log.info("alert_paced", strangers=len(fresh), step="alert")
             return
-        if not alerter.hour_allows(self.now):
+        if decided.held == "hour":
             _log.warning("alert_held", items=len(fresh), step="alert", why="alerts.max_per_hour")
             return
-        lines = [(a.key, a.template, a.values) for a in urgent]
-        if strangers:
-            lines.append((f"strangers:{self.now.isoformat()}", "item_strangers", {"count": str(len(strangers))}))
-        if not alerter.alert_digest(lines, self.now, outbox=self.outbox, also=[a.key for a in strangers],
-                                    strangers=bool(strangers)):
+        if not alerter.alert_digest(decided.lines, self.now, outbox=self.outbox, also=decided.also,
+                                    strangers=decided.strangers):
             return
         self.result.alerts += 1
         by_folder: dict[str, list[int]] = {}

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).parent.parent / "hwc_watcher"
 CORE = (
     "classify", "trust", "auth_results", "budgets", "signal_parser", "message_text", "name_match",
     "routing", "compose", "memory", "models", "lexicon", "recall_plan", "drill_rules", "roster_check", "settings",
-    "notice_id", "delivery_plan",
+    "notice_id", "delivery_plan", "alert_plan",
 )  # fmt: skip
 
 #: The edges: modules that speak IMAP, SMTP, HTTP, systemd or run the process.
