@@ -41,15 +41,13 @@ from hwc_watcher.mailbox import Fetched, Folders, FolderState, Glance, Mailbox
 from hwc_watcher.memory import (
     ALERTED_KEYWORD,
     FLAGGED,
-    MIN_REAL_HOLD_S,
     RECEIPT_KEYWORD,
     Delivery,
     FolderMemory,
     Judged,
     Memory,
     Role,
-    keep_until,
-    may_delete,
+    deletable,
     notice_keyword,
 )
 from hwc_watcher.models import Person, Pupil
@@ -724,21 +722,10 @@ class CycleRun:
         """Delete what this folder's judged messages allow; never anything not judged."""
         if self.dry_run:
             return
-        purge = self.config.imap.purge
         schedule = self.config.schedule
-
-        def kept_until(judged: Judged) -> dt.datetime | None:
-            if judged.alerted_on is None:
-                return None
-            return keep_until(judged.alerted_on, self.config.calendar, schedule.busy_end, schedule.timezone)
-
-        def held(judged: Judged) -> bool:
-            if judged.kind == "signal":  # issue 24: an absent coordinator's automatic reply may still come
-                return judged.done_at is not None and time.monotonic() - judged.done_at < schedule.hold_s
-            return judged.alerted_at is not None and time.monotonic() - judged.alerted_at < MIN_REAL_HOLD_S
-
-        doomed = sorted(uid for uid, j in memory.judged.items()
-                        if may_delete(role, j, purge, now=self.now, kept_until=kept_until(j), held=held(j)))
+        doomed = deletable(memory.judged, role, self.config.imap.purge, now=self.now, clock=time.monotonic(),
+                           calendar=self.config.calendar, school_day_end=schedule.busy_end, tz=schedule.timezone,
+                           hold_s=schedule.hold_s)
         if not doomed:
             return
         self.step(f"deleting in {role}")

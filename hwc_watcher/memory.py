@@ -13,7 +13,7 @@ new, what must be looked at again, and what may be deleted.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -257,6 +257,25 @@ def may_delete(role: Role, judged: Judged, purge: PurgeMode, *, now: dt.datetime
     return True
 
 
+def deletable(judged: Mapping[int, Judged], role: Role, purge: PurgeMode, *, now: dt.datetime, clock: float,
+              calendar: SchoolCalendar, school_day_end: dt.time, tz: dt.tzinfo, hold_s: float) -> list[int]:
+    """The UIDs of one folder that may leave it now, by `may_delete`, in order.
+
+    `clock` is time.monotonic() of now: a handled signal is held `hold_s` after its last notice (issue 24) and a
+    waiting message MIN_REAL_HOLD_S after its alert, in real time whatever the wall clock says.
+    """
+    def held(j: Judged) -> bool:
+        if j.kind == "signal":
+            return j.done_at is not None and clock - j.done_at < hold_s
+        return j.alerted_at is not None and clock - j.alerted_at < MIN_REAL_HOLD_S
+
+    def kept(j: Judged) -> dt.datetime | None:
+        return None if j.alerted_on is None else keep_until(j.alerted_on, calendar, school_day_end, tz)
+
+    return sorted(uid for uid, j in judged.items()
+                  if may_delete(role, j, purge, now=now, kept_until=kept(j), held=held(j)))
+
+
 __all__ = [
     "ALERTED_KEYWORD",
     "FLAGGED",
@@ -269,6 +288,7 @@ __all__ = [
     "Look",
     "Memory",
     "Role",
+    "deletable",
     "keep_until",
     "may_delete",
     "notice_keyword",

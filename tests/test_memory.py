@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hwc_watcher.memory import FolderMemory, Judged, Memory, keep_until, may_delete
+from hwc_watcher.memory import MIN_REAL_HOLD_S, FolderMemory, Judged, Memory, deletable, keep_until, may_delete
 from hwc_watcher.school_calendar import DayOff, SchoolCalendar
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -63,3 +63,24 @@ def test_a_new_uidvalidity_forgets_the_folder() -> None:
     memory = Memory()
     memory.folder("INBOX", 1).judged[5] = Judged("needs_human", "x")
     assert memory.folder("INBOX", 2).judged == {}
+
+
+def test_deletable_holds_a_handled_signal_and_a_waiting_message_in_real_time() -> None:
+    """A done signal waits out the hold and a waiting message in Trash its minimum after the alert, by the monotonic
+    clock; a signal not done never goes; what may go comes back in UID order."""
+    tz = dt.UTC
+    now = dt.datetime(2026, 12, 2, 18, 0, tzinfo=tz)  # days after the alert, on the wall clock
+    judged = {
+        3: Judged("signal", "signal", done=True, done_at=1000.0),
+        1: Judged("signal", "signal", done=False),
+        2: Judged("needs_human", "not_authenticated", alerted_on=dt.date(2026, 11, 30), alerted_at=1000.0),
+        4: Judged("own", "own_copy"),
+    }
+
+    def at(clock: float) -> list[int]:
+        return deletable(judged, "trash", "all", now=now, clock=clock, calendar=SchoolCalendar(()),
+                         school_day_end=dt.time(17), tz=tz, hold_s=180.0)
+
+    assert at(1060.0) == [4]
+    assert at(1200.0) == [3, 4]
+    assert at(1000.0 + MIN_REAL_HOLD_S + 1) == [2, 3, 4]
