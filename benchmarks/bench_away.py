@@ -23,26 +23,23 @@ Fictional pupils only; Dovecot and SMTP listen on 127.0.0.1. About two minutes, 
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import logging
 import os
-import shutil
 import statistics
 import sys
 import threading
 import time
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's hwc_watcher, and the test helpers
 
-from builders import BACKUP, BOX, CONTACT, COORDINATOR, write_config  # noqa: E402
+from builders import BACKUP, CONTACT, COORDINATOR, write_config  # noqa: E402
 from builders import signal as vt_signal  # noqa: E402
-from dovecot import DovecotServer, find_dovecot, make_directory  # noqa: E402
-from mailprobe import ImapAccount, make_tls_files, message_id  # noqa: E402
+from dovecot import DovecotServer, bench_dovecot, find_dovecot  # noqa: E402
+from mailprobe import ImapAccount, message_id  # noqa: E402
+from test_away import out_of_office  # noqa: E402
 
 from hwc_watcher import log  # noqa: E402
 from hwc_watcher.config import load_config  # noqa: E402
@@ -60,21 +57,8 @@ GONE_TIMEOUT_S = HOLD_MINUTES * 60 + 60 + 30
 PUPILS = ("David Pieterse, 3-2-2012", "Sanne van den Berg, 12-5-2013", "Lucas Bakker, 21-11-2011")
 
 
-def out_of_office(notice_id: str) -> bytes:
-    """The coordinator's automatic reply to our notice, shaped as Sieve vacation (Pigeonhole) writes it."""
-    msg = EmailMessage()
-    msg["From"] = f"A. de Vries <{COORDINATOR}>"
-    msg["To"] = BOX
-    msg["Subject"] = "Auto: Handle with Care"
-    msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
-    msg["Message-ID"] = make_msgid("oof", "college.example.nl")
-    msg["In-Reply-To"] = notice_id
-    msg["References"] = notice_id
-    msg["Auto-Submitted"] = "auto-replied (vacation)"
-    msg["Precedence"] = "bulk"
-    msg["X-Sieve"] = "Pigeonhole Sieve 0.5.19"
-    msg.set_content("Ik ben afwezig tot en met vrijdag. Voor dringende zaken: bel de receptie.\n")
-    return msg.as_bytes()
+#: Sieve vacation (Pigeonhole) as it writes an automatic reply.
+PIGEONHOLE = {"Auto-Submitted": "auto-replied (vacation)", "Precedence": "bulk", "X-Sieve": "Pigeonhole Sieve 0.5.19"}
 
 
 class Sent:
@@ -201,7 +185,7 @@ def measure(dovecot: DovecotServer, work: Path, runs: int) -> None:
                     while not idle.is_set():
                         wait_idle(f"run {run + 1}: the cycle did not finish")
                     replied = time.monotonic()
-                    probe.append("INBOX", out_of_office(str(notice.message["Message-ID"])))
+                    probe.append("INBOX", out_of_office(str(notice.message["Message-ID"]), PIGEONHOLE))
                     arrived, backup = sent.wait("notice", BACKUP, replied, f"run {run + 1}: backup's notice")
                     latencies.append(arrived - replied)
                     if PUPILS[run % len(PUPILS)].split(",")[0] not in text_of(backup):
@@ -265,17 +249,8 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("Dovecot is started as root here (it drops to nobody for the mail store); run as root")
     log.configure(json=True, level=logging.CRITICAL)  # the in-process daemon stays quiet
-    work = make_directory("hwc-bench-away-")
-    work.chmod(0o755)  # Dovecot's unprivileged auth process must reach users.d under it
-    try:
-        dovecot = DovecotServer(work / "dovecot", make_tls_files(work / "tls"))
-        dovecot.start()
-        try:
-            measure(dovecot, work, runs)
-        finally:
-            dovecot.stop()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with bench_dovecot("hwc-bench-away-") as (dovecot, work):
+        measure(dovecot, work, runs)
 
 
 if __name__ == "__main__":

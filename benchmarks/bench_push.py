@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import statistics
 import sys
 import threading
@@ -29,8 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's hwc_watcher, 
 
 from builders import COORDINATOR, write_config  # noqa: E402
 from builders import signal as vt_signal  # noqa: E402
-from dovecot import DovecotServer, find_dovecot, make_directory  # noqa: E402
-from mailprobe import make_tls_files  # noqa: E402
+from dovecot import DovecotServer, bench_dovecot, find_dovecot  # noqa: E402
 
 from hwc_watcher import log  # noqa: E402
 from hwc_watcher.config import load_config  # noqa: E402
@@ -119,17 +117,8 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("Dovecot is started as root here (it drops to nobody for the mail store); run as root")
     log.configure(json=True, level=logging.CRITICAL)  # the in-process daemon stays quiet
-    work = make_directory("hwc-bench-push-")
-    work.chmod(0o755)  # Dovecot's unprivileged auth process must reach users.d under it
-    try:
-        dovecot = DovecotServer(work / "dovecot", make_tls_files(work / "tls"))
-        dovecot.start()
-        try:
-            measure(dovecot, work, trials)
-        finally:
-            dovecot.stop()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with bench_dovecot("hwc-bench-push-") as (dovecot, work):
+        measure(dovecot, work, trials)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailprobe import ImapAccount, Security, TlsFiles
+from mailprobe import ImapAccount, Security, TlsFiles, make_tls_files
 
 from hwc_watcher.testing import free_port
 
@@ -308,6 +308,22 @@ def running(tls: TlsFiles, prefix: str, **options: Any) -> Iterator[DovecotServe
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def bench_dovecot(prefix: str) -> Iterator[tuple[DovecotServer, Path]]:
+    """For a benchmark: a Dovecot with fresh TLS files in a work directory that Dovecot's users can reach."""
+    work = make_directory(prefix)
+    work.chmod(0o755)  # Dovecot's unprivileged auth process must reach users.d under it
+    try:
+        dovecot = DovecotServer(work / "dovecot", make_tls_files(work / "tls"))
+        dovecot.start()
+        try:
+            yield dovecot, work
+        finally:
+            dovecot.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @contextlib.contextmanager
