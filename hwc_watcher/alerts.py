@@ -14,7 +14,7 @@ from email.message import EmailMessage
 
 from hwc_watcher import log
 from hwc_watcher.compose import Composer
-from hwc_watcher.errors import ChannelError, HwcError
+from hwc_watcher.errors import ChannelError, DeliveryError, HwcError
 from hwc_watcher.outbox import Outbox, SmtpLogin
 from hwc_watcher.settings import Config
 from hwc_watcher.time_limit import TimeLimit
@@ -105,6 +105,14 @@ class Alerter:
                 box.send(message, [p.email for p in people])
             delivered = True
             _log.info("alert_sent", template=template, channel="mail", recipients=len(people), step="alert")
+        except DeliveryError as err:
+            if err.delivered:
+                # Someone (the contact) has it: sent, counted and not repeated; the deferred one is logged.
+                delivered = True
+                _log.warning("alert_sent", template=template, channel="mail", recipients=len(err.delivered),
+                             missing=len(people) - len(err.delivered), error=str(err), step="alert")
+            else:
+                _log.error("alert_failed", template=template, channel="mail", error=str(err), step="alert")
         except HwcError as err:
             _log.error("alert_failed", template=template, channel="mail", error=str(err), step="alert")
         finally:

@@ -41,6 +41,7 @@ from hwc_watcher.mailbox import Fetched, Folders, FolderState, Glance, Mailbox
 from hwc_watcher.memory import (
     ALERTED_KEYWORD,
     FLAGGED,
+    MDN_KEYWORD,
     RECEIPT_KEYWORD,
     Delivery,
     FolderMemory,
@@ -616,6 +617,7 @@ class CycleRun:
                 return
             if verdict.mdn_to and not record.mdn:
                 record.mdn = True  # optional courtesy, tried once: never blocks the deletion, never repeated
+                self.record(fetched, state, MDN_KEYWORD)
                 try:
                     self.outbox.send(self.watcher.composer.mdn(verdict.mdn_to, verdict.message_id, self.now),
                                      [verdict.mdn_to])

@@ -69,6 +69,8 @@ class Judged:
 #: position in the signal and a keyed hash of a configured address.
 NOTICE_KEYWORD_PREFIX = b"$HwcN"
 RECEIPT_KEYWORD = b"$HwcReceipt"
+#: The read receipt (RFC 8098) VT asked for went (or was tried): never again, not after a restart either.
+MDN_KEYWORD = b"$HwcMdn"
 
 
 def notice_keyword(pupil_index: int, recipient_tag: str) -> bytes:
@@ -109,6 +111,8 @@ class Delivery:
         for flag in flags:
             if flag == RECEIPT_KEYWORD:
                 self.receipt = True
+            elif flag == MDN_KEYWORD:
+                self.mdn = True
             elif flag.startswith(NOTICE_KEYWORD_PREFIX):
                 index_s, _, tag = flag[len(NOTICE_KEYWORD_PREFIX):].decode("ascii", "replace").partition(".")
                 if index_s.isdigit() and int(index_s) < pupils and tag in by_tag:
@@ -279,6 +283,7 @@ def deletable(judged: Mapping[int, Judged], role: Role, purge: PurgeMode, *, now
 __all__ = [
     "ALERTED_KEYWORD",
     "FLAGGED",
+    "MDN_KEYWORD",
     "MIN_REAL_HOLD_S",
     "NOTICE_KEYWORD_PREFIX",
     "RECEIPT_KEYWORD",

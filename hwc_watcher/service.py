@@ -164,8 +164,11 @@ class Service:
             # The hold ends between polls: one more cycle then deletes the signal, not the next poll (up to an hour
             # away at night).
             at = dt.datetime.now(self.config.schedule.timezone) + dt.timedelta(seconds=hold + 5)
-            self.scheduler.add_job(self.poll, "date", run_date=at, id="hold-end", name="end of the hold",
-                                   replace_existing=True, misfire_grace_time=600)
+            planned = self.scheduler.get_job("hold-end")
+            if planned is None or planned.next_run_time is None or planned.next_run_time > at:
+                # The earliest end wins: a later signal's cycle must not push an earlier hold's end out.
+                self.scheduler.add_job(self.poll, "date", run_date=at, id="hold-end", name="end of the hold",
+                                       replace_existing=True, misfire_grace_time=600)
         status = "last poll OK" if result.mailbox_ok else "last poll FAILED (see journal)"
         self.notifier.status(
             f"{status} at {dt.datetime.now(self.config.schedule.timezone):%H:%M}; "
