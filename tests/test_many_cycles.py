@@ -45,7 +45,7 @@ from test_intake import bounce
 from test_routing_cycle import BOVENBOUW, ONDERBOUW
 
 from hwc_watcher import log
-from hwc_watcher.config import Config, load_config
+from hwc_watcher.config import load_config
 from hwc_watcher.cycle import CycleResult, Watcher
 from hwc_watcher.models import Pupil
 from hwc_watcher.testing import CapturedMail, EmbeddedImapServer, SmtpCapture
@@ -164,6 +164,7 @@ class Step:
 
 @st.composite
 def steps(draw: st.DrawFn, short: bool) -> Step:
+    """One step; mostly quiet, rarely a restart, a failed DATA or (not `short`) a jump of hours or days."""
     jump = not short and draw(st.integers(0, 11)) == 11
     return Step(
         mails=tuple(draw(st.lists(st.sampled_from(MAIL_KINDS), max_size=3))),
@@ -402,9 +403,7 @@ class Run:
     rig: Rig
     account: ImapAccount
     config_path: Path
-    config: Config
     watcher: Watcher
-    start: int
     built: list[Built] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
@@ -495,6 +494,7 @@ class Run:
         return found
 
     def restart(self) -> None:
+        """A new process: memory and alert pacing lost, only the mailbox (and its keywords) remains."""
         self.restarts += 1
         self.blind_restarts += self.mark_lost
         self.mark_lost = False
@@ -502,6 +502,7 @@ class Run:
         self.watcher = Watcher.from_config(load_config(self.config_path))
 
     def run_cycle(self) -> tuple[CycleResult, list[Sent]]:
+        """One cycle at the frozen time; what SMTP accepted and what was logged (after the log guard) is kept."""
         smtp = self.rig.smtp
         before = len(smtp.messages)
         now = dt.datetime.now(dt.UTC)
@@ -516,6 +517,7 @@ class Run:
         return result, new
 
     def step(self, step: Step) -> None:
+        """Restart if planned, add the mail, set the faults, run one cycle, lift the faults, check."""
         smtp, proxy = self.rig.smtp, self.rig.proxy
         if step.restart:
             self.restart()
@@ -547,6 +549,7 @@ class Run:
         self.check(clean)
 
     def check(self, clean: bool) -> None:
+        """Every invariant; the alert rule (4) only after a clean cycle (no error, no fault that fired)."""
         present = self.present()
         alerts = [m for m in self.sent if m.kind == "alert" and CONTACT in m.rcpts]
         check_no_signal_gone_unfinished(self.built, present, self.sent)
@@ -592,8 +595,7 @@ def run_plan(rig: Rig, plan: list[Step], hold_minutes: int = 0) -> Run:
     rig.proxy.clear()
     account, config_path = rig.fresh(hold_minutes)
     with freeze_time(START) as frozen:
-        config = load_config(config_path)
-        run = Run(rig, account, config_path, config, Watcher.from_config(config), len(rig.smtp.messages))
+        run = Run(rig, account, config_path, Watcher.from_config(load_config(config_path)))
         for step in plan:
             run.step(step)
             frozen.tick(dt.timedelta(seconds=step.advance_s))
