@@ -135,7 +135,7 @@ def pupil_forms(pupil: Pupil) -> list[str]:
 
 MAIL_KINDS = ("signal", "signal", "siblings", "unknown", "vt_unvouched", "stranger_code", "stranger_code",
               "stranger_plain", "bounce", "away")
-#: Where the IMAP connection is cut (the command is never forwarded); "mark" loses a delivery keyword.
+#: Where the IMAP connection is cut: before the command reaches the server, or after the server carried it out.
 IMAP_FAULTS = {
     "select": r"^(SELECT|EXAMINE) ",
     "search": r"^UID SEARCH",
@@ -157,6 +157,8 @@ class Step:
     data_failure: bool
     imap_fault: str | None
     fault_skip: int
+    #: The server carries the command out and the connection is cut before its reply (the daemon cannot know).
+    fault_after_reply: bool
     restart: bool
     advance_s: int
     pick: int
@@ -172,6 +174,7 @@ def steps(draw: st.DrawFn, short: bool) -> Step:
         data_failure=draw(st.integers(0, 9)) == 9,
         imap_fault=draw(st.sampled_from([None] * 8 + list(IMAP_FAULTS))),
         fault_skip=draw(st.integers(0, 3)),
+        fault_after_reply=draw(st.booleans()),
         restart=draw(st.integers(0, 9)) == 9,
         advance_s=draw(st.sampled_from(JUMPS_S if jump else ADVANCE_S[:5] if short else ADVANCE_S)),
         pick=draw(st.integers(0, 10_000)),
@@ -304,7 +307,9 @@ def check_waiting_was_alerted(built: list[Built], present: dict[str, str], alert
     for b in (b for b in built if b.expect == "waiting" and b.tag in present):
         if b.paced and held_strangers:
             continue
-        assert any(a.cycle >= b.cycle for a in alerts), f"{b.kind} {b.tag} (cycle {b.cycle}) waits, never alerted"
+        assert any(a.cycle >= b.cycle for a in alerts), \
+            f"{b.kind} {b.tag} (cycle {b.cycle}) waits, never alerted; {now:%a %H:%M} epoch {epoch}, last alerts: " \
+            f"{[a.summary for a in alerts[-3:]]}"
 
 
 def check_alert_pacing(alerts: list[Sent]) -> None:
@@ -538,7 +543,8 @@ class Run:
             smtp.fail_next("451 4.3.0 try again later")
         fault = None
         if step.imap_fault is not None:
-            fault = proxy.add(Fault(IMAP_FAULTS[step.imap_fault], "cut", skip=step.fault_skip))
+            action = "cut_after_reply" if step.fault_after_reply else "cut"
+            fault = proxy.add(Fault(IMAP_FAULTS[step.imap_fault], action, skip=step.fault_skip))
         result, _new = self.run_cycle()
         self.errors += result.error is not None
         proxy.clear()
