@@ -652,3 +652,50 @@ def test_an_alert_the_contact_accepted_is_not_sent_again_while_the_backup_is_def
             watcher.run_cycle()
             frozen.tick(dt.timedelta(minutes=1))
     assert len([m for m in smtp_server.messages if CONTACT in m.rcpt_tos]) == 1
+
+
+# --- what a restart may repeat, pinned (the allowance the property run grants) ------------------------------------
+
+
+def _through_proxy(proxy: FaultProxy, account: ImapAccount) -> ImapAccount:
+    return ImapAccount(proxy.host, proxy.port, account.username, account.password, account.security, account.ca_file)
+
+
+def test_without_keywords_a_restart_before_the_deletion_repeats_notice_and_receipt_once(
+        imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """pymap keeps no keywords: the connection is cut at the deletion, the process restarts, and the notice and the
+    receipt go once more (docs/what-the-server-keeps.md: "the notices already accepted, once"), then never again."""
+    with imap_server.probe() as probe:
+        probe.append("INBOX", signal())
+    with FaultProxy("imap", imap_server.host, imap_server.port) as proxy:
+        config = write_config(tmp_path, _through_proxy(proxy, imap_server), smtp_server)
+        proxy.add(Fault(IMAP_FAULTS["delete"], "cut"))
+        assert Watcher.from_config(load_config(config)).run_cycle().error is not None
+        restarted = Watcher.from_config(load_config(config))
+        assert restarted.run_cycle().completed == 1
+        restarted.run_cycle()
+    assert [m.rcpt_tos for m in smtp_server.messages] == [(COORDINATOR,), (VT,), (COORDINATOR,), (VT,)]
+
+
+@pytest.mark.dovecot
+def test_with_keywords_only_a_keyword_lost_to_a_cut_connection_repeats_after_a_restart(
+        dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """Dovecot keeps keywords: a restart repeats nothing, except a notice whose keyword the cut connection never
+    wrote (`mark_failed` in the log) — that one goes once more; the receipt goes once."""
+    account = dovecot.account(dovecot.add_user(), security="plain")
+    with account.probe() as probe:
+        probe.append("INBOX", signal("Handle with Care\n\nDavid Pieterse, 3-2-2012\nEmma Pieterse, 14-9-2009"))
+    smtp_server.refuse_recipient(VT, "450 4.2.1 mailbox busy, try later")  # the signal stays: receipt pending
+    with FaultProxy("imap", account.host, account.port) as proxy:
+        config = write_config(tmp_path, _through_proxy(proxy, account), smtp_server)
+        proxy.add(Fault(IMAP_FAULTS["mark"], "cut", skip=1))  # the second pupil's keyword is never written
+        with capture_logs() as logs:
+            Watcher.from_config(load_config(config)).run_cycle()
+        assert "mark_failed" in [e["event"] for e in logs]
+        smtp_server.allow_recipient(VT)
+        restarted = Watcher.from_config(load_config(config))
+        assert restarted.run_cycle().completed == 1
+    sent = [Sent(m, 0, START, 0) for m in smtp_server.messages]
+    notices = Counter(name for m in sent if m.kind == "notice" for name in ("David", "Emma") if name in m.text)
+    assert notices == Counter({"David": 1, "Emma": 2})
+    assert len([m for m in sent if m.kind == "receipt"]) == 1
