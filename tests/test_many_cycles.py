@@ -241,8 +241,10 @@ class Sent:
 
     @cached_property
     def strangers(self) -> bool:
-        """An alert with the counted line about strangers."""
-        return "van een afzender buiten Veilig Thuis" in self.text
+        """An alert with the counted line about strangers, or with "and N more" (the strangers' line comes last, so
+        a long alert folds it in: the pacing still counts it as sent)."""
+        text = self.text
+        return "van een afzender buiten Veilig Thuis" in text or "andere meldingen (zie de HwC-mailbox)" in text
 
     @cached_property
     def only_strangers(self) -> bool:
