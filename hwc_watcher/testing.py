@@ -338,6 +338,12 @@ class SmtpCapture(_Server):
         with self._lock:
             self._failures.extend([reply] * count)
 
+    def clear_failures(self) -> int:
+        """Drop the `fail_next` replies not yet used; return how many were left (a test's step is over)."""
+        with self._lock:
+            left, self._failures = len(self._failures), []
+            return left
+
     def refuse_recipient(self, address: str, reply: str = "550 5.1.1 no such user") -> None:
         """Answer every RCPT TO for `address` (case-insensitive) with `reply`, as long as this server runs."""
         _check_reply(reply)
