@@ -158,10 +158,8 @@ class Watcher:
         self.router = Router(config.routing)
         #: Our keyed Message-IDs (read from the login's secret): the recall and the intake can prove them ours.
         self.composer = Composer(config, ids or config.notice_ids())
+        #: Everything remembered between cycles, in one place (no pupil data): see `memory.Memory`.
         self.memory = Memory()
-        #: Content keys of signals this process completed, by day: a copy that turns up again
-        #: (Gmail's Trash without COPYUID) is deleted, not sent twice.
-        self.completed: dict[str, dt.date] = {}
         self.alerter = Alerter(config, self.composer, smtp_auth)
         #: Retry waits end at once on a stop request (SIGTERM), also inside the Outbox.
         self.sleep: Callable[[float], None] = self._wait
@@ -169,9 +167,14 @@ class Watcher:
         self.folders: Folders | None = None
         #: The school day on which memory was last looked at afresh (`relook_if_due`).
         self.relooked: dt.date | None = None
-        #: Notice recipients who answered automatically (away), by lower-case address: the local day. For the
-        #: rest of that day their notices also go to the route's backup (providers answer a sender only once).
-        self.away: dict[str, dt.date] = {}
+
+    @property
+    def completed(self) -> dict[str, dt.date]:
+        return self.memory.completed
+
+    @property
+    def away(self) -> dict[str, dt.date]:
+        return self.memory.away
 
     @classmethod
     def from_config(cls, config: Config, **kwargs: Any) -> Watcher:
@@ -289,9 +292,7 @@ class Watcher:
         return self.memory.not_ours([f for f in (folders.inbox, folders.junk) if f is not None])
 
     def remember_completed(self, key: str, today: dt.date) -> None:
-        for old in [k for k, day in self.completed.items() if day < today - dt.timedelta(days=1)]:
-            del self.completed[old]
-        self.completed[key] = today
+        self.memory.remember_completed(key, today)
 
 
 def _timeout_error(budget: Budget) -> CycleTimeoutError:
@@ -508,9 +509,7 @@ class CycleRun:
         if address is None or notice_id is None:
             return
         watcher = self.watcher
-        for old in [a for a, day in watcher.away.items() if day != self.today]:
-            del watcher.away[old]
-        watcher.away[address] = self.today
+        watcher.memory.remember_away(address, self.today)
         tz, language = self.config.schedule.timezone, self.config.messages.language
         replied = format_moment((verdict.written or self.now).astimezone(tz), language)
         routes = ", ".join(r.name for r in self.config.routing.routes()

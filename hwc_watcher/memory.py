@@ -144,6 +144,22 @@ class Memory:
         self.folders: dict[str, FolderMemory] = {}
         #: What was accepted for each signal not yet deleted, by content key (survives the daily re-look).
         self.deliveries: dict[str, Delivery] = {}
+        #: Content keys of signals this process completed, by local day: a copy that turns up again (Gmail's Trash
+        #: without COPYUID) is deleted, not sent twice. Kept two days.
+        self.completed: dict[str, dt.date] = {}
+        #: Notice recipients who answered automatically (away), by lower-case address: the local day. For the rest
+        #: of that day their notices also go to the route's backup (providers answer a sender only once).
+        self.away: dict[str, dt.date] = {}
+
+    def remember_completed(self, key: str, today: dt.date) -> None:
+        for old in [k for k, day in self.completed.items() if day < today - dt.timedelta(days=1)]:
+            del self.completed[old]
+        self.completed[key] = today
+
+    def remember_away(self, address: str, today: dt.date) -> None:
+        for old in [a for a, day in self.away.items() if day != today]:
+            del self.away[old]
+        self.away[address.lower()] = today
 
     def delivery(self, key: str) -> Delivery:
         return self.deliveries.setdefault(key, Delivery())
