@@ -32,8 +32,8 @@ from builders import BOX, COORDINATOR, private_file, write_config  # noqa: E402
 from dovecot import HOST, PASSWORD, DovecotServer  # noqa: E402
 from mailprobe import ImapAccount  # noqa: E402
 
-from hwc_watcher.compose import new_message_id  # noqa: E402
 from hwc_watcher.config import load_config  # noqa: E402
+from hwc_watcher.notice_id import NoticeIds  # noqa: E402
 from hwc_watcher.recall import MailboxRecall, Recaller  # noqa: E402
 from hwc_watcher.testing import SmtpCapture  # noqa: E402
 
@@ -70,9 +70,9 @@ class Bench:
     def __init__(self, dovecot: DovecotServer, proxy: CountingProxy, smtp: SmtpCapture, work: Path) -> None:
         self.dovecot, self.proxy, self.smtp, self.work = dovecot, proxy, smtp, work
 
-    def mailbox(self, held: int, folders: int) -> str:
-        """A coordinator user with `held` ordinary mails over `folders` folders and three due notices."""
-        user = self.dovecot.add_user()
+    def mailbox(self, user: str, held: int, folders: int, ids: NoticeIds) -> None:
+        """The coordinator's mailbox: `held` ordinary mails over `folders` folders, three due notices with this
+        installation's keyed ids, and a look-alike from another sender."""
         names = ["INBOX", "Verwijderde items"] + [f"Leerlingen/{n}" for n in range(folders - 2)]
         with self.dovecot.account(user, security="plain").probe() as probe:
             for name in names[2:]:
@@ -80,12 +80,11 @@ class Bench:
             for number in range(held):
                 probe.client.append(names[number % len(names)], stale(number), flags=())
             for name in (names[0], names[1], names[-1]):
-                probe.client.append(name, notice(new_message_id("notice", BOX)), flags=())
-            probe.client.append("INBOX", notice(new_message_id("notice", BOX), "iemand@elders.example"))
-        return user
+                probe.client.append(name, notice(ids.new("notice", now=SENT)), flags=())
+            probe.client.append("INBOX", notice(ids.new("notice", now=SENT), "iemand@elders.example"))
 
     def recall(self, held: int, folders: int) -> str:
-        user = self.mailbox(held, folders)
+        user = self.dovecot.add_user()
         directory = self.work / f"cfg-{user}"
         box = ImapAccount(HOST, self.proxy.port, self.dovecot.add_user(), PASSWORD, "plain", None)
         directory.mkdir(parents=True)
@@ -93,6 +92,7 @@ class Bench:
         extra = (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\nusername = "{user}"\n'
                  'password_file = "zorg-password"\n')
         config = load_config(write_config(directory, box, self.smtp, extra=extra))
+        self.mailbox(user, held, folders, config.notice_ids())
         before = self.proxy.traffic()
         started = time.perf_counter()
         result = Recaller(config).run(EVENING)

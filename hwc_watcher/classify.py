@@ -49,9 +49,6 @@ from hwc_watcher.trust import (
 #: or auto-reply to what we sent, a bounce of a test mail): deleted.
 Kind = Literal["signal", "needs_human", "ignored", "own"]
 
-#: Our own Message-IDs start with these, so a bounce of a notice can be recognised.
-NOTICE_ID_PREFIX = "<hwc-notice."
-OWN_ID_PREFIX = "<hwc-"
 
 
 @dataclass(frozen=True)
@@ -320,6 +317,12 @@ def _away_reply(msg: EmailMessage, config: Config, ids: NoticeIds) -> tuple[str,
         return None
     found = ids.find(" ".join(raw_values(msg, "In-Reply-To") + raw_values(msg, "References")), "notice")
     return (sender.lower(), found[0]) if found else None
+
+
+def sent_by_us(raw: bytes, config: Config) -> bool:
+    """From exactly our address: something this mailbox sent (a person's forward), not mail dragged into Sent."""
+    msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(_header_block(raw))
+    return header_addresses(msg, "From") == [OwnMail.of(config).address]
 
 
 def _vouched_signal(msg: EmailMessage, config: Config, written: dt.datetime) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import secrets
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from email.headerregistry import Address
@@ -830,12 +829,6 @@ def format_moment(value: dt.datetime, language: str) -> str:
     if language == "nl":
         return f"{value.day} {NL_MONTHS[value.month - 1]} {value.year} om {value:%H:%M}"
     return f"{value.day} {value:%B %Y} at {value:%H:%M}"
-
-
-def new_message_id(kind: str, from_address: str) -> str:
-    """Recognisable own IDs: `<hwc-notice.…@domain>` lets us find bounces and Sent copies."""
-    domain = from_address.rsplit("@", 1)[-1]
-    return f"<hwc-{kind}.{secrets.token_hex(16)}@{domain}>"
 
 
 class Composer:

@@ -33,7 +33,7 @@ from hwc_watcher.alert_plan import STRANGER_REASONS, Attention
 from hwc_watcher.alerts import Alerter
 from hwc_watcher.auth import Authenticator, imap_authenticator, is_token_expired
 from hwc_watcher.auth import smtp_authenticator as _smtp_authenticator
-from hwc_watcher.classify import TRIAGE_FIELDS, Verdict, classify, oversized, triage
+from hwc_watcher.classify import TRIAGE_FIELDS, Verdict, classify, oversized, sent_by_us, triage
 from hwc_watcher.compose import Composer, format_moment
 from hwc_watcher.drill_rules import awaited
 from hwc_watcher.errors import CycleTimeoutError, DeliveryError, FolderChangedError, HwcError, MailboxError
@@ -483,9 +483,9 @@ class CycleRun:
                 return
             verdict = classify(fetched.raw, self.config, now=self.now, expected_size=fetched.size,
                                ids=self.watcher.composer.ids)
-        if role == "sent" and verdict.kind != "signal":
-            # Sent holds what this mailbox sent (a person's forward quotes the pupil): purged as before. Only a
-            # vouched-for VT signal found there is acted on, and it leaves only once handled.
+        if role == "sent" and verdict.kind != "signal" and (fetched is None or sent_by_us(fetched.raw, self.config)):
+            # What this mailbox sent (a person's forward quotes the pupil): purged as before. A vouched-for VT
+            # signal dragged here is acted on, and VT mail that needs a person waits for one, as anywhere.
             verdict = Verdict("own" if verdict.kind == "own" else "ignored", "sent")
         previous = memory.judged.get(uid)
         judged = self.judge(memory, uid, glance, verdict.kind, verdict.reason, state, verdict)
@@ -511,7 +511,7 @@ class CycleRun:
         watcher = self.watcher
         watcher.memory.remember_away(address, self.today)
         tz, language = self.config.schedule.timezone, self.config.messages.language
-        replied = format_moment((verdict.written or self.now).astimezone(tz), language)
+        replied = format_moment(self.now.astimezone(tz), language)  # when we saw it; never the sender's Date
         routes = ", ".join(r.name for r in self.config.routing.routes()
                            if address in {p.email.lower() for p in (r.coordinator, r.backup) if p is not None})
         for key, record in self.memory.deliveries.items():

@@ -22,8 +22,7 @@ from hwc_watcher.settings import ScheduleSettings
 
 def error_cause(result: CycleResult) -> str:
     """The `HwcError.cause` of the error that stopped a cycle; "unknown" (the log has it) until the cycle records it."""
-    cause = getattr(result, "error_cause", None)
-    return cause if isinstance(cause, str) else "unknown"
+    return result.error_cause or "unknown"
 
 
 @dataclass

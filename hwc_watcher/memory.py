@@ -270,9 +270,7 @@ def may_delete(role: Role, judged: Judged, purge: PurgeMode, *, now: dt.datetime
         return judged.reason != "test_bounce" or judged.alerted_on is not None
     if purge != "all" or role not in ("trash", "sent"):
         return False
-    if judged.kind == "needs_human":
-        if role == "sent":
-            return True
+    if judged.kind == "needs_human":  # in Sent too: what a person dragged there from outside waits like in Trash
         return judged.alerted_on is not None and kept_until is not None and now >= kept_until and not held
     return True
 

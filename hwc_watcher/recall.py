@@ -190,12 +190,3 @@ class Recaller:
                     yield state, due
         except HwcError as err:
             raise _Failed(step, err) from err
-
-    def check_login(self, mailbox: RecallMailbox) -> str | None:
-        """For `check`: None when the login works, else the server's reason."""
-        try:
-            with self.session(mailbox) as box:
-                box.folders()
-        except HwcError as err:
-            return str(err)
-        return None

@@ -272,7 +272,8 @@ def test_signal_fully_processed_on_dovecot(
     """On Dovecot with Dutch special-use folders and TLS: handled, and Sent/Trash emptied."""
     with dovecot_account.probe() as probe:
         probe.append("INBOX", signal())
-        probe.append("Verzonden items", signal("Kopie"))
+        # What this mailbox sent itself (VT mail a person dragged into Sent would wait for a person instead).
+        probe.append("Verzonden items", signal("Kopie", sender=BOX, auth_results=None, subject="Fw: overleg"))
         probe.append("Verwijderde items", signal("Oud", sender="nieuws@elders.example", subject="Nieuwsbrief"))
     config_path = write_config(tmp_path, dovecot_account, smtp_server_tls, smtp_password="secret")
     watcher = make_watcher(config_path)

@@ -120,3 +120,19 @@ def test_a_missing_configured_folder_is_named_by_its_key_never_by_the_folders_fo
     assert "David" not in result.error and "Pieterse" not in str(logs)
     assert "Verwijderde items" in result.error  # a well-known name may be named
     assert not [m for m in smtp_server.messages if CONTACT in m.rcpt_tos and b"Pieterse" in m.raw]
+
+
+def test_vt_mail_dragged_into_sent_that_needs_a_person_waits_for_one(dovecot_account: ImapAccount,
+                                                                     smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    """purge = "all": VT mail the server could not vouch for, moved to Sent by a person, is not purged as a sent
+    copy: the contact is alerted and it stays; a forward this mailbox sent itself is purged as before."""
+    forward = signal("Fw: David Pieterse, 3-2-2012, Handle with Care", sender="handlewithcare@college.example.nl",
+                     auth_results=None, subject="Fw: Handle with Care")
+    with dovecot_account.probe() as probe:
+        probe.append("Verzonden items", signal(auth_results=None))
+        probe.append("Verzonden items", forward)
+    with freeze_time(at(MONDAY, "07:30")):
+        result = Watcher.from_config(load_config(write_config(tmp_path, dovecot_account, smtp_server))).run_cycle()
+    assert result.alerts == 1 and result.waiting == 1 and result.purged == 1
+    assert counts(dovecot_account) == {"Verzonden items": 1}
+    assert not [m for m in smtp_server.messages if COORDINATOR in m.rcpt_tos or VT in m.rcpt_tos]
