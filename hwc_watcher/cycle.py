@@ -167,6 +167,8 @@ class Watcher:
         self.folders: Folders | None = None
         #: The school day on which memory was last looked at afresh (`relook_if_due`).
         self.relooked: dt.date | None = None
+        #: The pupil-list problem last logged (it is logged once, the alert goes once a day).
+        self.pupil_list_logged: str | None = None
 
     @property
     def completed(self) -> dict[str, dt.date]:
@@ -713,9 +715,11 @@ class CycleRun:
             return
         problem = self.watcher.router.status().problem
         if problem:  # the mail names the file the admin configured; the problem itself is in the log and `check`
-            _log.warning("pupil_list_unusable", error=problem, step="pupil_list")
-            self.note("pupil_list:" + hashlib.sha256(problem.encode()).hexdigest()[:16], "item_pupil_list",
-                      file=self.config.routing.pupil_list.path.name)
+            key = "pupil_list:" + hashlib.sha256(problem.encode()).hexdigest()[:16]
+            if self.watcher.pupil_list_logged != key:  # once per problem, not every cycle
+                self.watcher.pupil_list_logged = key
+                _log.warning("pupil_list_unusable", error=problem, step="pupil_list")
+            self.note(key, "item_pupil_list", file=self.config.routing.pupil_list.path.name)
 
     # --- delete and verify -------------------------------------------------------------------
 
