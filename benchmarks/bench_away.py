@@ -42,9 +42,9 @@ from mailprobe import ImapAccount, message_id  # noqa: E402
 from test_away import out_of_office  # noqa: E402
 
 from hwc_watcher import log  # noqa: E402
-from hwc_watcher.config import load_config  # noqa: E402
-from hwc_watcher.cycle import CycleResult, Watcher  # noqa: E402
-from hwc_watcher.service import Service  # noqa: E402
+from hwc_watcher.config.load import load_config  # noqa: E402
+from hwc_watcher.jobs.cycle import CycleResult, Watcher  # noqa: E402
+from hwc_watcher.jobs.service import Service  # noqa: E402
 from hwc_watcher.testing import CapturedMail, SmtpCapture  # noqa: E402
 
 RUNS = 10

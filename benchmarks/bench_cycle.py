@@ -57,8 +57,8 @@ from imapclient import IMAPClient  # noqa: E402
 from mailprobe import ImapAccount, make_tls_files  # noqa: E402
 
 from hwc_watcher import log  # noqa: E402
-from hwc_watcher.config import load_config  # noqa: E402
-from hwc_watcher.cycle import Watcher  # noqa: E402
+from hwc_watcher.config.load import load_config  # noqa: E402
+from hwc_watcher.jobs.cycle import Watcher  # noqa: E402
 from hwc_watcher.testing import SmtpCapture  # noqa: E402
 
 BACKLOGS = (1, 10, 100)

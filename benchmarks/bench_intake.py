@@ -87,12 +87,13 @@ if trace:
     import tracemalloc
     tracemalloc.start(1)
 from hwc_watcher import log
-from hwc_watcher import cli, service  # everything `hwc-watcher run` imports
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import Watcher
+from hwc_watcher.commands import cli
+from hwc_watcher.jobs import service  # everything `hwc-watcher run` imports
+from hwc_watcher.config.load import load_config
+from hwc_watcher.jobs.cycle import Watcher
 peaks = {}
 if trace:  # per step: the most Python heap held at its start, and the most it added on top
-    import hwc_watcher.cycle, hwc_watcher.mailbox
+    import hwc_watcher.jobs.cycle, hwc_watcher.edges.mailbox
     def traced(name, func):
         def wrapper(*args, **kwargs):
             held = tracemalloc.get_traced_memory()[0]
@@ -104,9 +105,9 @@ if trace:  # per step: the most Python heap held at its start, and the most it a
                 old = peaks.get(name, (0, 0, 0))
                 peaks[name] = (max(old[0], held // 1024), max(old[1], added // 1024), old[2] + 1)
         return wrapper
-    hwc_watcher.mailbox.Mailbox.fetch_message = traced("Mailbox.fetch_message",
-                                                       hwc_watcher.mailbox.Mailbox.fetch_message)
-    hwc_watcher.cycle.classify = traced("classify", hwc_watcher.cycle.classify)
+    hwc_watcher.edges.mailbox.Mailbox.fetch_message = traced("Mailbox.fetch_message",
+                                                       hwc_watcher.edges.mailbox.Mailbox.fetch_message)
+    hwc_watcher.jobs.cycle.classify = traced("classify", hwc_watcher.jobs.cycle.classify)
 log.configure(json=True)  # as under systemd: JSON lines on stdout
 watcher = Watcher.from_config(load_config(config_path))
 say(step="ready", rss_kb=status("VmRSS"), hwm_kb=status("VmHWM"))

@@ -30,10 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hwc_watcher.budgets import MAX_HEADER, MAX_MIME_HEADER, MAX_MIME_PARAMS  # noqa: E402
-from hwc_watcher.classify import classify  # noqa: E402
-from hwc_watcher.config import Config, load_config  # noqa: E402
-from hwc_watcher.message_text import MAX_HTML_CHARS  # noqa: E402
+from hwc_watcher.config.load import Config, load_config  # noqa: E402
+from hwc_watcher.core.budgets import MAX_HEADER, MAX_MIME_HEADER, MAX_MIME_PARAMS  # noqa: E402
+from hwc_watcher.core.classify import classify  # noqa: E402
+from hwc_watcher.core.message_text import MAX_HTML_CHARS  # noqa: E402
 
 VT = "signalen@veiligthuis-gv.example.nl"
 VT_DOMAIN = "veiligthuis-gv.example.nl"

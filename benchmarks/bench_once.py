@@ -34,8 +34,8 @@ from test_routing_cycle import BOVENBOUW, ONDERBOUW  # noqa: E402
 from test_routing_cycle import setup as school  # noqa: E402
 
 from hwc_watcher import log  # noqa: E402
-from hwc_watcher.config import load_config  # noqa: E402
-from hwc_watcher.cycle import Watcher  # noqa: E402
+from hwc_watcher.config.load import load_config  # noqa: E402
+from hwc_watcher.jobs.cycle import Watcher  # noqa: E402
 from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture  # noqa: E402
 
 AMS = ZoneInfo("Europe/Amsterdam")

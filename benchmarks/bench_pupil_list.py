@@ -13,9 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from hwc_watcher.models import Person, Pupil, Route
-from hwc_watcher.pupil_list import PupilListConfig, PupilListSource
-from hwc_watcher.routing import Router, RoutingConfig
+from hwc_watcher.core.models import Person, Pupil, Route
+from hwc_watcher.core.pupil_list import PupilListConfig
+from hwc_watcher.core.routing import RoutingConfig
+from hwc_watcher.edges import pupil_file
+from hwc_watcher.edges.pupil_file import PupilListSource
 
 FIRST = [
     "Bram", "Zoë", "Sanne", "Daan", "Sem", "Noor", "Özlem", "Anne Fleur", "Mohammed", "Fatima", "Lucas", "Emma",
@@ -77,7 +79,7 @@ def bench(rows: int, directory: Path) -> None:
     unchanged = (time.perf_counter() - started) / 1000
 
     default = Route("default", Person("Z", "zorg@college.example.nl"))
-    router = Router(RoutingConfig(default=default, pupil_list=config))
+    router = pupil_file.router(RoutingConfig(default=default, pupil_list=config))
     router.route(signals[0])  # load once
     sample = signals[:: max(1, len(signals) // 3000)]
     times = []

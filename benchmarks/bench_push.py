@@ -31,9 +31,9 @@ from builders import signal as vt_signal  # noqa: E402
 from dovecot import DovecotServer, bench_dovecot, find_dovecot  # noqa: E402
 
 from hwc_watcher import log  # noqa: E402
-from hwc_watcher.config import load_config  # noqa: E402
-from hwc_watcher.cycle import CycleResult, Watcher  # noqa: E402
-from hwc_watcher.service import Service  # noqa: E402
+from hwc_watcher.config.load import load_config  # noqa: E402
+from hwc_watcher.jobs.cycle import CycleResult, Watcher  # noqa: E402
+from hwc_watcher.jobs.service import Service  # noqa: E402
 from hwc_watcher.testing import CapturedMail, SmtpCapture  # noqa: E402
 
 TRIALS = 20

@@ -32,9 +32,10 @@ from builders import BOX, COORDINATOR, private_file, write_config  # noqa: E402
 from dovecot import HOST, PASSWORD, DovecotServer  # noqa: E402
 from mailprobe import ImapAccount  # noqa: E402
 
-from hwc_watcher.config import load_config  # noqa: E402
-from hwc_watcher.notice_id import NoticeIds  # noqa: E402
-from hwc_watcher.recall import MailboxRecall, Recaller  # noqa: E402
+from hwc_watcher.config.load import load_config  # noqa: E402
+from hwc_watcher.core.notice_id import NoticeIds  # noqa: E402
+from hwc_watcher.edges.secrets import notice_ids  # noqa: E402
+from hwc_watcher.jobs.recall import MailboxRecall, Recaller  # noqa: E402
 from hwc_watcher.testing import SmtpCapture  # noqa: E402
 
 TZ = zoneinfo.ZoneInfo("Europe/Amsterdam")
@@ -92,7 +93,7 @@ class Bench:
         extra = (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\nusername = "{user}"\n'
                  'password_file = "zorg-password"\n')
         config = load_config(write_config(directory, box, self.smtp, extra=extra))
-        self.mailbox(user, held, folders, config.notice_ids())
+        self.mailbox(user, held, folders, notice_ids(config))
         before = self.proxy.traffic()
         started = time.perf_counter()
         result = Recaller(config).run(EVENING)

@@ -42,11 +42,15 @@ from mailprobe import ImapAccount, make_tls_files  # noqa: E402
 from oauth_servers import TokenServer, TricklingEndpoint  # noqa: E402
 
 from hwc_watcher import log  # noqa: E402
-from hwc_watcher import push as push_module  # noqa: E402
-from hwc_watcher.auth import imap_authenticator, parse_auth, smtp_authenticator  # noqa: E402
-from hwc_watcher.config import Config, load_config  # noqa: E402
-from hwc_watcher.cycle import Watcher  # noqa: E402
-from hwc_watcher.push import PushListener  # noqa: E402
+from hwc_watcher.config.load import (  # noqa: E402
+    Config,
+    load_config,
+    parse_auth,
+)
+from hwc_watcher.edges import push as push_module  # noqa: E402
+from hwc_watcher.edges.auth import imap_authenticator, smtp_authenticator  # noqa: E402
+from hwc_watcher.edges.push import PushListener  # noqa: E402
+from hwc_watcher.jobs.cycle import Watcher  # noqa: E402
 from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture  # noqa: E402
 
 MAILBOX = "hwc@school.example"

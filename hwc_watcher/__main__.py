@@ -2,6 +2,6 @@
 
 import sys
 
-from hwc_watcher.cli import main
+from hwc_watcher.commands.cli import main
 
 sys.exit(main())

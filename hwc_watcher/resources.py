@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from hwc_watcher.errors import HwcError
+from hwc_watcher.core.errors import HwcError
 
 EXAMPLE_CONFIG = "config.example.toml"
 UNITS = {"service": "systemd/hwc-watcher.service", "template": "systemd/hwc-watcher@.service"}

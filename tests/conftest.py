@@ -94,7 +94,7 @@ def gmail_account(gmail_dovecot: DovecotServer) -> ImapAccount:
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """`check` reaches no host outside this machine: every non-loopback host counts as unreachable."""
-    from hwc_watcher import check
+    from hwc_watcher.commands import check
 
     real = check._reachable
 

@@ -19,9 +19,9 @@ from mailprobe import ImapAccount
 from structlog.testing import capture_logs
 from test_intake import bounce
 
-from hwc_watcher.compose import CAUSES, FOLDER_ROLES, PROBLEMS, Composer
-from hwc_watcher.config import load_config, parse_config
-from hwc_watcher.cycle import Watcher
+from hwc_watcher.config.load import load_config, parse_config
+from hwc_watcher.core.compose import CAUSES, FOLDER_ROLES, PROBLEMS, Composer
+from hwc_watcher.jobs.cycle import Watcher
 from hwc_watcher.testing import SmtpCapture
 
 AMS = ZoneInfo("Europe/Amsterdam")

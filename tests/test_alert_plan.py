@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from hwc_watcher.alert_plan import Attention, plan
+from hwc_watcher.core.alert_plan import Attention, plan
 
 NOW = dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.UTC)
 VT_LINE = Attention("waiting:INBOX:1:7", "item_waiting", {"problem": "not_authenticated"}, (("INBOX", 7),))

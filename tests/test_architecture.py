@@ -1,7 +1,10 @@
-"""The import graph: the pure core (parse, trust, route, compose) reaches no IO module, checked with `ast`.
+"""The import graph, read with `ast`: the file list is the process, and each layer reaches only down.
 
-Every import counts, also one inside a function or under TYPE_CHECKING: a core module that needs an
-edge, even for a type, is a seam to fix rather than to hide.
+`core` decides (parse, judge, route, compose, plan) and reaches nothing but itself: no network, no files, no
+clock, no threads. `config` loads the admin's file into the core's settings. `edges` speak IMAP, SMTP, HTTPS,
+systemd and the disk. `jobs` carry the core's plans out against the edges. `commands` are the command line.
+Every import counts, also one inside a function or under TYPE_CHECKING: a core module that needs an edge,
+even for a type, is a seam to fix rather than to hide.
 """
 
 from __future__ import annotations
@@ -14,26 +17,44 @@ import pytest
 
 PACKAGE = Path(__file__).parent.parent / "hwc_watcher"
 
-#: Modules that decide without touching the network, a mail server or the clock of a scheduler.
-#: `routing` is included: its Router reads the pupil list through `pupil_list` (a local file, not an edge).
+#: Each layer and the layers it may import (besides itself). Top-level modules are listed one by one.
+LAYERS: dict[str, frozenset[str]] = {
+    "core": frozenset(),
+    "config": frozenset({"core", "edges"}),  # edges: the secret-file permission check and the TLS context
+    "edges": frozenset({"core", "log"}),
+    "jobs": frozenset({"core", "config", "edges", "log"}),
+    "commands": frozenset({"core", "config", "edges", "jobs", "log", "resources", "testing", "__init__"}),
+    # Top-level modules: the package itself, logging, the files that ship with it, the embedded servers.
+    "__init__": frozenset(),
+    "__main__": frozenset({"commands"}),
+    "log": frozenset({"core"}),
+    "resources": frozenset({"core"}),
+    "testing": frozenset({"core", "edges"}),
+}
+
+#: Every module of the core, by name: a new one must be placed on purpose.
 CORE = (
-    "classify", "trust", "auth_results", "budgets", "signal_parser", "message_text", "name_match",
-    "routing", "compose", "memory", "models", "lexicon", "recall_plan", "drill_rules", "roster_check", "settings",
-    "notice_id", "delivery_plan", "alert_plan",
-)  # fmt: skip
+    "alert_plan", "auth_results", "budgets", "classify", "compose", "delivery_plan", "drill_rules",
+    "errors", "lexicon", "memory", "message_text", "models", "name_match", "notice_id", "ocw_holidays",
+    "pupil_list", "recall_plan", "roster_check", "routing", "school_calendar", "settings",
+    "signal_parser", "trust",
+)
 
-#: The edges: modules that speak IMAP, SMTP, HTTP, systemd or run the process.
-IO_MODULES = (
-    "mailbox", "outbox", "webhook", "cycle", "service", "cli", "check", "push", "demo",
-    "testing", "auth", "sdnotify", "send_test", "recall", "drill",
-)  # fmt: skip
+#: Standard-library and third-party modules the core must not import: network, processes, threads, the
+#: environment and the clock of the machine (time, and `datetime.now`/`today`, see below).
+FORBIDDEN_IN_CORE = frozenset({
+    "imapclient", "smtplib", "socket", "ssl", "requests", "msal", "apscheduler", "http", "urllib", "asyncio",
+    "selectors", "subprocess", "threading", "multiprocessing", "concurrent", "os", "time", "shutil", "tempfile",
+    "sched", "signal", "structlog", "openpyxl_loader",
+})
 
-#: Libraries that open connections or schedule work.
-IO_LIBRARIES = ("imapclient", "smtplib", "socket", "ssl", "requests", "msal", "apscheduler", "http", "urllib")
+#: Calls that read the clock or the disk, whatever they are imported as.
+FORBIDDEN_CALLS = frozenset({"now", "utcnow", "today", "monotonic", "open", "read_text", "read_bytes",
+                             "write_text", "write_bytes", "stat", "exists", "iterdir", "glob", "unlink"})
 
-#: (module the core reaches, library) pairs allowed, each with its reason.
-ALLOWED = {
-    ("hwc_watcher.config", "ssl"): "loading imap.ca_file once rejects a file without a certificate; no connection",
+#: (module, what it calls) that is no clock or disk: each with its reason.
+ALLOWED_CALLS = {
+    ("hwc_watcher.core.pupil_list", "open"): "zipfile/openpyxl open the XLSX bytes held in memory, not a file",
 }
 
 
@@ -45,13 +66,24 @@ def _module_name(path: Path) -> str:
 MODULES = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
 
 
+def layer(module: str) -> str:
+    """hwc_watcher.core.classify -> core; hwc_watcher.log -> log; hwc_watcher -> __init__."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+@cache
+def tree(module: str) -> ast.Module:
+    return ast.parse(MODULES[module].read_text(encoding="utf-8"))
+
+
 @cache
 def imports(module: str) -> frozenset[str]:
     """Every module name `module` imports, absolute; `from x import y` also yields x.y when y is a module."""
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree(module)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -71,6 +103,10 @@ def _own(name: str) -> str | None:
     return name if name in MODULES else None
 
 
+def own_imports(module: str) -> set[str]:
+    return {own for name in imports(module) if (own := _own(name)) is not None and own != module}
+
+
 def reached(module: str) -> set[str]:
     """Every hwc_watcher module `module` imports, directly or through others (itself included)."""
     seen: set[str] = set()
@@ -79,48 +115,52 @@ def reached(module: str) -> set[str]:
         current = todo.pop()
         if current not in seen:
             seen.add(current)
-            todo.extend(own for name in imports(current) if (own := _own(name)) is not None)
+            todo.extend(own_imports(current))
     return seen
 
 
-def _is_io_module(module: str) -> bool:
-    """hwc_watcher.mailbox, or hwc_watcher.auth and everything under it."""
-    _, _, rest = module.partition(".")
-    return rest.split(".")[0] in IO_MODULES
-
-
-def test_the_module_lists_name_real_modules() -> None:
-    """A renamed module must not silently drop out of the check."""
-    for name in CORE + IO_MODULES:
-        assert f"hwc_watcher.{name}" in MODULES, name
+def test_every_module_sits_in_a_layer() -> None:
+    """A new module lands in a layer on purpose; the core list names exactly the core's files."""
+    assert sorted(m for m in MODULES if layer(m) not in LAYERS) == []
+    assert sorted(m.rpartition(".")[2] for m in MODULES if layer(m) == "core" and m != "hwc_watcher.core") == sorted(
+        CORE
+    )
 
 
 def test_the_check_sees_imports() -> None:
     """The graph is not empty: the cycle reaches the IMAP edge, the IMAP edge imports imapclient."""
-    assert "hwc_watcher.mailbox" in reached("hwc_watcher.cycle")
-    assert "imapclient" in imports("hwc_watcher.mailbox")
+    assert "hwc_watcher.edges.mailbox" in reached("hwc_watcher.jobs.cycle")
+    assert "imapclient" in imports("hwc_watcher.edges.mailbox")
 
 
-@pytest.mark.parametrize("name", CORE)
-def test_core_module_reaches_no_io_module(name: str) -> None:
-    """No core module imports an edge, not even through another module."""
-    module = f"hwc_watcher.{name}"
-    assert sorted(m for m in reached(module) if _is_io_module(m)) == []
-
-
-@pytest.mark.parametrize("name", CORE)
-def test_core_module_reaches_no_io_library(name: str) -> None:
-    """No core module, nor anything it reaches, imports a network or scheduling library (bar ALLOWED)."""
-    bad = sorted(
-        (module, library.split(".")[0])
-        for module in reached(f"hwc_watcher.{name}")
-        for library in imports(module)
-        if library.split(".")[0] in IO_LIBRARIES and (module, library.split(".")[0]) not in ALLOWED
-    )
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_reach_only_down(module: str) -> None:
+    """core ← config ← edges ← jobs ← commands: nothing imports a layer above or beside it."""
+    mine = layer(module)
+    allowed = LAYERS[mine] | {mine, "__init__"} if mine != "__init__" else LAYERS[mine] | {"__init__"}
+    bad = sorted(other for other in own_imports(module) if layer(other) not in allowed)
     assert bad == []
 
 
 @pytest.mark.parametrize("name", CORE)
-def test_core_module_does_not_reach_the_config_loader(name: str) -> None:
-    """The core takes settings types (`settings`), never the loader that reads TOML, CA files and secrets."""
-    assert "hwc_watcher.config" not in reached(f"hwc_watcher.{name}")
+def test_core_module_imports_no_io_library(name: str) -> None:
+    """No core module imports the network, processes, threads, the environment or the machine's clock."""
+    module = f"hwc_watcher.core.{name}"
+    assert sorted(lib for lib in imports(module) if lib.split(".")[0] in FORBIDDEN_IN_CORE) == []
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_core_module_reads_no_clock_and_no_file(name: str) -> None:
+    """`now`, `today`, `monotonic`, `open`, `read_text`, `stat`…: the time and the files come in as values."""
+    module = f"hwc_watcher.core.{name}"
+    calls = {
+        node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+        for node in ast.walk(tree(module))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name)
+    }
+    assert sorted(c for c in calls & FORBIDDEN_CALLS if (module, c) not in ALLOWED_CALLS) == []
+
+
+def test_the_core_does_not_reach_the_config_loader() -> None:
+    """The core takes settings types (`core.settings`), never the loader that reads TOML, CA files and secrets."""
+    assert sorted(m for name in CORE for m in reached(f"hwc_watcher.core.{name}") if layer(m) != "core") == []

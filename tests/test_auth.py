@@ -1,4 +1,4 @@
-"""Tests for hwc_watcher.auth: config parsing, token fetching and XOAUTH2 logins on loopback servers."""
+"""Tests for hwc_watcher.edges.auth: config parsing, token fetching and XOAUTH2 logins on loopback servers."""
 
 from __future__ import annotations
 
@@ -34,22 +34,22 @@ from oauth_servers import (
     oauth_dovecot,
 )
 
-from hwc_watcher.auth import (
-    GoogleAuth,
-    MicrosoftAuth,
-    NoAuth,
-    PasswordAuth,
-    is_token_expired,
-    parse_auth,
-    xoauth2_string,
-)
-from hwc_watcher.errors import (
+from hwc_watcher.config.load import parse_auth
+from hwc_watcher.core.errors import (
     ConfigError,
     DeliveryAuthError,
     DeliveryError,
     MailboxAuthError,
     MailboxError,
     TokenError,
+)
+from hwc_watcher.edges.auth import (
+    GoogleAuth,
+    MicrosoftAuth,
+    NoAuth,
+    PasswordAuth,
+    is_token_expired,
+    xoauth2_string,
 )
 from hwc_watcher.testing import free_port
 

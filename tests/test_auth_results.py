@@ -12,10 +12,10 @@ from examples import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwc_watcher.auth_results import AuthResultsError, parse_auth_results
-from hwc_watcher.classify import classify, parse_message
-from hwc_watcher.config import Config, VeiligThuisSettings, load_config
-from hwc_watcher.trust import authenticated
+from hwc_watcher.config.load import Config, VeiligThuisSettings, load_config
+from hwc_watcher.core.auth_results import AuthResultsError, parse_auth_results
+from hwc_watcher.core.classify import classify, parse_message
+from hwc_watcher.core.trust import authenticated
 
 MX = "mx.college.example.nl"
 PASS = f"dmarc=pass header.from={VT_DOMAIN}"

@@ -20,8 +20,8 @@ from builders import BACKUP, BOX, CONTACT, COORDINATOR, VT, notices_per_person, 
 from freezegun import freeze_time
 from mailprobe import ImapAccount
 
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import Watcher
+from hwc_watcher.config.load import load_config
+from hwc_watcher.jobs.cycle import Watcher
 from hwc_watcher.testing import SmtpCapture
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -173,7 +173,7 @@ def test_a_reply_naming_an_id_we_did_not_write_changes_nothing(dovecot_account: 
 def test_the_service_runs_one_more_cycle_when_the_hold_ends(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
                                                            tmp_path: Path) -> None:
     """A held signal does not wait for the next poll (an hour away at night): a cycle is planned at the hold's end."""
-    from hwc_watcher.service import Service
+    from hwc_watcher.jobs.service import Service
 
     config = load_config(write_config(tmp_path, dovecot_account, smtp_server, hold_minutes=3))
     service = Service(config, Watcher.from_config(config))

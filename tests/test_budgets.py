@@ -11,11 +11,11 @@ import pytest
 from builders import BOX, TRUSTED, VT, signal
 from corpus_cases import CASES, copy_config
 
-from hwc_watcher import budgets
-from hwc_watcher.budgets import over_budget
-from hwc_watcher.classify import classify, parse_message
-from hwc_watcher.config import Config, load_config
-from hwc_watcher.message_text import MAX_HTML_CHARS, _HtmlToText, html_to_text, message_text
+from hwc_watcher.config.load import Config, load_config
+from hwc_watcher.core import budgets
+from hwc_watcher.core.budgets import over_budget
+from hwc_watcher.core.classify import classify, parse_message
+from hwc_watcher.core.message_text import MAX_HTML_CHARS, _HtmlToText, html_to_text, message_text
 
 NOW = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 STRANGER = "nieuwsbrief@elders.example"

@@ -19,15 +19,15 @@ from builders import BACKUP, CONTACT, COORDINATOR, private_file, write_config
 from dovecot import DovecotServer
 from mailprobe import ImapAccount
 
-from hwc_watcher.check import read_before_deadline, run_check
-from hwc_watcher.config import load_config, parse_config
-from hwc_watcher.errors import ConfigError
-from hwc_watcher.port_probe import probe_port
-from hwc_watcher.server_reply import readable, reply_text
-from hwc_watcher.service_user import check_interpreter, unit_user
-from hwc_watcher.template_trial import trial_render
+from hwc_watcher.commands.check import read_before_deadline, run_check
+from hwc_watcher.commands.service_user import check_interpreter, unit_user
+from hwc_watcher.commands.template_trial import trial_render
+from hwc_watcher.config.load import load_config, parse_config
+from hwc_watcher.config.toml_lines import key_line
+from hwc_watcher.core.errors import ConfigError
+from hwc_watcher.edges.port_probe import probe_port
+from hwc_watcher.edges.server_reply import readable, reply_text
 from hwc_watcher.testing import SmtpCapture, free_port
-from hwc_watcher.toml_lines import key_line
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 NOW = dt.datetime(2026, 2, 3, 6, 0, tzinfo=dt.UTC)
@@ -134,7 +134,7 @@ def test_check_renders_every_template(imap_server: ImapAccount, smtp_server: Smt
     extra = '[messages.templates]\nnotice = "Leerling: $pupil_name ($birth_date)"\n'
     rc, text = check_output(write_config(tmp_path, imap_server, smtp_server, extra=extra))
     assert rc == 0
-    from hwc_watcher.config import TEMPLATE_NAMES
+    from hwc_watcher.config.load import TEMPLATE_NAMES
 
     assert (f"✓ templates: {len(TEMPLATE_NAMES)} texts rendered through the real composer with a fictional pupil; "
             "your own: notice") in text
@@ -180,7 +180,7 @@ def test_starttls_to_an_implicit_tls_port_is_named_in_seconds(dovecot_account: I
 def test_the_daemon_names_an_implicit_tls_port_too(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
                                                    tmp_path: Path) -> None:
     """A cycle whose greeting never comes (starttls to 993) says which security to set, not "a timeout"."""
-    from hwc_watcher.cycle import Watcher
+    from hwc_watcher.jobs.cycle import Watcher
 
     path = write_config(tmp_path, dataclasses.replace(dovecot_account, security="starttls"), smtp_server)
     private_file(path, path.read_text(encoding="utf-8").replace("timeout = 10", "timeout = 2", 1))
@@ -280,7 +280,7 @@ def test_a_recall_password_failure_names_the_password_not_the_permission(
 def test_a_recall_network_failure_names_the_server_not_the_permission(
         dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path) -> None:
     """A recall that cannot reach the server says so, and does not send the admin to docs/recall.md."""
-    from hwc_watcher.check import Report, _check_recall
+    from hwc_watcher.commands.check import Report, _check_recall
 
     box, zorg = dovecot.fresh_account(), dovecot.fresh_account()
     private_file(tmp_path / "zorg-password", zorg.password + "\n")
@@ -370,9 +370,9 @@ def test_check_shows_a_refused_login_without_a_repr(dovecot: DovecotServer, smtp
 def test_once_prints_a_failure_and_run_alerts_it(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """Wrong password: `once` prints the cause and that no alert was mailed; the service (`run`) alerts the contact."""
-    from hwc_watcher.cli import main
-    from hwc_watcher.cycle import Watcher
-    from hwc_watcher.service import Service
+    from hwc_watcher.commands.cli import main
+    from hwc_watcher.jobs.cycle import Watcher
+    from hwc_watcher.jobs.service import Service
 
     wrong = dataclasses.replace(imap_server, password="nope")
     path = write_config(tmp_path, wrong, smtp_server)

@@ -10,7 +10,7 @@ import pytest
 from builders import signal, write_config
 from mailprobe import ImapAccount
 
-from hwc_watcher.cli import main
+from hwc_watcher.commands.cli import main
 from hwc_watcher.testing import SmtpCapture
 
 MX = "mx.college.example.nl"

@@ -19,7 +19,7 @@ from dovecot import DovecotServer, require_dovecot
 from mailprobe import TlsFiles
 from oauth_servers import IntrospectionServer, TokenServer, make_rsa_key, oauth_dovecot
 
-from hwc_watcher.check import run_check
+from hwc_watcher.commands.check import run_check
 from hwc_watcher.testing import SmtpCapture
 
 

@@ -9,7 +9,7 @@ import pytest
 from builders import private_file, write_config
 from mailprobe import ImapAccount
 
-from hwc_watcher.check import run_check
+from hwc_watcher.commands.check import run_check
 from hwc_watcher.testing import SmtpCapture
 
 

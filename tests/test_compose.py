@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hwc_watcher.compose import Composer
-from hwc_watcher.config import parse_config
-from hwc_watcher.models import Pupil, RouteDecision
+from hwc_watcher.config.load import parse_config
+from hwc_watcher.core.compose import Composer
+from hwc_watcher.core.models import Pupil, RouteDecision
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 NOW = dt.datetime(2026, 11, 27, 6, 30, tzinfo=dt.UTC)
@@ -124,8 +124,8 @@ def test_alert_is_content_free() -> None:
 
 def test_overridable_template_names_are_the_composer_texts() -> None:
     """Every name [messages.templates] accepts is a text the composer has, in both languages, and vice versa."""
-    from hwc_watcher.compose import TEXTS
-    from hwc_watcher.config import TEMPLATE_NAMES
+    from hwc_watcher.config.load import TEMPLATE_NAMES
+    from hwc_watcher.core.compose import TEXTS
 
     for language, texts in TEXTS.items():
         building_blocks = {"not_in_list", "ambiguous_in_list", "receipt_subject", "alert_subject", "keep_notice",
@@ -143,9 +143,9 @@ def test_every_reason_a_person_may_read_is_explained() -> None:
     import re
     from pathlib import Path
 
-    from hwc_watcher.compose import PROBLEMS
+    from hwc_watcher.core.compose import PROBLEMS
 
-    source = "".join((Path(__file__).parent.parent / "hwc_watcher" / name).read_text(encoding="utf-8")
+    source = "".join((Path(__file__).parent.parent / "hwc_watcher" / "core" / name).read_text(encoding="utf-8")
                      for name in ("classify.py", "budgets.py", "message_text.py", "signal_parser.py"))
     codes = set(re.findall(r'Verdict\("needs_human", "([a-z_]+)"', source))
     codes |= set(re.findall(r'return "([a-z_]+)"', source)) | {"html_too_large", "bounce_of_notice"}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hwc_watcher.config import load_config, parse_config
-from hwc_watcher.errors import ConfigError
+from hwc_watcher.config.load import load_config, parse_config
+from hwc_watcher.core.errors import ConfigError
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 

@@ -13,10 +13,10 @@ import pytest
 from builders import private_file, write_config
 from mailprobe import ImapAccount, TlsFiles
 
-from hwc_watcher.check import run_check
-from hwc_watcher.cli import main
-from hwc_watcher.config import SCHEMA, load_config, parse_config
-from hwc_watcher.errors import ConfigError
+from hwc_watcher.commands.check import run_check
+from hwc_watcher.commands.cli import main
+from hwc_watcher.config.load import SCHEMA, load_config, parse_config
+from hwc_watcher.core.errors import ConfigError
 from hwc_watcher.testing import SmtpCapture
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
@@ -317,7 +317,7 @@ def test_the_unchanged_example_fails_check(tmp_path: Path, monkeypatch: pytest.M
 )
 def test_example_values(key: tuple[str, str], value: Any, verdict: str) -> None:
     """Values copied from the example are ✗; addresses on domains that receive no mail are a warning."""
-    from hwc_watcher.check import _example_values
+    from hwc_watcher.commands.check import _example_values
 
     doc = full_document()
     doc.pop("recall")  # its address must be a coordinator's, and this test changes those

@@ -8,7 +8,7 @@ import pathlib
 import pytest
 from corpus_cases import CASES, copy_config, expected
 
-from hwc_watcher.cli import main
+from hwc_watcher.commands.cli import main
 
 COMPARED = ("verdict", "reason", "pupils", "receipt_to")
 

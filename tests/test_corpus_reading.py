@@ -8,8 +8,8 @@ import pytest
 from corpus_cases import CASES, expected
 from mailprobe import parse_mail
 
-from hwc_watcher.message_text import message_text
-from hwc_watcher.signal_parser import read_signal
+from hwc_watcher.core.message_text import message_text
+from hwc_watcher.core.signal_parser import read_signal
 
 PARSER_REASONS = {"no_pupil", "ambiguous", "encrypted", "attachment_only", "secure_mail_notice"}
 

@@ -12,8 +12,8 @@ from builders import ALLOWED, BACKUP, BOX, CONTACT, COORDINATOR, VT, senders_and
 from mailprobe import ImapAccount
 
 from hwc_watcher import log
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import CycleResult, Watcher
+from hwc_watcher.config.load import load_config
+from hwc_watcher.jobs.cycle import CycleResult, Watcher
 from hwc_watcher.testing import SmtpCapture
 
 
@@ -327,7 +327,7 @@ def test_an_internal_error_is_contained(
     imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bug while reading a message stops that cycle without a crash or a deletion, and names no content."""
-    import hwc_watcher.cycle as cycle_module
+    import hwc_watcher.jobs.cycle as cycle_module
 
     with imap_server.probe() as probe:
         probe.append("INBOX", signal())

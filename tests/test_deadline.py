@@ -13,9 +13,9 @@ from freezegun import freeze_time
 from mailprobe import ImapAccount
 from webhooks import Recorder
 
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import Watcher
-from hwc_watcher.service import Service
+from hwc_watcher.config.load import load_config
+from hwc_watcher.jobs.cycle import Watcher
+from hwc_watcher.jobs.service import Service
 from hwc_watcher.testing import SmtpCapture, free_port
 
 AMS = ZoneInfo("Europe/Amsterdam")

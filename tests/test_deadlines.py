@@ -20,16 +20,16 @@ from drip_server import DripServer, Step
 from mailprobe import ImapAccount, TlsFiles
 from oauth_servers import TokenServer, TricklingEndpoint
 
-from hwc_watcher import check as check_module
-from hwc_watcher import push as push_module
-from hwc_watcher.auth import imap_authenticator, parse_auth, smtp_authenticator
-from hwc_watcher.check import run_check
-from hwc_watcher.config import Config, load_config
-from hwc_watcher.cycle import CycleResult, Watcher
-from hwc_watcher.errors import TokenError
-from hwc_watcher.push import PushListener
+from hwc_watcher.commands import check as check_module
+from hwc_watcher.commands.check import run_check
+from hwc_watcher.config.load import Config, load_config, parse_auth
+from hwc_watcher.core.errors import TokenError
+from hwc_watcher.edges import push as push_module
+from hwc_watcher.edges.auth import imap_authenticator, smtp_authenticator
+from hwc_watcher.edges.push import PushListener
+from hwc_watcher.edges.time_limit import TimeLimit
+from hwc_watcher.jobs.cycle import CycleResult, Watcher
 from hwc_watcher.testing import SmtpCapture
-from hwc_watcher.time_limit import TimeLimit
 
 LIMIT_S = 2.0
 #: What a cut may overrun the limit by on a busy two-core machine (thread start, MSAL import, TLS).
@@ -250,8 +250,8 @@ def test_a_token_endpoint_that_answers_discovery_with_the_wrong_json_is_a_transi
 def test_an_alert_on_its_own_connection_is_cut_at_the_limit(imap_server: ImapAccount, tmp_path: Path) -> None:
     """The 08:15 alert and the failure alert send on their own SMTP connection: a dripping greeting holds the
     scheduler no longer than the limit, and the alert counts as not sent (the webhook and the next try remain)."""
-    from hwc_watcher.alerts import Alerter
-    from hwc_watcher.compose import Composer
+    from hwc_watcher.core.compose import Composer
+    from hwc_watcher.jobs.alerts import Alerter
 
     with DripServer("smtp", "greeting") as server:
         config = limited(write_config(tmp_path, imap_server, server))  # type: ignore[arg-type]

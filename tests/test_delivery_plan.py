@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hwc_watcher import delivery_plan
-from hwc_watcher.memory import Delivery
-from hwc_watcher.models import Person, Route
+from hwc_watcher.core import delivery_plan
+from hwc_watcher.core.memory import Delivery
+from hwc_watcher.core.models import Person, Route
 
 ZORG = Person("C. Bakker", "zorg.onderbouw@college.example.nl")
 BACKUP = Person("B. Jansen", "achterwacht@college.example.nl")

@@ -19,17 +19,17 @@ from freezegun import freeze_time
 from mailprobe import ImapAccount
 from webhooks import Recorder
 
-from hwc_watcher.auth import imap_authenticator, smtp_authenticator
-from hwc_watcher.classify import classify
-from hwc_watcher.cli import main
-from hwc_watcher.compose import Composer
-from hwc_watcher.config import Config, load_config
-from hwc_watcher.cycle import Watcher
-from hwc_watcher.drill import Drill, DrillJob, DrillResult
-from hwc_watcher.drill_rules import awaited, drill_days, drill_message_id, fail_url, is_drill_day, judge
-from hwc_watcher.errors import ConfigError
-from hwc_watcher.school_calendar import DayOff, SchoolCalendar
-from hwc_watcher.service import Service
+from hwc_watcher.commands.cli import main
+from hwc_watcher.config.load import Config, load_config
+from hwc_watcher.core.classify import classify
+from hwc_watcher.core.compose import Composer
+from hwc_watcher.core.drill_rules import awaited, drill_days, drill_message_id, fail_url, is_drill_day, judge
+from hwc_watcher.core.errors import ConfigError
+from hwc_watcher.core.school_calendar import DayOff, SchoolCalendar
+from hwc_watcher.edges.auth import imap_authenticator, smtp_authenticator
+from hwc_watcher.jobs.cycle import Watcher
+from hwc_watcher.jobs.drill import Drill, DrillJob, DrillResult
+from hwc_watcher.jobs.service import Service
 from hwc_watcher.testing import CapturedMail, SmtpCapture
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -501,7 +501,7 @@ def test_the_daemons_job_runs_the_real_drill_and_reports_it(school: School) -> N
 
 def test_check_names_the_next_drill(school: School) -> None:
     """`check` says when the next drill runs (the first school day after the next holiday, at drill.at)."""
-    from hwc_watcher.check import run_check
+    from hwc_watcher.commands.check import run_check
 
     out = io.StringIO()
     run_check(school.path, out, now=lambda: dt.datetime(2026, 12, 2, 12, 0, tzinfo=AMS))

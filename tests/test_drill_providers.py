@@ -32,8 +32,7 @@ from builders import BOX
 from mailprobe import ImapAccount
 from test_drill import DOMAIN, MX, TRUSTED_OWN, School, drill_mail, rules_config, school_at
 
-from hwc_watcher.drill import run_drill_command
-from hwc_watcher.drill_rules import (
+from hwc_watcher.core.drill_rules import (
     drill_message_id,
     exchange_origin,
     judge,
@@ -41,7 +40,8 @@ from hwc_watcher.drill_rules import (
     proof_values,
     rule_summary,
 )
-from hwc_watcher.settings import Config
+from hwc_watcher.core.settings import Config
+from hwc_watcher.jobs.drill import run_drill_command
 
 #: An Exchange Online mailbox server and EOP's inbound edge, shaped as in the captured headers.
 EXO_MAILBOX = "AM0PR01MB1234.eurprd01.prod.outlook.com"
@@ -371,7 +371,7 @@ def test_the_report_values_say_what_was_and_was_not_proven(tmp_path: Path) -> No
 
 def test_checks_drill_line_names_the_rule(school: School) -> None:
     """`check` shows the drill's rule on the drill line, after when it runs."""
-    from hwc_watcher.check import run_check
+    from hwc_watcher.commands.check import run_check
 
     out = io.StringIO()
     run_check(school.path, out, now=lambda: dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC))

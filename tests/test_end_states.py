@@ -15,9 +15,9 @@ from mailprobe import ImapAccount
 from structlog.testing import capture_logs
 from test_intake import TRASH
 
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import Watcher
-from hwc_watcher.memory import MIN_REAL_HOLD_S
+from hwc_watcher.config.load import load_config
+from hwc_watcher.core.memory import MIN_REAL_HOLD_S
+from hwc_watcher.jobs.cycle import Watcher
 from hwc_watcher.testing import SmtpCapture
 
 AMS = ZoneInfo("Europe/Amsterdam")

@@ -25,8 +25,8 @@ from builders import BACKUP, CONTACT, COORDINATOR, VT, signal, write_config
 from faultproxy import AT_CONNECT, AT_END_OF_DATA, Fault, FaultProxy
 from mailprobe import ImapAccount, MailboxProbe, TlsFiles, message_id
 
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import CycleResult, Watcher
+from hwc_watcher.config.load import load_config
+from hwc_watcher.jobs.cycle import CycleResult, Watcher
 from hwc_watcher.testing import CapturedMail, SmtpCapture
 
 # --- the mailbox -------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 from mailprobe import ImapAccount
 
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import CycleResult, Watcher
+from hwc_watcher.config.load import load_config
+from hwc_watcher.jobs.cycle import CycleResult, Watcher
 from hwc_watcher.testing import CapturedMail, EmbeddedImapServer, SmtpCapture
 
 EVIL = "attacker@evil.example"

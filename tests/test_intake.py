@@ -21,9 +21,9 @@ from faultproxy import Fault, FaultProxy
 from freezegun import freeze_time
 from mailprobe import ImapAccount
 
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import Watcher
-from hwc_watcher.service import Service
+from hwc_watcher.config.load import load_config
+from hwc_watcher.jobs.cycle import Watcher
+from hwc_watcher.jobs.service import Service
 from hwc_watcher.testing import CapturedMail, SmtpCapture
 
 AMS = ZoneInfo("Europe/Amsterdam")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hwc_watcher.check import Report
-from hwc_watcher.cli import main
-from hwc_watcher.journal_setup import check_logs, timespan_s
+from hwc_watcher.commands.check import Report
+from hwc_watcher.commands.cli import main
+from hwc_watcher.commands.journal_setup import check_logs, timespan_s
 
 ROOT = Path(__file__).parent.parent
 SHIPPED_UNIT = (ROOT / "systemd/hwc-watcher.service").read_text(encoding="utf-8")

@@ -17,8 +17,8 @@ from builders import CONTACT, signal, write_config
 from faultproxy import Fault, FaultProxy
 from mailprobe import ImapAccount, TlsFiles
 
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import Watcher
+from hwc_watcher.config.load import load_config
+from hwc_watcher.jobs.cycle import Watcher
 from hwc_watcher.testing import SmtpCapture
 
 #: Exchange Online's answer to a STORE of a custom keyword, as captured in real sessions.

@@ -14,8 +14,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from hwc_watcher import log
-from hwc_watcher.errors import MailboxError
-from hwc_watcher.models import Pupil
+from hwc_watcher.core.errors import MailboxError
+from hwc_watcher.core.models import Pupil
 
 DAVID = Pupil("David Pieterse", dt.date(2012, 2, 3))
 NEEDLES = ("david", "pieterse", "3-2-2012", "03-02-2012", "2012-02-03", "3 februari 2012", "handle with care")

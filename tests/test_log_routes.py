@@ -13,8 +13,8 @@ from mailprobe import ImapAccount
 from test_routing_cycle import BOVENBOUW, ONDERBOUW, setup
 
 from hwc_watcher import log
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import Watcher
+from hwc_watcher.config.load import load_config
+from hwc_watcher.jobs.cycle import Watcher
 from hwc_watcher.testing import SmtpCapture
 
 

@@ -24,11 +24,11 @@ from mailprobe import ImapAccount
 from test_deadline import MONDAY, at, service
 from webhooks import Recorder
 
-from hwc_watcher.compose import CAUSES, DRILL_CAUSES, PROBLEMS, RECALL_STEPS, TEXTS, Composer
-from hwc_watcher.config import parse_config
-from hwc_watcher.drill_rules import FIXES, fix_text
-from hwc_watcher.models import Pupil, RouteDecision
-from hwc_watcher.send_test import compose_test_mail, recipients
+from hwc_watcher.commands.sendtest import compose_test_mail, recipients
+from hwc_watcher.config.load import parse_config
+from hwc_watcher.core.compose import CAUSES, DRILL_CAUSES, PROBLEMS, RECALL_STEPS, TEXTS, Composer
+from hwc_watcher.core.drill_rules import FIXES, fix_text
+from hwc_watcher.core.models import Pupil, RouteDecision
 from hwc_watcher.testing import SmtpCapture
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"

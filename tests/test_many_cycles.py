@@ -46,9 +46,9 @@ from test_routing_cycle import BOVENBOUW, ONDERBOUW
 from test_routing_cycle import ROUTES as ROUTING_ROUTES
 
 from hwc_watcher import log
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import CycleResult, Watcher
-from hwc_watcher.models import Pupil
+from hwc_watcher.config.load import load_config
+from hwc_watcher.core.models import Pupil
+from hwc_watcher.jobs.cycle import CycleResult, Watcher
 from hwc_watcher.testing import CapturedMail, EmbeddedImapServer, SmtpCapture
 
 AMS = ZoneInfo("Europe/Amsterdam")

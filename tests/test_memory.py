@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hwc_watcher.memory import MIN_REAL_HOLD_S, FolderMemory, Judged, Memory, deletable, keep_until, may_delete
-from hwc_watcher.school_calendar import DayOff, SchoolCalendar
+from hwc_watcher.core.memory import MIN_REAL_HOLD_S, FolderMemory, Judged, Memory, deletable, keep_until, may_delete
+from hwc_watcher.core.school_calendar import DayOff, SchoolCalendar
 
 AMS = ZoneInfo("Europe/Amsterdam")
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=AMS)  # a Monday

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mailprobe import parse_mail
 
-from hwc_watcher.message_text import MessageText, html_to_text, message_text
+from hwc_watcher.core.message_text import MessageText, html_to_text, message_text
 
 
 def leaf(body: bytes, ctype: str = "text/plain; charset=utf-8", cte: str = "8bit", subject: str = "Test") -> bytes:

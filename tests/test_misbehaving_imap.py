@@ -25,8 +25,8 @@ from builders import write_config
 from mailprobe import ImapAccount
 
 from hwc_watcher import log
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import Watcher
+from hwc_watcher.config.load import load_config
+from hwc_watcher.jobs.cycle import Watcher
 from hwc_watcher.testing import SmtpCapture
 
 NAME, BORN, SUBJECT = "David Pieterse", "3-2-2012", "Handle with Care David Pieterse"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hwc_watcher.name_match import CONFIDENT_SCORE, NameKey, decide, normalise, score, tokens
+from hwc_watcher.core.name_match import CONFIDENT_SCORE, NameKey, decide, normalise, score, tokens
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_tokens_drop_digits_and_empty_words(text: str, expected: tuple[str, ...]
         (("Sanne", "", "", "van den Berg"), NameKey(("sanne",), (), ("berg",), ("van", "den"))),
         (("Yasmina", "", "", "El Amrani"), NameKey(("yasmina",), (), ("el", "amrani"), ())),
         (("Pim", "", "", "Van"), NameKey(("pim",), (), ("van",), ())),
-        # "uijt" is a particle to the parser too (hwc_watcher.lexicon): the two lists no longer drift.
+        # "uijt" is a particle to the parser too (hwc_watcher.core.lexicon): the two lists no longer drift.
         (("Joost", "", "", "Uijt den Bogaard"), NameKey(("joost",), (), ("bogaard",), ("uijt", "den"))),
     ],
 )

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from hwc_watcher.notice_id import NoticeIds, random_token
+from hwc_watcher.core.notice_id import NoticeIds, random_token
 
 IDS = NoticeIds(b"a fictional installation key", "college.example.nl")
 OTHER = NoticeIds(b"another school's key", "college.example.nl")

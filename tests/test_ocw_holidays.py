@@ -23,7 +23,7 @@ import datetime as dt
 import holidays
 import pytest
 
-from hwc_watcher.ocw_holidays import REGIONS, TABLES, region_holidays, school_years
+from hwc_watcher.core.ocw_holidays import REGIONS, TABLES, region_holidays, school_years
 
 MONTHS = {name: i for i, name in enumerate(
     ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober",

@@ -15,8 +15,8 @@ from mailprobe import ImapAccount
 from test_routing_cycle import BOVENBOUW, ONDERBOUW
 from test_routing_cycle import setup as school
 
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import Watcher
+from hwc_watcher.config.load import load_config
+from hwc_watcher.jobs.cycle import Watcher
 from hwc_watcher.testing import SmtpCapture
 
 SIBLINGS = "Handle with Care\n\nDavid Pieterse, 3-2-2012\nEmma Pieterse, 14-9-2009"

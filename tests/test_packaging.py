@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hwc_watcher.cli import main
-from hwc_watcher.config import load_config
+from hwc_watcher.commands.cli import main
+from hwc_watcher.config.load import load_config
 
 ROOT = Path(__file__).parent.parent
 

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mailprobe import parse_mail
 
-from hwc_watcher.message_text import message_text
-from hwc_watcher.models import Pupil
-from hwc_watcher.signal_parser import read_signal
+from hwc_watcher.core.message_text import message_text
+from hwc_watcher.core.models import Pupil
+from hwc_watcher.core.signal_parser import read_signal
 
 TODAY = dt.date(2026, 3, 3)
 PROFILE = settings(max_examples=examples(600),

@@ -32,8 +32,8 @@ from builders import BACKUP, BOX, CONTACT, COORDINATOR, TRUSTED, VT, VT_DOMAIN, 
 from mailprobe import ImapAccount, message_id
 
 from hwc_watcher import log
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import Watcher
+from hwc_watcher.config.load import load_config
+from hwc_watcher.jobs.cycle import Watcher
 from hwc_watcher.testing import CapturedMail, SmtpCapture
 
 REPO = Path(__file__).resolve().parent.parent
@@ -297,7 +297,7 @@ def test_needles_cover_every_written_form() -> None:
 def test_no_fixed_temp_paths_in_the_daemon() -> None:
     """The daemon writes temporary files only through `tempfile` (TMPDIR), never to a fixed /tmp or /var/tmp path."""
     fixed = re.compile(r"""["'](/tmp|/var/tmp|/dev/shm)\b""")
-    offenders = [p.name for p in (REPO / "hwc_watcher").glob("*.py") if fixed.search(p.read_text(encoding="utf-8"))]
+    offenders = [p.name for p in (REPO / "hwc_watcher").rglob("*.py") if fixed.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
 
 

@@ -23,9 +23,9 @@ from provider_support import (
     write_microsoft_config,
 )
 
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import CycleResult, Watcher
-from hwc_watcher.push import PushListener
+from hwc_watcher.config.load import load_config
+from hwc_watcher.edges.push import PushListener
+from hwc_watcher.jobs.cycle import CycleResult, Watcher
 from hwc_watcher.testing import CapturedMail, EmbeddedImapServer, SmtpCapture
 
 #: The Microsoft-365-like folders the OAuth Dovecot gets (it has no special-use folders of its own).

@@ -8,15 +8,14 @@ from typing import Any
 
 import pytest
 
-from hwc_watcher.config import parse_pupil_list_config
-from hwc_watcher.errors import ConfigError, PupilListError
-from hwc_watcher.pupil_list import (
+from hwc_watcher.config.load import parse_pupil_list_config
+from hwc_watcher.core.errors import ConfigError, PupilListError
+from hwc_watcher.core.pupil_list import (
     PupilListConfig,
-    PupilListSource,
-    Stamp,
     parse_date,
     read_pupil_list,
 )
+from hwc_watcher.edges.pupil_file import PupilListSource, Stamp
 
 CONFIG = PupilListConfig(
     path=Path("/srv/leerlingen.csv"),

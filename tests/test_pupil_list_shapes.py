@@ -11,11 +11,13 @@ from typing import Any
 import openpyxl
 import pytest
 
-from hwc_watcher.config import parse_pupil_list_config, parse_routing
-from hwc_watcher.errors import ConfigError, PupilListError
-from hwc_watcher.models import Pupil
-from hwc_watcher.pupil_list import PupilListConfig, PupilListSource, read_pupil_list, split_full_name
-from hwc_watcher.routing import Condition, Router, numbers_in
+from hwc_watcher.config.load import parse_pupil_list_config, parse_routing
+from hwc_watcher.core.errors import ConfigError, PupilListError
+from hwc_watcher.core.models import Pupil
+from hwc_watcher.core.pupil_list import PupilListConfig, read_pupil_list, split_full_name
+from hwc_watcher.core.routing import Condition, numbers_in
+from hwc_watcher.edges import pupil_file
+from hwc_watcher.edges.pupil_file import PupilListSource
 
 DAVID = dt.date(2012, 2, 3)
 SANNE = dt.date(2013, 5, 14)
@@ -400,7 +402,7 @@ name = "Bovenbouw"
 when = {{ Groep = {{ prefix = "Groep", min = 6 }} }}
 coordinator = {{ name = "B", email = "bovenbouw@school.example.nl" }}
 """)
-    router = Router(parse_routing(raw))
+    router = pupil_file.router(parse_routing(raw))
     decisions = [router.route(Pupil(name, born)) for name, born in
                  (("David Pieterse", DAVID), ("Sanne de Vries", SANNE), ("Emma van den Berg", EMMA))]
     assert [(d.route.name, d.matched) for d in decisions] == [("Onderbouw", True), ("Middenbouw", True),

@@ -25,14 +25,14 @@ from faultproxy import Fault, FaultProxy
 from freezegun import freeze_time
 from mailprobe import ImapAccount, TlsFiles
 
-from hwc_watcher import push as push_module
-from hwc_watcher.auth import imap_authenticator
-from hwc_watcher.check import run_check
-from hwc_watcher.config import Config, load_config, parse_config
-from hwc_watcher.cycle import CycleResult, Watcher
-from hwc_watcher.errors import ConfigError
-from hwc_watcher.push import PushListener
-from hwc_watcher.service import Service, next_polls
+from hwc_watcher.commands.check import run_check
+from hwc_watcher.config.load import Config, load_config, parse_config
+from hwc_watcher.core.errors import ConfigError
+from hwc_watcher.edges import push as push_module
+from hwc_watcher.edges.auth import imap_authenticator
+from hwc_watcher.edges.push import PushListener
+from hwc_watcher.jobs.cycle import CycleResult, Watcher
+from hwc_watcher.jobs.service import Service, next_polls
 from hwc_watcher.testing import SmtpCapture
 
 #: Dovecot's post-login capabilities with UIDPLUS and MOVE, but without IDLE.

@@ -24,17 +24,18 @@ from oauth_servers import OAUTH2_CONF, OAUTH_MECHANISMS, IntrospectionServer, To
 from structlog.testing import capture_logs
 
 from hwc_watcher import log
-from hwc_watcher.check import run_check
-from hwc_watcher.classify import OwnMail
-from hwc_watcher.compose import Composer
-from hwc_watcher.config import ConfigError, RecallSettings, load_config, parse_config
-from hwc_watcher.cycle import Watcher
-from hwc_watcher.models import Pupil, RouteDecision
-from hwc_watcher.notice_id import NoticeIds
-from hwc_watcher.recall import Recaller
-from hwc_watcher.recall_plan import check_notice, is_our_notice, recall_moment
-from hwc_watcher.school_calendar import DayOff, SchoolCalendar
-from hwc_watcher.service import Service
+from hwc_watcher.commands.check import run_check
+from hwc_watcher.config.load import ConfigError, RecallSettings, load_config, parse_config
+from hwc_watcher.core.classify import OwnMail
+from hwc_watcher.core.compose import Composer
+from hwc_watcher.core.models import Pupil, RouteDecision
+from hwc_watcher.core.notice_id import NoticeIds
+from hwc_watcher.core.recall_plan import check_notice, is_our_notice, recall_moment
+from hwc_watcher.core.school_calendar import DayOff, SchoolCalendar
+from hwc_watcher.edges.secrets import notice_ids
+from hwc_watcher.jobs.cycle import Watcher
+from hwc_watcher.jobs.recall import Recaller
+from hwc_watcher.jobs.service import Service
 from hwc_watcher.testing import SmtpCapture
 
 TZ = zoneinfo.ZoneInfo("Europe/Amsterdam")
@@ -308,7 +309,7 @@ def test_notices_leave_every_folder_and_look_alikes_stay(school: School) -> None
     assert by_address[BACKUP].ok and by_address[BACKUP].removed == 1  # mode "cc": the backup had it too
     after = messages_in(school.zorg)
     assert len(after) == len(before) - 3
-    ids = load_config(school.config).notice_ids()
+    ids = notice_ids(load_config(school.config))
     assert not [raw for raw in after if message_id(raw) == message_id(notice) and is_our_notice(raw, OWN, ids)]
     left = {message_id(raw) for raw in after}
     assert {"<hwc-test.feedface@college.example.nl>", "<fw.1@college.example.nl>", FORGED_ID, message_id(later)} <= left
@@ -430,7 +431,7 @@ def test_logs_name_mailboxes_and_counts_only(school: School) -> None:
 #: A notice as the cycle writes it, for the app-login tests (the cycle is proven above).
 def notice_of(config_path: Path) -> bytes:
     """A notice as this installation writes it: its Message-ID carries the installation's keyed tag."""
-    notice_id = load_config(config_path).notice_ids().new("notice")
+    notice_id = notice_ids(load_config(config_path)).new("notice")
     return (f"From: Het Voorbeeldcollege <{BOX}>\r\nTo: <{COORDINATOR}>\r\nSubject: Handle with Care\r\n"
             f"Date: Mon, 30 Nov 2026 07:30:00 +0100\r\nMessage-ID: {notice_id}\r\n"
             f"\r\n{DAVID}\r\n").encode()
@@ -631,7 +632,7 @@ def test_the_daemon_recalls_at_start_up_and_every_day_at_the_moment(school: Scho
 
 def test_the_admin_recalls_now_from_the_command_line(school: School, capsys: pytest.CaptureFixture[str]) -> None:
     """`hwc-watcher recall`: one recall with the real clock (long after the notice's Monday), counts per mailbox."""
-    from hwc_watcher.cli import main
+    from hwc_watcher.commands.cli import main
 
     school.notices()
     assert main(["--config", str(school.config), "recall"]) == 0
@@ -643,7 +644,7 @@ def test_the_admin_recalls_now_from_the_command_line(school: School, capsys: pyt
 
 def test_without_recall_the_command_says_so(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
                                             tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from hwc_watcher.cli import main
+    from hwc_watcher.commands.cli import main
 
     assert main(["--config", str(write_config(tmp_path, dovecot_account, smtp_server)), "recall"]) == 2
     assert "recall.enabled = true" in capsys.readouterr().err

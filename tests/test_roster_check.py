@@ -12,11 +12,12 @@ import pytest
 from builders import write_config
 from mailprobe import ImapAccount
 
-from hwc_watcher.check import run_check
-from hwc_watcher.config import parse_routing
-from hwc_watcher.pupil_list import read_pupil_list
-from hwc_watcher.roster_check import Finding, RosterCheck, analyse, school_year_start
-from hwc_watcher.routing import Router, RoutingConfig
+from hwc_watcher.commands.check import run_check
+from hwc_watcher.config.load import parse_routing
+from hwc_watcher.core.pupil_list import read_pupil_list
+from hwc_watcher.core.roster_check import Finding, RosterCheck, analyse, school_year_start
+from hwc_watcher.core.routing import RoutingConfig
+from hwc_watcher.edges import pupil_file
 from hwc_watcher.testing import SmtpCapture
 
 ROUTES = """
@@ -51,7 +52,7 @@ def run(text: str, config: RoutingConfig | None = None, modified: dt.date | None
     config = config or routing()
     assert config.pupil_list is not None
     parsed = read_pupil_list(text.encode(), config.pupil_list)
-    return analyse(config, parsed, Router(config).route_for, modified=modified, today=TODAY)
+    return analyse(config, parsed, pupil_file.router(config).route_for, modified=modified, today=TODAY)
 
 
 def finding(result: RosterCheck, step: str) -> Finding:
@@ -88,7 +89,7 @@ def test_first_and_last_name_on_the_same_column_is_refused() -> None:
     """first_name = last_name = "Naam" cannot match; the fix is `name`."""
     extra = ROUTES.replace('first_name = "Roepnaam"', 'first_name = "Naam"').replace('"Achternaam"', '"Naam"')
     config = routing(extra)
-    result = analyse(config, None, Router(config).route_for, modified=None, today=TODAY)
+    result = analyse(config, None, pupil_file.router(config).route_for, modified=None, today=TODAY)
     columns = finding(result, "pupil list columns")
     assert columns.level == "fail" and 'name = "Naam"' in columns.fix
 

@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
-from hwc_watcher.config import parse_routing
-from hwc_watcher.errors import ConfigError
-from hwc_watcher.models import Person, Pupil
-from hwc_watcher.name_match import tokens
-from hwc_watcher.pupil_list import PupilListSource, Stamp
-from hwc_watcher.routing import Router, RoutingConfig
+from hwc_watcher.config.load import parse_routing
+from hwc_watcher.core.errors import ConfigError
+from hwc_watcher.core.models import Person, Pupil
+from hwc_watcher.core.name_match import tokens
+from hwc_watcher.core.routing import Router, RoutingConfig
+from hwc_watcher.edges import pupil_file
+from hwc_watcher.edges.pupil_file import PupilListSource, Stamp
 
 BASE_TOML = """
 [coordinator]
@@ -159,7 +160,7 @@ name = "Regel"
 when = {when}
 coordinator = {{ name = "R. Egel", email = "regel@college.example.nl" }}
 """
-    return Router(config(extra))
+    return pupil_file.router(config(extra))
 
 
 @pytest.mark.parametrize(
@@ -194,7 +195,7 @@ def test_rule_conditions(when: str, values: dict[str, str], expected: bool) -> N
 
 def test_first_matching_rule_wins_and_default_catches_the_rest() -> None:
     """Rules are tried top to bottom; a pupil no rule fits goes to the default route."""
-    router = Router(config())
+    router = pupil_file.router(config())
     rows = {
         "Noord onderbouw havo": {"Locatie": "Noord", "Afdeling": "havo", "Leerjaar": "1"},
         "Noord onderbouw vmbo": {"Locatie": "Noord", "Afdeling": "vmbo", "Leerjaar": "2"},
@@ -218,7 +219,7 @@ def test_first_matching_rule_wins_and_default_catches_the_rest() -> None:
 def test_without_pupil_list_everything_goes_to_the_default() -> None:
     """Version-1 configs (no [pupil_list], no rules) keep working unchanged."""
     raw = tomllib.loads(BASE_TOML.split("[pupil_list]")[0])
-    router = Router(parse_routing(raw))
+    router = pupil_file.router(parse_routing(raw))
     decision = router.route(Pupil("Bram de Wit", dt.date(2013, 4, 3)))
     assert (decision.route.name, decision.matched, decision.note) == ("default", False, "no_pupil_list")
     assert router.status().path is None and router.status().problem is None
@@ -271,7 +272,7 @@ def test_status_counts_rows_rejections_and_pupils_per_route() -> None:
 
 def test_all_people_lists_every_configured_address() -> None:
     """The daemon can tell whether an address is one of the school's coordinators or backups."""
-    assert Router(config()).all_people() == {
+    assert pupil_file.router(config()).all_people() == {
         "zorg@college.example.nl",
         "achterwacht@college.example.nl",
         "onderbouw.noord@college.example.nl",

@@ -9,10 +9,10 @@ import pytest
 from builders import VT, signal, write_config
 from mailprobe import ImapAccount
 
-from hwc_watcher.cli import main
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import Watcher
-from hwc_watcher.models import Pupil
+from hwc_watcher.commands.cli import main
+from hwc_watcher.config.load import load_config
+from hwc_watcher.core.models import Pupil
+from hwc_watcher.jobs.cycle import Watcher
 from hwc_watcher.testing import SmtpCapture
 
 ONDERBOUW = "zorg.onderbouw@college.example.nl"

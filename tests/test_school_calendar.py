@@ -14,12 +14,12 @@ from builders import write_config
 from freezegun import freeze_time
 from mailprobe import ImapAccount
 
-from hwc_watcher.check import run_check
-from hwc_watcher.config import parse_config
-from hwc_watcher.deadline import DeadlineGuard
-from hwc_watcher.drill_rules import drill_days
-from hwc_watcher.errors import ConfigError
-from hwc_watcher.school_calendar import DayOff, SchoolCalendar
+from hwc_watcher.commands.check import run_check
+from hwc_watcher.config.load import parse_config
+from hwc_watcher.core.drill_rules import drill_days
+from hwc_watcher.core.errors import ConfigError
+from hwc_watcher.core.school_calendar import DayOff, SchoolCalendar
+from hwc_watcher.jobs.deadline import DeadlineGuard
 from hwc_watcher.testing import SmtpCapture
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
@@ -264,7 +264,7 @@ def test_the_drill_job_follows_the_region(moment: str, due: bool) -> None:
     """The daemon's drill job, started at 05:45, drills on the first school day after a regional or public holiday."""
     from types import SimpleNamespace
 
-    from hwc_watcher.drill import DrillJob
+    from hwc_watcher.jobs.drill import DrillJob
 
     doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     doc["drill"] = {"enabled": True}

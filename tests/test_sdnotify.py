@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hwc_watcher.sdnotify import Notifier, notify, watchdog_interval
+from hwc_watcher.edges.sdnotify import Notifier, notify, watchdog_interval
 
 
 def _receive(sock: socket.socket) -> str:

@@ -8,7 +8,7 @@ import pytest
 from builders import BACKUP, BOX, CONTACT, COORDINATOR, private_file, write_config
 from mailprobe import ImapAccount
 
-from hwc_watcher.cli import main
+from hwc_watcher.commands.cli import main
 from hwc_watcher.testing import SmtpCapture
 
 ONDERBOUW = "zorg.onderbouw@college.example.nl"

@@ -19,8 +19,8 @@ from builders import write_config
 from freezegun import freeze_time
 from mailprobe import ImapAccount
 
-from hwc_watcher.config import parse_config
-from hwc_watcher.service import next_polls
+from hwc_watcher.config.load import parse_config
+from hwc_watcher.jobs.service import next_polls
 from hwc_watcher.testing import SmtpCapture
 
 AMS = ZoneInfo("Europe/Amsterdam")

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from hwc_watcher.message_text import MessageText
-from hwc_watcher.models import Pupil
-from hwc_watcher.signal_parser import CODE_WORD, Reading, as_name, has_code_word, read_signal
+from hwc_watcher.core.message_text import MessageText
+from hwc_watcher.core.models import Pupil
+from hwc_watcher.core.signal_parser import CODE_WORD, Reading, as_name, has_code_word, read_signal
 
 TODAY = dt.date(2026, 3, 3)
 SIGNATURE = (

@@ -14,9 +14,9 @@ from builders import write_config
 from daemon_process import running_daemon, seconds_to_stop
 from mailprobe import ImapAccount
 
-from hwc_watcher.config import load_config
-from hwc_watcher.errors import DeliveryError
-from hwc_watcher.outbox import Outbox
+from hwc_watcher.config.load import load_config
+from hwc_watcher.core.errors import DeliveryError
+from hwc_watcher.edges.outbox import Outbox
 from hwc_watcher.testing import SmtpCapture, free_port
 
 RETRY_DELAY_S = 120

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hwc_watcher.journal_setup import NAMESPACE, retention, settings, timespan_s
+from hwc_watcher.commands.journal_setup import NAMESPACE, retention, settings, timespan_s
 
 UNITS_DIR = Path(__file__).resolve().parent.parent / "systemd"
 PLAIN = UNITS_DIR / "hwc-watcher.service"

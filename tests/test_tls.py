@@ -22,10 +22,10 @@ import pytest
 from builders import signal, write_config
 from mailprobe import ImapAccount
 
-from hwc_watcher.cli import main
-from hwc_watcher.config import load_config
-from hwc_watcher.cycle import Watcher
-from hwc_watcher.errors import ConfigError
+from hwc_watcher.commands.cli import main
+from hwc_watcher.config.load import load_config
+from hwc_watcher.core.errors import ConfigError
+from hwc_watcher.jobs.cycle import Watcher
 from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture
 
 x509 = pytest.importorskip("cryptography.x509")

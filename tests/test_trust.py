@@ -6,8 +6,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from hwc_watcher.settings import VeiligThuisSettings
-from hwc_watcher.trust import (
+from hwc_watcher.core.settings import VeiligThuisSettings
+from hwc_watcher.core.trust import (
     authenticated,
     is_allowed,
     is_automatic,
