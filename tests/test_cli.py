@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,33 @@ def test_once_exit_codes(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp
     with imap_server.probe() as probe:
         probe.append("INBOX", signal(auth_results=None))
     assert main(["--config", str(config), "once"]) == 1
+
+
+def test_once_dry_run_prints_the_plan_and_changes_nothing(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`once --dry-run` prints, per message, what a real cycle would do (no pupil data), and sends nothing."""
+    config = write_config(tmp_path, imap_server, smtp_server)
+    with imap_server.probe() as probe:
+        probe.append("INBOX", signal())
+        probe.append("INBOX", signal(auth_results=None))
+        probe.append("INBOX", b"From: nieuwsbrief@example.org\r\nSubject: Nieuws\r\n\r\nHallo\r\n")
+
+    assert main(["--config", str(config), "once", "--dry-run"]) == 0
+
+    out = capsys.readouterr().out
+    printed = out[out.index("hwc-watcher: dry run"):].splitlines()[1:]
+    plan = sorted(re.sub(r"uid \d+", "uid N", line) for line in printed)
+    assert plan == [
+        "  inbox uid N: ignored (not_vt_sender) → left alone (not ours)",
+        "  inbox uid N: needs_human (not_authenticated) → one line in the contact's alert; kept",
+        "  inbox uid N: signal (signal) → pupil 1's notice to the default route (1 recipient(s)), then the receipt "
+        "to Veilig Thuis; then deleted everywhere",
+    ]
+    assert "David" not in out and "2012" not in out
+    assert smtp_server.messages == []
+    with imap_server.probe() as probe:
+        assert probe.count("INBOX") == 3
 
 
 def test_once_with_a_broken_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="also send one marked test mail (no pupil data) to every coordinator, backup and "
                             "the contact, and report each address")
     once = sub.add_parser("once", help="run one cycle and exit (1 if anything needs attention)")
-    once.add_argument("--dry-run", action="store_true", help="decide and log, but send and delete nothing")
+    once.add_argument("--dry-run", action="store_true",
+                      help="print what a real cycle would do; send, delete and mark nothing")
     sub.add_parser("run", help="run the scheduled daemon (systemd Type=notify)")
     sub.add_parser("drill", help="send a test mail to the HwC mailbox itself, check it arrives trusted, delete it, "
                                  "tell the contact (0 passed, 1 failed)")
@@ -173,6 +174,10 @@ def _once(config: Config, *, dry_run: bool) -> int:
     the person who runs `once` sees it, and trying a password five times must not mail the contact five
     times. `run` (the service, with nobody watching) alerts the contact instead (README, "Commands")."""
     result = _watcher(config).run_cycle(dry_run=dry_run)
+    if dry_run:
+        print("hwc-watcher: dry run: nothing was sent, deleted or marked. A real cycle would do this:")
+        for line in result.plan or ["nothing: no new message to judge"]:
+            print(f"  {line}")
     if result.error is not None:
         print(f"hwc-watcher: the cycle failed: {result.error}\n"
               f"hwc-watcher: no alert was mailed for this (the service does that); fix it and run once again.",

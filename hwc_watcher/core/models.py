@@ -56,3 +56,54 @@ class RouteDecision:
     #: "matched", or why not: "no_pupil_list" (none configured, or unusable: see Router.status),
     #: "not_found", "ambiguous" (several pupils fit; the default coordinator decides).
     note: str = "no_pupil_list"
+
+
+# --- what the IMAP edge reports, as plain values the core decides on --------------------------
+
+
+@dataclass(frozen=True)
+class Folders:
+    """The folders the daemon works in; None when the account has no such folder."""
+
+    inbox: str
+    sent: str | None
+    trash: str | None
+    junk: str | None
+    #: Every selectable folder, for the final "nothing left" check.
+    all: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FolderState:
+    """What SELECT said about a folder: enough to tell what is new without asking for more."""
+
+    name: str
+    uidvalidity: int
+    exists: int
+    uidnext: int | None
+    #: PERMANENTFLAGS has \\*: the server keeps keywords of our own (Microsoft 365 and pymap do not),
+    #: and it has not refused one in this folder during this process (see `Mailbox.mark`).
+    keywords: bool
+
+
+@dataclass(frozen=True)
+class Glance:
+    """The first look at a message: no body, at most `edges.mailbox.GLANCE_BYTES` of a few header fields."""
+
+    folder: str
+    uid: int
+    size: int
+    flags: frozenset[bytes]
+    headers: bytes
+    arrived: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One message as the server gave it."""
+
+    folder: str
+    uid: int
+    raw: bytes
+    #: RFC822.SIZE as announced by the server; differs from len(raw) when the body is incomplete.
+    size: int

@@ -27,7 +27,6 @@ import select
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -36,6 +35,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from hwc_watcher import log
 from hwc_watcher.core.errors import FolderChangedError, MailboxAuthError, MailboxError, MailboxTlsError
+from hwc_watcher.core.models import Fetched, Folders, FolderState, Glance
 from hwc_watcher.core.settings import ImapSettings
 from hwc_watcher.edges import time_limit
 from hwc_watcher.edges.port_probe import probe_port, security_advice
@@ -68,54 +68,6 @@ class ImapLogin(Protocol):
     """What the mailbox needs from an authenticator (password or OAuth2)."""
 
     def imap_login(self, client: IMAPClient, username: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Folders:
-    """The folders the daemon works in; None when the account has no such folder."""
-
-    inbox: str
-    sent: str | None
-    trash: str | None
-    junk: str | None
-    #: Every selectable folder, for the final "nothing left" check.
-    all: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class FolderState:
-    """What SELECT said about a folder: enough to tell what is new without asking for more."""
-
-    name: str
-    uidvalidity: int
-    exists: int
-    uidnext: int | None
-    #: PERMANENTFLAGS has \\*: the server keeps keywords of our own (Microsoft 365 and pymap do not),
-    #: and it has not refused one in this folder during this process (see `Mailbox.mark`).
-    keywords: bool
-
-
-@dataclass(frozen=True)
-class Glance:
-    """The first look at a message: no body, at most GLANCE_BYTES of a few header fields."""
-
-    folder: str
-    uid: int
-    size: int
-    flags: frozenset[bytes]
-    headers: bytes
-    arrived: dt.datetime | None
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """One message as the server gave it."""
-
-    folder: str
-    uid: int
-    raw: bytes
-    #: RFC822.SIZE as announced by the server; differs from len(raw) when the body is incomplete.
-    size: int
 
 
 def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError:

@@ -1,18 +1,18 @@
-"""One poll of the HwC mailbox, read as the process it runs: look, judge, deliver, delete, verify, alert.
+"""One poll of the HwC mailbox, carried out: `core.cycle_plan` decides each step, this module does it.
 
-The order is the guarantee that no signal is lost:
+The order is the guarantee that no signal is lost (`cycle_plan.next_delivery` owns it):
 
 1. notice(s) accepted by SMTP → 2. receipt accepted by SMTP → 3. (read receipt) →
-4. only then the message is deleted. Anything failing before 4 leaves the message where it
-is, and the next cycle starts again at 1 (a duplicate notice is acceptable, a lost signal
-is not).
+4. only then the message is deleted (`memory.deletable`). Anything failing before 4 leaves the message
+where it is, and the next cycle starts again at 1 with what was accepted (a duplicate notice is
+acceptable, a lost signal is not).
 
-Every message ends in one state (see `classify` and `memory.may_delete`): handled and deleted,
-waiting for a person (one alert, kept), our own mail (deleted), or not ours (left alone, counted
-for the contact once a school day). A cycle reads only what is new: SELECT says whether a folder
-changed, a few header fields say whether a new message could matter, and only those are read
-whole, one at a time. What was judged is remembered in memory (no pupil data) and not read again.
-Everything a person must hear about in one cycle goes out as one content-free alert.
+Every message ends in one state: handled and deleted, waiting for a person (one alert, kept), our own
+mail (deleted), or not ours (left alone, counted for the contact once a school day). A cycle reads only
+what is new: SELECT says whether a folder changed, a few header fields say whether a new message could
+matter, and only those are read whole, one at a time. What was judged is remembered in `memory` (no
+pupil data) and not read again. Everything a person must hear about in one cycle goes out as one
+content-free alert. Here live only the IO, the logging, and the retry of a whole cycle.
 """
 
 from __future__ import annotations
@@ -23,17 +23,16 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hwc_watcher import log
-from hwc_watcher.core import alert_plan, delivery_plan
-from hwc_watcher.core.alert_plan import STRANGER_REASONS, Attention
-from hwc_watcher.core.classify import TRIAGE_FIELDS, Verdict, classify, oversized, sent_by_us, triage
-from hwc_watcher.core.compose import Composer, format_moment
-from hwc_watcher.core.drill_rules import awaited
+from hwc_watcher.core import alert_plan, cycle_plan
+from hwc_watcher.core.alert_plan import Attention
+from hwc_watcher.core.classify import TRIAGE_FIELDS, Kind, Verdict, classify, oversized
+from hwc_watcher.core.compose import Composer
 from hwc_watcher.core.errors import CycleTimeoutError, DeliveryError, FolderChangedError, HwcError, MailboxError
 from hwc_watcher.core.memory import (
     ALERTED_KEYWORD,
@@ -48,14 +47,13 @@ from hwc_watcher.core.memory import (
     deletable,
     notice_keyword,
 )
-from hwc_watcher.core.models import Person, Pupil
+from hwc_watcher.core.models import Fetched, Folders, FolderState, Glance
 from hwc_watcher.core.notice_id import NoticeIds
-from hwc_watcher.core.recall_plan import recall_moment
 from hwc_watcher.core.settings import Config
 from hwc_watcher.edges import pupil_file
 from hwc_watcher.edges.auth import Authenticator, imap_authenticator, is_token_expired
 from hwc_watcher.edges.auth import smtp_authenticator as _smtp_authenticator
-from hwc_watcher.edges.mailbox import Fetched, Folders, FolderState, Glance, Mailbox
+from hwc_watcher.edges.mailbox import Mailbox
 from hwc_watcher.edges.outbox import Outbox, SmtpLogin
 from hwc_watcher.edges.secrets import notice_ids
 from hwc_watcher.edges.time_limit import TimeLimit
@@ -68,11 +66,6 @@ Clock = Callable[[], dt.datetime]
 #: Per-message log lines per cycle; past this, messages are only counted (a first look at 5,000 spam mails
 #: logs counts, not 5,000 lines).
 MESSAGE_LOG_LINES = 20
-
-#: Words the server's own search looks for in the body of new mail (all of them): a hit means the
-#: message is read whole, as the code word may be in its text and not its subject.
-SEARCH_WORDS = ("handle", "care")
-
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -99,6 +92,8 @@ class CycleResult:
     imap_commands: int = 0
     smtp_connections: int = 0
     duration_s: float = 0.0
+    #: `--dry-run`: per message judged, what a real cycle would do (content-free lines for the console).
+    plan: list[str] = field(default_factory=list)
     #: The admin-facing error that stopped the cycle, if any.
     error: str | None = None
     #: False when retrying will not help (a wrong password, an unverifiable certificate).
@@ -308,7 +303,11 @@ def _timeout_error(budget: Budget) -> CycleTimeoutError:
 
 
 class CycleRun:
-    """One attempt at one cycle: the edges, the clock reading and what this cycle found."""
+    """One attempt at one cycle: carries out `core.cycle_plan` step by step against the mailbox and the outbox.
+
+    Every decision is the plan's; this class reads, sends, deletes and marks, records what the servers said,
+    and logs it. What it keeps is only this attempt's: the folder states, the alert lines, what to verify.
+    """
 
     def __init__(self, watcher: Watcher, mailbox: Mailbox, outbox: Outbox, now: dt.datetime,
                  result: CycleResult, budget: Budget) -> None:
@@ -342,7 +341,7 @@ class CycleRun:
         folders = self.mailbox.folders()
         self.watcher.folders = folders
         self.folders = folders
-        for folder, role in self.roles(folders):
+        for folder, role in cycle_plan.roles(folders):
             self.step(f"reading {role}")
             self.scan(folder, role)
         self.read_again()
@@ -352,6 +351,117 @@ class CycleRun:
         if self.logged > MESSAGE_LOG_LINES:
             _log.info("messages_counted", not_logged=self.logged - MESSAGE_LOG_LINES, step="judge",
                       why=f"only the first {MESSAGE_LOG_LINES} are logged one by one")
+
+    def step(self, what: str) -> None:
+        """Between steps: stop when the cycle ran out of time."""
+        self.budget.check(what)
+
+    def role_of(self, folder: str) -> Role:
+        return cycle_plan.role_of(self.folders, folder)
+
+    # --- look: what is new -------------------------------------------------------------------
+
+    def scan(self, folder: str, role: Role) -> None:
+        """Look at what is new in one folder, judge it, act on it, and delete what may go."""
+        state = self.states[folder] = self.mailbox.select(folder)
+        memory = self.memory.folder(folder, state.uidvalidity)
+        if role == "trash" and self.arrivals and self.arrivals_validity == state.uidvalidity:
+            memory.judged.update(self.arrivals)
+        look = cycle_plan.look(memory, state) or cycle_plan.resync(memory, state, self.present(state, memory))
+        reads: list[tuple[int, Glance | None]] = []
+        if look.new:
+            hits = set() if role == "sent" else self.mailbox.search_text(state, look.new, cycle_plan.SEARCH_WORDS)
+            first = cycle_plan.first_look(self.mailbox.glance(state, look.new, TRIAGE_FIELDS), hits, role,
+                                          self.config, self.now)
+            for seen, kind, reason in first.settled:
+                self.judge(memory, seen.uid, seen, kind, reason, state)
+            reads += [(seen.uid, seen) for seen in first.reads]
+        reads += [(uid, None) for uid in look.again]
+        for uid, glance in reads:
+            self.step(f"reading {role}")
+            self.read(state, memory, role, uid, glance)
+        if not self.dry_run:
+            for uid, judged in memory.judged.items():
+                if judged.unalerted:  # new now, or an alert that did not go out last time
+                    line = cycle_plan.waiting_line(judged, state, self.role_of(folder), uid, self.config, self.now,
+                                                   self.watcher.composer.texts["unknown_address"])
+                    if line is not None:
+                        self.attention.append(line)
+        self.clean(state, memory, role)
+
+    def present(self, state: FolderState, memory: FolderMemory) -> list[int]:
+        """The UIDs in the folder: only the new ones asked for when nothing left it."""
+        since = cycle_plan.search_since(memory)
+        if since is not None:
+            known = cycle_plan.present(memory, state, self.mailbox.uids(state, since=since))
+            if known is not None:
+                return known
+        return self.mailbox.uids(state)
+
+    def judge(self, memory: FolderMemory, uid: int, glance: Glance | None, kind: Kind, reason: str,
+              state: FolderState, verdict: Verdict | None = None) -> Judged:
+        """Remember a verdict; the first one per message is counted and logged, once."""
+        previous = memory.judged.get(uid)
+        judged = memory.judged[uid] = cycle_plan.remember(previous, kind, reason, glance, state, today=self.today,
+                                                          clock=time.monotonic(), verdict=verdict)
+        if cycle_plan.is_news(previous, judged):
+            self.result.verdicts[kind] += 1
+            self.logged += 1
+            if self.logged <= MESSAGE_LOG_LINES:
+                _log.info("message", folder_role=self.role_of(state.name), uid=uid, verdict=kind, reason=reason,
+                          pupil_count=len(verdict.pupils) if verdict else 0,
+                          size=glance.size if glance is not None else None)
+        if self.dry_run:
+            role = self.role_of(state.name)
+            with log.sensitive(verdict.pupils if verdict is not None else ()):
+                routes = self.pupil_routes(verdict) if verdict is not None else []
+            action = cycle_plan.describe(judged, role, self.config, routes)
+            self.result.plan.append(cycle_plan.Planned(role, uid, kind, reason, action).line())
+        return judged
+
+    # --- judge and act -----------------------------------------------------------------------
+
+    def read(self, state: FolderState, memory: FolderMemory, role: Role, uid: int, glance: Glance | None) -> None:
+        """Read one message whole (one at a time: memory follows one message, not the mailbox) and act."""
+        if glance is not None and glance.size > self.config.limits.max_message_bytes:
+            verdict, fetched = oversized(glance.headers, self.config), None
+        else:
+            fetched = self.mailbox.fetch_message(state, uid)
+            if fetched is None:  # gone meanwhile
+                memory.judged.pop(uid, None)
+                return
+            verdict = classify(fetched.raw, self.config, now=self.now, expected_size=fetched.size,
+                               ids=self.watcher.composer.ids)
+        verdict = cycle_plan.settle(verdict, role, fetched.raw if fetched is not None else None, self.config)
+        judged = self.judge(memory, uid, glance, verdict.kind, verdict.reason, state, verdict)
+        if self.dry_run:
+            return
+        if verdict.kind == "signal" and fetched is not None:
+            self.deliver(fetched, verdict, judged, state, glance.flags if glance is not None else frozenset())
+        elif verdict.reason == "away_reply":
+            self.away(verdict)
+
+    def away(self, verdict: Verdict) -> None:
+        """An automatic reply of an absent coordinator to one of our notices: the backup must know today.
+
+        Within the hold the signal is still here: its notice goes to the route's backup as well (once), and
+        further notices to that person today go to the backup too. After it, the name is gone: the contact
+        and the backup hear, content-free, that a notice sent at that time may be unread.
+        """
+        if verdict.away_from is None or verdict.replied_to is None:
+            return
+        self.memory.remember_away(verdict.away_from, self.today)
+        held = cycle_plan.held_signal(self.memory, verdict.replied_to)
+        if held is not None:
+            self.memory.deliveries[held.key].away.add(held.pupil_index)
+            self.memory.folders[held.folder].judged[held.uid].done = False  # the backup's notice is missing
+            self.memory.completed.pop(held.key, None)
+            self.rereads.append((held.folder, held.uid))
+            _log.info("coordinator_away", step="away", pupil_index=held.pupil_index, late=False)
+        else:
+            _log.info("coordinator_away", step="away", late=True)
+        sent = self.watcher.composer.ids.sent_at(verdict.replied_to)
+        self.attention.append(cycle_plan.away_line(verdict, held, self.config, self.now, sent))
 
     def read_again(self) -> None:
         """Held signals whose coordinator turned out to be away: deliver what is now missing (the backup's)."""
@@ -368,278 +478,113 @@ class CycleRun:
             self.read(state, memory, role, uid, None)
             self.clean(state, memory, role)
 
-    def role_of(self, folder: str) -> Role:
-        """A folder as logs and alerts name it: by its role, never by the name the server chose."""
-        folders = self.folders
-        for name, role in (("junk", folders.junk), ("sent", folders.sent), ("trash", folders.trash)):
-            if folder == role:
-                return name  # type: ignore[return-value]
-        return "inbox"
-
-    def step(self, what: str) -> None:
-        """Between steps: stop when the cycle ran out of time."""
-        self.budget.check(what)
-
-    @staticmethod
-    def roles(folders: Folders) -> Iterator[tuple[str, Role]]:
-        """Inbox, Junk and Sent, then Trash last: on Gmail what leaves the others is moved there."""
-        seen = {folders.inbox}
-        yield folders.inbox, "inbox"
-        for folder, role in ((folders.junk, "junk"), (folders.sent, "sent"), (folders.trash, "trash")):
-            if folder is not None and folder not in seen:
-                seen.add(folder)
-                yield folder, role  # type: ignore[misc]
-
-    # --- look: what is new -------------------------------------------------------------------
-
-    def scan(self, folder: str, role: Role) -> None:
-        """Look at what is new in one folder, judge it, act on it, and delete what may go."""
-        state = self.mailbox.select(folder)
-        self.states[folder] = state
-        memory = self.memory.folder(folder, state.uidvalidity)
-        if role == "trash" and self.arrivals and self.arrivals_validity == state.uidvalidity:
-            memory.judged.update(self.arrivals)
-        if Memory.unchanged(memory, state.exists, state.uidnext):
-            look = Memory.again(memory)
-        else:
-            look = Memory.resync(memory, self.present(state, memory), state.exists, state.uidnext)
-        reads: list[tuple[int, Glance | None]] = []
-        if look.new:
-            reads += self.first_look(state, memory, role, look.new)
-        reads += [(uid, None) for uid in look.again]
-        for uid, glance in reads:
-            self.step(f"reading {role}")
-            self.read(state, memory, role, uid, glance)
-        if not self.dry_run:
-            for uid, judged in memory.judged.items():
-                if judged.unalerted:  # new now, or an alert that did not go out last time
-                    self.waiting(state, uid, judged)
-        self.clean(state, memory, role)
-
-    def present(self, state: FolderState, memory: FolderMemory) -> list[int]:
-        """The UIDs in the folder: only the new ones asked for when nothing left it."""
-        if memory.uidnext is not None and memory.judged:
-            new = self.mailbox.uids(state, since=memory.uidnext)
-            present = set(memory.judged) | set(new)
-            if len(present) == state.exists:
-                return sorted(present)
-        return self.mailbox.uids(state)
-
-    def first_look(self, state: FolderState, memory: FolderMemory, role: Role,
-                   uids: tuple[int, ...]) -> list[tuple[int, Glance]]:
-        """Judge new messages by a few header fields; return those that must be read whole."""
-        hits = set() if role == "sent" else self.mailbox.search_text(state, uids, SEARCH_WORDS)
-        reads: list[tuple[int, Glance]] = []
-        for glance in self.mailbox.glance(state, uids, TRIAGE_FIELDS):
-            try:
-                look = triage(glance.headers, self.config, text_hit=glance.uid in hits)
-            except Exception:  # noqa: BLE001 - headers that break the parser are read whole, never skipped
-                look = "candidate"
-            if look == "own" and awaited(glance.headers, self.now, self.config.drill):
-                continue  # a drill (here or `hwc-watcher drill`) may still wait for it; it deletes it itself
-            if role == "sent" and look != "candidate":
-                # What this mailbox sent: ours to purge, never a signal to act on.
-                self.judge(memory, glance.uid, glance, "own" if look == "own" else "ignored", "sent", state)
-            elif look == "candidate":  # in Sent too: a VT signal a person dragged there is handled first
-                reads.append((glance.uid, glance))
-            else:
-                self.judge(memory, glance.uid, glance, "own" if look == "own" else "ignored",
-                           "own_copy" if look == "own" else "not_vt_sender", state)
-        return reads
-
-    def judge(self, memory: FolderMemory, uid: int, glance: Glance | None, kind: Any, reason: str,
-              state: FolderState, verdict: Verdict | None = None) -> Judged:
-        """Record a verdict; the first one per message is counted and logged, once."""
-        previous = memory.judged.get(uid)
-        judged = Judged(kind, reason,
-                        arrived=glance.arrived if glance is not None else previous.arrived if previous else None,
-                        alerted_on=previous.alerted_on if previous else None,
-                        alerted_at=previous.alerted_at if previous else None,
-                        looks=(previous.looks if previous else 0) + 1)
-        if glance is not None and judged.alerted_on is None and self.marked(glance.flags, state):
-            judged.alerted_on = self.today  # alerted before a restart: not again
-            judged.alerted_at = time.monotonic()  # and held from now on, in real time
-        memory.judged[uid] = judged
-        if previous is None or previous.kind != kind or previous.reason != reason:
-            self.result.verdicts[kind] += 1
-            self.logged += 1
-            if self.logged <= MESSAGE_LOG_LINES:
-                _log.info("message", folder_role=self.role_of(state.name), uid=uid, verdict=kind, reason=reason,
-                          pupil_count=len(verdict.pupils) if verdict else 0,
-                          size=glance.size if glance is not None else None)
-        return judged
-
-    @staticmethod
-    def marked(flags: frozenset[bytes], state: FolderState) -> bool:
-        return ALERTED_KEYWORD in flags or (not state.keywords and FLAGGED in flags)
-
-    # --- judge and act -----------------------------------------------------------------------
-
-    def read(self, state: FolderState, memory: FolderMemory, role: Role, uid: int, glance: Glance | None) -> None:
-        """Read one message whole (one at a time: memory follows one message, not the mailbox) and act."""
-        if glance is not None and glance.size > self.config.limits.max_message_bytes:
-            verdict = oversized(glance.headers, self.config)
-            fetched = None
-        else:
-            fetched = self.mailbox.fetch_message(state, uid)
-            if fetched is None:  # gone meanwhile
-                memory.judged.pop(uid, None)
-                return
-            verdict = classify(fetched.raw, self.config, now=self.now, expected_size=fetched.size,
-                               ids=self.watcher.composer.ids)
-        if role == "sent" and verdict.kind != "signal" and (fetched is None or sent_by_us(fetched.raw, self.config)):
-            # What this mailbox sent (a person's forward quotes the pupil): purged as before. A vouched-for VT
-            # signal dragged here is acted on, and VT mail that needs a person waits for one, as anywhere.
-            verdict = Verdict("own" if verdict.kind == "own" else "ignored", "sent")
-        previous = memory.judged.get(uid)
-        judged = self.judge(memory, uid, glance, verdict.kind, verdict.reason, state, verdict)
-        judged.written, judged.refused = verdict.written, verdict.refused
-        if previous is not None and previous.kind == "signal" and verdict.kind == "signal":
-            judged.done, judged.key, judged.done_at = previous.done, previous.key, previous.done_at
-        judged.message_id = verdict.message_id
-        if verdict.kind == "signal" and fetched is not None and not self.dry_run:
-            self.deliver(fetched, verdict, judged, state, glance.flags if glance is not None else frozenset())
-        elif verdict.reason == "away_reply" and not self.dry_run:
-            self.away(verdict)
-
-    def away(self, verdict: Verdict) -> None:
-        """An automatic reply of an absent coordinator to one of our notices: the backup must know today.
-
-        Within the hold the signal is still here: its notice goes to the route's backup as well (once), and
-        further notices to that person today go to the backup too. After it, the name is gone: the contact
-        and the backup hear, content-free, that a notice sent at that time may be unread.
-        """
-        address, notice_id = verdict.away_from, verdict.replied_to
-        if address is None or notice_id is None:
-            return
-        watcher = self.watcher
-        watcher.memory.remember_away(address, self.today)
-        tz, language = self.config.schedule.timezone, self.config.messages.language
-        replied = format_moment(self.now.astimezone(tz), language)  # when we saw it; never the sender's Date
-        routes = ", ".join(r.name for r in self.config.routing.routes()
-                           if address in {p.email.lower() for p in (r.coordinator, r.backup) if p is not None})
-        for key, record in self.memory.deliveries.items():
-            index = record.pupil_of(notice_id)
-            held = self.held_signal(key)
-            if index is None or held is None:
-                continue
-            record.away.add(index)
-            held[2].done = False  # read again at the end of this cycle: the backup's notice is what is missing
-            watcher.completed.pop(key, None)
-            self.rereads.append(held[:2])
-            _log.info("coordinator_away", step="away", pupil_index=index, late=False)
-            self.note(f"away:{address}:{notice_id}", "item_away", coordinator=address, route=routes, moment=replied)
-            return
-        sent = watcher.composer.ids.sent_at(notice_id)
-        _log.info("coordinator_away", step="away", late=True)
-        self.note(f"away_late:{address}:{notice_id}", "item_away_late", coordinator=address, route=routes,
-                  moment=replied, sent=format_moment(sent.astimezone(tz), language) if sent else "?")
-
-    def held_signal(self, key: str) -> tuple[str, int, Judged] | None:
-        """The folder, UID and judgement of a handled signal still held in a folder, by its content key."""
-        for folder, memory in self.memory.folders.items():
-            for uid, judged in memory.judged.items():
-                if judged.kind == "signal" and judged.key == key:
-                    return folder, uid, judged
-        return None
-
-    def waiting(self, state: FolderState, uid: int, judged: Judged) -> None:
-        """A message for a person: one line in this cycle's alert (the caller knows none went out yet).
-
-        Only what the daemon knows itself goes in: the folder's role, times, a cause from a fixed list, and an
-        address only when it is one of our configured people (a bounce names what its sender chose).
-        """
-        messages = ((state.name, uid),)
-        refused = self.configured(judged.refused)
-        if judged.reason == "test_bounce":
-            self.note(f"test_bounce:{','.join(refused) or uid}", "item_test_bounce", messages=messages,
-                      refused=", ".join(refused) or self.watcher.composer.texts["unknown_address"])
-            return
-        if judged.reason == "incomplete" and judged.looks < 2:
-            return  # give the server one more cycle to finish the body
-        if judged.reason in STRANGER_REASONS:
-            self.attention.append(Attention(f"stranger:{state.name}:{state.uidvalidity}:{uid}", "item_strangers", {},
-                                            messages, paced=True))
-            return
-        received = format_moment((judged.written or judged.arrived or self.now)
-                                 .astimezone(self.config.schedule.timezone), self.config.messages.language)
-        values = {"folder": self.role_of(state.name), "received": received, "problem": judged.reason}
-        if not state.keywords:
-            values["flagged"] = "1"  # the mark is \Flagged here, which mail clients show
-        if judged.refused:
-            values["refused"] = ", ".join(refused) or self.watcher.composer.texts["unknown_address"]
-        template = "item_bounce" if judged.refused else "item_waiting"
-        self.note(f"waiting:{state.name}:{state.uidvalidity}:{uid}", template, messages=messages, **values)
-
-    def configured(self, addresses: Sequence[str]) -> list[str]:
-        """Of the addresses a bounce names, only those of people in our config (never a sender's own text)."""
-        known = {p.email.lower() for p in self.config.test_recipients()}
-        return sorted({a.lower() for a in addresses if a.lower() in known})
+    def pupil_routes(self, verdict: Verdict) -> list[cycle_plan.PupilRoute]:
+        """Each pupil's route (the pupil list is read here), and whether its coordinator is away today."""
+        routing, router, away = self.config.routing, self.watcher.router, self.memory.away
+        routes = []
+        for index, pupil in enumerate(verdict.pupils):
+            decision = router.route(pupil)
+            gone = any(away.get(p.email.lower()) == self.today for p in decision.route.recipients())
+            routes.append(cycle_plan.PupilRoute(index, pupil, decision, routing.log_index(decision.route), gone))
+        return routes
 
     def deliver(self, fetched: Fetched, verdict: Verdict, judged: Judged, state: FolderState,
                 flags: frozenset[bytes]) -> None:
-        """Notices, then receipt, then read receipt; `judged.done` once the message may be deleted.
+        """Carry out `cycle_plan.next_delivery` for one signal; `judged.done` once the message may be deleted.
 
         Each step is recorded as the server accepts it (memory, and a keyword on the message where the
         server keeps keywords), so a retry — next cycle, under push, after a restart — sends only what is
         still missing: each person hears each thing once.
         """
         key = judged.key = content_key(fetched.raw)
-        memory, watcher = self.memory, self.watcher
-        if judged.done or key in watcher.completed:
+        if judged.done or key in self.memory.completed:
             judged.done = True
             return
-        record = memory.delivery(key)
-        record.absorb(flags, self.recipient_tags(), len(verdict.pupils))
+        record = self.memory.delivery(key)
+        record.absorb(flags, cycle_plan.recipient_tags(self.config, self.watcher.composer.ids), len(verdict.pupils))
+        attempts = cycle_plan.Attempts()
         with log.sensitive(verdict.pupils):
+            pupils = self.pupil_routes(verdict)
             try:
-                missing = 0
-                for index, pupil in enumerate(verdict.pupils):
-                    missing += not self.send_notice(index, pupil, record, fetched, state, key)
-                if missing:
-                    raise DeliveryError(f"{missing} notice(s) reached nobody.", transient=False, cause="nobody")
-                if verdict.receipt_to is None:  # classify always sets it for a signal; be explicit anyway
-                    raise DeliveryError("No allowed address to send the receipt to.", transient=False)
-                if record.receipt:
-                    _log.info("receipt_skipped", uid=fetched.uid, step="receipt", why="already accepted")
-                else:
-                    receipt = self.watcher.composer.receipt(verdict.receipt_to, verdict.message_id,
-                                                            verdict.written or self.now, self.now)
-                    self.outbox.send(receipt, [verdict.receipt_to])
-                    record.receipt = True
-                    self.record(fetched, state, RECEIPT_KEYWORD)
-                    _log.info("receipt_sent", uid=fetched.uid, step="receipt")
+                while True:
+                    step = cycle_plan.next_delivery(pupils, record, attempts, receipt_to=verdict.receipt_to,
+                                                    mdn_to=verdict.mdn_to)
+                    if isinstance(step, cycle_plan.Complete | cycle_plan.Unsent):
+                        break
+                    self.do(step, verdict, record, attempts, fetched, state, key)
             except DeliveryError as err:
                 self.result.failed += 1
                 _log.error("signal_not_completed", uid=fetched.uid, folder_role=self.role_of(fetched.folder),
                            error=str(err), transient=err.transient, step="deliver")
                 if not err.transient:
-                    extra = {"flagged": "1"} if not state.keywords else {}
-                    self.note(f"failed:{key}", "item_signal_failed", messages=((fetched.folder, fetched.uid),),
-                              cause=err.cause, **extra)
+                    self.attention.append(cycle_plan.failed_line(key, fetched.folder, fetched.uid, err.cause, state))
                 return
-            if verdict.mdn_to and not record.mdn:
-                record.mdn = True  # optional courtesy, tried once: never blocks the deletion, never repeated
-                self.record(fetched, state, MDN_KEYWORD)
-                try:
-                    self.outbox.send(self.watcher.composer.mdn(verdict.mdn_to, verdict.message_id, self.now),
-                                     [verdict.mdn_to])
-                    _log.info("read_receipt_sent", uid=fetched.uid, step="mdn")
-                except DeliveryError as err:
-                    _log.warning("read_receipt_failed", uid=fetched.uid, error=str(err), step="mdn")
+        if isinstance(step, cycle_plan.Unsent):  # pragma: no cover - the executor records every accepted receipt
+            return
         if not record.completed:
             record.completed = True
             self.result.completed += 1
-        watcher.remember_completed(key, self.today)
+        self.memory.remember_completed(key, self.today)
         judged.done = True
         judged.done_at = time.monotonic()
 
-    def recipient_tags(self) -> dict[str, str]:
-        """Every configured notice recipient's keyed tag (what the delivery keywords name)."""
-        ids = self.watcher.composer.ids
-        people = {p.email.lower() for route in self.config.routing.routes()
-                  for p in (route.coordinator, route.backup) if p is not None}
-        return {address: ids.recipient_tag(address) for address in sorted(people)}
+    def do(self, step: cycle_plan.Step, verdict: Verdict, record: Delivery, attempts: cycle_plan.Attempts,
+           fetched: Fetched, state: FolderState, key: str) -> None:
+        """One step of a signal's delivery, against the outbox; what the server said goes into `record`."""
+        composer = self.watcher.composer
+        if isinstance(step, cycle_plan.SendNotice):
+            self.send_notice(step, record, attempts, fetched, state)
+        elif isinstance(step, cycle_plan.PupilSettled):
+            for address in step.refused:
+                self.attention.append(cycle_plan.refusal_line(key, step, address))
+            if not step.reached:
+                _log.error("notice_not_delivered", pupil_index=step.pupil.index, step="notice",
+                           route=step.pupil.route_no)
+        elif isinstance(step, cycle_plan.Unreached):
+            raise DeliveryError(f"{step.count} notice(s) reached nobody.", transient=False, cause="nobody")
+        elif isinstance(step, cycle_plan.NoReceiptAddress):
+            raise DeliveryError("No allowed address to send the receipt to.", transient=False)
+        elif isinstance(step, cycle_plan.ReceiptAlready):
+            _log.info("receipt_skipped", uid=fetched.uid, step="receipt", why="already accepted")
+        elif isinstance(step, cycle_plan.SendReceipt):
+            self.outbox.send(composer.receipt(step.to, verdict.message_id, verdict.written or self.now, self.now),
+                             [step.to])
+            record.receipt = True
+            self.record(fetched, state, RECEIPT_KEYWORD)
+            _log.info("receipt_sent", uid=fetched.uid, step="receipt")
+        elif isinstance(step, cycle_plan.SendReadReceipt):
+            record.mdn = True  # optional courtesy, tried once: never blocks the deletion, never repeated
+            self.record(fetched, state, MDN_KEYWORD)
+            try:
+                self.outbox.send(composer.mdn(step.to, verdict.message_id, self.now), [step.to])
+                _log.info("read_receipt_sent", uid=fetched.uid, step="mdn")
+            except DeliveryError as err:
+                _log.warning("read_receipt_failed", uid=fetched.uid, error=str(err), step="mdn")
+
+    def send_notice(self, step: cycle_plan.SendNotice, record: Delivery, attempts: cycle_plan.Attempts,
+                    fetched: Fetched, state: FolderState) -> None:
+        """One notice to the recipients the plan named; who accepted, refused or was deferred goes into `record`."""
+        composer, pupil, todo = self.watcher.composer, step.pupil, step.recipients
+        notice = composer.notice(pupil.pupil, pupil.decision, todo, self.now,
+                                 disappears=cycle_plan.disappears(todo, self.config, self.now))
+        deferred: DeliveryError | None = None
+        try:
+            refused = self.outbox.send(notice, [p.email for p in todo])
+            delivered = {p.email.lower() for p in todo} - {r.lower() for r in refused}
+        except DeliveryError as err:
+            if err.transient and not err.delivered and not err.refused:
+                raise  # nobody accepted, nothing refused for good: next cycle sends exactly these again
+            refused, delivered = err.refused, {a.lower() for a in err.delivered}
+            deferred = err if err.transient else None
+        took = cycle_plan.took(step, record, attempts, delivered=delivered, refused=refused,
+                               message_id=str(notice["Message-ID"]))
+        for address in took:
+            self.record(fetched, state, notice_keyword(pupil.index, composer.ids.recipient_tag(address)))
+        _log.info("notice_sent", pupil_index=pupil.index, step="notice", route=pupil.route_no,
+                  matched=pupil.decision.matched, recipients=len(delivered), refused=len({r.lower() for r in refused}),
+                  attempt=step.attempt)
+        if deferred is not None:
+            raise deferred  # the rest is retried next cycle, to exactly those still missing
 
     def record(self, fetched: Fetched, state: FolderState, keyword: bytes) -> None:
         """Write an accepted step onto the message itself, where the server keeps keywords (survives a restart)."""
@@ -649,67 +594,6 @@ class CycleRun:
             self.mailbox.record(fetched.folder, fetched.uid, keyword, uidvalidity=state.uidvalidity)
         except HwcError as err:  # memory still holds it: no repeat before a restart
             _log.warning("mark_failed", folder_role=self.role_of(fetched.folder), error=str(err), step="record")
-
-    def send_notice(self, index: int, pupil: Pupil, record: Delivery, fetched: Fetched, state: FolderState,
-                    key: str) -> bool:
-        """This pupil's notice to the route's recipients who do not have it yet; True once someone has it.
-
-        A refused coordinator falls back to the route's backup (or [backup]) whatever its mode; the contact
-        hears of the refusal by address and route, once.
-        """
-        composer, outbox = self.watcher.composer, self.outbox
-        decision = self.watcher.router.route(pupil)
-        route = decision.route
-        route_no = self.config.routing.log_index(route)
-        away = any(self.watcher.away.get(p.email.lower()) == self.today for p in route.recipients())
-        wanted = delivery_plan.wanted(route, index, record, away)
-        refused_now: list[str] = []
-        for attempt in range(2):  # the route's recipients, then the backup for whoever refused
-            todo = delivery_plan.missing(wanted, index, record)
-            if todo:
-                notice = composer.notice(pupil, decision, todo, self.now, disappears=self.disappears(todo))
-                deferred: DeliveryError | None = None
-                try:
-                    refused = outbox.send(notice, [p.email for p in todo])
-                    delivered = {p.email.lower() for p in todo} - {r.lower() for r in refused}
-                except DeliveryError as err:
-                    if err.transient and not err.delivered and not err.refused:
-                        raise  # nobody accepted, nothing refused for good: next cycle sends exactly these again
-                    refused, delivered = err.refused, {a.lower() for a in err.delivered}
-                    deferred = err if err.transient else None
-                folded = {r.lower() for r in refused}
-                for person in todo:
-                    address = person.email.lower()
-                    if address in folded:
-                        record.refused.add((index, address))
-                        refused_now.append(person.email)
-                    elif address in delivered:
-                        record.accepted.add((index, address))
-                        record.refused.discard((index, address))
-                        record.notice_ids.setdefault(index, set()).add(str(notice["Message-ID"]))
-                        self.record(fetched, state, notice_keyword(index, composer.ids.recipient_tag(address)))
-                _log.info("notice_sent", pupil_index=index, step="notice", route=route_no, matched=decision.matched,
-                          recipients=len(delivered), refused=len(folded), attempt=attempt + 1)
-                if deferred is not None:
-                    raise deferred  # the rest is retried next cycle, to exactly those still missing
-            backup = delivery_plan.fallback(route, wanted, index, record) if attempt == 0 else None
-            if backup is None:
-                break
-            wanted.append(backup)  # fallback: the backup gets it, once
-        for address in refused_now:
-            self.note(f"refused:{key}:{index}:{address.lower()}", "item_delivery", failed=address, route=route.name,
-                      outcome="backup" if delivery_plan.reached(wanted, index, record) else "nobody")
-        if delivery_plan.reached(wanted, index, record):
-            return True
-        _log.error("notice_not_delivered", pupil_index=index, step="notice", route=route_no)
-        return False
-
-    def disappears(self, recipients: Sequence[Person]) -> dt.datetime | None:
-        """When the recall takes this notice back, if it will for every recipient (the notice says so)."""
-        recall = self.config.recall
-        if not recipients or not all(recall.covers(p.email) for p in recipients):
-            return None
-        return recall_moment(self.now, recall, self.config.schedule.timezone, self.config.calendar)
 
     def check_pupil_list(self) -> None:
         """A broken pupil list never stops a signal (the default route takes it), but the admin hears of it."""
@@ -721,12 +605,12 @@ class CycleRun:
             if self.watcher.pupil_list_logged != key:  # once per problem, not every cycle
                 self.watcher.pupil_list_logged = key
                 _log.warning("pupil_list_unusable", error=problem, step="pupil_list")
-            self.note(key, "item_pupil_list", file=self.config.routing.pupil_list.path.name)
+            self.attention.append(Attention(key, "item_pupil_list", {"file": self.config.routing.pupil_list.path.name}))
 
     # --- delete and verify -------------------------------------------------------------------
 
     def clean(self, state: FolderState, memory: FolderMemory, role: Role) -> None:
-        """Delete what this folder's judged messages allow; never anything not judged."""
+        """Delete what this folder's judged messages allow (`memory.deletable`); never anything not judged."""
         if self.dry_run:
             return
         schedule = self.config.schedule
@@ -736,9 +620,8 @@ class CycleRun:
         if not doomed:
             return
         self.step(f"deleting in {role}")
-        trash = self.folders.trash
         try:
-            moved = self.mailbox.delete(state.name, doomed, uidvalidity=state.uidvalidity, trash=trash)
+            moved = self.mailbox.delete(state.name, doomed, uidvalidity=state.uidvalidity, trash=self.folders.trash)
         except FolderChangedError as err:
             _log.warning("folder_changed", folder_role=role, error=str(err), step="delete")
             self.memory.folders.pop(state.name, None)
@@ -765,25 +648,15 @@ class CycleRun:
             return
         self.step("verifying")
         found = self.mailbox.find_message_ids(self.folders.all, sorted(self.handled_ids))
-        leftovers: dict[str, int] = {}
-        for folder, (validity, uids) in found.items():
-            known = self.memory.folders.get(folder)
-            if known is not None and known.uidvalidity == validity:
-                # Still judged there on purpose: another message reusing a handled signal's id.
-                uids = [uid for uid in uids if uid not in known.judged]
-            if uids:
-                leftovers[folder] = len(uids)
+        leftovers = cycle_plan.leftovers(found, self.memory)
         self.result.leftovers = sum(leftovers.values())
         if self.result.leftovers:
             _log.warning("leftovers", count=self.result.leftovers, folders=len(leftovers), step="verify")
-            self.note("cleanup", "item_cleanup", count=str(self.result.leftovers))
+            self.attention.append(Attention("cleanup", "item_cleanup", {"count": str(self.result.leftovers)}))
         else:
             _log.info("verified", folders=len(self.folders.all), step="verify", left=0)
 
     # --- alert -------------------------------------------------------------------------------
-
-    def note(self, key: str, template: str, *, messages: tuple[tuple[str, int], ...] = (), **values: str) -> None:
-        self.attention.append(Attention(key, template, dict(values), messages))
 
     def alert(self) -> None:
         """All this cycle found for a person, as one content-free alert; then mark the messages it names.
@@ -808,15 +681,11 @@ class CycleRun:
                                     strangers=decided.strangers):
             return
         self.result.alerts += 1
-        by_folder: dict[str, list[int]] = {}
-        for item in fresh:
-            for folder, uid in item.messages:
-                judged = self.memory.folders.get(folder, FolderMemory(0)).judged.get(uid)
-                if judged is not None:
-                    judged.alerted_on = self.today
-                    judged.alerted_at = time.monotonic()
-                    by_folder.setdefault(folder, []).append(uid)
-        for folder, uids in by_folder.items():
+        clock = time.monotonic()
+        for folder, uids in cycle_plan.marks(fresh, self.memory).items():
+            for uid in uids:
+                judged = self.memory.folders[folder].judged[uid]
+                judged.alerted_on, judged.alerted_at = self.today, clock
             state = self.states[folder]
             flag = ALERTED_KEYWORD if state.keywords else FLAGGED
             try:

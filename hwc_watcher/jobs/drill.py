@@ -43,9 +43,10 @@ from hwc_watcher.core.drill_rules import (
     proof_values,
 )
 from hwc_watcher.core.errors import ChannelError, DeliveryAuthError, DeliveryError, HwcError
+from hwc_watcher.core.models import Folders
 from hwc_watcher.core.settings import Config
 from hwc_watcher.edges.auth import Authenticator
-from hwc_watcher.edges.mailbox import Folders, Mailbox
+from hwc_watcher.edges.mailbox import Mailbox
 from hwc_watcher.edges.outbox import Outbox, SmtpLogin, refusal_words
 from hwc_watcher.edges.time_limit import TimeLimit
 from hwc_watcher.edges.webhook import ping

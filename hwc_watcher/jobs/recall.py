@@ -24,11 +24,12 @@ from typing import Literal
 from hwc_watcher import log
 from hwc_watcher.core.classify import OwnMail
 from hwc_watcher.core.errors import HwcError
+from hwc_watcher.core.models import Folders, FolderState
 from hwc_watcher.core.notice_id import NoticeIds
 from hwc_watcher.core.recall_plan import RECALL_FIELDS, check_notice, is_due
 from hwc_watcher.core.settings import Config, FolderNames, RecallMailbox
 from hwc_watcher.edges.auth import authenticator_for
-from hwc_watcher.edges.mailbox import Folders, FolderState, Mailbox
+from hwc_watcher.edges.mailbox import Mailbox
 from hwc_watcher.edges.secrets import notice_ids
 from hwc_watcher.edges.time_limit import TimeLimit
 
