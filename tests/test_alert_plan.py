@@ -35,3 +35,29 @@ def test_the_hour_cap_holds_everything_back() -> None:
     """Past alerts.max_per_hour nothing goes, VT lines included; they stay unmarked for the next alert."""
     decided = plan([VT_LINE, *STRANGERS], NOW, stranger_due=True, hour_allows=False)
     assert decided.lines == [] and decided.held == "hour"
+
+
+def test_alert_memory_once_a_day_paced_and_capped() -> None:
+    """A cause is told once a local day; strangers wait their interval; the hour caps digests."""
+    from collections import deque
+
+    from hwc_watcher.core.alert_plan import AlertMemory
+
+    memory = AlertMemory()
+    today = NOW.date()
+    memory.remember(["waiting:INBOX:7:3"], today)
+    assert memory.already_sent("waiting:INBOX:7:3", today)
+    assert not memory.already_sent("waiting:INBOX:7:3", today + dt.timedelta(days=1))
+    memory.remember([], today + dt.timedelta(days=1))
+    assert memory.sent == {}  # kept to one day
+    hour = dt.timedelta(hours=1)
+    assert memory.stranger_due(NOW, hour)
+    memory.digest_went(NOW, strangers=True)
+    assert not memory.stranger_due(NOW + dt.timedelta(minutes=59), hour)
+    assert memory.stranger_due(NOW + hour, hour)
+    memory.recent = deque([NOW, NOW + dt.timedelta(minutes=1)])
+    assert not memory.hour_allows(NOW + dt.timedelta(minutes=2), 2)
+    assert memory.hour_allows(NOW + dt.timedelta(minutes=61), 2)
+    memory.remember(["x"], today)
+    memory.forget("x")
+    assert not memory.already_sent("x", today)

@@ -8,7 +8,8 @@ the Alerter for the two facts, sends what this plan says and marks the messages 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -58,4 +59,48 @@ def plan(fresh: Sequence[Attention], now: dt.datetime, *, stranger_due: bool, ho
     return AlertPlan(lines, [a.key for a in strangers], bool(strangers))
 
 
-__all__ = ["STRANGER_REASONS", "AlertPlan", "Attention", "plan"]
+@dataclass
+class AlertMemory:
+    """What a person was told, in-process only: each cause once a school day, strangers paced, an hourly cap.
+
+    Pure: the caller gives the local day and the time. Lives in `memory.Memory` with everything else a cycle
+    remembers; the Alerter asks it and tells it what went out.
+    """
+
+    #: alert key → the local day it was last sent.
+    sent: dict[str, dt.date] = field(default_factory=dict)
+    #: When the last alert about strangers went out, and when every digest of the last hour did.
+    stranger_sent: dt.datetime | None = None
+    recent: deque[dt.datetime] = field(default_factory=deque)
+
+    def already_sent(self, key: str, today: dt.date) -> bool:
+        return self.sent.get(key) == today
+
+    def stranger_due(self, now: dt.datetime, interval: dt.timedelta) -> bool:
+        """An alert about strangers alone may go: none went within the interval."""
+        last = self.stranger_sent
+        return last is None or not (dt.timedelta(0) <= now - last < interval)
+
+    def hour_allows(self, now: dt.datetime, max_per_hour: int) -> bool:
+        """Fewer than `max_per_hour` digests went out in the hour before `now`."""
+        while self.recent and not (dt.timedelta(0) <= now - self.recent[0] < dt.timedelta(hours=1)):
+            self.recent.popleft()
+        return len(self.recent) < max_per_hour
+
+    def remember(self, keys: Iterable[str], today: dt.date) -> None:
+        """These causes were told today (memory is kept to one day)."""
+        for old in [k for k, day in self.sent.items() if day < today]:
+            del self.sent[old]
+        for key in keys:
+            self.sent[key] = today
+
+    def digest_went(self, now: dt.datetime, *, strangers: bool) -> None:
+        self.recent.append(now)
+        if strangers:
+            self.stranger_sent = now
+
+    def forget(self, key: str) -> None:
+        """The cause is gone: a new occurrence may alert again."""
+        self.sent.pop(key, None)
+
+__all__ = ["STRANGER_REASONS", "AlertMemory", "AlertPlan", "Attention", "plan"]

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hwc_watcher.core.alert_plan import AlertMemory
 from hwc_watcher.core.classify import Kind
 from hwc_watcher.core.school_calendar import SchoolCalendar
 
@@ -150,6 +151,8 @@ class Memory:
         #: Notice recipients who answered automatically (away), by lower-case address: the local day. For the rest
         #: of that day their notices also go to the route's backup (providers answer a sender only once).
         self.away: dict[str, dt.date] = {}
+        #: What people were told (each cause once a school day, strangers paced, the hourly cap).
+        self.alerts = AlertMemory()
 
     def remember_completed(self, key: str, today: dt.date) -> None:
         for old in [k for k, day in self.completed.items() if day < today - dt.timedelta(days=1)]:

@@ -1,18 +1,19 @@
 """Tell a person when the daemon cannot do its job: by mail and, independently, by webhook.
 
 Every alert is content-free by construction (the texts in `compose` take no message
-content) and fires once per cause per day; the memory of what was sent is in-process only.
+content) and fires once per cause per day; what was sent is remembered in-process only
+(`core.alert_plan.AlertMemory`, part of the cycle's `memory.Memory`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections import deque
 from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 
 from hwc_watcher import log
+from hwc_watcher.core.alert_plan import AlertMemory
 from hwc_watcher.core.compose import Composer
 from hwc_watcher.core.errors import ChannelError, DeliveryError, HwcError
 from hwc_watcher.core.settings import Config
@@ -24,37 +25,28 @@ _log = log.get_logger("hwc_watcher.alerts")
 
 
 class Alerter:
-    """Sends alerts to the contact and backup; remembers (in memory) what it sent today."""
+    """Sends alerts to the contact and backup; `memory` says what it already sent today."""
 
-    def __init__(self, config: Config, composer: Composer, smtp_auth: SmtpLogin | None) -> None:
+    def __init__(self, config: Config, composer: Composer, smtp_auth: SmtpLogin | None, *,
+                 memory: AlertMemory | None = None) -> None:
         self.config = config
         self.composer = composer
         self.smtp_auth = smtp_auth
-        #: alert key → the local day it was last sent.
-        self.sent: dict[str, dt.date] = {}
-        #: When the last alert about strangers went out, and when every digest of the last hour did (pacing).
-        self.stranger_sent: dt.datetime | None = None
-        self.recent: deque[dt.datetime] = deque()
+        self.memory = memory if memory is not None else AlertMemory()
 
     def stranger_due(self, now: dt.datetime) -> bool:
         """An alert about strangers alone may go: none went within `alerts.stranger_interval_minutes`."""
-        last = self.stranger_sent
-        return last is None or not (dt.timedelta(0) <= now - last < self._interval())
-
-    def _interval(self) -> dt.timedelta:
-        return dt.timedelta(seconds=self.config.alerts.stranger_interval_s)
+        return self.memory.stranger_due(now, dt.timedelta(seconds=self.config.alerts.stranger_interval_s))
 
     def hour_allows(self, now: dt.datetime) -> bool:
         """Fewer than `alerts.max_per_hour` digests went out in the hour before `now`."""
-        while self.recent and not (dt.timedelta(0) <= now - self.recent[0] < dt.timedelta(hours=1)):
-            self.recent.popleft()
-        return len(self.recent) < self.config.alerts.max_per_hour
+        return self.memory.hour_allows(now, self.config.alerts.max_per_hour)
 
     def today(self, now: dt.datetime) -> dt.date:
         return now.astimezone(self.config.schedule.timezone).date()
 
     def already_sent(self, key: str, now: dt.datetime) -> bool:
-        return self.sent.get(key) == self.today(now)
+        return self.memory.already_sent(key, self.today(now))
 
     def alert(self, key: str, template: str, now: dt.datetime, *, outbox: Outbox | None = None,
               **values: str) -> bool:
@@ -78,9 +70,7 @@ class Alerter:
         message = self.composer.digest(lines, self.config.alert_recipients(), now)
         delivered = self._deliver(message, [*(key for key, _t, _v in fresh), *also], "alert_digest", now, outbox)
         if delivered:
-            self.recent.append(now)
-            if strangers:
-                self.stranger_sent = now
+            self.memory.digest_went(now, strangers=strangers)
         return delivered
 
     def deliver(self, message: EmailMessage, template: str, now: dt.datetime) -> bool:
@@ -89,9 +79,6 @@ class Alerter:
 
     def _deliver(self, message: EmailMessage, keys: Sequence[str], template: str, now: dt.datetime,
                  outbox: Outbox | None) -> bool:
-        today = self.today(now)
-        for old in [k for k, day in self.sent.items() if day < today]:  # keep memory to one day
-            del self.sent[old]
         people = self.config.alert_recipients()
         delivered = False
         own = outbox is None
@@ -129,11 +116,9 @@ class Alerter:
                 _log.info("alert_sent", template=template, channel="webhook", step="alert")
             except ChannelError as err:
                 _log.error("alert_failed", template=template, channel="webhook", error=str(err), step="alert")
-        if delivered:
-            for key in keys:
-                self.sent[key] = today
+        self.memory.remember(keys if delivered else (), self.today(now))
         return delivered
 
     def forget(self, key: str) -> None:
         """The cause is gone: a new occurrence may alert again."""
-        self.sent.pop(key, None)
+        self.memory.forget(key)

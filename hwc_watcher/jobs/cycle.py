@@ -157,7 +157,7 @@ class Watcher:
         self.composer = Composer(config, ids or notice_ids(config))
         #: Everything remembered between cycles, in one place (no pupil data): see `memory.Memory`.
         self.memory = Memory()
-        self.alerter = Alerter(config, self.composer, smtp_auth)
+        self.alerter = Alerter(config, self.composer, smtp_auth, memory=self.memory.alerts)
         #: Retry waits end at once on a stop request (SIGTERM), also inside the Outbox.
         self.sleep: Callable[[float], None] = self._wait
         #: The folders of the last cycle (for the daily "left alone" line).
