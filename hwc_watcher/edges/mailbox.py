@@ -139,6 +139,8 @@ class Mailbox:
         self.auth = auth
         self._client: IMAPClient | None = None
         self._selected: str | None = None
+        #: UIDVALIDITY of the selected folder, as its SELECT said.
+        self._selected_validity: int | None = None
         #: UIDVALIDITY of Trash as the last Gmail MOVE's COPYUID reported it.
         self.last_copy_validity: int | None = None
         self.capabilities: frozenset[str] = frozenset()
@@ -331,10 +333,10 @@ class Mailbox:
         info = self._call(f"SELECT {folder}", self.client.select_folder, folder)
         permanent = tuple(info.get(b"PERMANENTFLAGS", ()))
         uidnext = info.get(b"UIDNEXT")
-        self._selected = folder
+        self._selected, self._selected_validity = folder, int(info.get(b"UIDVALIDITY", 0))
         return FolderState(
             name=folder,
-            uidvalidity=int(info.get(b"UIDVALIDITY", 0)),
+            uidvalidity=self._selected_validity,
             exists=int(info.get(b"EXISTS", 0)),
             uidnext=int(uidnext) if uidnext is not None else None,
             keywords=b"\\*" in permanent and not self.keywords_refused(folder),
@@ -472,7 +474,10 @@ class Mailbox:
         """
         if self.keywords_refused(folder):
             return False
-        self._reselect(folder, uidvalidity)
+        if self._selected != folder or self._selected_validity != uidvalidity:
+            # Still selected since its SELECT, the UIDs mean the same messages (a re-created folder ends the
+            # selection); only after another folder was selected is it selected, and checked, again.
+            self._reselect(folder, uidvalidity)
         try:
             self._call(f"STORE in {folder}", self.client.add_flags, [uid], [keyword], silent=True)
         except MailboxError as err:
