@@ -1,7 +1,10 @@
 """Our own exceptions; every message is written for the school's ICT admin.
 
-A message never contains pupil data: exceptions end up in logs and alerts.
+A message never contains pupil data: exceptions end up in logs and alerts. What a caller acts on is a
+field (`cause`, `transient`, `refused`, `token_expired`, …), never something read from the message text.
 """
+
+from collections.abc import Mapping
 
 
 class HwcError(Exception):
@@ -50,6 +53,14 @@ class MailboxError(HwcError):
     #: True when retrying later can help (timeouts, refused connections, BYE).
     transient: bool = True
 
+    def __init__(self, message: str, *, refused: bool = False, token_expired: bool = False) -> None:
+        super().__init__(message)
+        #: The server answered the command with a tagged NO or BAD: it refused it, the session still stands.
+        self.refused = refused
+        #: The server ended the session because the access token ran out (Microsoft's `BYE … AccessTokenExpired`):
+        #: no failure, the caller drops the token and reconnects at once.
+        self.token_expired = token_expired
+
 
 class MailboxAuthError(MailboxError):
     """The IMAP server refused the login: retrying will not help until someone fixes it."""
@@ -77,7 +88,8 @@ class DeliveryError(HwcError):
     cause = "delivery"
 
     def __init__(self, message: str, *, transient: bool = True, refused: tuple[str, ...] = (),
-                 cause: str | None = None, delivered: tuple[str, ...] = ()) -> None:
+                 cause: str | None = None, delivered: tuple[str, ...] = (),
+                 replies: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         if cause is not None:
             self.cause = cause
@@ -87,6 +99,9 @@ class DeliveryError(HwcError):
         self.transient = transient
         #: Recipient addresses the server refused outright (5xx on RCPT).
         self.refused = refused
+        #: The server's own reply per recipient it refused ("550 5.1.1 no such user"), by address: shown to the
+        #: admin at the console (`check --send-test`, the drill), never logged and never mailed (a server chose it).
+        self.replies: dict[str, str] = dict(replies or {})
 
 
 class DeliveryAuthError(DeliveryError):

@@ -193,7 +193,7 @@ class Drill:
         except DeliveryError as err:
             if err.refused:
                 result.failed("send", f"{err} ({refusal_words(err)})", "smtp_refused", address=address)
-            elif "refused the sender" in str(err):
+            elif err.cause == "sender_refused":
                 result.failed("send", str(err), "smtp_sender", address=address)
             else:
                 result.failed("send", str(err), "smtp", address=address)
