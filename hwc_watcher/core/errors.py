@@ -5,6 +5,7 @@ field (`cause`, `transient`, `refused`, `token_expired`, …), never something r
 """
 
 from collections.abc import Mapping
+from pathlib import PurePath
 
 
 class HwcError(Exception):
@@ -156,3 +157,16 @@ class PupilListError(HwcError):
     """The pupil list cannot be read or its columns do not match the config."""
 
     cause = "pupil_list"
+
+
+def internal_error_text(err: BaseException) -> str:
+    """A bug as the admin sees it: "internal error KeyError at cycle.py:257", the type and where it was raised.
+
+    Never the exception's text: a library's message can quote a server reply or a message's content.
+    """
+    last = err.__traceback__
+    if last is None:  # never raised: no place to name
+        return f"internal error {type(err).__name__}"
+    while last.tb_next is not None:  # the innermost frame, read from the traceback object (no source file read)
+        last = last.tb_next
+    return f"internal error {type(err).__name__} at {PurePath(last.tb_frame.f_code.co_filename).name}:{last.tb_lineno}"
