@@ -19,8 +19,6 @@ from hwc_watcher.edges.auth.oauth2 import HTTP_TIMEOUT, OAuth2Auth, http_session
 
 MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
-#: msal makes certificate_thumbprint optional (computed from the PEM's certificate) from this version on.
-MSAL_THUMBPRINT_OPTIONAL = (1, 35)
 
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
