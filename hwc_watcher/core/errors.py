@@ -6,6 +6,7 @@ field (`cause`, `transient`, `refused`, `token_expired`, …), never something r
 
 from collections.abc import Mapping
 from pathlib import PurePath
+from typing import Any
 
 
 class HwcError(Exception):
@@ -124,6 +125,14 @@ class TlsError(HwcError):
 
     transient = False
 
+    def __init__(self, message: str, *, certificate: bool = False, no_starttls: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        #: TLS was spoken and the server's certificate could not be verified: a host name or a CA to fix.
+        self.certificate = certificate
+        #: The server does not offer STARTTLS on this port: the security setting or the port to fix.
+        self.no_starttls = no_starttls
+
 
 class MailboxTlsError(TlsError, MailboxError):
     """TLS with the IMAP server failed."""
@@ -132,8 +141,8 @@ class MailboxTlsError(TlsError, MailboxError):
 class DeliveryTlsError(TlsError, DeliveryError):
     """TLS with the SMTP server failed."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, transient=False)
+    def __init__(self, message: str, *, certificate: bool = False, no_starttls: bool = False) -> None:
+        super().__init__(message, certificate=certificate, no_starttls=no_starttls, transient=False)
 
 
 class TokenError(HwcError):

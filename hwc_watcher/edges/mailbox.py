@@ -1,4 +1,7 @@
-"""The IMAP edge: the only module that speaks IMAP.
+"""The IMAP edge: the daemon's sessions (cycle, recall, drill, push) open and send every command here.
+
+Only the login itself is left to the authenticators (edges/auth), on the connection this module opened.
+(`check` still peeks at INBOX through `Mailbox.client` itself, and the demo seeds its embedded server directly.)
 
 What it promises the cycle:
 
@@ -124,7 +127,8 @@ def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError
     if isinstance(err, ssl.SSLCertVerificationError):
         return MailboxTlsError(
             f"The certificate of the IMAP server {where} could not be verified ({err.verify_message}). "
-            f"Check imap.host (it must match the certificate), or set imap.ca_file to the school's CA."
+            f"Check imap.host (it must match the certificate), or set imap.ca_file to the school's CA.",
+            certificate=True,
         )
     if isinstance(err, ssl.SSLError):
         return MailboxTlsError(
@@ -235,7 +239,7 @@ class Mailbox:
             if isinstance(err, imaplib.IMAP4.error) and not isinstance(err, OSError):
                 raise MailboxTlsError(
                     f"The IMAP server {s.host}:{s.port} does not offer STARTTLS. "
-                    f'Use imap.security = "tls" (port 993).'
+                    f'Use imap.security = "tls" (port 993).', no_starttls=True
                 ) from err
             raise _explain_connect(s, err) from err
         try:
@@ -608,8 +612,8 @@ class Mailbox:
     def idle_wait(self, seconds: float) -> bool:
         """Wait at most `seconds` in IDLE; True when the server announced new mail (EXISTS grew).
 
-        Waiting costs no command. A closed connection or a `* BYE` (e.g. Microsoft's
-        AccessTokenExpired) raises MailboxError with the server's words.
+        Waiting costs no command. A closed connection or a `* BYE` raises MailboxError, never with
+        the server's words; Microsoft's AccessTokenExpired sets its `token_expired`.
         """
         sock = self.client.socket()
         if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):

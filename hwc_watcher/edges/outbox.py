@@ -1,4 +1,4 @@
-"""The SMTP edge: the only module that speaks SMTP.
+"""The SMTP edge: the only module that opens an SMTP connection (the authenticators log in on it).
 
 One connection per cycle, opened when the first message must go out. `send` returns
 only when the server accepted the message for every recipient it did not refuse; the
@@ -91,7 +91,8 @@ class Outbox:
                 if not smtp.has_extn("starttls"):
                     smtp.close()
                     raise DeliveryTlsError(
-                        f'The SMTP server {where} does not offer STARTTLS. Use smtp.security = "tls" (port 465).'
+                        f'The SMTP server {where} does not offer STARTTLS. Use smtp.security = "tls" (port 465).',
+                        no_starttls=True,
                     )
                 with time_limit.step("STARTTLS with the SMTP server"):
                     smtp.starttls(context=context)
@@ -99,7 +100,7 @@ class Outbox:
         except ssl.SSLCertVerificationError as err:
             raise DeliveryTlsError(
                 f"The certificate of the SMTP server {where} could not be verified ({err.verify_message}). "
-                f"Check smtp.host, or set smtp.ca_file to the school's CA."
+                f"Check smtp.host, or set smtp.ca_file to the school's CA.", certificate=True
             ) from err
         except ssl.SSLError as err:
             raise DeliveryTlsError(

@@ -53,7 +53,11 @@ class Authenticator(Protocol):
 
 
 def raise_if_connection_lost(err: BaseException) -> None:
-    """IMAPClient wraps a dropped connection (BYE, reset) during LOGIN as LoginError: that is no refusal."""
+    """IMAPClient wraps a dropped connection (BYE, reset) during LOGIN as LoginError: that is no refusal.
+
+    imapclient raises `LoginError(str(e))` inside its handler, so imaplib's own error survives only as the
+    context: this is the one place we read it, and the MailboxError raised here carries what it found.
+    """
     cause = err.__cause__ or err.__context__
     if isinstance(cause, imaplib.IMAP4.abort | OSError):
         raise MailboxError(f"The IMAP server ended the connection during the login "
