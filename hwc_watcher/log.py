@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from hwc_watcher.core.errors import HwcError
 from hwc_watcher.core.models import Pupil
 
 REDACTED = "[redacted]"
@@ -106,8 +107,6 @@ def _exception_summary(exc: BaseException) -> dict[str, Any]:
     A traceback or a library's message can quote a server reply or a message (imaplib's
     "unexpected response: ..."), so neither is ever rendered.
     """
-    from hwc_watcher.core.errors import HwcError  # a leaf module; imported here to keep log importable first
-
     chain: list[str] = []
     current: BaseException | None = exc
     seen: set[int] = set()

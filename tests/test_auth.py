@@ -51,6 +51,7 @@ from hwc_watcher.edges.auth import (
     is_token_expired,
     xoauth2_string,
 )
+from hwc_watcher.edges.server_reply import says_token_expired
 from hwc_watcher.testing import free_port
 
 MAILBOX = "hwc@school.example"
@@ -541,13 +542,12 @@ def test_token_request_uses_https_proxy_and_keeps_ca_file(
 
 
 def test_is_token_expired() -> None:
-    """Microsoft's BYE for an expired token is recognised, also when wrapped by the mailbox edge."""
-    bye = imaplib.IMAP4.abort("socket error: BYE Session invalidated - AccessTokenExpired")
-    assert is_token_expired(bye)
-    wrapped = MailboxError("IMAP connection lost")
-    wrapped.__cause__ = bye
-    assert is_token_expired(wrapped)
-    assert not is_token_expired(imaplib.IMAP4.abort("socket error: EOF"))
+    """Microsoft's BYE for an expired token becomes a fact on the mailbox edge's error; other endings do not."""
+    assert says_token_expired(imaplib.IMAP4.abort("socket error: BYE Session invalidated - AccessTokenExpired"))
+    assert not says_token_expired(imaplib.IMAP4.abort("socket error: EOF"))
+    assert is_token_expired(MailboxError("IMAP connection lost", token_expired=True))
+    assert not is_token_expired(MailboxError("IMAP connection lost"))
+    assert not is_token_expired(DeliveryError("The SMTP server did not answer."))
 
 
 def test_xoauth2_string() -> None:

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
+from builders import signal
+from corpus_cases import copy_config
 
+from hwc_watcher.config.load import load_config
+from hwc_watcher.core.classify import classify
 from hwc_watcher.core.settings import VeiligThuisSettings
 from hwc_watcher.core.trust import (
     authenticated,
     is_allowed,
-    is_automatic,
     mdn_address,
     parse_auth_results,
     receipt_address,
     sender_address,
 )
 
+NOW = dt.datetime(2026, 11, 27, 6, 30, tzinfo=dt.UTC)
 SENDERS = ("signalen@veiligthuis-gv.example.nl", "@vt-utrecht.example.nl")
 
 
@@ -111,22 +117,17 @@ def test_parse_auth_results_without_authserv_id() -> None:
     assert parsed.passed("dmarc") == [{"header.from": "a.example"}]
 
 
-@pytest.mark.parametrize(
-    ("headers", "automatic"),
-    [
-        ([("Auto-Submitted", "auto-replied")], True),
-        ([("Auto-Submitted", "no")], False),
-        ([("Return-Path", "<>")], True),
-        ([("Precedence", "bulk")], True),
-        ([("X-Autoreply", "yes")], True),
-        ([("From", "MAILER-DAEMON@mx.example")], True),
-        ([("From", "noreply@vt.example")], True),
-        ([("From", "signalen@vt.example")], False),
-    ],
-)
-def test_automatic_mail_is_recognised(headers: list[tuple[str, str]], automatic: bool) -> None:
-    """RFC 3834: automatic mail is never answered."""
-    assert is_automatic(message(headers)) is automatic
+@pytest.mark.parametrize("marker", [{"Auto-Submitted": "auto-replied"}, {"X-Autoreply": "yes"},
+                                    {"Precedence": "auto_reply"}])
+@pytest.mark.parametrize(("body", "kind"), [("Ik ben afwezig tot maandag.", "ignored"),
+                                            ("David Pieterse, 3-2-2012, Handle with Care", "needs_human")])
+def test_an_automatic_answer_is_never_answered(tmp_path: Path, marker: dict[str, str], body: str, kind: str) -> None:
+    """RFC 3834: an automatic answer gets no receipt; one whose own text carries the code word waits for a person."""
+    config = load_config(copy_config(tmp_path))
+    raw = signal(body, sender="j.jansen@elders.example", subject="Automatisch antwoord: Handle with Care",
+                 headers=marker, date=NOW)
+    verdict = classify(raw, config, now=NOW)
+    assert (verdict.kind, verdict.reason, verdict.receipt_to) == (kind, "auto_reply", None)
 
 
 def test_receipt_goes_only_to_an_allowed_address() -> None:

@@ -10,35 +10,18 @@ recognise a bounce that arrives later in the HwC mailbox.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
 
-from hwc_watcher.core.compose import clean
+from hwc_watcher.core.compose import Composer
 from hwc_watcher.core.errors import DeliveryError, HwcError
 from hwc_watcher.core.models import Person
 from hwc_watcher.core.notice_id import NoticeIds
 from hwc_watcher.core.settings import Config
+from hwc_watcher.edges.clock import Clock, utc_now
 from hwc_watcher.edges.outbox import Outbox, SmtpLogin, refusal_words
 from hwc_watcher.edges.secrets import notice_ids
 
-SUBJECT = {"nl": "TEST – Handle with Care-koppeling", "en": "TEST – Handle with Care link"}
-BODY = {
-    "nl": (
-        "Dit is een test van de Handle with Care-koppeling; je hoeft niets te doen.\n\n"
-        "De school controleert of berichten van de Handle with Care-mailbox je bereiken. Je staat in de "
-        "instellingen als {roles}. Dit bericht bevat geen gegevens over leerlingen.\n\n"
-        "Met vriendelijke groet,\n{school}\n(de koppeling van de Handle with Care-mailbox)\n"
-    ),
-    "en": (
-        "This is a test of the Handle with Care link; you need not do anything.\n\n"
-        "The school is checking that messages from the Handle with Care mailbox reach you. The settings "
-        "name you as {roles}. This message contains no data about pupils.\n\n"
-        "Kind regards,\n{school}\n(the link for the Handle with Care mailbox)\n"
-    ),
-}
 ROLE = {
     "nl": {"coordinator": "zorgcoördinator", "backup": "achterwacht", "contact": "HwC-contactpersoon",
            "default": "standaardroute"},
@@ -66,12 +49,12 @@ class Outcome:
 
 
 def recipients(config: Config) -> list[Recipient]:
-    """Every route's coordinator and backup and the contact, once per address, in config order."""
+    """Everyone configured (`Config.test_recipients`), each with every config key and role that names them."""
     words = ROLE[config.messages.language]
-    found: dict[str, Recipient] = {}
+    found = {person.email.lower(): Recipient(person, [], []) for person in config.test_recipients()}
 
     def add(person: Person, key: str, role: str) -> None:
-        entry = found.setdefault(person.email.lower(), Recipient(person, [], []))
+        entry = found[person.email.lower()]
         entry.keys.append(key)
         if role not in entry.roles:
             entry.roles.append(role)
@@ -99,27 +82,15 @@ def _test_ids(config: Config) -> NoticeIds:
 
 
 def compose_test_mail(config: Config, recipient: Recipient, now: dt.datetime) -> EmailMessage:
-    """The test mail: marked TEST in the subject, Dutch by default, no pupil data."""
-    language = config.messages.language
-    smtp = config.smtp
-    msg = EmailMessage()
-    msg["From"] = Address(display_name=clean(smtp.from_name), addr_spec=smtp.from_address)
-    msg["To"] = Address(display_name=clean(recipient.person.name), addr_spec=recipient.person.email)
-    msg["Subject"] = SUBJECT[language]
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = _test_ids(config).new("test", now=now)
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    roles = (" en " if language == "nl" else " and ").join(recipient.roles)
-    msg.set_content(BODY[language].format(school=clean(config.messages.school_name), roles=clean(roles)))
-    return msg
+    """The test mail, through the composer's one header builder: marked TEST, Dutch by default, no pupil data."""
+    return Composer(config, _test_ids(config)).test_mail(recipient.person, recipient.roles, now)
 
 
 def send_tests(
     config: Config,
     auth: SmtpLogin | None,
     *,
-    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    now: Clock = utc_now,
     outbox: Outbox | None = None,
 ) -> list[Outcome]:
     """Send one test mail per address; never raises for a refused address (it is an Outcome)."""

@@ -447,6 +447,23 @@ DRILL_CAUSES: Mapping[str, Mapping[str, str]] = {
     },
 }
 
+#: `check --send-test`'s mail to each configured person: marked TEST, says why they get it, no pupil data.
+TEST_MAIL_SUBJECT: Mapping[str, str] = {"nl": "TEST – Handle with Care-koppeling", "en": "TEST – Handle with Care link"}
+TEST_MAIL_BODY: Mapping[str, str] = {
+    "nl": (
+        "Dit is een test van de Handle with Care-koppeling; je hoeft niets te doen.\n\n"
+        "De school controleert of berichten van de Handle with Care-mailbox je bereiken. Je staat in de "
+        "instellingen als {roles}. Dit bericht bevat geen gegevens over leerlingen.\n\n"
+        "Met vriendelijke groet,\n{school}\n(de koppeling van de Handle with Care-mailbox)\n"
+    ),
+    "en": (
+        "This is a test of the Handle with Care link; you need not do anything.\n\n"
+        "The school is checking that messages from the Handle with Care mailbox reach you. The settings "
+        "name you as {roles}. This message contains no data about pupils.\n\n"
+        "Kind regards,\n{school}\n(the link for the Handle with Care mailbox)\n"
+    ),
+}
+
 #: The drill mail itself: marked TEST, no code word, no pupil data.
 DRILL_MAIL_SUBJECT: Mapping[str, str] = {"nl": "TEST – oefening hwc-watcher", "en": "TEST – hwc-watcher drill"}
 DRILL_MAIL_BODY: Mapping[str, str] = {
@@ -1033,6 +1050,14 @@ class Composer:
             subject = self.texts[f"subject_{urgency}"]
         msg = self._base("alert", subject, to, now)
         msg["Importance"] = "high" if urgency == "urgent" else "normal"
+        return msg
+
+    def test_mail(self, to: Person, roles: Sequence[str], now: dt.datetime) -> EmailMessage:
+        """`check --send-test`'s mail to one person, naming the roles the config gives them ("zorgcoördinator")."""
+        msg = self._base("test", TEST_MAIL_SUBJECT[self.language], [to], now)
+        joined = (" en " if self.language == "nl" else " and ").join(roles)
+        msg.set_content(TEST_MAIL_BODY[self.language].format(school=clean(self.config.messages.school_name),
+                                                             roles=clean(joined)))
         return msg
 
     def drill_mail(self, message_id: str, now: dt.datetime) -> EmailMessage:

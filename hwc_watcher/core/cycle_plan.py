@@ -353,9 +353,8 @@ def took(step: SendNotice, record: Delivery, attempts: Attempts, *, delivered: I
 
 def recipient_tags(config: Config, ids: NoticeIds) -> dict[str, str]:
     """Every configured notice recipient's keyed tag (what the delivery keywords on a signal name)."""
-    people = {p.email.lower() for route in config.routing.routes()
-              for p in (route.coordinator, route.backup) if p is not None}
-    return {address: ids.recipient_tag(address) for address in sorted(people)}
+    return {address: ids.recipient_tag(address) for address in sorted(p.email.lower()
+                                                                        for p in config.notice_recipients())}
 
 
 def disappears(recipients: Sequence[Person], config: Config, now: dt.datetime) -> dt.datetime | None:

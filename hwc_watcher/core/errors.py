@@ -1,7 +1,12 @@
 """Our own exceptions; every message is written for the school's ICT admin.
 
-A message never contains pupil data: exceptions end up in logs and alerts.
+A message never contains pupil data: exceptions end up in logs and alerts. What a caller acts on is a
+field (`cause`, `transient`, `refused`, `token_expired`, …), never something read from the message text.
 """
+
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
 
 
 class HwcError(Exception):
@@ -50,6 +55,14 @@ class MailboxError(HwcError):
     #: True when retrying later can help (timeouts, refused connections, BYE).
     transient: bool = True
 
+    def __init__(self, message: str, *, refused: bool = False, token_expired: bool = False) -> None:
+        super().__init__(message)
+        #: The server answered the command with a tagged NO or BAD: it refused it, the session still stands.
+        self.refused = refused
+        #: The server ended the session because the access token ran out (Microsoft's `BYE … AccessTokenExpired`):
+        #: no failure, the caller drops the token and reconnects at once.
+        self.token_expired = token_expired
+
 
 class MailboxAuthError(MailboxError):
     """The IMAP server refused the login: retrying will not help until someone fixes it."""
@@ -77,7 +90,8 @@ class DeliveryError(HwcError):
     cause = "delivery"
 
     def __init__(self, message: str, *, transient: bool = True, refused: tuple[str, ...] = (),
-                 cause: str | None = None, delivered: tuple[str, ...] = ()) -> None:
+                 cause: str | None = None, delivered: tuple[str, ...] = (),
+                 replies: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         if cause is not None:
             self.cause = cause
@@ -87,6 +101,9 @@ class DeliveryError(HwcError):
         self.transient = transient
         #: Recipient addresses the server refused outright (5xx on RCPT).
         self.refused = refused
+        #: The server's own reply per recipient it refused ("550 5.1.1 no such user"), by address: shown to the
+        #: admin at the console (`check --send-test`, the drill), never logged and never mailed (a server chose it).
+        self.replies: dict[str, str] = dict(replies or {})
 
 
 class DeliveryAuthError(DeliveryError):
@@ -108,6 +125,14 @@ class TlsError(HwcError):
 
     transient = False
 
+    def __init__(self, message: str, *, certificate: bool = False, no_starttls: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        #: TLS was spoken and the server's certificate could not be verified: a host name or a CA to fix.
+        self.certificate = certificate
+        #: The server does not offer STARTTLS on this port: the security setting or the port to fix.
+        self.no_starttls = no_starttls
+
 
 class MailboxTlsError(TlsError, MailboxError):
     """TLS with the IMAP server failed."""
@@ -116,8 +141,8 @@ class MailboxTlsError(TlsError, MailboxError):
 class DeliveryTlsError(TlsError, DeliveryError):
     """TLS with the SMTP server failed."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, transient=False)
+    def __init__(self, message: str, *, certificate: bool = False, no_starttls: bool = False) -> None:
+        super().__init__(message, certificate=certificate, no_starttls=no_starttls, transient=False)
 
 
 class TokenError(HwcError):
@@ -141,3 +166,16 @@ class PupilListError(HwcError):
     """The pupil list cannot be read or its columns do not match the config."""
 
     cause = "pupil_list"
+
+
+def internal_error_text(err: BaseException) -> str:
+    """A bug as the admin sees it: "internal error KeyError at cycle.py:257", the type and where it was raised.
+
+    Never the exception's text: a library's message can quote a server reply or a message's content.
+    """
+    last = err.__traceback__
+    if last is None:  # never raised: no place to name
+        return f"internal error {type(err).__name__}"
+    while last.tb_next is not None:  # the innermost frame, read from the traceback object (no source file read)
+        last = last.tb_next
+    return f"internal error {type(err).__name__} at {PurePath(last.tb_frame.f_code.co_filename).name}:{last.tb_lineno}"

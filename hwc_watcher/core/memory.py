@@ -20,9 +20,9 @@ from typing import Literal
 from hwc_watcher.core.alert_plan import AlertMemory
 from hwc_watcher.core.classify import Kind
 from hwc_watcher.core.school_calendar import SchoolCalendar
+from hwc_watcher.core.settings import PurgeMode
 
 Role = Literal["inbox", "junk", "trash", "sent"]
-PurgeMode = Literal["handled", "all"]
 
 #: Our keyword for "a person was alerted about this message" (RFC 3501 flag-keyword).
 ALERTED_KEYWORD = b"$HwcAlerted"

@@ -269,12 +269,18 @@ class Config:
             people.append(backup)
         return tuple(people)
 
-    def test_recipients(self) -> tuple[Person, ...]:
-        """Everyone `check --send-test` mails: every route's coordinator and backup, and the contact, once each."""
+    def notice_recipients(self) -> tuple[Person, ...]:
+        """Everyone a notice can reach: every route's coordinator and backup, once per address (compared without
+        case), in config order: the default route, then each [[route]]."""
         seen: dict[str, Person] = {}
-        for route in self.routing.routes():
+        for route in (self.routing.default, *(rule.route for rule in self.routing.rules)):
             for person in (route.coordinator, route.backup):
                 if person is not None:
                     seen.setdefault(person.email.lower(), person)
+        return tuple(seen.values())
+
+    def test_recipients(self) -> tuple[Person, ...]:
+        """Everyone configured (`check --send-test` mails them all): the notice recipients, then the contact."""
+        seen = {p.email.lower(): p for p in self.notice_recipients()}
         seen.setdefault(self.contact.email.lower(), self.contact)
         return tuple(seen.values())

@@ -25,9 +25,6 @@ from hwc_watcher.core.auth_results import AuthResultsError, Result
 from hwc_watcher.core.auth_results import parse_auth_results as parse_auth_results
 from hwc_watcher.core.settings import VeiligThuisSettings
 
-_ROBOTS = re.compile(
-    r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?|auto-?reply)([+.-].*)?$", re.IGNORECASE
-)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
@@ -195,22 +192,6 @@ def authenticated(msg: Message, address: str, settings: VeiligThuisSettings) -> 
         return False
     dkim = [r for h in headers for r in h.of("dkim") if _aligned(_dkim_domain(r), from_domain)]
     return bool(dkim) and all(r.result == "pass" for r in dkim)
-
-
-def is_automatic(msg: Message) -> bool:
-    """RFC 3834: auto-submitted, null return path, robots and list mail are never answered."""
-    auto = (raw_values(msg, "Auto-Submitted") or ["no"])[0].strip().lower()
-    if auto and not auto.startswith("no"):
-        return True
-    return_path = raw_values(msg, "Return-Path")
-    if return_path and return_path[0].strip() in ("<>", ""):
-        return True
-    if (raw_values(msg, "Precedence") or [""])[0].strip().lower() in ("bulk", "junk", "list", "auto_reply"):
-        return True
-    if raw_values(msg, "X-Autoreply") or raw_values(msg, "X-Autorespond"):
-        return True
-    _name, addr = parseaddr((raw_values(msg, "From") or [""])[0])
-    return bool(_ROBOTS.match(addr.split("@", 1)[0])) if addr else False
 
 
 def is_auto_reply(msg: Message) -> bool:

@@ -1,4 +1,7 @@
-"""The IMAP edge: the only module that speaks IMAP.
+"""The IMAP edge: the daemon's sessions (cycle, recall, drill, push) open and send every command here.
+
+Only the login itself is left to the authenticators (edges/auth), on the connection this module opened.
+(`check` still peeks at INBOX through `Mailbox.client` itself, and the demo seeds its embedded server directly.)
 
 What it promises the cycle:
 
@@ -39,6 +42,7 @@ from hwc_watcher.core.models import Fetched, Folders, FolderState, Glance
 from hwc_watcher.core.settings import ImapSettings
 from hwc_watcher.edges import time_limit
 from hwc_watcher.edges.port_probe import probe_port, security_advice
+from hwc_watcher.edges.server_reply import says_token_expired
 from hwc_watcher.edges.tls import tls_context
 
 _log = log.get_logger("hwc_watcher.mailbox")
@@ -75,7 +79,8 @@ def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError
     if isinstance(err, ssl.SSLCertVerificationError):
         return MailboxTlsError(
             f"The certificate of the IMAP server {where} could not be verified ({err.verify_message}). "
-            f"Check imap.host (it must match the certificate), or set imap.ca_file to the school's CA."
+            f"Check imap.host (it must match the certificate), or set imap.ca_file to the school's CA.",
+            certificate=True,
         )
     if isinstance(err, ssl.SSLError):
         return MailboxTlsError(
@@ -97,7 +102,8 @@ def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError
     # The text of any other error (imaplib's "unexpected response: ...") quotes the server's reply.
     return MailboxError(
         f"The IMAP server {where} answered unexpectedly during connect or login ({type(err).__name__}, "
-        f"{_reply_size(err)}). Check imap.host, imap.port and imap.security; the server's log has the details."
+        f"{_reply_size(err)}). Check imap.host, imap.port and imap.security; the server's log has the details.",
+        token_expired=says_token_expired(err),
     )
 
 
@@ -187,7 +193,7 @@ class Mailbox:
             if isinstance(err, imaplib.IMAP4.error) and not isinstance(err, OSError):
                 raise MailboxTlsError(
                     f"The IMAP server {s.host}:{s.port} does not offer STARTTLS. "
-                    f'Use imap.security = "tls" (port 993).'
+                    f'Use imap.security = "tls" (port 993).', no_starttls=True
                 ) from err
             raise _explain_connect(s, err) from err
         try:
@@ -242,7 +248,7 @@ class Mailbox:
         The message says which step, what kind of failure and how many bytes the server's text
         had, never the text: a malformed FETCH reply quotes the message (subject, name, birth
         date), and the message ends up in the journal on every retry. For a refused command the
-        status word (NO/BAD) is given. The original exception stays the `__cause__` (not logged).
+        status word (NO/BAD) is given and `refused` is set; a BYE for an expired token sets `token_expired`.
         """
         self.commands += 1
         limit = time_limit.current()
@@ -254,16 +260,19 @@ class Mailbox:
         except imaplib.IMAP4.abort as err:
             raise MailboxError(
                 f"The IMAP server ended the session during {self._step(what)} ({type(err).__name__}, "
-                f"{_reply_size(err)})."
+                f"{_reply_size(err)}).", token_expired=says_token_expired(err)
             ) from err
         except imaplib.IMAP4.error as err:
+            # A BYE can also come as the answer to a command (IDLE): imaplib then raises it as a plain error.
+            expired = says_token_expired(err)
             status = _STATUS.search(str(err))
             if status or _TAGGED_FAILURE.match(str(err)):
                 word = status.group(1) if status else "NO or BAD"
-                raise MailboxError(f"The IMAP server refused {self._step(what)} ({word}; {_reply_size(err)}).") from err
+                raise MailboxError(f"The IMAP server refused {self._step(what)} ({word}; {_reply_size(err)}).",
+                                   refused=True, token_expired=expired) from err
             raise MailboxError(
                 f"The IMAP server refused {self._step(what)} or gave a reply that could not be read "
-                f"({type(err).__name__}, {_reply_size(err)})."
+                f"({type(err).__name__}, {_reply_size(err)}).", refused=True, token_expired=expired
             ) from err
         except TimeoutError as err:
             raise MailboxError(
@@ -377,8 +386,7 @@ class Mailbox:
         try:
             hits: list[int] = self._call(f"SEARCH BODY in {state.name}", self.client.search, criteria)
         except MailboxError as err:
-            cause = err.__cause__
-            if isinstance(cause, imaplib.IMAP4.abort) or not isinstance(cause, imaplib.IMAP4.error):
+            if not err.refused:
                 raise  # the connection is gone: not a refusal
             return set(uids)
         return set(hits) & set(uids)
@@ -458,9 +466,7 @@ class Mailbox:
         try:
             self._call(f"STORE in {folder}", self.client.add_flags, uid_list, wanted, silent=True)
         except MailboxError as err:
-            cause = err.__cause__
-            refused = isinstance(cause, imaplib.IMAP4.error) and not isinstance(cause, imaplib.IMAP4.abort)
-            if wanted == plain or not refused:
+            if wanted == plain or not err.refused:
                 raise  # no keyword to blame, or the connection is gone: not a refusal of the keyword
             _KEYWORDS_REFUSED.add(self._keyword_key(folder))
             _log.warning("keyword_refused", step=self._step(f"STORE in {folder}"), count=len(uid_list),
@@ -481,8 +487,7 @@ class Mailbox:
         try:
             self._call(f"STORE in {folder}", self.client.add_flags, [uid], [keyword], silent=True)
         except MailboxError as err:
-            cause = err.__cause__
-            if not isinstance(cause, imaplib.IMAP4.error) or isinstance(cause, imaplib.IMAP4.abort):
+            if not err.refused:
                 raise
             _KEYWORDS_REFUSED.add(self._keyword_key(folder))
             _log.warning("keyword_refused", step=self._step(f"STORE in {folder}"), count=1, instead="memory")
@@ -521,6 +526,11 @@ class Mailbox:
         return {}
 
     def _imap_responses(self) -> dict[str, Any]:
+        """imaplib's store of response codes, where MOVE's COPYUID lands (tagged, as Gmail sends it, or untagged).
+
+        Private on purpose: imapclient (4.1) has no public way to the response codes of a command (`move`
+        returns only the untagged data), and COPYUID is the one place the moved messages' new UIDs are named.
+        """
         responses: dict[str, Any] = getattr(getattr(self.client, "_imap", None), "untagged_responses", {})
         return responses
 
@@ -559,8 +569,8 @@ class Mailbox:
     def idle_wait(self, seconds: float) -> bool:
         """Wait at most `seconds` in IDLE; True when the server announced new mail (EXISTS grew).
 
-        Waiting costs no command. A closed connection or a `* BYE` (e.g. Microsoft's
-        AccessTokenExpired) raises MailboxError with the server's words.
+        Waiting costs no command. A closed connection or a `* BYE` raises MailboxError, never with
+        the server's words; Microsoft's AccessTokenExpired sets its `token_expired`.
         """
         sock = self.client.socket()
         if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
@@ -572,7 +582,8 @@ class Mailbox:
             responses = self.client.idle_check(timeout=0)
         except (IMAPClientError, imaplib.IMAP4.error, OSError) as err:
             raise MailboxError(
-                f"The connection to the IMAP server broke during IDLE ({type(err).__name__}, {_reply_size(err)})."
+                f"The connection to the IMAP server broke during IDLE ({type(err).__name__}, {_reply_size(err)}).",
+                token_expired=says_token_expired(err),
             ) from err
         if not responses:  # readable, yet not one whole line: the server closed the connection
             raise MailboxError("The IMAP server closed the connection during IDLE.")
@@ -584,7 +595,8 @@ class Mailbox:
             _text, responses = self.client.idle_done()
         except (IMAPClientError, imaplib.IMAP4.error, OSError) as err:
             raise MailboxError(
-                f"The IMAP server did not end IDLE cleanly ({type(err).__name__}, {_reply_size(err)})."
+                f"The IMAP server did not end IDLE cleanly ({type(err).__name__}, {_reply_size(err)}).",
+                token_expired=says_token_expired(err),
             ) from err
         return self._news(responses)
 
@@ -598,7 +610,8 @@ class Mailbox:
                 # The server's words stay out of the log (rule 6), except the one cause we act on.
                 words = b" ".join(w for w in response[1:] if isinstance(w, bytes))
                 if b"accesstokenexpired" in words.lower():
-                    raise MailboxError("The IMAP server ended the session during IDLE: BYE AccessTokenExpired.")
+                    raise MailboxError("The IMAP server ended the session during IDLE: BYE AccessTokenExpired.",
+                                       token_expired=True)
                 raise MailboxError(f"The IMAP server ended the session during IDLE: BYE ({len(words)} bytes of reply "
                                    f"text not shown).")
             if isinstance(response[0], int) and response[1] == b"EXPUNGE":
@@ -686,10 +699,8 @@ class _Client(IMAPClient):  # type: ignore[misc]  # imapclient ships no type hin
 
 def _close_quietly(client: IMAPClient) -> None:
     """Drop a half-open connection; the error that got us here is what matters."""
-    sock: Any = getattr(client, "_imap", None)
     try:
-        if sock is not None:
-            sock.shutdown()
+        client.shutdown()
     except (OSError, imaplib.IMAP4.error, AttributeError):
         return
 

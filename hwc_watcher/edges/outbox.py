@@ -1,4 +1,4 @@
-"""The SMTP edge: the only module that speaks SMTP.
+"""The SMTP edge: the only module that opens an SMTP connection (the authenticators log in on it).
 
 One connection per cycle, opened when the first message must go out. `send` returns
 only when the server accepted the message for every recipient it did not refuse; the
@@ -91,7 +91,8 @@ class Outbox:
                 if not smtp.has_extn("starttls"):
                     smtp.close()
                     raise DeliveryTlsError(
-                        f'The SMTP server {where} does not offer STARTTLS. Use smtp.security = "tls" (port 465).'
+                        f'The SMTP server {where} does not offer STARTTLS. Use smtp.security = "tls" (port 465).',
+                        no_starttls=True,
                     )
                 with time_limit.step("STARTTLS with the SMTP server"):
                     smtp.starttls(context=context)
@@ -99,7 +100,7 @@ class Outbox:
         except ssl.SSLCertVerificationError as err:
             raise DeliveryTlsError(
                 f"The certificate of the SMTP server {where} could not be verified ({err.verify_message}). "
-                f"Check smtp.host, or set smtp.ca_file to the school's CA."
+                f"Check smtp.host, or set smtp.ca_file to the school's CA.", certificate=True
             ) from err
         except ssl.SSLError as err:
             raise DeliveryTlsError(
@@ -141,6 +142,7 @@ class Outbox:
         pending = list(recipients)
         delivered: list[str] = []
         refused: list[str] = []
+        replies: dict[str, str] = {}
         for attempt in range(self.retries + 1):
             try:
                 with time_limit.named_timeouts():
@@ -151,16 +153,17 @@ class Outbox:
             except DeliveryError as err:
                 delivered += err.delivered
                 refused += err.refused
+                replies.update(err.replies)
                 done = {a.lower() for a in (*err.delivered, *err.refused)}
                 pending = [a for a in pending if a.lower() not in done]
                 if not err.transient or attempt == self.retries or not pending:
-                    raise DeliveryError(str(err), transient=err.transient, refused=tuple(refused),
-                                        cause=err.cause, delivered=tuple(delivered)) from err.__cause__
+                    raise DeliveryError(str(err), transient=err.transient, refused=tuple(refused), cause=err.cause,
+                                        delivered=tuple(delivered), replies=replies) from err.__cause__
                 self.sleep(time_limit.bounded(self.delay_s * 2**attempt))  # no wait beyond the cycle's limit
                 time_limit.raise_if_over()
                 if self.stop is not None and self.stop.is_set():
                     raise DeliveryError(str(err), transient=True, refused=tuple(refused), cause=err.cause,
-                                        delivered=tuple(delivered)) from err.__cause__
+                                        delivered=tuple(delivered), replies=replies) from err.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send_once(self, message: EmailMessage, recipients: Sequence[str]) -> tuple[str, ...]:
@@ -174,6 +177,7 @@ class Outbox:
                 transient=any(_transient(c) for c in codes),
                 refused=tuple(a for a, (code, _m) in err.recipients.items() if not _transient(code)),
                 cause="refused",
+                replies={a: _reply(code, text) for a, (code, text) in err.recipients.items()},
             ) from err
         except smtplib.SMTPSenderRefused as err:
             raise DeliveryError(
@@ -255,11 +259,14 @@ def _quit(smtp: smtplib.SMTP) -> None:
         smtp.close()
 
 
+def _reply(code: int, text: bytes | str) -> str:
+    """One recipient's refusal as the server worded it: "550 5.1.1 no such user"."""
+    words = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return f"{code} {words}"
+
+
 def refusal_words(err: DeliveryError) -> str:
-    """The server's own words for a refused recipient, when smtplib kept them."""
-    cause = err.__cause__
-    if isinstance(cause, smtplib.SMTPRecipientsRefused):
-        for code, text in cause.recipients.values():
-            words = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-            return f"refused: {code} {words}"
+    """The server's own words for the first refused recipient, for the admin at the console; else our message."""
+    for reply in err.replies.values():
+        return f"refused: {reply}"
     return str(err)

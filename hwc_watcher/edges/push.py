@@ -43,7 +43,7 @@ from typing import Literal
 from hwc_watcher import log
 from hwc_watcher.core.errors import MailboxAuthError, MailboxError
 from hwc_watcher.core.settings import ImapSettings
-from hwc_watcher.edges.auth import Authenticator, is_token_expired
+from hwc_watcher.edges.auth import Authenticator
 from hwc_watcher.edges.mailbox import Mailbox
 from hwc_watcher.edges.time_limit import TimeLimit
 
@@ -158,7 +158,7 @@ class PushListener:
         except MailboxError as err:
             if self.stop.is_set():
                 return
-            if is_token_expired(err):
+            if err.token_expired:
                 self.auth.invalidate()
                 self._expiries += 1
                 if self._expiries == 1:  # a second expiry before a session proved itself is a failure

@@ -31,6 +31,12 @@ def readable(text: str) -> str:
     return " ".join(text.split())
 
 
+def says_token_expired(err: BaseException) -> bool:
+    """Microsoft's ``BYE Session invalidated - AccessTokenExpired``, read where an IMAP reply is turned into our
+    error (imaplib keeps a BYE only as its text); the error then carries the fact as `token_expired`."""
+    return "accesstokenexpired" in str(err).lower()
+
+
 def reply_text(err: BaseException) -> str:
     """The server's words from an imaplib/imapclient/smtplib error: "535 5.7.8 Authentication failed"."""
     if isinstance(err, smtplib.SMTPResponseException):

@@ -21,11 +21,9 @@ import datetime as dt
 import hashlib
 import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hwc_watcher import log
@@ -33,7 +31,14 @@ from hwc_watcher.core import alert_plan, cycle_plan
 from hwc_watcher.core.alert_plan import Attention
 from hwc_watcher.core.classify import TRIAGE_FIELDS, Kind, Verdict, classify, oversized
 from hwc_watcher.core.compose import Composer
-from hwc_watcher.core.errors import CycleTimeoutError, DeliveryError, FolderChangedError, HwcError, MailboxError
+from hwc_watcher.core.errors import (
+    CycleTimeoutError,
+    DeliveryError,
+    FolderChangedError,
+    HwcError,
+    MailboxError,
+    internal_error_text,
+)
 from hwc_watcher.core.memory import (
     ALERTED_KEYWORD,
     FLAGGED,
@@ -53,6 +58,7 @@ from hwc_watcher.core.settings import Config
 from hwc_watcher.edges import pupil_file
 from hwc_watcher.edges.auth import Authenticator, imap_authenticator, is_token_expired
 from hwc_watcher.edges.auth import smtp_authenticator as _smtp_authenticator
+from hwc_watcher.edges.clock import Clock, stop_aware_sleep, utc_now
 from hwc_watcher.edges.mailbox import Mailbox
 from hwc_watcher.edges.outbox import Outbox, SmtpLogin
 from hwc_watcher.edges.secrets import notice_ids
@@ -61,15 +67,9 @@ from hwc_watcher.jobs.alerts import Alerter
 
 _log = log.get_logger("hwc_watcher.cycle")
 
-Clock = Callable[[], dt.datetime]
-
 #: Per-message log lines per cycle; past this, messages are only counted (a first look at 5,000 spam mails
 #: logs counts, not 5,000 lines).
 MESSAGE_LOG_LINES = 20
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
 
 @dataclass
 class CycleResult:
@@ -159,7 +159,7 @@ class Watcher:
         self.memory = Memory()
         self.alerter = Alerter(config, self.composer, smtp_auth, memory=self.memory.alerts)
         #: Retry waits end at once on a stop request (SIGTERM), also inside the Outbox.
-        self.sleep: Callable[[float], None] = self._wait
+        self.sleep: Callable[[float], None] = stop_aware_sleep(self.stop)
         #: The folders of the last cycle (for the daily "left alone" line).
         self.folders: Folders | None = None
         #: The school day on which memory was last looked at afresh (`relook_if_due`).
@@ -179,10 +179,6 @@ class Watcher:
     def from_config(cls, config: Config, **kwargs: Any) -> Watcher:
         """Build the authenticators (reading the secrets now, so start-up fails fast) and the watcher."""
         return cls(config, imap_authenticator(config), smtp_authenticator(config), **kwargs)
-
-    def _wait(self, seconds: float) -> None:
-        """Sleep between retries, but wake up as soon as a stop is requested."""
-        self.stop.wait(seconds)
 
     def relook_if_due(self, now: dt.datetime) -> None:
         """Once a school day, from `busy_start` (before the deadline), forget every judgement and look again.
@@ -248,9 +244,7 @@ class Watcher:
                         break
                 except Exception as err:  # noqa: BLE001 - a bug must not stop the daemon; the next cycle retries
                     # Only the type and where it happened: an exception's text could quote message content.
-                    where = traceback.extract_tb(err.__traceback__)[-1]
-                    result.error = (f"internal error {type(err).__name__} at "
-                                    f"{Path(where.filename).name}:{where.lineno}")
+                    result.error = internal_error_text(err)
                     result.error_transient = True
                     result.error_cause = "internal"
                     _log.error("cycle_crashed", error=result.error, error_type=type(err).__name__)
@@ -694,4 +688,4 @@ class CycleRun:
                 _log.warning("mark_failed", folder_role=self.role_of(folder), error=str(err), step="alert")
 
 
-__all__ = ["Budget", "CycleResult", "CycleRun", "Watcher", "content_key", "smtp_authenticator", "utc_now"]
+__all__ = ["Budget", "CycleResult", "CycleRun", "Watcher", "content_key", "smtp_authenticator"]

@@ -19,10 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 
 from hwc_watcher import log
@@ -42,10 +40,11 @@ from hwc_watcher.core.drill_rules import (
     mail_provider,
     proof_values,
 )
-from hwc_watcher.core.errors import ChannelError, DeliveryAuthError, DeliveryError, HwcError
+from hwc_watcher.core.errors import ChannelError, DeliveryAuthError, DeliveryError, HwcError, internal_error_text
 from hwc_watcher.core.models import Folders
 from hwc_watcher.core.settings import Config
 from hwc_watcher.edges.auth import Authenticator
+from hwc_watcher.edges.clock import Clock, stop_aware_sleep, utc_now
 from hwc_watcher.edges.mailbox import Mailbox
 from hwc_watcher.edges.outbox import Outbox, SmtpLogin, refusal_words
 from hwc_watcher.edges.time_limit import TimeLimit
@@ -59,10 +58,6 @@ POLL_S = 3.0
 
 #: How a step that could not be tested on this provider shows in the list of steps.
 UNTESTED_MARK = {"nl": "(niet te testen)", "en": "(not testable)"}
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -121,7 +116,7 @@ class Drill:
     """One drill against the configured servers; `run` never raises for mail trouble."""
 
     def __init__(self, config: Config, imap_auth: Authenticator, smtp_auth: SmtpLogin | None, *,
-                 clock: Callable[[], dt.datetime] = utc_now, stop: threading.Event | None = None,
+                 clock: Clock = utc_now, stop: threading.Event | None = None,
                  wait_s: float | None = None, poll_s: float = POLL_S, alerter: Alerter | None = None,
                  provider: Provider | None = None) -> None:
         self.config = config
@@ -134,10 +129,8 @@ class Drill:
         self.wait_s = config.drill.wait_s if wait_s is None else wait_s
         self.poll_s = poll_s
         self.alerter = alerter or Alerter(config, Composer(config), smtp_auth)
-
-    def _sleep(self, seconds: float) -> None:
-        """Retry waits end at once on a stop request (SIGTERM)."""
-        self.stop.wait(seconds)
+        #: Retry waits end at once on a stop request (SIGTERM).
+        self.sleep = stop_aware_sleep(self.stop)
 
     @classmethod
     def for_watcher(cls, watcher: Any, **kwargs: Any) -> Drill:
@@ -174,10 +167,7 @@ class Drill:
             if result.sent is not None and result.step("delete") is None:
                 self.delete_again(result)
         except Exception as err:  # noqa: BLE001 - a bug must still be reported to a person, not only logged
-            # Only the type and where: an exception's text could quote a server reply.
-            where = traceback.extract_tb(err.__traceback__)[-1]
-            result.failed(result.running, f"internal error {type(err).__name__} at {Path(where.filename).name}:"
-                                          f"{where.lineno}", "internal")
+            result.failed(result.running, internal_error_text(err), "internal")
         return self.finish(result)
 
     def send(self, result: DrillResult) -> bool:
@@ -186,7 +176,7 @@ class Drill:
         now = self.clock()
         try:
             with Outbox(self.config.smtp, self.smtp_auth, retries=schedule.retries, delay_s=schedule.retry_delay_s,
-                        sleep=self._sleep, stop=self.stop) as box:
+                        sleep=self.sleep, stop=self.stop) as box:
                 box.send(self.alerter.composer.drill_mail(result.message_id, now), [address])
         except DeliveryAuthError as err:
             result.failed("send", str(err), "smtp_login", address=address)
@@ -194,7 +184,7 @@ class Drill:
         except DeliveryError as err:
             if err.refused:
                 result.failed("send", f"{err} ({refusal_words(err)})", "smtp_refused", address=address)
-            elif "refused the sender" in str(err):
+            elif err.cause == "sender_refused":
                 result.failed("send", str(err), "smtp_sender", address=address)
             else:
                 result.failed("send", str(err), "smtp", address=address)

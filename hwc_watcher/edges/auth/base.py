@@ -53,11 +53,16 @@ class Authenticator(Protocol):
 
 
 def raise_if_connection_lost(err: BaseException) -> None:
-    """IMAPClient wraps a dropped connection (BYE, reset) during LOGIN as LoginError: that is no refusal."""
+    """IMAPClient wraps a dropped connection (BYE, reset) during LOGIN as LoginError: that is no refusal.
+
+    imapclient raises `LoginError(str(e))` inside its handler, so imaplib's own error survives only as the
+    context: this is the one place we read it, and the MailboxError raised here carries what it found.
+    """
     cause = err.__cause__ or err.__context__
     if isinstance(cause, imaplib.IMAP4.abort | OSError):
         raise MailboxError(f"The IMAP server ended the connection during the login "
-                           f"({server_reply.readable(str(cause)) or type(cause).__name__}); trying again.") from err
+                           f"({server_reply.readable(str(cause)) or type(cause).__name__}); trying again.",
+                           token_expired=server_reply.says_token_expired(cause)) from err
 
 
 def xoauth2_string(username: str, token: str) -> str:
@@ -66,18 +71,9 @@ def xoauth2_string(username: str, token: str) -> str:
 
 
 def is_token_expired(exc: BaseException) -> bool:
-    """Recognise Microsoft's ``BYE Session invalidated - AccessTokenExpired`` anywhere in an error chain.
-
-    The mailbox edge should then call ``invalidate()`` and reconnect once instead of reporting a failure.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if "accesstokenexpired" in str(current).lower():
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    """Whether the mailbox edge saw Microsoft's ``BYE … AccessTokenExpired``: then the caller calls ``invalidate()``
+    and reconnects once instead of reporting a failure."""
+    return isinstance(exc, MailboxError) and exc.token_expired
 
 
 def scrub(text: str, *secrets: str) -> str:
@@ -104,11 +100,13 @@ class PasswordAuth:
 
     kind = "password"
 
-    def __init__(self, section: str, username: str, password: str, source: str) -> None:
+    def __init__(self, section: str, username: str, password: str, source: str, *, host: str = "") -> None:
         self.section = section
         self.username = username
         self._password = password
         self._source = source
+        #: The server's name from our settings, for a provider hint (smtplib keeps its own `_host` private).
+        self.host = host
 
     def __repr__(self) -> str:
         return f"PasswordAuth(section={self.section!r}, username={self.username!r})"
@@ -135,8 +133,7 @@ class PasswordAuth:
         try:
             smtp.login(username, self._password)
         except smtplib.SMTPAuthenticationError as err:
-            host = str(getattr(smtp, "_host", "") or "")
-            hint = f" {MICROSOFT_BASIC_SMTP_NOTE}" if is_microsoft_smtp(host) else ""
+            hint = f" {MICROSOFT_BASIC_SMTP_NOTE}" if is_microsoft_smtp(self.host) else ""
             raise DeliveryAuthError(
                 f"The SMTP server refused the login for {username}: check the username and the password in "
                 f"{self._source}.{hint} (Server said: {scrub(reply_text(err), self._password)})"

@@ -29,14 +29,15 @@ def authenticator_for(
     google: GoogleSettings | None,
     *,
     clock: Callable[[], float] = time.time,
+    host: str = "",
 ) -> Authenticator:
-    """The authenticator for one login; reads its secret now."""
+    """The authenticator for one login; reads its secret now. `host` (the server it logs in to) only shapes hints."""
     if login.kind == "password":
         if login.password is None:  # pragma: no cover - the config layer refuses this
             raise ConfigError(f"{login.section}.password_file or {login.section}.password_credential is missing.")
         what = f"The {login.password.key.split('.')[0].upper()} password file"
         password = read_secret(secret_path(login.password), what)
-        return PasswordAuth(login.section, login.username, password, login.password.label)
+        return PasswordAuth(login.section, login.username, password, login.password.label, host=host)
     if login.kind == "none":
         if login.section == "imap":  # pragma: no cover - the config layer refuses this
             raise ConfigError('imap.auth = "none" is not possible: an IMAP mailbox always needs a login.')
@@ -52,14 +53,14 @@ def authenticator_for(
 
 def imap_authenticator(config: Config, *, clock: Callable[[], float] = time.time) -> Authenticator:
     """[imap]'s authenticator."""
-    return authenticator_for(config.imap.auth, config.microsoft, config.google, clock=clock)
+    return authenticator_for(config.imap.auth, config.microsoft, config.google, clock=clock, host=config.imap.host)
 
 
 def smtp_authenticator(config: Config, *, clock: Callable[[], float] = time.time) -> Authenticator | None:
     """[smtp]'s authenticator; None for auth = "none" (a relay that accepts the server by address)."""
     if config.smtp.auth.kind == "none":
         return None
-    return authenticator_for(config.smtp.auth, config.microsoft, config.google, clock=clock)
+    return authenticator_for(config.smtp.auth, config.microsoft, config.google, clock=clock, host=config.smtp.host)
 
 
 def _read_private_text(ref: SecretRef, what: str) -> str:

@@ -19,8 +19,6 @@ from hwc_watcher.edges.auth.oauth2 import HTTP_TIMEOUT, OAuth2Auth, http_session
 
 MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
-#: msal makes certificate_thumbprint optional (computed from the PEM's certificate) from this version on.
-MSAL_THUMBPRINT_OPTIONAL = (1, 35)
 
 _AADSTS = re.compile(r"AADSTS(\d+)")
 
@@ -127,7 +125,8 @@ class MicrosoftAuth(OAuth2Auth):
                 transient=True,
             ) from None
         except msal.exceptions.MsalServiceError as err:
-            # MSAL raises this for 5xx and 429 answers (after its own throttling).
+            # MSAL raises this for 5xx and 429 answers (after its own throttling). Its only carrier of the status
+            # is its text ("HTTP Error: 503", msal/throttled_http_client.py): read here, once, into `transient`.
             status = re.search(r"HTTP Error: (\d+)", str(err))
             code = int(status.group(1)) if status else 0
             raise TokenError(

@@ -22,7 +22,7 @@ import imapclient
 import imapclient.exceptions
 
 from hwc_watcher.core.errors import DeliveryAuthError, DeliveryError, MailboxAuthError, MailboxError, TokenError
-from hwc_watcher.edges import time_limit
+from hwc_watcher.edges import server_reply, time_limit
 from hwc_watcher.edges.auth.base import (
     REFRESH_MARGIN,
     raise_if_connection_lost,
@@ -208,7 +208,8 @@ class OAuth2Auth:
         except imapclient.exceptions.LoginError as err:
             raise_if_connection_lost(err)
             self.invalidate()
-            raise MailboxAuthError(self._imap_refused(username, scrub(reply_text(err), token))) from None
+            raise MailboxAuthError(self._imap_refused(username, scrub(reply_text(err), token)),
+                                   token_expired=server_reply.says_token_expired(err)) from None
 
     def smtp_login(self, smtp: smtplib.SMTP, username: str) -> None:
         """AUTH XOAUTH2 with the initial response; answer an error challenge with an empty line."""
