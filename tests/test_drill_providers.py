@@ -41,7 +41,7 @@ from hwc_watcher.core.drill_rules import (
     rule_summary,
 )
 from hwc_watcher.core.settings import Config
-from hwc_watcher.jobs.drill import run_drill_command
+from hwc_watcher.commands.drill import run_drill_command
 
 #: An Exchange Online mailbox server and EOP's inbound edge, shaped as in the captured headers.
 EXO_MAILBOX = "AM0PR01MB1234.eurprd01.prod.outlook.com"
