@@ -164,3 +164,23 @@ def test_core_module_reads_no_clock_and_no_file(name: str) -> None:
 def test_the_core_does_not_reach_the_config_loader() -> None:
     """The core takes settings types (`core.settings`), never the loader that reads TOML, CA files and secrets."""
     assert sorted(m for name in CORE for m in reached(f"hwc_watcher.core.{name}") if layer(m) != "core") == []
+
+
+#: The config modules that parse: a TOML document in, settings out. Only `config.load` reads the file, checks its
+#: permissions and the CA files, and reaches the edges (the logins `parse_auth` builds).
+CONFIG_PARSERS = ("routes", "schema", "sections", "servers", "table", "toml_lines")
+
+
+@pytest.mark.parametrize("name", CONFIG_PARSERS)
+def test_the_config_parsers_read_no_file(name: str) -> None:
+    """The section parsers import no edge and no loader, no ssl, os or tomllib, and call no clock or disk read."""
+    module = f"hwc_watcher.config.{name}"
+    reached_up = sorted(m for m in own_imports(module) if layer(m) not in {"core", "config"} or m.endswith(".load"))
+    assert reached_up == []
+    assert sorted(lib for lib in imports(module) if lib.split(".")[0] in FORBIDDEN_IN_CORE | {"ssl", "tomllib"}) == []
+    calls = {
+        node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+        for node in ast.walk(tree(module))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name)
+    }
+    assert sorted(calls & FORBIDDEN_CALLS) == []
