@@ -34,9 +34,9 @@ LAYERS: dict[str, frozenset[str]] = {
 
 #: Every module of the core, by name: a new one must be placed on purpose.
 CORE = (
-    "alert_plan", "auth_results", "budgets", "classify", "compose", "cycle_plan", "delivery_plan", "drill_rules",
-    "errors", "lexicon", "memory", "message_text", "models", "name_match", "notice_id", "ocw_holidays",
-    "pupil_list", "recall_plan", "roster_check", "routing", "school_calendar", "settings",
+    "alert_plan", "alert_rules", "auth_results", "budgets", "classify", "compose", "cycle_plan", "deadline_rules",
+    "delivery_plan", "drill_rules", "errors", "lexicon", "memory", "message_text", "models", "name_match",
+    "notice_id", "ocw_holidays", "pupil_list", "recall_plan", "roster_check", "routing", "school_calendar", "settings",
     "signal_parser", "trust",
 )
 
@@ -164,3 +164,36 @@ def test_core_module_reads_no_clock_and_no_file(name: str) -> None:
 def test_the_core_does_not_reach_the_config_loader() -> None:
     """The core takes settings types (`core.settings`), never the loader that reads TOML, CA files and secrets."""
     assert sorted(m for name in CORE for m in reached(f"hwc_watcher.core.{name}") if layer(m) != "core") == []
+
+
+#: The config modules that parse: a TOML document in, settings out. Only `config.load` reads the file, checks its
+#: permissions and the CA files, and reaches the edges (the logins `parse_auth` builds).
+CONFIG_PARSERS = ("routes", "schema", "sections", "servers", "table", "toml_lines")
+
+
+@pytest.mark.parametrize("name", CONFIG_PARSERS)
+def test_the_config_parsers_read_no_file(name: str) -> None:
+    """The section parsers import no edge and no loader, no ssl, os or tomllib, and call no clock or disk read."""
+    module = f"hwc_watcher.config.{name}"
+    reached_up = sorted(m for m in own_imports(module) if layer(m) not in {"core", "config"} or m.endswith(".load"))
+    assert reached_up == []
+    assert sorted(lib for lib in imports(module) if lib.split(".")[0] in FORBIDDEN_IN_CORE | {"ssl", "tomllib"}) == []
+    calls = {
+        node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+        for node in ast.walk(tree(module))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name)
+    }
+    assert sorted(calls & FORBIDDEN_CALLS) == []
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    """README's Layout block lists each file of the package under its layer, so the tree and the text agree."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("### Layout"):]
+    block = block[block.index("```\nhwc_watcher/"):]
+    block = block[: block.index("\n```", 4)]
+    missing = sorted(
+        str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+        if path.name != "__init__.py" and path.parent.name != "auth" and path.name not in block
+    )
+    assert missing == []

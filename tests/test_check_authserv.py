@@ -89,3 +89,25 @@ def test_empty_inbox_and_missing_header(tmp_path: Path, imap_server: ImapAccount
         probe.append("INBOX", signal(auth_results=None))
     out = check_output(tmp_path / "again", imap_server, smtp_server)
     assert step_lines(out, "Authentication-Results")[0].startswith("! Authentication-Results: the newest INBOX")
+
+
+def test_the_mailbox_reads_only_the_newest_header_and_marks_nothing(
+    tmp_path: Path, imap_server: ImapAccount, smtp_server: SmtpCapture
+) -> None:
+    """Mailbox.newest_header gives the newest message's header lines of that name only, and leaves it unread."""
+    from hwc_watcher.config.load import load_config
+    from hwc_watcher.edges.auth import imap_authenticator
+    from hwc_watcher.edges.mailbox import Mailbox
+
+    config = load_config(write_config(tmp_path / "conf", imap_server, smtp_server))
+    with Mailbox(config.imap, imap_authenticator(config)) as mailbox:
+        assert mailbox.newest_header("INBOX", "Authentication-Results") is None
+    with imap_server.probe() as probe:
+        probe.append("INBOX", signal(auth_results="relay.example; dmarc=none"))
+        probe.append("INBOX", signal(auth_results=f"{MX}; dmarc=pass header.from=veiligthuis-gv.example.nl"))
+    with Mailbox(config.imap, imap_authenticator(config)) as mailbox:
+        raw = mailbox.newest_header("INBOX", "Authentication-Results")
+    assert raw is not None and MX.encode() in raw and b"relay.example" not in raw
+    assert not [w for w in PUPIL if w.lower().encode() in raw.lower()]
+    with imap_server.probe() as probe:
+        assert all(b"\\Seen" not in flags for flags in probe.flags("INBOX").values())

@@ -110,3 +110,22 @@ def test_relative_secret_paths_are_relative_to_the_config(tmp_path: Path) -> Non
     config = parse_config(raw, source=tmp_path / "config.toml")
     assert config.imap.auth.password is not None
     assert config.imap.auth.password.file == tmp_path / "imap-password"
+
+
+def test_imap_and_smtp_are_one_server_reading_each() -> None:
+    """[imap] and [smtp] are read the same way (host, port, security, username, CA file, timeout, login), each with
+    its own default port and timeout, and [smtp] takes [imap]'s username when it names none."""
+    from hwc_watcher.core.settings import ServerSettings
+
+    raw = base()
+    raw["imap"].update(security="starttls", timeout=45)
+    raw["imap"].pop("port", None)
+    raw["smtp"].update(security="tls")
+    for key in ("port", "username", "timeout"):
+        raw["smtp"].pop(key, None)
+    config = parse_config(raw, source=EXAMPLE)
+    assert isinstance(config.imap, ServerSettings) and isinstance(config.smtp, ServerSettings)
+    assert (config.imap.port, config.smtp.port) == (143, 465)
+    assert config.smtp.username == config.imap.username == config.imap.auth.username
+    assert (config.imap.timeout, config.smtp.timeout) == (45.0, 30.0)
+    assert config.smtp.auth.section == "smtp" and config.imap.auth.section == "imap"

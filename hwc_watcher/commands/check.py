@@ -21,14 +21,20 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import TextIO
 
-from imapclient.exceptions import IMAPClientError
-
 from hwc_watcher.commands.journal_setup import check_logs
 from hwc_watcher.commands.sendtest import recipients, send_tests
 from hwc_watcher.config.load import load_config
 from hwc_watcher.core.auth_results import AuthResults, AuthResultsError, parse_auth_results
 from hwc_watcher.core.drill_rules import drill_days, rule_summary
-from hwc_watcher.core.errors import ConfigError, DeliveryAuthError, HwcError, MailboxAuthError, TlsError, TokenError
+from hwc_watcher.core.errors import (
+    ConfigError,
+    DeliveryAuthError,
+    HwcError,
+    MailboxAuthError,
+    MailboxError,
+    TlsError,
+    TokenError,
+)
 from hwc_watcher.core.roster_check import Finding, analyse
 from hwc_watcher.core.school_calendar import format_day_off
 from hwc_watcher.core.settings import Config, LoginSettings
@@ -349,18 +355,13 @@ def _check_authserv(config: Config, mailbox: Mailbox, inbox: str, report: Report
     if vt.auth_check == "off":
         return
     try:
-        client = mailbox.client
-        client.select_folder(inbox, readonly=True)
-        uids = client.search(["ALL"])
-        if not uids:
-            report.skip(step, "INBOX is empty; run check again once a message from outside has arrived")
-            return
-        newest = max(uids)
-        item = client.fetch([newest], ["BODY.PEEK[HEADER.FIELDS (AUTHENTICATION-RESULTS)]"]).get(newest, {})
-    except (IMAPClientError, OSError) as err:
-        report.warn(step, f"the newest message's headers could not be read ({type(err).__name__})")
+        raw = mailbox.newest_header(inbox, "Authentication-Results")
+    except MailboxError as err:
+        report.warn(step, f"the newest message's headers could not be read: {err}")
         return
-    raw = next((v for k, v in item.items() if isinstance(v, bytes) and k.upper().startswith(b"BODY[")), b"")
+    if raw is None:
+        report.skip(step, "INBOX is empty; run check again once a message from outside has arrived")
+        return
     values = raw_values(BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw), "Authentication-Results")
     headers: list[AuthResults | None] = []
     for value in values:

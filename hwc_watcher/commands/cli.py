@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(config)
         if args.command == "drill":
-            from hwc_watcher.jobs.drill import run_drill_command
+            from hwc_watcher.commands.drill import run_drill_command
 
             return run_drill_command(config, sys.stdout)
         if args.command == "recall":

@@ -2,7 +2,8 @@
 
 `Table` wraps one TOML table: it knows the keys a section may hold (unknown ones are refused with a
 "did you mean"), names a value by its full key (`imap.port`, `route[2].coordinator.email`) and turns
-a wrong value into a `ConfigError` an admin can act on. `config` uses it for every section.
+a wrong value into a `ConfigError` an admin can act on. The section parsers (`config.sections`,
+`config.servers`, `config.routes`) use it for every section; it reads no file (a CA file's check is passed in).
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from hwc_watcher.core.errors import ConfigError, UnknownKeyError
 from hwc_watcher.core.settings import SecretRef
+
+#: Checks a CA file named at a key (`config.load.check_ca_file` reads it); raises ConfigError. Parsing stays pure.
+CaCheck = Callable[[str, Path], None]
 
 _SECRET_INLINE_KEYS = ("password", "client_secret", "token", "secret")
 _ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
@@ -134,23 +137,11 @@ class Table:
             raise ConfigError(f"{self.key(key)} = {value!r} must be an absolute path.")
         return base / path
 
-    def ca_file(self, base: Path | None) -> Path | None:
-        """A CA bundle must exist and hold PEM certificates: found out now, not at 07:50."""
+    def ca_file(self, base: Path | None, check: CaCheck | None) -> Path | None:
+        """A CA bundle's path; `check` (the loader's: it must exist and hold PEM certificates) runs on it at once."""
         path = self.path("ca_file", base)
-        if path is None:
-            return None
-        where = self.key("ca_file")
-        try:
-            ssl.create_default_context(cafile=str(path))
-        except FileNotFoundError as err:
-            raise ConfigError(f"{where} = {str(path)!r} does not exist.",
-                              fix=f"check the path in {where}, or leave it empty for the system's CAs") from err
-        except OSError as err:
-            raise ConfigError(f"{where} = {str(path)!r} cannot be read: {err.strerror}.",
-                              fix=f"make {path} readable for the service user (chmod 0644 {path})") from err
-        except ssl.SSLError as err:
-            raise ConfigError(f"{where} = {str(path)!r} holds no usable PEM certificate ({err.reason}).",
-                              fix="point it at the CA certificate in PEM form (-----BEGIN CERTIFICATE-----)") from err
+        if path is not None and check is not None:
+            check(self.key("ca_file"), path)
         return path
 
     def address(self, key: str, default: str | None = None) -> str:

@@ -1,6 +1,6 @@
 """Which days are school days: Monday–Friday minus the school's holidays and study days.
 
-`[calendar]` is parsed by `hwc_watcher.config.load`; `build_calendar` puts the parts together:
+`[calendar]` is parsed by `hwc_watcher.config.sections`; `build_calendar` puts the parts together:
 
 * `region`: the school holidays OCW publishes for that region (`hwc_watcher.core.ocw_holidays`);
 * the national public holidays (the `holidays` package), with Goede Vrijdag and Bevrijdingsdag as

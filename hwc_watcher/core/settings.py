@@ -2,7 +2,8 @@
 
 Only types live here (and what follows from their values alone), so that the pure core — classify,
 compose, trust, drill_rules, recall_plan — can take settings without importing the loader, which reads
-TOML, CA files and secrets. `hwc_watcher.config.load` builds these from the admin's file and re-exports them.
+TOML, CA files and secrets. `hwc_watcher.config.sections` builds these from the admin's file (`config.load`
+reads it) and `config.load` re-exports them.
 """
 
 from __future__ import annotations
@@ -96,17 +97,23 @@ class FolderNames:
 
 
 @dataclass(frozen=True)
-class ImapSettings:
+class ServerSettings:
+    """What [imap] and [smtp] share: where the server is, how it is reached, and the login (read once, for both)."""
+
     host: str
     port: int
     security: Security
     username: str
     ca_file: Path | None
     timeout: float
+    auth: LoginSettings
+
+
+@dataclass(frozen=True)
+class ImapSettings(ServerSettings):
     folders: FolderNames
     #: "all": empty Sent and Trash completely; "handled": only what this daemon handled or sent.
     purge: PurgeMode
-    auth: LoginSettings
     #: Keep one extra connection in IDLE (RFC 2177) so new mail starts a cycle at once (when offered).
     idle: bool = True
     #: IDLE is ended and issued again this often: well inside Microsoft 365's and Gmail's limits.
@@ -114,16 +121,9 @@ class ImapSettings:
 
 
 @dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int
-    security: Security
-    username: str
-    ca_file: Path | None
-    timeout: float
+class SmtpSettings(ServerSettings):
     from_address: str
     from_name: str
-    auth: LoginSettings
 
 
 @dataclass(frozen=True)

@@ -550,6 +550,26 @@ class Mailbox:
                     found.setdefault(folder, (state.uidvalidity, []))[1].extend(hits)
         return found
 
+    # --- for `check` -----------------------------------------------------------------------------
+
+    def newest_header(self, folder: str, name: str) -> bytes | None:
+        """The raw `name:` header lines of the newest message in `folder`; None when the folder is empty.
+
+        EXAMINE and BODY.PEEK[HEADER.FIELDS]: read-only, nothing is marked read, no other header or body
+        is downloaded (`check` shows which authserv-id the school's server writes).
+        """
+        self._call(f"EXAMINE {folder}", self.client.select_folder, folder, readonly=True)
+        self._selected = None  # read-only: a later change must SELECT again
+        uids: list[int] = self._call(f"SEARCH in {folder}", self.client.search, ["ALL"])
+        if not uids:
+            return None
+        newest = max(uids)
+        data = self._call(f"FETCH headers in {folder}", self.client.fetch, [newest],
+                          [f"BODY.PEEK[HEADER.FIELDS ({name.upper()})]"])
+        item = data.get(newest, {})
+        return next((bytes(v) for k, v in item.items() if isinstance(v, bytes) and k.upper().startswith(b"BODY[")),
+                    b"")
+
     # --- push (RFC 2177 IDLE) -----------------------------------------------------------------
 
     @property

@@ -1,22 +1,14 @@
-"""The 08:15 guard: on a school day, make sure a person knows when the daemon did not do its job.
+"""The 08:15 guard in the daemon: each cycle's result, read into the pure `core.deadline_rules`.
 
-Pure: it is told what every cycle found, and asked at the deadline what is wrong. Two causes:
-
-* `not_checked` — the mailbox was not read successfully since the morning window opened
-  (server down, password expired, daemon stuck): nobody knows whether a signal is waiting;
-* `waiting` — a VT message is still in the mailbox (it needs a person, or a signal could
-  not be completed).
-
-The service turns each cause into one alert per day, and reports recovery once.
+The rules (which causes hold at the deadline, when all is well again) are decided in the core on plain
+values; this module only knows what a `CycleResult` says about them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
-from hwc_watcher.core.school_calendar import SchoolCalendar
-from hwc_watcher.core.settings import ScheduleSettings
+from hwc_watcher.core.deadline_rules import DeadlineRules
 from hwc_watcher.jobs.cycle import CycleResult
 
 
@@ -25,52 +17,13 @@ def error_cause(result: CycleResult) -> str:
     return result.error_cause or "unknown"
 
 
-@dataclass
-class DeadlineGuard:
-    schedule: ScheduleSettings
-    calendar: SchoolCalendar
-    #: When the mailbox was last read completely.
-    last_ok: dt.datetime | None = None
-    #: VT messages still waiting after that read (needs_human + unfinished signals).
-    waiting: int = 0
-    #: Since the last good read: the first failed cycle's moment, and the newest error (admin text).
-    failing_since: dt.datetime | None = None
-    last_error: str | None = None
-    #: The newest error's cause code (what the 08:15 alert tells a person; the text above is for the log).
-    last_cause: str | None = None
+class DeadlineGuard(DeadlineRules):
+    """The rules, fed with whole cycle results."""
 
     def observe(self, result: CycleResult, at: dt.datetime) -> None:
         """Record a cycle; a failed cycle changes nothing we know about the mailbox, only why it failed."""
-        if result.dry_run:
-            return
-        if not result.mailbox_ok:
-            self.failing_since = self.failing_since or at
-            self.last_error = result.error
-            self.last_cause = error_cause(result)
-            return
-        self.last_ok, self.failing_since, self.last_error, self.last_cause = at, None, None, None
-        self.waiting = result.waiting + result.pending
+        self.record(at, mailbox_ok=result.mailbox_ok, waiting=result.waiting + result.pending, error=result.error,
+                    cause=error_cause(result), dry_run=result.dry_run)
 
-    def window_start(self, day: dt.date) -> dt.datetime:
-        return dt.datetime.combine(day, self.schedule.busy_start, tzinfo=self.schedule.timezone)
 
-    def deadline(self, day: dt.date) -> dt.datetime:
-        return dt.datetime.combine(day, self.schedule.deadline, tzinfo=self.schedule.timezone)
-
-    def problems(self, now: dt.datetime) -> list[str]:
-        """The causes to alert on at `now`; none on a day off or before the deadline."""
-        local = now.astimezone(self.schedule.timezone)
-        day = local.date()
-        if not self.calendar.is_school_day(day) or local < self.deadline(day):
-            return []
-        if self.last_ok is None or self.last_ok < self.window_start(day):
-            return ["not_checked"]
-        if self.waiting:
-            return ["waiting"]
-        return []
-
-    def healthy(self, now: dt.datetime) -> bool:
-        """True when none of the causes holds (used to report recovery)."""
-        local = now.astimezone(self.schedule.timezone)
-        fresh = self.last_ok is not None and self.last_ok >= self.window_start(local.date())
-        return fresh and not self.waiting
+__all__ = ["DeadlineGuard", "error_cause"]

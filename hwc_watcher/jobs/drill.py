@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any
 
 from hwc_watcher import log
 from hwc_watcher.core.compose import Composer
@@ -327,34 +327,6 @@ class Drill:
         return delivered
 
 
-def run_drill_command(config: Config, out: TextIO, **kwargs: Any) -> int:
-    """`hwc-watcher drill`: one drill now, each step printed with its fix; 0 when it passed, 1 when not."""
-    from hwc_watcher.edges.auth import imap_authenticator, smtp_authenticator
-
-    drill = Drill(config, imap_authenticator(config), smtp_authenticator(config), **kwargs)
-    result = drill.run()
-    for name in STEPS:
-        step = result.step(name)
-        if step is None:
-            out.write(f"- {name}: not reached\n")
-        elif step.untested:
-            out.write(f"○ {name}: {step.detail}\n")
-        elif step.ok:
-            out.write(f"✓ {name}: {step.detail}\n")
-        else:
-            out.write(f"✗ {name}: {step.detail}\n    fix: {fix_text(step.problem, 'en', step.values)}\n")
-    reported = drill.report(result)
-    people = ", ".join(p.email for p in config.alert_recipients())
-    out.write(f"{'✓' if reported else '✗'} report to {people}{'' if reported else ' not delivered'}\n")
-    untested = [s.name for s in result.steps if s.untested]
-    if result.ok and untested:
-        out.write(f"drill passed; not testable on {PROVIDER_NAMES['en'][drill.provider]}: {', '.join(untested)} "
-                  "(see docs/drill.md)\n")
-    else:
-        out.write("drill passed\n" if result.ok else "drill FAILED\n")
-    return 0 if result.ok else 1
-
-
 class DrillJob:
     """The daemon's side: a daily job at `drill.at` that drills on drill days only, once a day."""
 
@@ -394,4 +366,4 @@ class DrillJob:
         return result
 
 
-__all__ = ["Drill", "DrillJob", "DrillResult", "Step", "run_drill_command"]
+__all__ = ["Drill", "DrillJob", "DrillResult", "Step"]

@@ -36,6 +36,7 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from hwc_watcher import log
+from hwc_watcher.core.alert_rules import GUARDED, failure_alert_due, recovery_due
 from hwc_watcher.core.compose import format_moment
 from hwc_watcher.core.errors import ChannelError
 from hwc_watcher.core.settings import Config, ScheduleSettings
@@ -48,9 +49,6 @@ from hwc_watcher.jobs.drill import DrillJob
 from hwc_watcher.jobs.recall import Recaller, RecallResult
 
 _log = log.get_logger("hwc_watcher.service")
-
-#: Alert keys whose cause a healthy cycle clears (recovery is reported once).
-_GUARDED = ("deadline:not_checked", "deadline:waiting", "failure")
 
 #: A cycle that has not finished after this long is considered hung (the watchdog stops).
 HUNG_AFTER_S = 15 * 60
@@ -178,7 +176,7 @@ class Service:
     def after_cycle(self, result: CycleResult, now: dt.datetime) -> None:
         """Feed the guard; heartbeat on success; alert at once on a permanent failure; report recovery."""
         self.guard.observe(result, now)
-        permanent = result.error is not None and not result.error_transient
+        permanent = failure_alert_due(error=result.error, transient=result.error_transient)
         # The mail names the cause in the reader's words; the admin's error text (which may quote a server) stays
         # in the log. `error_cause` is the stopping error's `HwcError.cause` (see cycle.CycleResult).
         if permanent and self.alerter.alert("failure", "alert_failure", now, cause=error_cause(result)):
@@ -191,12 +189,13 @@ class Service:
                 ping(url, ca_file=str(self.config.alerts.ca_file) if self.config.alerts.ca_file else None)
             except ChannelError as err:
                 _log.warning("heartbeat_failed", error=str(err))
-        alerted = [k for k in _GUARDED if self.alerter.already_sent(k, now)]
-        if alerted and self.guard.healthy(now) and not result.failed:
+        alerted = recovery_due(mailbox_ok=result.mailbox_ok, healthy=self.guard.healthy(now), failed=result.failed,
+                               sent_today={k for k in GUARDED if self.alerter.already_sent(k, now)})
+        if alerted:
             moment = now.astimezone(self.config.schedule.timezone).strftime("%H:%M")
             if self.alerter.alert("recovered", "alert_recovered", now, moment=moment):
-                _log.info("recovered", causes=alerted)
-                for key in _GUARDED:  # a new failure later today alerts again
+                _log.info("recovered", causes=list(alerted))
+                for key in GUARDED:  # a new failure later today alerts again
                     self.alerter.forget(key)
 
     def check_deadline(self, now: dt.datetime | None = None) -> list[str]:
