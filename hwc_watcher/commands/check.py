@@ -14,7 +14,6 @@ import datetime as dt
 import email.policy
 import re
 import socket
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
@@ -503,7 +502,7 @@ def _port_mismatch(report: Report, section: str, host: str, port: int, security:
 
     if before == (security == "tls"):
         return False
-    if err is not None and isinstance(err.__cause__, ssl.SSLCertVerificationError):
+    if isinstance(err, TlsError) and err.certificate:
         return False  # TLS was spoken; the certificate is the problem
     kind = probe_port(host, port)
     advice = security_advice(section, port, security, kind)
@@ -515,9 +514,9 @@ def _port_mismatch(report: Report, section: str, host: str, port: int, security:
 
 def _tls_fix(section: str, err: HwcError) -> str:
     """The fix that follows the cause: a certificate names the CA file, a handshake the port and security."""
-    if isinstance(err.__cause__, ssl.SSLCertVerificationError):
+    if isinstance(err, TlsError) and err.certificate:
         return f"check {section}.host (it must match the certificate); for the school's own CA set {section}.ca_file"
-    if "STARTTLS" in str(err):
+    if isinstance(err, TlsError) and err.no_starttls:
         return f'set {section}.security = "tls" with the implicit-TLS port, or ask for STARTTLS on this one'
     return f"check {section}.port and {section}.security (\"tls\": 993/465, \"starttls\": 143/587)"
 
