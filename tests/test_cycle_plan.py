@@ -30,7 +30,7 @@ from hwc_watcher.core.cycle_plan import (
     Unreached,
     Unsent,
 )
-from hwc_watcher.core.memory import ALERTED_KEYWORD, FLAGGED, Delivery, FolderMemory, Judged, Memory, deletable
+from hwc_watcher.core.memory import ALERTED_KEYWORD, FLAGGED, Delivery, FolderMemory, Judged, Memory, Role, deletable
 from hwc_watcher.core.models import Folders, FolderState, Glance, Person, Pupil, Route, RouteDecision
 from hwc_watcher.core.settings import Config
 
@@ -227,7 +227,7 @@ OWN = b"From: handlewithcare@school.example.nl\r\nSubject: Bevestiging\r\n\r\n"
     ids=["vt-read", "stranger-left", "code-word-in-body-read", "junk-stranger", "our-sent-copy", "vt-dragged-to-sent",
          "unparsable-read"],
 )
-def test_first_look(role: cycle_plan.Role, headers: bytes, hit: bool, expected: object) -> None:
+def test_first_look(role: Role, headers: bytes, hit: bool, expected: object) -> None:
     """What may be from VT or about HwC is read whole; only what the headers settle is judged on them."""
     found = cycle_plan.first_look([glance(5, headers)], {5} if hit else set(), role, config(), NOW)
     if expected == "read":
@@ -284,7 +284,7 @@ def test_remember_keeps_what_earlier_looks_knew() -> None:
          "not-ours-trash-purge-all", "waiting-inbox-never", "waiting-trash-unalerted", "sent-copy",
          "test-bounce-before-alert", "test-bounce-after-alert"],
 )
-def test_what_may_leave_a_folder(role: cycle_plan.Role, judged: Judged, clock: float, gone: bool) -> None:
+def test_what_may_leave_a_folder(role: Role, judged: Judged, clock: float, gone: bool) -> None:
     """A signal only once done and after its hold; ours always; not ours never in inbox/Junk; a person's never early."""
     cfg = config()
     schedule = cfg.schedule
@@ -361,3 +361,25 @@ def test_describe_for_the_dry_run() -> None:
                     "everywhere after a 3-minute hold")
     assert "David" not in line
     assert cycle_plan.describe(Judged("ignored", "not_vt_sender"), "inbox", cfg) == "left alone (not ours)"
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        ({"transient": True, "attempt": 1, "attempts": 3}, "retry"),
+        ({"transient": True, "attempt": 3, "attempts": 3}, "stop"),
+        ({"transient": False, "attempt": 1, "attempts": 3}, "stop"),
+        ({"transient": True, "attempt": 1, "attempts": 3, "stopping": True}, "stop"),
+        ({"transient": True, "attempt": 1, "attempts": 3, "out_of_time": True}, "stop"),
+        ({"transient": True, "token_expired": True, "attempt": 3, "attempts": 3}, "reconnect"),
+        ({"transient": True, "token_expired": True, "reconnected": True, "attempt": 4, "attempts": 4}, "stop"),
+        ({"transient": True, "token_expired": True, "out_of_time": True, "attempt": 1, "attempts": 3}, "stop"),
+    ],
+    ids=["transient-retried", "retries-used-up", "permanent", "sigterm", "out-of-time", "token-expired-reconnects",
+         "token-expired-twice", "token-expired-too-late"],
+)
+def test_after_a_failed_attempt(facts: dict[str, object], expected: str) -> None:
+    """A transient error is retried within the retries, time and no stop; an expired token reconnects at once, once."""
+    values = {"token_expired": False, "reconnected": False, "out_of_time": False, "stopping": False, **facts}
+    assert cycle_plan.after_failure(**values) == expected  # type: ignore[arg-type]
+    assert [cycle_plan.retry_wait(5.0, n) for n in (1, 2, 3)] == [5.0, 10.0, 20.0]

@@ -11,7 +11,8 @@ what is remembered (`memory`), the settings and the time, and says what to do ne
    order "notices → receipt → read receipt, and only then may it be deleted" lives here alone;
 5. `waiting_line`, `refusal_line`, `away`: the content-free lines of the cycle's one alert;
 6. `memory.deletable`: what may leave a folder now; `leftovers`: what the final search found that should be gone;
-7. `alert_plan.plan` and `marks`: whether the alert goes, and which messages it marks.
+7. `alert_plan.plan` and `marks`: whether the alert goes, and which messages it marks;
+8. `after_failure`: after a failed attempt, reconnect, retry or stop.
 
 `describe` turns a judged message into the line `hwc-watcher once --dry-run` prints: what a real cycle would do.
 Nothing here reads the clock: `now` (wall clock) and `clock` (monotonic seconds) come in as values.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from hwc_watcher.core import delivery_plan
 from hwc_watcher.core.alert_plan import STRANGER_REASONS, Attention
@@ -490,6 +492,28 @@ def marks(sent: Iterable[Attention], memory: Memory) -> dict[str, list[int]]:
     return by_folder
 
 
+# --- 8. after a failed attempt --------------------------------------------------------------------------
+
+
+def after_failure(*, transient: bool, token_expired: bool, reconnected: bool, attempt: int, attempts: int,
+                  out_of_time: bool, stopping: bool) -> Literal["reconnect", "retry", "stop"]:
+    """What a cycle does after an attempt failed: reconnect at once, retry after a wait, or stop.
+
+    Exchange ends a session when its access token runs out: not a failure, so one extra attempt reconnects at
+    once. Otherwise only a transient error is retried, within `schedule.retries`, the cycle's time and no stop.
+    """
+    if token_expired and not out_of_time and not reconnected:
+        return "reconnect"
+    if not transient or attempt >= attempts or stopping or out_of_time:
+        return "stop"
+    return "retry"
+
+
+def retry_wait(delay_s: float, attempt: int) -> float:
+    """Seconds before the next attempt: `schedule.retry_delay_seconds`, doubled with each attempt."""
+    return delay_s * 2.0 ** (attempt - 1)
+
+
 # --- the dry run ------------------------------------------------------------------------------------------
 
 
@@ -546,6 +570,7 @@ __all__ = [
     "Step",
     "Unreached",
     "Unsent",
+    "after_failure",
     "away_line",
     "configured",
     "describe",
@@ -564,6 +589,7 @@ __all__ = [
     "refusal_line",
     "remember",
     "resync",
+    "retry_wait",
     "role_of",
     "roles",
     "routes_of",

@@ -227,19 +227,21 @@ class Watcher:
                     result.error = str(err)
                     result.error_transient = err.transient
                     result.error_cause = err.cause
-                    if is_token_expired(err) and not budget.expired.is_set():
-                        # Exchange ends a session when its token runs out: not a failure, reconnect at once.
-                        self.imap_auth.invalidate()
-                        if not reconnected:
-                            reconnected, attempts = True, attempts + 1
-                            _log.info("reconnect", why="access token expired", attempt=attempt)
-                            continue
+                    expired = is_token_expired(err)
+                    if expired and not budget.expired.is_set():
+                        self.imap_auth.invalidate()  # a new token for the next attempt (or the next cycle)
+                    then = cycle_plan.after_failure(
+                        transient=err.transient, token_expired=expired, reconnected=reconnected, attempt=attempt,
+                        attempts=attempts, out_of_time=budget.expired.is_set(), stopping=self.stop.is_set())
+                    if then == "reconnect":
+                        reconnected, attempts = True, attempts + 1
+                        _log.info("reconnect", why="access token expired", attempt=attempt)
+                        continue
                     _log.error("cycle_failed", error=str(err), error_type=type(err).__name__,
                                transient=result.error_transient, attempt=attempt)
-                    if (not result.error_transient or attempt >= attempts or self.stop.is_set()
-                            or budget.expired.is_set()):
+                    if then == "stop":
                         break
-                    self.sleep(self.config.schedule.retry_delay_s * 2 ** (attempt - 1))
+                    self.sleep(cycle_plan.retry_wait(self.config.schedule.retry_delay_s, attempt))
                     if self.stop.is_set():
                         break
                 except Exception as err:  # noqa: BLE001 - a bug must not stop the daemon; the next cycle retries
