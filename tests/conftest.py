@@ -102,3 +102,15 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(host, port, timeout) if host in ("127.0.0.1", "localhost") else f"{host} is offline in tests"
 
     monkeypatch.setattr(check, "_reachable", reachable)
+
+
+@pytest.fixture
+def quick_port_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port probe behind `check` and the daemon's TLS advice listens 0.5 s for a greeting, not 3 s.
+
+    Only a TLS port makes it wait the whole time (it says nothing until the client's hello); a loopback server
+    greets within milliseconds, and a plain greeting later than that still reads as plain (it answers the hello).
+    """
+    from hwc_watcher.edges import port_probe
+
+    monkeypatch.setattr(port_probe, "GREETING_WAIT_S", 0.5)
