@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -201,3 +202,21 @@ def notices_per_person(smtp: SmtpCapture) -> Counter[str]:
         if str(mail.message["Message-ID"]).startswith("<hwc-notice."):
             counts.update(r.lower() for r in mail.rcpt_tos)
     return counts
+
+
+def alerts(smtp: SmtpCapture) -> list[str]:
+    """The plain text of every mail the contact got (alerts, in the order they were accepted)."""
+    texts = []
+    for mail in smtp.messages:
+        if CONTACT in mail.rcpt_tos:
+            body = mail.message.get_body(("plain",))
+            assert isinstance(body, EmailMessage), "an alert without a plain-text part"
+            texts.append(body.get_content())
+    return texts
+
+
+def leaks(text: str, needles: Iterable[str]) -> list[str]:
+    """The needles (lower-case forms of a fictional pupil's data) found in a text, case-insensitively and with
+    whitespace runs folded to one space (a wrapped line hides nothing); sorted."""
+    folded = re.sub(r"\s+", " ", text).casefold()
+    return sorted(needle for needle in needles if needle in folded)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import examples  # noqa: F401 - loads the hypothesis profile before any test module is collected
 import pytest
+import structlog
 from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, GMAIL_CAPABILITIES, DovecotServer, derived_instance, running
 from mailprobe import ImapAccount, TlsFiles, make_tls_files
 
@@ -114,3 +115,10 @@ def quick_port_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     from hwc_watcher.edges import port_probe
 
     monkeypatch.setattr(port_probe, "GREETING_WAIT_S", 0.5)
+
+
+@pytest.fixture
+def reset_structlog() -> Iterator[None]:
+    """For a test that configures logging itself: structlog's defaults come back afterwards."""
+    yield
+    structlog.reset_defaults()

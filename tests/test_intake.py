@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from builders import BACKUP, BOX, CONTACT, COORDINATOR, TRUSTED, VT, VT_DOMAIN, signal, write_config
+from builders import BACKUP, BOX, CONTACT, COORDINATOR, TRUSTED, VT, VT_DOMAIN, alerts, signal, write_config
 from faultproxy import Fault, FaultProxy
 from freezegun import freeze_time
 from mailprobe import ImapAccount
@@ -38,11 +38,6 @@ def notices(smtp: SmtpCapture) -> list[str]:
     """The notice bodies the coordinators and backup received."""
     return [m.message.get_body(("plain",)).get_content() for m in smtp.messages  # type: ignore[union-attr]
             if {COORDINATOR, BACKUP} & set(m.rcpt_tos) and CONTACT not in m.rcpt_tos]
-
-
-def alerts(smtp: SmtpCapture) -> list[str]:
-    return [m.message.get_body(("plain",)).get_content() for m in smtp.messages  # type: ignore[union-attr]
-            if CONTACT in m.rcpt_tos]
 
 
 def counts(account: ImapAccount) -> dict[str, int]:
