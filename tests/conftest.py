@@ -122,3 +122,11 @@ def reset_structlog() -> Iterator[None]:
     """For a test that configures logging itself: structlog's defaults come back afterwards."""
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture
+def quick_push_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The push listener's first back-off after a failed session is 0.2 s, not 2 s, for tests that wait one out."""
+    from hwc_watcher.edges import push
+
+    monkeypatch.setattr(push, "FIRST_BACKOFF_S", 0.2)
