@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import examples  # noqa: F401 - loads the hypothesis profile before any test module is collected
 import pytest
+import structlog
 from dovecot import CAPABILITIES_WITHOUT_UIDPLUS, GMAIL_CAPABILITIES, DovecotServer, derived_instance, running
 from mailprobe import ImapAccount, TlsFiles, make_tls_files
 
@@ -102,3 +103,30 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(host, port, timeout) if host in ("127.0.0.1", "localhost") else f"{host} is offline in tests"
 
     monkeypatch.setattr(check, "_reachable", reachable)
+
+
+@pytest.fixture
+def quick_port_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port probe behind `check` and the daemon's TLS advice listens 0.5 s for a greeting, not 3 s.
+
+    Only a TLS port makes it wait the whole time (it says nothing until the client's hello); a loopback server
+    greets within milliseconds, and a plain greeting later than that still reads as plain (it answers the hello).
+    """
+    from hwc_watcher.edges import port_probe
+
+    monkeypatch.setattr(port_probe, "GREETING_WAIT_S", 0.5)
+
+
+@pytest.fixture
+def reset_structlog() -> Iterator[None]:
+    """For a test that configures logging itself: structlog's defaults come back afterwards."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture
+def quick_push_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The push listener's first back-off after a failed session is 0.2 s, not 2 s, for tests that wait one out."""
+    from hwc_watcher.edges import push
+
+    monkeypatch.setattr(push, "FIRST_BACKOFF_S", 0.2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import email.policy
 import shutil
+import socket
 import ssl
 import subprocess
 from collections.abc import Sequence
@@ -35,6 +36,13 @@ def message_id(raw: bytes) -> str:
     return " ".join(str(parse_mail(raw).get("Message-ID", "")).split())
 
 
+def nodelay(client: IMAPClient) -> IMAPClient:
+    """Switch off Nagle, as the daemon does: imapclient writes a command and its line end separately, and
+    against a loopback server Nagle plus delayed ACKs cost 40 ms a command (27 s for 630 APPENDs)."""
+    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return client
+
+
 class MailboxProbe:
     """A thin IMAPClient wrapper; reads use EXAMINE and BODY.PEEK, so probing never marks mail seen."""
 
@@ -53,6 +61,7 @@ class MailboxProbe:
         use_tls = (ssl_context is not None and not starttls) if implicit_tls is None else implicit_tls
         self._client = IMAPClient(host, port=port, ssl=use_tls, ssl_context=ssl_context, timeout=30)
         try:
+            nodelay(self._client)
             if starttls:
                 self._client.starttls(ssl_context or ssl.create_default_context())
             self._client.login(username, password)

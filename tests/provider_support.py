@@ -21,7 +21,7 @@ from typing import Any, Self
 from builders import people, private_file
 from faultproxy import command_verb, unquote
 from imapclient import IMAPClient
-from mailprobe import TlsFiles
+from mailprobe import TlsFiles, nodelay
 
 HOST = "127.0.0.1"
 #: What Exchange Online says when an access token runs out during a session.
@@ -257,6 +257,7 @@ def oauth_client(port: int, ca_file: str, mailbox: str, token: str) -> IMAPClien
     """An IMAPClient logged in with XOAUTH2 using a token the test registered itself (no token request)."""
     client = IMAPClient(HOST, port=port, ssl=True, ssl_context=ssl.create_default_context(cafile=ca_file), timeout=10)
     try:
+        nodelay(client)
         client.oauth2_login(mailbox, token)
     except BaseException:
         client.shutdown()

@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from builders import CONTACT, signal, write_config
+from builders import CONTACT, alerts, signal, write_config
 from freezegun import freeze_time
 from mailprobe import ImapAccount
 from structlog.testing import capture_logs
@@ -34,11 +34,6 @@ def stranger(n: int) -> bytes:
                   subject=f"Handle with Care deal {n}")
 
 
-def alert_mails(smtp: SmtpCapture) -> list[str]:
-    return [m.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-            for m in smtp.messages if CONTACT in m.rcpt_tos]
-
-
 def test_thirty_strangers_one_a_second_give_one_alert_then_one_counted_line(
         imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
     """Under push every new mail starts a cycle: 30 strangers in 30 s give one alert; the 29 after it are one
@@ -50,11 +45,11 @@ def test_thirty_strangers_one_a_second_give_one_alert_then_one_counted_line(
                 probe.append("INBOX", stranger(n))
             watcher.run_cycle()
             frozen.tick(1)
-        assert len(alert_mails(smtp_server)) == 1
+        assert len(alerts(smtp_server)) == 1
         frozen.tick(15 * 60)
         watcher.run_cycle()
         watcher.run_cycle()
-    texts = alert_mails(smtp_server)
+    texts = alerts(smtp_server)
     assert len(texts) == 2
     assert "29 berichten met het codewoord" in texts[1]
     assert "spam.example" not in "".join(texts) and "aanbieding" not in "".join(texts)
@@ -72,7 +67,7 @@ def test_what_may_be_from_vt_is_not_held_back_by_the_pacing(imap_server: ImapAcc
         with imap_server.probe() as probe:
             probe.append("INBOX", signal(auth_results=None))  # a VT sender, not vouched for
         assert watcher.run_cycle().alerts == 1
-    texts = alert_mails(smtp_server)
+    texts = alerts(smtp_server)
     assert len(texts) == 2 and "mogelijk vervalst" in texts[1]
 
 
@@ -91,7 +86,7 @@ def test_a_batch_of_strangers_makes_one_small_alert_and_a_short_log(imap_server:
     assert result.alerts == 1
     (mail,) = [m for m in smtp_server.messages if CONTACT in m.rcpt_tos]
     assert len(mail.raw) < 16_000
-    text = alert_mails(smtp_server)[0]
+    text = alerts(smtp_server)[0]
     assert len([line for line in text.splitlines() if line.startswith("- ")]) <= 21
     assert "en nog 11 andere meldingen" in text  # 30 VT lines + 1 counted line = 31: 20 shown, 11 more
     assert len(json.dumps(logs, default=str).encode()) < 10_000
@@ -105,7 +100,7 @@ def test_a_bounce_names_only_addresses_we_configured(imap_server: ImapAccount, s
         probe.append("INBOX", bounce("0612345678@phish.example", "Dit is een test van de Handle with Care-koppeling",
                                      with_our_id=True, own_id="hwc-test.abc123"))
     Watcher.from_config(load_config(write_config(tmp_path, imap_server, smtp_server))).run_cycle()
-    (text,) = alert_mails(smtp_server)
+    (text,) = alerts(smtp_server)
     assert "0612345678" not in text and "phish.example" not in text
     assert "een adres dat niet in de instellingen staat" in " ".join(text.split())
 

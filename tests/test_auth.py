@@ -20,6 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from dovecot import DovecotServer, require_dovecot
+from mailprobe import nodelay
 from oauth_servers import (
     HOST,
     PASSWORD,
@@ -170,7 +171,7 @@ def google_config(key: Path, ca: Path) -> dict[str, Any]:
 def imap_client(server: DovecotServer, ca: Path) -> imapclient.IMAPClient:
     """An implicit-TLS IMAPClient to the OAuth Dovecot."""
     context = ssl.create_default_context(cafile=str(ca))
-    return imapclient.IMAPClient(HOST, port=server.tls_port, ssl=True, ssl_context=context, timeout=10)
+    return nodelay(imapclient.IMAPClient(HOST, port=server.tls_port, ssl=True, ssl_context=context, timeout=10))
 
 
 # --------------------------------------------------------------------------- config

@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from builders import BACKUP, BOX, CONTACT, COORDINATOR, VT, notices_per_person, signal, write_config
+from builders import BACKUP, BOX, COORDINATOR, VT, alerts, notices_per_person, signal, write_config
 from freezegun import freeze_time
 from mailprobe import ImapAccount
 
@@ -57,11 +57,6 @@ def school(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture) -> Watcher:
 def notice_id_to(smtp: SmtpCapture, address: str) -> str:
     return next(str(m.message["Message-ID"]) for m in smtp.messages
                 if address in m.rcpt_tos and str(m.message["Message-ID"]).startswith("<hwc-notice."))
-
-
-def alerts(smtp: SmtpCapture) -> list[str]:
-    return [m.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-            for m in smtp.messages if CONTACT in m.rcpt_tos]
 
 
 def inbox_count(account: ImapAccount) -> int:

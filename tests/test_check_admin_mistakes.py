@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-from builders import BACKUP, CONTACT, COORDINATOR, private_file, write_config
+from builders import BACKUP, CONTACT, COORDINATOR, Address, private_file, write_config
 from dovecot import DovecotServer
 from mailprobe import ImapAccount
 
@@ -68,8 +68,7 @@ def test_a_busy_window_that_misses_the_deadline_is_refused(schedule: dict, messa
 
 def test_check_shows_the_refused_schedule(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
     """`check` fails at "config valid" with the schedule's message and fix, rc 1."""
-    path = write_config(tmp_path, imap_server, smtp_server)
-    path.write_text(path.read_text(encoding="utf-8").replace("[schedule]\n", '[schedule]\nbusy_start = "08:30"\n'))
+    path = write_config(tmp_path, imap_server, smtp_server, busy_start="08:30")
     rc, text = check_output(path)
     assert rc == 1
     assert '✗ config valid: schedule.busy_start = "08:30" must be before schedule.deadline = "08:15"' in text
@@ -162,6 +161,7 @@ def _lines(text: str, start: str) -> list[str]:
     return lines[i:i + 2]
 
 
+@pytest.mark.usefixtures("quick_port_probe")
 def test_starttls_to_an_implicit_tls_port_is_named_in_seconds(dovecot_account: ImapAccount,
                                                               smtp_server: SmtpCapture, tmp_path: Path) -> None:
     """security = "starttls" to Dovecot's port 993 is recognised in seconds, not 30 s, and told to set "tls"."""
@@ -177,18 +177,20 @@ def test_starttls_to_an_implicit_tls_port_is_named_in_seconds(dovecot_account: I
     assert "run check again later" not in text
 
 
+@pytest.mark.usefixtures("quick_port_probe")
 def test_the_daemon_names_an_implicit_tls_port_too(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
                                                    tmp_path: Path) -> None:
     """A cycle whose greeting never comes (starttls to 993) says which security to set, not "a timeout"."""
     from hwc_watcher.jobs.cycle import Watcher
 
-    path = write_config(tmp_path, dataclasses.replace(dovecot_account, security="starttls"), smtp_server)
-    private_file(path, path.read_text(encoding="utf-8").replace("timeout = 10", "timeout = 2", 1))
+    path = write_config(tmp_path, dataclasses.replace(dovecot_account, security="starttls"), smtp_server,
+                        imap_timeout=1)
     result = Watcher.from_config(load_config(path), clock=lambda: NOW).run_cycle()
     assert result.error is not None and not result.error_transient
-    assert "did not greet in 2 s" in result.error and 'Fix: set imap.security = "tls".' in result.error
+    assert "did not greet in 1 s" in result.error and 'Fix: set imap.security = "tls".' in result.error
 
 
+@pytest.mark.usefixtures("quick_port_probe")
 def test_check_skips_recall_logins_while_imap_fails(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
                                                     tmp_path: Path) -> None:
     """With [imap] on the wrong security, the recall logins are skipped, not timed out once more."""
@@ -212,16 +214,14 @@ def test_tls_to_a_plain_port_says_starttls_not_the_ca_file(dovecot: DovecotServe
     assert 'set imap.security = "starttls"' in fix and "ca_file" not in fix
 
 
+@pytest.mark.usefixtures("quick_port_probe")
 def test_smtp_starttls_to_an_implicit_tls_port(dovecot: DovecotServer, imap_server: ImapAccount,
                                                tmp_path: Path) -> None:
     """[smtp] security = "starttls" to a port that speaks TLS at once (465-like) gets 'set smtp.security = "tls"'."""
-    with SmtpCapture() as smtp:
-        path = write_config(tmp_path, imap_server, smtp, smtp_security="starttls",
-                            smtp_ca_file=str(dovecot.tls.ca_file))
-        text = path.read_text(encoding="utf-8").replace(f"port = {smtp.port}", f"port = {dovecot.tls_port}")
-        path.write_text(text, encoding="utf-8")
-        started = time.monotonic()
-        rc, out = check_output(path)
+    path = write_config(tmp_path, imap_server, Address(dovecot.host, dovecot.tls_port), smtp_security="starttls",
+                        smtp_ca_file=str(dovecot.tls.ca_file))
+    started = time.monotonic()
+    rc, out = check_output(path)
     assert rc == 1 and time.monotonic() - started < 8
     problem, fix = _lines(out, "✗ SMTP TLS")
     assert "speaks TLS at once" in problem and fix.strip() == 'fix: set smtp.security = "tls"'
@@ -236,6 +236,7 @@ def test_smtp_tls_to_a_plain_port(imap_server: ImapAccount, smtp_server: SmtpCap
     assert 'set smtp.security = "starttls"' in fix and "ca_file" not in fix
 
 
+@pytest.mark.usefixtures("quick_port_probe")
 def test_probe_tells_the_kinds_apart(dovecot: DovecotServer, smtp_server: SmtpCapture) -> None:
     """The probe: Dovecot's 993-like port is TLS, its STARTTLS port and aiosmtpd plain, a closed port unknown."""
     assert probe_port("127.0.0.1", dovecot.tls_port) == "tls"
@@ -425,17 +426,19 @@ def test_a_plain_server_that_greets_late_is_plain() -> None:
     """A server that greets only after the probe's wait answers the TLS hello in clear text: "plain", not TLS."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
+        probed = threading.Event()
 
         def late_greeting() -> None:
             conn, _ = server.accept()
             with conn:
                 time.sleep(0.5)
                 conn.sendall(b"* OK IMAP4rev1 ready\r\n")
-                time.sleep(1)
+                probed.wait(5)  # the connection stays open until the probe has its answer
 
         thread = threading.Thread(target=late_greeting)
         thread.start()
         try:
             assert probe_port("127.0.0.1", port, greeting_wait=0.2, handshake_wait=2) == "plain"
         finally:
+            probed.set()
             thread.join()

@@ -6,23 +6,19 @@ import io
 from pathlib import Path
 
 import pytest
-from builders import private_file, write_config
+from builders import Address, write_config
 from mailprobe import ImapAccount
 
 from hwc_watcher.commands.check import run_check
-from hwc_watcher.testing import SmtpCapture
 
 
 @pytest.mark.usefixtures("offline")
 @pytest.mark.parametrize(("smtp_host", "warned"), [("smtp.office365.com", True), ("smtp.college.nl", False)])
 def test_basic_auth_on_microsoft_365_smtp_is_warned(
-    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, smtp_host: str, warned: bool
+    imap_server: ImapAccount, tmp_path: Path, smtp_host: str, warned: bool
 ) -> None:
     """auth = "password" for smtp.office365.com gets a warning naming the end-of-2026 switch-off."""
-    path = write_config(tmp_path, imap_server, smtp_server, smtp_password="hunter2")
-    text = path.read_text(encoding="utf-8").replace(f'host = "{smtp_server.host}"\nport = {smtp_server.port}',
-                                                    f'host = "{smtp_host}"\nport = 587', 1)
-    private_file(path, text)
+    path = write_config(tmp_path, imap_server, Address(smtp_host, 587), smtp_password="hunter2")
     out = io.StringIO()
     run_check(path, out)
     lines = [line for line in out.getvalue().splitlines() if "SMTP Basic auth on Microsoft 365" in line]

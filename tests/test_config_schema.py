@@ -399,7 +399,7 @@ def test_fix_credentials(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Each credential ✗ has its own fix line, the systemd-credential one included."""
-    config = write_config(tmp_path, imap_server, smtp_server)
+    config = write_config(tmp_path, imap_server, smtp_server, password_credential=case == "credential-without-systemd")
     secret = tmp_path / "imap-password"
     if case == "missing":
         secret.unlink()
@@ -409,9 +409,6 @@ def test_fix_credentials(
         secret.write_text("\n")
     else:
         monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
-        text = config.read_text(encoding="utf-8").replace('password_file = "imap-password"',
-                                                          'password_credential = "imap-password"')
-        private_file(config, text)
     code, out = run(config)
     assert code == 1
     assert expected.format(path=secret) in _fix_line(out, "IMAP credentials readable"), out
@@ -421,9 +418,7 @@ def test_credentials_directory_way_works(
     imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The fix line's way, CREDENTIALS_DIRECTORY pointing at the files, makes the credential readable."""
-    config = write_config(tmp_path, imap_server, smtp_server)
-    private_file(config, config.read_text(encoding="utf-8").replace('password_file = "imap-password"',
-                                                                   'password_credential = "imap-password"'))
+    config = write_config(tmp_path, imap_server, smtp_server, password_credential=True)
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     code, out = run(config)
     assert code == 0, out

@@ -8,7 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from builders import BACKUP, CONTACT, COORDINATOR, VT, signal, write_config
+from builders import BACKUP, CONTACT, COORDINATOR, VT, alerts, signal, write_config
 from freezegun import freeze_time
 from mailprobe import ImapAccount
 from webhooks import Recorder
@@ -31,11 +31,6 @@ def service(config_path: Path) -> Service:
     config = load_config(config_path)
     watcher = Watcher.from_config(config)
     return Service(config, watcher)
-
-
-def alerts(smtp: SmtpCapture) -> list[str]:
-    return [m.message.get_body(("plain",)).get_content() for m in smtp.messages  # type: ignore[union-attr]
-            if CONTACT in m.rcpt_tos]
 
 
 def extra(hook: Recorder, days_off: str = "") -> str:

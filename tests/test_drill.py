@@ -122,11 +122,10 @@ enabled = true
 
 
 @contextlib.contextmanager
-def school_at(account: ImapAccount, directory: Path) -> Iterator[School]:
+def school_at(account: ImapAccount, directory: Path, authserv_ids: tuple[str, ...] = (MX,)) -> Iterator[School]:
     mta = SchoolMta(account)
     with SmtpCapture(on_message=mta) as smtp, Recorder() as hooks:
-        path = write_config(directory, account, smtp, extra=config_text(hooks))
-        path.write_text(path.read_text().replace(f'senders = ["{VT}"]', f'senders = ["{VT}"]\nauthserv_ids = ["{MX}"]'))
+        path = write_config(directory, account, smtp, extra=config_text(hooks), authserv_ids=authserv_ids)
         yield School(mta, smtp, hooks, path, account)
 
 

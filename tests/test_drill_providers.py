@@ -108,8 +108,7 @@ def school(dovecot_account: ImapAccount, tmp_path: Path) -> Iterator[School]:
 @pytest.fixture
 def m365(dovecot_account: ImapAccount, tmp_path: Path) -> Iterator[School]:
     """The school on Microsoft 365: no authserv_ids (Microsoft writes none), the provider's own stamps."""
-    with school_at(dovecot_account, tmp_path) as school:
-        school.path.write_text(school.path.read_text().replace(f'\nauthserv_ids = ["{MX}"]', ""))
+    with school_at(dovecot_account, tmp_path, authserv_ids=()) as school:
         school.mta.header = None
         yield school
 

@@ -111,9 +111,7 @@ def test_a_missing_configured_folder_is_named_by_its_key_never_by_the_folders_fo
     08:15 alert lists the mailbox's folder names."""
     with dovecot_account.probe() as probe:
         probe.client.create_folder("David Pieterse")
-    config = write_config(tmp_path, dovecot_account, smtp_server)
-    text = config.read_text(encoding="utf-8").replace("[smtp]", '[imap.folders]\nsent = "Verzonden"\n\n[smtp]')
-    config.write_text(text, encoding="utf-8")
+    config = write_config(tmp_path, dovecot_account, smtp_server, extra='[imap.folders]\nsent = "Verzonden"\n')
     with capture_logs() as logs:
         result = Watcher.from_config(load_config(config)).run_cycle()
     assert result.error is not None and "imap.folders.sent" in result.error

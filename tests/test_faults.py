@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 import pytest
 from builders import BACKUP, CONTACT, COORDINATOR, VT, signal, write_config
@@ -89,12 +88,8 @@ class Rig:
 
     def config(self, directory: Path, *, imap_timeout: int = 10, smtp_timeout: int = 10, retries: int = 0) -> Path:
         """The daemon's config, pointing at both proxies; retries=0 so one fault fails the cycle."""
-        path = write_config(directory, self.via_proxy, cast(SmtpCapture, self.smtp_proxy), retries=retries)
-        imap_part, smtp_part = path.read_text(encoding="utf-8").split("[smtp]", 1)
-        imap_part = imap_part.replace("timeout = 10", f"timeout = {imap_timeout}", 1)
-        smtp_part = smtp_part.replace("timeout = 10", f"timeout = {smtp_timeout}", 1)
-        path.write_text(imap_part + "[smtp]" + smtp_part, encoding="utf-8")
-        return path
+        return write_config(directory, self.via_proxy, self.smtp_proxy, retries=retries, imap_timeout=imap_timeout,
+                            smtp_timeout=smtp_timeout)
 
 
 
@@ -296,6 +291,9 @@ def print_matrix(request: pytest.FixtureRequest) -> Iterator[None]:
 # --- the fault points --------------------------------------------------------------------------
 
 NO = "NO [UNAVAILABLE] injected fault"
+#: The socket timeout of the cases about a reply that comes too late (held 5 s): the smallest the config allows,
+#: since each such case waits it out once; every loopback reply in time comes within milliseconds.
+SHORT_TIMEOUT_S = 1
 BYE = "* BYE injected fault: server shutting down"
 
 
@@ -324,11 +322,11 @@ IMAP_CASES = [
     Case("STORE cut before", "imap", imap(r"^UID STORE", "cut")),
     Case("STORE done, reply lost", "imap", imap(r"^UID STORE", "cut_after_reply")),
     Case("STORE NO", "imap", imap(r"^UID STORE", "error", reply=NO)),
-    Case("STORE timeout", "imap", imap(r"^UID STORE", "delay_reply", seconds=5), imap_timeout=2),
+    Case("STORE timeout", "imap", imap(r"^UID STORE", "delay_reply", seconds=5), imap_timeout=SHORT_TIMEOUT_S),
     Case("EXPUNGE done, reply lost", "imap", imap(r"EXPUNGE", "cut_after_reply")),
     Case("EXPUNGE NO", "imap", imap(r"EXPUNGE", "error", reply=NO)),
     Case("BYE before delete", "imap", imap(r'^SELECT "INBOX"', "error", reply=BYE, skip=1)),
-    Case("FETCH timeout", "imap", imap(r"^UID FETCH", "delay_reply", seconds=5), imap_timeout=2),
+    Case("FETCH timeout", "imap", imap(r"^UID FETCH", "delay_reply", seconds=5), imap_timeout=SHORT_TIMEOUT_S),
 ]
 
 
@@ -348,7 +346,8 @@ SMTP_CASES = [
     Case("notice DATA 451", "smtp", smtp(AT_END_OF_DATA, "error", reply="451 4.3.0 try again later", rcpt=COORD)),
     Case("notice DATA 554", "smtp", smtp(AT_END_OF_DATA, "error", reply="554 5.6.0 message rejected", rcpt=COORD)),
     Case("notice accepted, cut", "smtp", smtp(AT_END_OF_DATA, "cut_after_reply", rcpt=COORD)),
-    Case("notice reply too slow", "smtp", smtp(AT_END_OF_DATA, "delay_reply", seconds=5, rcpt=COORD), smtp_timeout=2),
+    Case("notice reply too slow", "smtp", smtp(AT_END_OF_DATA, "delay_reply", seconds=5, rcpt=COORD),
+         smtp_timeout=SHORT_TIMEOUT_S),
     Case("receipt RCPT 550", "smtp", smtp(RECEIPT_RCPT, "error", reply="550 5.1.1 unknown user")),
     Case("receipt DATA 451", "smtp", smtp(AT_END_OF_DATA, "error", reply="451 4.3.0 try again later", rcpt=VT_RCPT)),
     Case("receipt DATA 554", "smtp", smtp(AT_END_OF_DATA, "error", reply="554 5.6.0 message rejected", rcpt=VT_RCPT)),
@@ -453,11 +452,11 @@ def test_connection_lost_during_login_is_retried_not_blamed_on_the_password(
 def test_timeout_during_login_is_reported_as_a_timeout(pymap_rig: Rig, tmp_path: Path) -> None:
     """An IMAP server that does not answer LOGIN in time gets the admin message for a timeout, not 'internal error'."""
     pymap_rig.fill("one")
-    watcher = Watcher.from_config(load_config(pymap_rig.config(tmp_path, imap_timeout=2)))
+    watcher = Watcher.from_config(load_config(pymap_rig.config(tmp_path, imap_timeout=SHORT_TIMEOUT_S)))
     fault = pymap_rig.imap_proxy.add(Fault(r"^LOGIN", "delay_reply", seconds=5))
 
     result, escaped = run_guarded(watcher)
 
     assert fault.fired.is_set() and escaped is None and result is not None
     assert result.error is not None and result.error_transient
-    assert "internal error" not in result.error and "2 s" in result.error, result.error
+    assert "internal error" not in result.error and f"{SHORT_TIMEOUT_S} s" in result.error, result.error

@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from builders import BACKUP, BOX, CONTACT, COORDINATOR, TRUSTED, VT, VT_DOMAIN, signal, write_config
+from builders import BACKUP, BOX, CONTACT, COORDINATOR, TRUSTED, VT, VT_DOMAIN, alerts, signal, write_config
 from faultproxy import Fault, FaultProxy
 from freezegun import freeze_time
 from mailprobe import ImapAccount
@@ -34,22 +34,10 @@ def watcher_for(path: Path) -> Watcher:
     return Watcher.from_config(load_config(path))
 
 
-def with_senders(path: Path, senders: str) -> Path:
-    """The same config with another `veilig_thuis.senders` list."""
-    text = path.read_text(encoding="utf-8").replace(f'senders = ["{VT}"]', f"senders = {senders}")
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def notices(smtp: SmtpCapture) -> list[str]:
     """The notice bodies the coordinators and backup received."""
     return [m.message.get_body(("plain",)).get_content() for m in smtp.messages  # type: ignore[union-attr]
             if {COORDINATOR, BACKUP} & set(m.rcpt_tos) and CONTACT not in m.rcpt_tos]
-
-
-def alerts(smtp: SmtpCapture) -> list[str]:
-    return [m.message.get_body(("plain",)).get_content() for m in smtp.messages  # type: ignore[union-attr]
-            if CONTACT in m.rcpt_tos]
 
 
 def counts(account: ImapAccount) -> dict[str, int]:
@@ -174,7 +162,7 @@ def test_genuine_vt_mail_in_any_form_is_a_signal(
                       b"From: " + from_header.encode(), 1)
     with imap_server.probe() as probe:
         probe.append("INBOX", raw)
-    config = with_senders(write_config(tmp_path, imap_server, smtp_server), f'["@{VT_DOMAIN}"]')
+    config = write_config(tmp_path, imap_server, smtp_server, senders=[f"@{VT_DOMAIN}"])
 
     result = watcher_for(config).run_cycle()
 
@@ -197,8 +185,7 @@ def test_everything_that_may_be_vt_reaches_a_person_in_one_alert(
     with dovecot_account.probe() as probe:
         for raw in (portal, colleague, typo, bounced, stranger):
             probe.append("INBOX", raw)
-    config = write_config(tmp_path, dovecot_account, smtp_server)
-    config = with_senders(config, f'["{VT}", "noreply@{VT_DOMAIN}"]')
+    config = write_config(tmp_path, dovecot_account, smtp_server, senders=[VT, f"noreply@{VT_DOMAIN}"])
     watcher = watcher_for(config)
 
     first = watcher.run_cycle()

@@ -6,11 +6,10 @@ import datetime as dt
 import imaplib
 import io
 import json
-from collections.abc import Iterator
 from contextlib import redirect_stdout
 
 import pytest
-import structlog
+from builders import leaks
 from structlog.testing import capture_logs
 
 from hwc_watcher import log
@@ -21,16 +20,7 @@ DAVID = Pupil("David Pieterse", dt.date(2012, 2, 3))
 NEEDLES = ("david", "pieterse", "3-2-2012", "03-02-2012", "2012-02-03", "3 februari 2012", "handle with care")
 
 
-@pytest.fixture(autouse=True)
-def reset_structlog() -> Iterator[None]:
-    """Each test configures logging itself; put structlog back afterwards."""
-    yield
-    structlog.reset_defaults()
-
-
-def leaks(text: str) -> list[str]:
-    """The fictional pupil's data found in a text, case-insensitively."""
-    return [n for n in NEEDLES if n in text.casefold()]
+pytestmark = pytest.mark.usefixtures("reset_structlog")  # each test configures logging itself
 
 
 
@@ -45,7 +35,7 @@ def test_registered_pupil_is_redacted_in_any_value() -> None:
     """While a pupil is registered, any value containing a form of their name or birth date is replaced."""
     with capture_logs(processors=[log.refuse_pupil_data]) as entries, log.sensitive([DAVID]):
         log.get_logger("t").info("step", detail="routed pieterse to zorg", other=["ok", "DAVID"], when=DAVID.birth_date)
-    assert leaks(json.dumps(entries, default=str)) == []
+    assert leaks(json.dumps(entries, default=str), NEEDLES) == []
     assert entries[0]["detail"] == log.REDACTED and entries[0]["other"] == ["ok", log.REDACTED]
 
 
@@ -81,7 +71,7 @@ def test_exception_text_and_traceback_never_rendered() -> None:
         except MailboxError:
             log.get_logger("t").error("cycle_failed", exc_info=True)
     line = json.loads(out.getvalue())
-    assert leaks(out.getvalue()) == [], out.getvalue()
+    assert leaks(out.getvalue(), NEEDLES) == [], out.getvalue()
     assert line["error_chain"] == "MailboxError <- abort"
     assert line["error"] == "The IMAP server ended the session during FETCH in INBOX."
     assert "exception" not in line and "Traceback" not in out.getvalue()
@@ -98,5 +88,5 @@ def test_rendered_output_carries_no_pupil_data(json_lines: bool) -> None:
             logger.info("notice_sent", route="default", note="for David Pieterse")
             logger.error("cycle_failed", error="FETCH reply: Handle with Care, 3-2-2012", raw=b"\x00")
         logger.error("cycle_failed", error="unregistered: 03-02-2012", data=b"David")
-    assert leaks(out.getvalue()) == [], out.getvalue()
+    assert leaks(out.getvalue(), NEEDLES) == [], out.getvalue()
     assert "notice_sent" in out.getvalue() and "route" in out.getvalue()

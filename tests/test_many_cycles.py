@@ -376,9 +376,7 @@ class Rig:
         self.proxy.upstream_host, self.proxy.upstream_port = account.host, account.port
         via = ImapAccount(self.proxy.host, self.proxy.port, account.username, account.password, "plain", None)
         directory = self.directory / f"{account.username}-{len(list(self.directory.iterdir()))}"
-        config = write_config(directory, via, self.smtp, extra=PACING, hold_minutes=hold_minutes)
-        text = config.read_text(encoding="utf-8").replace("[messages]", ROUTES + "\n[messages]")
-        config.write_text(text, encoding="utf-8")
+        config = write_config(directory, via, self.smtp, extra=PACING + ROUTES, hold_minutes=hold_minutes)
         (directory / "leerlingen.csv").write_text(CSV, encoding="utf-8")
         (directory / "leerlingen.csv").chmod(0o600)
         return account, config

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import socket
 import socketserver
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
 import structlog
-from builders import write_config
+from builders import leaks, write_config
 from mailprobe import ImapAccount
 
 from hwc_watcher import log
@@ -107,19 +106,6 @@ class _Server(socketserver.ThreadingTCPServer):
         self.hang_up_after_fetch = hang_up
 
 
-@pytest.fixture
-def reset_structlog() -> Iterator[None]:
-    """Each test configures logging itself; put structlog back afterwards."""
-    yield
-    structlog.reset_defaults()
-
-
-def leaks(text: str) -> list[str]:
-    """The pupil's data found in a text, case-insensitively."""
-    folded = re.sub(r"\s+", " ", text).casefold()
-    return [n for n in NEEDLES if n in folded]
-
-
 def no_waiting(watcher: Watcher) -> Watcher:
     """The retry still happens (its log lines are checked too), without the real second of waiting."""
     watcher.sleep = lambda _seconds: None
@@ -151,12 +137,12 @@ def test_malformed_replies_leave_no_pupil_data_in_any_log(
     lines = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
     assert any(line.get("event") == "cycle_failed" for line in lines), out.getvalue()
     assert result.error and rendered.error
-    assert leaks(out.getvalue()) == [], out.getvalue()
-    assert leaks(json.dumps(captured, default=repr)) == [], captured
-    assert leaks(result.error) == [] and leaks(rendered.error) == []
+    assert leaks(out.getvalue(), NEEDLES) == [], out.getvalue()
+    assert leaks(json.dumps(captured, default=repr), NEEDLES) == [], captured
+    assert leaks(result.error, NEEDLES) == [] and leaks(rendered.error, NEEDLES) == []
     # the error still tells the admin where it happened
     assert "FETCH" in result.error or "session" in result.error, result.error
-    assert all(leaks(m.raw.decode("utf-8", "replace")) == [] for m in mails)
+    assert all(leaks(m.raw.decode("utf-8", "replace"), NEEDLES) == [] for m in mails)
 
 
 def test_server_reply_text_never_in_a_connect_error(tmp_path: Path, reset_structlog: None) -> None:
@@ -188,5 +174,5 @@ def test_server_reply_text_never_in_a_connect_error(tmp_path: Path, reset_struct
     finally:
         listener.close()
     assert result.error
-    assert leaks(result.error) == [] and leaks(out.getvalue()) == [], (result.error, out.getvalue())
+    assert leaks(result.error, NEEDLES) == [] and leaks(out.getvalue(), NEEDLES) == [], (result.error, out.getvalue())
     assert "bytes" in result.error

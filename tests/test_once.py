@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from builders import BACKUP, CONTACT, VT, notices_per_person, signal
+from builders import BACKUP, VT, alerts, notices_per_person, signal
 from mailprobe import ImapAccount
 from test_routing_cycle import BOVENBOUW, ONDERBOUW
 from test_routing_cycle import setup as school
@@ -20,12 +20,6 @@ from hwc_watcher.jobs.cycle import Watcher
 from hwc_watcher.testing import SmtpCapture
 
 SIBLINGS = "Handle with Care\n\nDavid Pieterse, 3-2-2012\nEmma Pieterse, 14-9-2009"
-
-
-def alerts(smtp: SmtpCapture) -> list[str]:
-    """The plain text of every alert the contact got."""
-    return [m.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-            for m in smtp.messages if str(m.message["Message-ID"]).startswith("<hwc-alert.") and CONTACT in m.rcpt_tos]
 
 
 @pytest.mark.dovecot

@@ -299,6 +299,7 @@ def test_push_renews_its_session_before_the_token_runs_out(exchange: Exchange, t
 
 
 @pytest.mark.dovecot
+@pytest.mark.usefixtures("quick_push_backoff")
 def test_push_login_refused_for_an_expired_cached_token_retries_with_a_fresh_one(
     exchange: Exchange, tls_files: TlsFiles, tmp_path: Path
 ) -> None:
@@ -311,7 +312,7 @@ def test_push_login_refused_for_an_expired_cached_token_retries_with_a_fresh_one
             assert cut.fired.wait(10)
             (expired,) = exchange.imap_tokens()
             del exchange.tokens.issued[expired]  # the server no longer takes it; MSAL's cache still has it
-            proxy.wait_for("IDLE", 2, timeout=20)  # after the 2 s back-off: refused login, fresh token, IDLE
+            proxy.wait_for("IDLE", 2, timeout=20)  # after the back-off: refused login, fresh token, IDLE
             assert listener.idling.wait(10)
             append_to(exchange, "INBOX", signal())
             assert announced.wait(10)

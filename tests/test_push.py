@@ -149,6 +149,7 @@ def test_idle_is_renewed_at_one_command_per_interval(
 
 
 @pytest.mark.dovecot
+@pytest.mark.usefixtures("quick_push_backoff")
 def test_a_dropped_connection_is_reopened_and_still_pushes(
     dovecot_account: ImapAccount, smtp_server: SmtpCapture, tls_files: TlsFiles, tmp_path: Path
 ) -> None:

@@ -144,10 +144,7 @@ def test_school_year_starts_on_1_august() -> None:
 def school(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture, data: bytes, mode: int = 0o640,
            name: str = "leerlingen.csv") -> Path:
     """A config with the routes above and the list written with `mode`."""
-    config = write_config(tmp_path, imap, smtp)
-    extra = ROUTES.replace('"leerlingen.csv"', f'"{name}"')
-    config.write_text(config.read_text(encoding="utf-8").replace("[messages]", extra + "\n[messages]"),
-                      encoding="utf-8")
+    config = write_config(tmp_path, imap, smtp, extra=ROUTES.replace('"leerlingen.csv"', f'"{name}"'))
     (tmp_path / name).write_bytes(data)
     (tmp_path / name).chmod(mode)
     return config

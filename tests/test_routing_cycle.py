@@ -48,9 +48,7 @@ CSV = (
 def setup(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture, csv: str | None = CSV,
           backup_mode: str = "fallback") -> Path:
     """Two [[route]]s (Onderbouw, Bovenbouw) without a backup of their own, the school's [backup], a pupil list."""
-    config = write_config(tmp_path, imap, smtp, backup_mode=backup_mode)
-    text = config.read_text(encoding="utf-8").replace("[messages]", ROUTES + "\n[messages]")
-    config.write_text(text, encoding="utf-8")
+    config = write_config(tmp_path, imap, smtp, backup_mode=backup_mode, extra=ROUTES)
     if csv is not None:
         (tmp_path / "leerlingen.csv").write_text(csv, encoding="utf-8")
         (tmp_path / "leerlingen.csv").chmod(0o600)

@@ -28,10 +28,7 @@ def test_sigterm_during_a_retry_wait_stops_at_once(tmp_path: Path) -> None:
     smtp = SmtpCapture()
     smtp.start()
     smtp.stop()
-    config = write_config(tmp_path, dead_imap, smtp, retries=3)
-    text = config.read_text(encoding="utf-8")
-    text = text.replace("retry_delay_seconds = 1", f"retry_delay_seconds = {RETRY_DELAY_S}")
-    config.write_text(text, encoding="utf-8")
+    config = write_config(tmp_path, dead_imap, smtp, retries=3, retry_delay_seconds=RETRY_DELAY_S)
     lines: queue.Queue[str] = queue.Queue()
     with running_daemon(config) as process:
         reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True)

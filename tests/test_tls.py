@@ -218,9 +218,11 @@ def write_tls_config(
     *,
     smtp_security: str = "plain",
     smtp_ca_file: str | None = None,
+    retries: int = 0,
 ) -> Path:
     """A config like an admin writes it; the IMAP and SMTP CA files are set independently."""
-    return write_config(directory, imap, smtp, smtp_security=smtp_security, smtp_ca_file=smtp_ca_file)
+    return write_config(directory, imap, smtp, smtp_security=smtp_security, smtp_ca_file=smtp_ca_file,
+                        retries=retries)
 
 
 def run_check(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -342,8 +344,7 @@ def test_wrong_host_name_cycle_with_retries_does_not_retry(
     """A certificate for another host is permanent: the cycle reports it at once instead of retrying."""
     with TlsFront(pki.server_context("wrong_host"), (pymap.host, pymap.port)) as front:
         account = ImapAccount(LOOPBACK, front.port, pymap.username, pymap.password, "tls", str(pki.ca_file))
-        config = write_tls_config(tmp_path, account, smtp_server)
-        config.write_text(config.read_text().replace("retries = 0", "retries = 3"))
+        config = write_tls_config(tmp_path, account, smtp_server, retries=3)
         watcher = Watcher.from_config(load_config(config))
         waits: list[float] = []
         watcher.sleep = waits.append

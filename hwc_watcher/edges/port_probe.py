@@ -41,13 +41,16 @@ def _unverified_context() -> ssl.SSLContext:
     return context
 
 
-def probe_port(host: str, port: int, *, greeting_wait: float = GREETING_WAIT_S,
-               handshake_wait: float = HANDSHAKE_WAIT_S) -> PortKind:
+def probe_port(host: str, port: int, *, greeting_wait: float | None = None,
+               handshake_wait: float | None = None) -> PortKind:
     """"plain" (greets in clear text), "tls" (silent, then answers a TLS hello), "silent" (neither), "unknown".
 
     "unknown" covers a port that cannot be reached or that sends bytes that are no mail greeting;
-    the caller's own connection attempt then reports what is wrong.
+    the caller's own connection attempt then reports what is wrong. The waits default to the module's
+    constants, read at call time (the tests shorten GREETING_WAIT_S for the probes deep inside `check`).
     """
+    greeting_wait = GREETING_WAIT_S if greeting_wait is None else greeting_wait
+    handshake_wait = HANDSHAKE_WAIT_S if handshake_wait is None else handshake_wait
     try:
         sock = socket.create_connection((host, port), timeout=greeting_wait)
     except OSError:
