@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import socket
 import tempfile
 import textwrap
 import warnings
@@ -148,6 +149,8 @@ def run_demo(out: TextIO) -> int:
 
 def _client(imap: EmbeddedImapServer, password: str) -> IMAPClient:
     client = IMAPClient(imap.host, port=imap.port, ssl=False)
+    # As the daemon's own sessions: without it each small command waits ~40 ms for Nagle and delayed ACKs.
+    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client.login(imap.username, password)
     return client
 

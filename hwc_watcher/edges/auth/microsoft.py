@@ -119,6 +119,13 @@ class MicrosoftAuth(OAuth2Auth):
             ) from None
         except requests.exceptions.Timeout:
             raise self.timed_out() from None
+        except requests.exceptions.ConnectionError as err:
+            if _read_timed_out(err):
+                raise self.timed_out() from None
+            raise TokenError(
+                f"the Microsoft token endpoint {self.authority} could not be reached ({type(err).__name__}).",
+                transient=True,
+            ) from None
         except requests.exceptions.RequestException as err:
             raise TokenError(
                 f"the Microsoft token endpoint {self.authority} could not be reached ({type(err).__name__}).",
@@ -226,3 +233,12 @@ def _exception_text(err: BaseException) -> str:
         parts.append(str(current))
         current = current.__cause__ or current.__context__
     return " ".join(parts)
+
+
+def _read_timed_out(err: Exception) -> bool:
+    """A read timeout that urllib3 retried (MSAL's session has `Retry(total=0)`) reaches us as requests'
+    ConnectionError around urllib3's MaxRetryError(reason=ReadTimeoutError): a silent endpoint all the same."""
+    import urllib3.exceptions
+
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    return isinstance(reason, urllib3.exceptions.ReadTimeoutError)
