@@ -34,8 +34,8 @@ LAYERS: dict[str, frozenset[str]] = {
 
 #: Every module of the core, by name: a new one must be placed on purpose.
 CORE = (
-    "alert_plan", "auth_results", "budgets", "classify", "compose", "delivery_plan", "drill_rules",
-    "errors", "lexicon", "memory", "message_text", "models", "name_match", "notice_id", "ocw_holidays",
+    "alert_plan", "auth_results", "auto_mail", "budgets", "classify", "compose", "delivery_plan", "drill_rules",
+    "errors", "headers", "lexicon", "memory", "message_text", "models", "name_match", "notice_id", "ocw_holidays",
     "pupil_list", "recall_plan", "roster_check", "routing", "school_calendar", "settings",
     "signal_parser", "trust",
 )

@@ -19,10 +19,10 @@ from string import Template
 from typing import Literal
 
 from hwc_watcher.core.auth_results import AuthResultsError, parse_auth_results
-from hwc_watcher.core.classify import parse_message
+from hwc_watcher.core.headers import parse_message, raw_values
 from hwc_watcher.core.school_calendar import SchoolCalendar
 from hwc_watcher.core.settings import Config, DrillSettings
-from hwc_watcher.core.trust import authenticated, raw_values, sender_address, trusted_headers
+from hwc_watcher.core.trust import authenticated, sender_address, trusted_headers
 
 #: The steps of a drill, in order; each is named in the report when it fails.
 STEPS = ("mailbox", "send", "arrive", "authenticate", "delete")
