@@ -26,14 +26,28 @@ from hwc_watcher.core.auto_mail import (
     reported_message_ids,
 )
 from hwc_watcher.core.budgets import over_budget, sender_fields
-from hwc_watcher.core.headers import Headers, header_block, parse_header_fields
-from hwc_watcher.core.headers import parse_message as parse_message  # re-exported: the CLI's `inspect` reads with it
+from hwc_watcher.core.headers import Headers, header_block, parse_header_fields, parse_message
 from hwc_watcher.core.message_text import message_text
 from hwc_watcher.core.models import Pupil
 from hwc_watcher.core.notice_id import NoticeIds
 from hwc_watcher.core.settings import Config
 from hwc_watcher.core.signal_parser import Reading, has_code_word, mentions_code_word, read_signal
 from hwc_watcher.core.trust import VtSenders
+
+__all__ = [
+    "TRIAGE_FIELDS",
+    "Kind",
+    "OwnMail",
+    "Parties",
+    "Triage",
+    "Verdict",
+    "classify",
+    "message_date",
+    "oversized",
+    "parse_message",  # from headers: the CLI's `inspect` and tests read messages with it from here
+    "sent_by_us",
+    "triage",
+]
 
 #: signal: act on it. needs_human: waiting for a person (kept, one alert). ignored: not ours (never
 #: answered, never deleted). own: about our own mail and needs nothing (a Sent copy, a read receipt
