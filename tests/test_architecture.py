@@ -34,9 +34,10 @@ LAYERS: dict[str, frozenset[str]] = {
 
 #: Every module of the core, by name: a new one must be placed on purpose.
 CORE = (
-    "alert_plan", "alert_rules", "auth_results", "budgets", "classify", "compose", "cycle_plan", "deadline_rules",
-    "delivery_plan", "drill_rules", "errors", "lexicon", "memory", "message_text", "models", "name_match",
-    "notice_id", "ocw_holidays", "pupil_list", "recall_plan", "roster_check", "routing", "school_calendar", "settings",
+    "alert_plan", "alert_rules", "auth_results", "auto_mail", "budgets", "classify", "compose", "cycle_plan",
+    "deadline_rules", "delivery_plan", "drill_rules", "errors", "headers", "lexicon", "memory", "message_text",
+    "models", "name_match", "notice_id", "ocw_holidays", "pupil_list", "recall_plan", "roster_check", "routing",
+    "school_calendar", "settings",
     "signal_parser", "trust",
 )
 

@@ -9,46 +9,50 @@ to a human and is never deleted; only what passes everything becomes a signal.
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
-from email.parser import BytesHeaderParser
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+from hwc_watcher.core.auto_mail import (
+    bounced_recipients,
+    is_auto_reply,
+    is_bounce,
+    is_out_of_office,
+    report_type,
+    reported_message_ids,
+)
 from hwc_watcher.core.budgets import over_budget, sender_fields
+from hwc_watcher.core.headers import Headers, header_block, parse_header_fields, parse_message
 from hwc_watcher.core.message_text import message_text
 from hwc_watcher.core.models import Pupil
 from hwc_watcher.core.notice_id import NoticeIds
 from hwc_watcher.core.settings import Config
-from hwc_watcher.core.signal_parser import has_code_word, mentions_code_word, read_signal
-from hwc_watcher.core.trust import (
-    at_domain,
-    authenticated,
-    bounced_recipients,
-    header_addresses,
-    is_allowed,
-    is_auto_reply,
-    is_bounce,
-    is_out_of_office,
-    mdn_address,
-    raw_values,
-    receipt_address,
-    report_type,
-    reported_message_ids,
-    sender_address,
-    vt_domains,
-)
+from hwc_watcher.core.signal_parser import Reading, has_code_word, mentions_code_word, read_signal
+from hwc_watcher.core.trust import VtSenders
+
+__all__ = [
+    "TRIAGE_FIELDS",
+    "Kind",
+    "OwnMail",
+    "Parties",
+    "Triage",
+    "Verdict",
+    "classify",
+    "message_date",
+    "oversized",
+    "parse_message",  # from headers: the CLI's `inspect` and tests read messages with it from here
+    "sent_by_us",
+    "triage",
+]
 
 #: signal: act on it. needs_human: waiting for a person (kept, one alert). ignored: not ours (never
 #: answered, never deleted). own: about our own mail and needs nothing (a Sent copy, a read receipt
 #: or auto-reply to what we sent, a bounce of a test mail): deleted.
 Kind = Literal["signal", "needs_human", "ignored", "own"]
-
 
 
 @dataclass(frozen=True)
@@ -71,18 +75,10 @@ class Verdict:
     replied_to: str | None = None
 
 
-def parse_message(raw: bytes) -> EmailMessage:
-    """Parse with the modern policy; the email package never raises on malformed input."""
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    if not isinstance(msg, EmailMessage):  # pragma: no cover - policy.default always yields EmailMessage
-        raise TypeError("unexpected message class")
-    return msg
-
-
-def message_date(msg: EmailMessage, fallback: dt.datetime) -> dt.datetime:
+def message_date(msg: Headers | Message, fallback: dt.datetime) -> dt.datetime:
     """The Date header when it is sane (not in the future, not years old), else the fallback."""
     try:
-        values = raw_values(msg, "Date")
+        values = (msg if isinstance(msg, Headers) else Headers.of(msg)).date
         parsed = parsedate_to_datetime(values[0]) if values else None
     except (TypeError, ValueError, IndexError, OverflowError):
         parsed = None
@@ -100,11 +96,95 @@ def message_date(msg: EmailMessage, fallback: dt.datetime) -> dt.datetime:
 _MSG_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
 
 
-def _message_id(msg: EmailMessage) -> str | None:
+def _message_id(h: Headers) -> str | None:
     """The Message-ID when it is well-formed; otherwise None (we then refer to nothing)."""
-    values = raw_values(msg, "Message-ID")
-    value = values[0].strip() if values else ""
+    value = h.message_id[0].strip() if h.message_id else ""
     return value if _MSG_ID.fullmatch(value) and "=?" not in value else None
+
+
+# --- what follows from the config alone: worked out once per config, not per message --------------
+
+
+@dataclass(frozen=True)
+class OwnMail:
+    """How to recognise what this mailbox sent: our From address and `<hwc-KIND.…@our domain>` ids."""
+
+    address: str
+    domain: str
+    #: The shape of our ids for `domain`, compiled once.
+    ids: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pattern = rb"<hwc-([a-z]{1,20})\.[^<>@\s]{1,100}@" + re.escape(self.domain.encode()) + rb">"
+        object.__setattr__(self, "ids", re.compile(pattern, re.IGNORECASE))
+
+    @classmethod
+    def of(cls, config: Config) -> OwnMail:
+        address = config.smtp.from_address.lower()
+        return cls(address, address.rsplit("@", 1)[-1])
+
+    def is_own_id(self, message_id: str) -> bool:
+        return bool(self.ids.fullmatch(message_id.strip().encode("ascii", "replace")))
+
+    def is_copy(self, h: Headers) -> bool:
+        """A copy of something we sent (a server files our notices in Sent): From us, with our id."""
+        return h.from_addresses == (self.address,) and len(h.message_id) == 1 and self.is_own_id(h.message_id[0])
+
+    def referenced_by(self, h: Headers) -> bool:
+        """Answers one of our messages (In-Reply-To or References names our id)."""
+        text = " ".join(h.in_reply_to + h.references)
+        return bool(self.ids.search(text.encode("ascii", "replace")))
+
+    def kinds_in(self, msg: EmailMessage, raw: bytes) -> set[str]:
+        """Which of our mails a report is about: notice, receipt, alert, test, mdn; "own" for a quoted From us.
+
+        Reads the report's parts and its whole body, since some servers quote the original only as text.
+        """
+        body = raw[len(header_block(raw)):]
+        named = " ".join(reported_message_ids(msg)).encode("ascii", "replace") + b" " + body
+        kinds = {m.decode("ascii").lower() for m in self.ids.findall(named)}
+        if not kinds and self.address.encode() in body.lower():
+            kinds.add("own")
+        return kinds
+
+
+@dataclass(frozen=True)
+class Parties:
+    """Who is who for one config: us, Veilig Thuis, and the people our notices go to."""
+
+    own: OwnMail
+    vt: VtSenders
+    #: Every coordinator and backup of any route, lower-cased: whose automatic replies we listen to.
+    notice_recipients: frozenset[str]
+
+    @classmethod
+    def of(cls, config: Config) -> Parties:
+        """The config's parties, built once per config object (it is frozen) and then reused."""
+        return _parties(_Same(config))
+
+
+class _Same:
+    """A config as a cache key, by identity: a frozen `Config` holds mappings, so it has no hash."""
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def __hash__(self) -> int:
+        return id(self.config)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.config is self.config
+
+
+@functools.lru_cache(maxsize=8)
+def _parties(key: _Same) -> Parties:
+    """Kept while cached (so no other config can take its id); a daemon has one config, tests a few."""
+    config = key.config
+    people = frozenset(p.email.lower() for route in config.routing.routes()
+                       for p in (route.coordinator, route.backup) if p is not None)
+    return Parties(OwnMail.of(config), VtSenders(config.veilig_thuis), people)
 
 
 def classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None = None,
@@ -127,7 +207,7 @@ def classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int
 def _unreadable(raw: bytes, config: Config, reason: str) -> Verdict:
     """Only the headers, with the forgiving compat32 parser: could this be from VT or about HwC?"""
     try:
-        related = triage(_header_block(raw), config) != "not_ours"
+        related = triage(header_block(raw), config) != "not_ours"
     except Exception:  # noqa: BLE001 - if even the headers cannot be read, a person must look
         related = True
     return Verdict("needs_human" if related else "ignored", reason)
@@ -136,64 +216,6 @@ def _unreadable(raw: bytes, config: Config, reason: str) -> Verdict:
 def oversized(headers: bytes, config: Config) -> Verdict:
     """A message too large to read: a person looks if its headers say it may be from VT or about HwC."""
     return _unreadable(headers, config, "too_large")
-
-
-def _header_block(raw: bytes, limit: int = 256_000) -> bytes:
-    end = raw.find(b"\r\n\r\n", 0, limit)
-    if end < 0:
-        end = raw.find(b"\n\n", 0, limit)
-    return raw[: end if end >= 0 else limit]
-
-
-# --- our own mail --------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=8)
-def _own_ids(domain: str) -> re.Pattern[bytes]:
-    """The shape of our ids for one domain, compiled once (it was compiled again for every message)."""
-    return re.compile(rb"<hwc-([a-z]{1,20})\.[^<>@\s]{1,100}@" + re.escape(domain.encode()) + rb">", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class OwnMail:
-    """How to recognise what this mailbox sent: our From address and `<hwc-KIND.…@our domain>` ids."""
-
-    address: str
-    domain: str
-
-    @classmethod
-    def of(cls, config: Config) -> OwnMail:
-        address = config.smtp.from_address.lower()
-        return cls(address, address.rsplit("@", 1)[-1])
-
-    @property
-    def _ids(self) -> re.Pattern[bytes]:
-        return _own_ids(self.domain)
-
-    def is_own_id(self, message_id: str) -> bool:
-        return bool(self._ids.fullmatch(message_id.strip().encode("ascii", "replace")))
-
-    def is_copy(self, msg: Message) -> bool:
-        """A copy of something we sent (a server files our notices in Sent): From us, with our id."""
-        ids = raw_values(msg, "Message-ID")
-        return header_addresses(msg, "From") == [self.address] and len(ids) == 1 and self.is_own_id(ids[0])
-
-    def referenced_by(self, msg: Message) -> bool:
-        """Answers one of our messages (In-Reply-To or References names our id)."""
-        text = " ".join(raw_values(msg, "In-Reply-To") + raw_values(msg, "References"))
-        return bool(self._ids.search(text.encode("ascii", "replace")))
-
-    def kinds_in(self, msg: EmailMessage, raw: bytes) -> set[str]:
-        """Which of our mails a report is about: notice, receipt, alert, test, mdn; "own" for a quoted From us.
-
-        Reads the report's parts and its whole body, since some servers quote the original only as text.
-        """
-        body = raw[len(_header_block(raw)):]
-        named = " ".join(reported_message_ids(msg)).encode("ascii", "replace") + b" " + body
-        kinds = {m.decode("ascii").lower() for m in self._ids.findall(named)}
-        if not kinds and self.address.encode() in body.lower():
-            kinds.add("own")
-        return kinds
 
 
 # --- the cheap first look -------------------------------------------------------------------------
@@ -216,20 +238,19 @@ def triage(headers: bytes, config: Config, *, text_hit: bool = False) -> Triage:
     in the text by the server's own search), a report or bounce, an answer to our mail. Everything
     else is provably not ours and its body is never downloaded.
     """
-    msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(headers)
-    own = OwnMail.of(config)
-    if own.is_copy(msg):
+    parties = Parties.of(config)
+    msg = parse_header_fields(headers)
+    h = Headers.of(msg)
+    if parties.own.is_copy(h):
         return "own"  # our read receipt is a report too, but still our own copy
     if text_hit or _REPORT_TYPE.search(headers):
         return "candidate"
-    addresses = header_addresses(msg, "From", "Sender", "Reply-To", "Return-Path")
-    domains = vt_domains(config.veilig_thuis.senders)
-    if any(at_domain(a, domains) for a in addresses) or own.referenced_by(msg) or is_bounce(msg):
+    addresses = h.origin_addresses
+    if parties.vt.related(addresses) or parties.own.referenced_by(h) or is_bounce(h, report_type(msg)):
         return "candidate"
-    subjects = raw_values(msg, "Subject")
-    if any(mentions_code_word(_decoded(s)) or mentions_code_word(s) for s in subjects):
+    if any(mentions_code_word(_decoded(s)) or mentions_code_word(s) for s in h.subject):
         return "candidate"
-    if not addresses and raw_values(msg, "From"):
+    if not addresses and h.from_:
         return "candidate"  # a From we cannot read is not provably someone else's
     return "not_ours"
 
@@ -242,48 +263,52 @@ def _decoded(value: str) -> str:
         return value
 
 
+# --- the whole message -----------------------------------------------------------------------------
+
+
 def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None,
               ids: NoticeIds | None = None) -> Verdict:
-    vt = config.veilig_thuis
     if expected_size is not None and expected_size != len(raw):
         # Some Exchange servers list a message before its body is there: retry, never act.
         return Verdict("needs_human", "incomplete")
     if len(raw) > config.limits.max_message_bytes:
         return _unreadable(raw, config, "too_large")
 
+    parties = Parties.of(config)
     msg = parse_message(raw)
-    msg_id = _message_id(msg)
-    written = message_date(msg, now)
-    own = OwnMail.of(config)
-    if own.is_copy(msg):
+    h = Headers.of(msg)
+    msg_id = _message_id(h)
+    written = message_date(h, now)
+    if parties.own.is_copy(h):
         return Verdict("own", "own_copy", message_id=msg_id)
 
     report = report_type(msg)
-    if report is not None or is_bounce(msg):
-        return _report(msg, raw, report, config, own, msg_id, written)
+    if report is not None or is_bounce(h, report):
+        return _report(msg, h, raw, report, parties, msg_id, written)
 
-    if ids is not None and is_out_of_office(msg):
-        away = _away_reply(msg, config, ids)
+    if ids is not None and is_out_of_office(h):
+        away = _away_reply(h, parties, ids)
         if away is not None:
             return Verdict("own", "away_reply", message_id=msg_id, written=written, away_from=away[0],
                            replied_to=away[1])
-    if is_auto_reply(msg) and not _vouched_signal(msg, config, written):
+    address = h.from_address
+    standing = parties.vt.standing(h, address)
+    if is_auto_reply(h) and not (standing == "vouched" and _reading(msg, config, written).status == "pupils"):
         # RFC 3834: an automatic answer (an out-of-office to our receipt) is never answered. One
         # naming our own mail needs nothing; one quoting only our subject is left alone; one whose
         # own text carries the code word may hide a signal, so a person looks. A clean signal from a
         # vouched-for VT sender is a signal whatever its Auto-Submitted or References say.
-        if own.referenced_by(msg):
+        if parties.own.referenced_by(h):
             return Verdict("own", "auto_reply_to_own", message_id=msg_id)
         if mentions_code_word(message_text(msg).text):
             return Verdict("needs_human", "auto_reply", message_id=msg_id, written=written)
         return Verdict("ignored", "auto_reply", message_id=msg_id)
-    address = sender_address(msg)
-    if address is None or not is_allowed(address, vt.senders):
-        related = _related(msg, address, config)
+    if standing == "not_listed" or address is None:
+        related = _related(msg, h, parties)
         if related:
             return Verdict("needs_human", related, message_id=msg_id, written=written)
         return Verdict("ignored", "not_vt_sender", message_id=msg_id)
-    if not authenticated(msg, address, vt):
+    if standing == "not_authenticated":
         return Verdict("needs_human", "not_authenticated", message_id=msg_id, written=written)
 
     text = message_text(msg)
@@ -292,77 +317,63 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
         # Text cut at a budget (e.g. HTML too large to read in time) says why better than "no pupil".
         reason = text.limit if text.limit is not None else reading.reason
         return Verdict("needs_human", reason, message_id=msg_id, written=written)
-    return Verdict(
-        "signal",
-        "signal",
-        pupils=reading.pupils,
-        receipt_to=receipt_address(msg, address, vt),
-        mdn_to=mdn_address(msg, vt),
-        message_id=msg_id,
-        written=written,
-    )
+    receipt_to, mdn_to = parties.vt.answer_to(h, address)
+    return Verdict("signal", "signal", pupils=reading.pupils, receipt_to=receipt_to, mdn_to=mdn_to,
+                   message_id=msg_id, written=written)
 
 
-def _away_reply(msg: EmailMessage, config: Config, ids: NoticeIds) -> tuple[str, str] | None:
+def _reading(msg: EmailMessage, config: Config, written: dt.datetime) -> Reading:
+    """The pupils the text names, read against the day it was written (in the school's time zone)."""
+    return read_signal(message_text(msg), written.astimezone(config.schedule.timezone).date())
+
+
+def _away_reply(h: Headers, parties: Parties, ids: NoticeIds) -> tuple[str, str] | None:
     """(recipient, notice id) when an automatic reply comes from a person we sent that notice to.
 
     Never from the subject: the reply must name a notice id whose keyed tag verifies, and come from an
     address we send notices to (a coordinator or backup of any route). The From alone is not trusted for
     more than that: the worst a forgery can do is make the backup get a notice it should have had anyway.
     """
-    sender = sender_address(msg)
-    people = {p.email.lower() for route in config.routing.routes()
-              for p in (route.coordinator, route.backup) if p is not None}
-    if sender is None or sender.lower() not in people:
+    sender = h.from_address
+    if sender is None or sender.lower() not in parties.notice_recipients:
         return None
-    found = ids.find(" ".join(raw_values(msg, "In-Reply-To") + raw_values(msg, "References")), "notice")
+    found = ids.find(" ".join(h.in_reply_to + h.references), "notice")
     return (sender.lower(), found[0]) if found else None
 
 
 def sent_by_us(raw: bytes, config: Config) -> bool:
     """From exactly our address: something this mailbox sent (a person's forward), not mail dragged into Sent."""
-    msg = BytesHeaderParser(policy=email.policy.compat32).parsebytes(_header_block(raw))
-    return header_addresses(msg, "From") == [OwnMail.of(config).address]
+    return Headers.of(parse_header_fields(header_block(raw))).from_addresses == (Parties.of(config).own.address,)
 
 
-def _vouched_signal(msg: EmailMessage, config: Config, written: dt.datetime) -> bool:
-    """From an allowed VT sender, vouched for by the school's server, with the code word and a pupil."""
-    vt = config.veilig_thuis
-    address = sender_address(msg)
-    if address is None or not is_allowed(address, vt.senders) or not authenticated(msg, address, vt):
-        return False
-    reading = read_signal(message_text(msg), written.astimezone(config.schedule.timezone).date())
-    return reading.status == "pupils"
-
-
-def _related(msg: EmailMessage, address: str | None, config: Config) -> str | None:
+def _related(msg: EmailMessage, h: Headers, parties: Parties) -> str | None:
     """Why a message that is not from an allowed sender may still be from VT or about HwC, or None.
 
     A VT colleague writing from another address of VT's domain, a typo in `senders`, or a
     forwarder all end here: a person looks, nothing is answered.
     """
-    domains = vt_domains(config.veilig_thuis.senders)
-    if address is not None and at_domain(address, domains):
-        return "sender_not_listed"
-    if any(at_domain(a, domains) for a in header_addresses(msg, "From", "Sender", "Reply-To", "Return-Path")):
-        return "vt_related"
+    relation = parties.vt.relation(h)
+    if relation is not None:
+        return relation
     if has_code_word(message_text(msg)):
         return "code_word_unlisted_sender"
     return None
 
 
-def _report(msg: EmailMessage, raw: bytes, report: str | None, config: Config, own: OwnMail,
+def _report(msg: EmailMessage, h: Headers, raw: bytes, report: str | None, parties: Parties,
             msg_id: str | None, written: dt.datetime) -> Verdict:
     """Bounces, read receipts and other reports: never answered; what they are about decides the rest."""
-    about = own.kinds_in(msg, raw)
-    if report == "disposition-notification" or (report is not None and "delivery" not in report and not is_bounce(msg)):
+    about = parties.own.kinds_in(msg, raw)
+    if report == "disposition-notification" or (
+        report is not None and "delivery" not in report and not is_bounce(h, report)
+    ):
         # A read receipt (or another report) about our own mail needs nothing.
         if about:
             return Verdict("own", "report_about_own", message_id=msg_id)
-        if _related(msg, sender_address(msg), config):
+        if _related(msg, h, parties):
             return Verdict("needs_human", "report", message_id=msg_id, written=written)
         return Verdict("ignored", "report", message_id=msg_id)
-    refused = bounced_recipients(msg)
+    refused = bounced_recipients(msg, h)
     if about == {"test"}:
         return Verdict("own", "test_bounce", message_id=msg_id, refused=refused)
     if about == {"mdn"}:
@@ -371,7 +382,7 @@ def _report(msg: EmailMessage, raw: bytes, report: str | None, config: Config, o
         reason = "bounce_of_notice"
     elif "receipt" in about:
         reason = "bounce_of_receipt"
-    elif about or _related(msg, sender_address(msg), config):
+    elif about or _related(msg, h, parties):
         reason = "bounce_of_own_mail"
     else:
         return Verdict("ignored", "bounce", message_id=msg_id)

@@ -19,10 +19,10 @@ from string import Template
 from typing import Literal
 
 from hwc_watcher.core.auth_results import AuthResultsError, parse_auth_results
-from hwc_watcher.core.classify import parse_message
+from hwc_watcher.core.headers import Headers, parse_message, raw_values
 from hwc_watcher.core.school_calendar import SchoolCalendar
 from hwc_watcher.core.settings import Config, DrillSettings
-from hwc_watcher.core.trust import authenticated, raw_values, sender_address, trusted_headers
+from hwc_watcher.core.trust import authenticated, trusted_headers
 
 #: The steps of a drill, in order; each is named in the report when it fails.
 STEPS = ("mailbox", "send", "arrive", "authenticate", "delete")
@@ -188,8 +188,9 @@ def judge(raw: bytes, message_id: str, config: Config, provider: Provider | None
     * Any other server: the DMARC rule alone, as for a VT signal; Exchange's headers count for nothing.
     """
     msg = parse_message(raw)
+    h = Headers.of(msg)
     vt = config.veilig_thuis
-    values = raw_values(msg, "Authentication-Results")
+    values = list(h.authentication_results)
     seen: list[str] = []
     for value in values:
         try:
@@ -199,14 +200,14 @@ def judge(raw: bytes, message_id: str, config: Config, provider: Provider | None
             continue
         seen.append(header.authserv_id or "(none)")
     seen_ids = tuple(seen)
-    if raw_values(msg, "Message-ID") != [message_id]:
+    if h.message_id != (message_id,):
         return Received("wrong_id", seen_ids)
     address = config.smtp.from_address.lower()
-    if sender_address(msg) != address:
+    if h.from_address != address:
         return Received("not_from_us", seen_ids)
     if vt.auth_check == "off":
         return Received("check_off", seen_ids)
-    verdict = _dmarc_verdict(msg, values, seen_ids, address, config)
+    verdict = _dmarc_verdict(h, values, seen_ids, address, config)
     if verdict.trusted:
         return verdict
     provider = provider or mail_provider(config)
@@ -223,7 +224,7 @@ def judge(raw: bytes, message_id: str, config: Config, provider: Provider | None
     return verdict
 
 
-def _dmarc_verdict(msg: Message, values: list[str], seen_ids: tuple[str, ...], address: str,
+def _dmarc_verdict(h: Headers, values: list[str], seen_ids: tuple[str, ...], address: str,
                    config: Config) -> Received:
     """The rule a VT signal faces: the school's own server says dmarc=pass for our domain."""
     vt = config.veilig_thuis
@@ -236,7 +237,7 @@ def _dmarc_verdict(msg: Message, values: list[str], seen_ids: tuple[str, ...], a
     dmarc = ", ".join(f"dmarc={r.result}" + (f" header.from={','.join(r.values('header.from'))}"
                                              if r.result != "pass" else "")
                       for h in headers for r in h.of("dmarc")) or "no dmarc result"
-    if not authenticated(msg, address, vt):
+    if not authenticated(h, address, vt):
         return Received("not_pass", seen_ids, trusted, dmarc)
     return Received(None, seen_ids, trusted, dmarc)
 

@@ -17,10 +17,10 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 
 from hwc_watcher.core.classify import OwnMail
+from hwc_watcher.core.headers import header_addresses, raw_values
 from hwc_watcher.core.notice_id import NoticeIds
 from hwc_watcher.core.school_calendar import SchoolCalendar
 from hwc_watcher.core.settings import RecallSettings
-from hwc_watcher.core.trust import header_addresses, raw_values
 
 #: The header fields the recall reads of a candidate (never the body).
 RECALL_FIELDS = ("FROM", "MESSAGE-ID", "DATE")

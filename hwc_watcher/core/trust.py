@@ -1,6 +1,7 @@
-"""Decide whether a message really comes from Veilig Thuis, and whether it may be answered.
+"""Is this message really from Veilig Thuis, and may it be answered?
 
-Pure functions over `email.message.EmailMessage`. The rules, and why:
+Pure functions over one message's `Headers` (a `Message` is read into one where a caller has only
+that). The rules, and why:
 
 * Only the address counts, never the display name ("Veilig Thuis <x@gmail.example>" is not VT).
 * An allowed entry is an exact address or `@domain` for exactly that domain: no suffix
@@ -9,76 +10,52 @@ Pure functions over `email.message.EmailMessage`. The rules, and why:
   in its Authentication-Results header (RFC 8601: each hop prepends its own), read exactly by
   `auth_results`. A lower header could have been written by the sender, so it counts for
   nothing: see `authenticated` for the rule and `trusted_headers` for which header counts.
-* Automatic mail (RFC 3834) and reports (RFC 3464, RFC 8098) are never answered: no loops.
+* An answer (receipt, read receipt) goes only to an allowed address. Automatic mail and reports,
+  which are never answered, are recognised in `auto_mail`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-from email.message import EmailMessage, Message
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
 from email.utils import getaddresses, parseaddr
+from typing import Literal
 
 # AuthResults and parse_auth_results are re-exported: they lived here before auth_results existed.
 from hwc_watcher.core.auth_results import AuthResults as AuthResults
 from hwc_watcher.core.auth_results import AuthResultsError, Result
 from hwc_watcher.core.auth_results import parse_auth_results as parse_auth_results
+
+# raw_values is re-exported: it lived here before headers existed.
+from hwc_watcher.core.headers import Headers, plain_address
+from hwc_watcher.core.headers import raw_values as raw_values
 from hwc_watcher.core.settings import VeiligThuisSettings
 
-_FOLD = re.compile(r"\r?\n(?=[ \t])")
+__all__ = [
+    "AuthResults",
+    "Standing",
+    "VtSenders",
+    "at_domain",
+    "authenticated",
+    "is_allowed",
+    "mdn_address",
+    "parse_auth_results",
+    "raw_values",
+    "receipt_address",
+    "sender_address",
+    "trusted_headers",
+    "vt_domains",
+]
+
+#: vouched: an allowed sender the school's server vouches for. not_authenticated: allowed, not vouched
+#: for. not_listed: no single plain From address, or one that is not allowed.
+Standing = Literal["vouched", "not_authenticated", "not_listed"]
 
 
-def raw_values(msg: Message, name: str) -> list[str]:
-    """A header's values as the sender wrote them (unfolded), never raising.
-
-    The `policy.default` header objects decode RFC 2047 words and re-render addresses, so
-    `From: signalen@vt.example <boef@evil.example>` would print as the VT address alone,
-    and an encoded CR/LF makes them raise. Decisions about trust are made on the raw text.
-    """
-    wanted = name.lower()
-    values: list[str] = []
-    for key, value in msg.raw_items():
-        if key.lower() == wanted:
-            values.append(" ".join(_FOLD.sub(" ", str(value)).split()))
-    return values
-
-
-def sender_address(msg: Message) -> str | None:
-    """The single From address, lower-cased; None for none, several, or a display name naming another.
-
-    A display name may repeat the address (`"signalen@vt.example" <signalen@vt.example>`, as some
-    case systems write it) or carry `@` and parentheses, but it must never name a *different*
-    address: `"signalen@vt.example" <boef@evil.example>` is the classic spoof and is refused.
-    """
-    values = raw_values(msg, "From")
-    if len(values) != 1:
-        return None
-    pairs = [(name, addr) for name, addr in getaddresses(values) if addr]
-    addresses = {_plain_address(addr) for _name, addr in pairs}
-    if len(addresses) != 1:
-        return None
-    address = addresses.pop()
-    if address is None:
-        return None
-    for name, _addr in pairs:
-        if any(other.strip(".").lower() != address for other in _ADDRESS_IN_TEXT.findall(name)):
-            return None
-    return address
-
-
-#: Something that looks like an address inside free text (a display name, a bounce body).
-_ADDRESS_IN_TEXT = re.compile(r"[^\s<>\"'(),;:@\[\]]+@[^\s<>\"'(),;:@\[\]]+\.[a-z]{2,}", re.IGNORECASE)
-
-
-def header_addresses(msg: Message, *names: str) -> list[str]:
-    """Every plain address in the given headers (From, Sender, Reply-To, Return-Path …), lower-cased."""
-    found: list[str] = []
-    for name in names:
-        for _display, addr in getaddresses(raw_values(msg, name)):
-            plain = _plain_address(addr) if addr else None
-            if plain is not None and plain not in found:
-                found.append(plain)
-    return found
+def sender_address(msg: Headers | Message) -> str | None:
+    """The single From address, lower-cased, or None (see `Headers.from_address` for the spoof rule)."""
+    return (msg if isinstance(msg, Headers) else Headers.of(msg)).from_address
 
 
 def vt_domains(senders: Iterable[str]) -> frozenset[str]:
@@ -92,21 +69,6 @@ def at_domain(address: str, domains: Iterable[str]) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in domains)
 
 
-# Addresses read from headers, which we may mail: ASCII atext and RFC 5321 lengths (config checks what admins type).
-_ADDR = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[a-z0-9.-]{1,253}")
-
-
-def _plain_address(address: str) -> str | None:
-    """A lower-case ASCII address we could safely mail, or None (no encoded words, no spaces)."""
-    address = address.strip().lower()
-    if not _ADDR.fullmatch(address) or "=?" in address:
-        return None
-    local, domain = address.split("@")
-    if not local or not domain or "." not in domain:
-        return None
-    return address
-
-
 def is_allowed(address: str | None, senders: Iterable[str]) -> bool:
     """Exact address or exact @domain; nothing else."""
     if address is None:
@@ -115,12 +77,52 @@ def is_allowed(address: str | None, senders: Iterable[str]) -> bool:
     return any(entry in (address, domain) for entry in senders)
 
 
+@dataclass(frozen=True)
+class VtSenders:
+    """The `[veilig_thuis]` settings with what follows from them alone, worked out once per config."""
+
+    settings: VeiligThuisSettings
+    #: The allow-list, for exact look-ups.
+    entries: frozenset[str] = field(init=False, repr=False)
+    #: `vt_domains(settings.senders)`.
+    domains: frozenset[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entries", frozenset(self.settings.senders))
+        object.__setattr__(self, "domains", vt_domains(self.settings.senders))
+
+    def allows(self, address: str | None) -> bool:
+        """`is_allowed` against the configured senders."""
+        return address is not None and (address in self.entries or "@" + address.split("@", 1)[1] in self.entries)
+
+    def related(self, addresses: Iterable[str]) -> bool:
+        """One of them is at one of VT's domains (or a subdomain): VT's, even if not an allowed sender."""
+        return any(at_domain(address, self.domains) for address in addresses)
+
+    def relation(self, h: Headers) -> Literal["sender_not_listed", "vt_related"] | None:
+        """How a message from no allowed sender is VT's all the same: its From at VT's domain (a colleague,
+        a typo in `senders`), or VT's domain anywhere in From, Sender, Reply-To or Return-Path (a forwarder)."""
+        if h.from_address is not None and self.related((h.from_address,)):
+            return "sender_not_listed"
+        return "vt_related" if self.related(h.origin_addresses) else None
+
+    def standing(self, h: Headers, address: str | None) -> Standing:
+        """May the From (`address`, `h.from_address`) be obeyed: allowed, and vouched for by the school's server?"""
+        if address is None or not self.allows(address):
+            return "not_listed"
+        return "vouched" if authenticated(h, address, self.settings) else "not_authenticated"
+
+    def answer_to(self, h: Headers, address: str) -> tuple[str, str | None]:
+        """Where a vouched-for signal's receipt goes, and its read receipt (None: none is sent)."""
+        return receipt_address(h, address, self.settings), mdn_address(h, self.settings)
+
+
 #: DMARC results that mean "the domain publishes no policy": only then may `dmarc_or_dkim` fall back
 #: to an aligned DKIM signature. Microsoft 365 writes "bestguesspass" for a domain without a record.
 _NO_POLICY = frozenset({"none", "bestguesspass"})
 
 
-def trusted_headers(values: list[str], authserv_ids: tuple[str, ...]) -> list[AuthResults] | None:
+def trusted_headers(values: Sequence[str], authserv_ids: tuple[str, ...]) -> list[AuthResults] | None:
     """The headers the school's own server wrote, or None when there is none we can believe.
 
     Without `authserv_ids`: the topmost header only, whoever wrote it (RFC 8601 §5: each hop
@@ -170,7 +172,7 @@ def _aligned(domain: str | None, from_domain: str) -> bool:
     return from_domain == domain or from_domain.endswith("." + domain)
 
 
-def authenticated(msg: Message, address: str, settings: VeiligThuisSettings) -> bool:
+def authenticated(msg: Headers | Message, address: str, settings: VeiligThuisSettings) -> bool:
     """True when the school's own server vouches for the From domain.
 
     The rule: every dmarc result in the trusted header(s) is `pass` and names the From
@@ -181,7 +183,8 @@ def authenticated(msg: Message, address: str, settings: VeiligThuisSettings) -> 
     """
     if settings.auth_check == "off":
         return True
-    headers = trusted_headers(raw_values(msg, "Authentication-Results"), settings.authserv_ids)
+    h = msg if isinstance(msg, Headers) else Headers.of(msg)
+    headers = trusted_headers(h.authentication_results, settings.authserv_ids)
     if headers is None:
         return False
     from_domain = address.split("@", 1)[1]
@@ -194,119 +197,32 @@ def authenticated(msg: Message, address: str, settings: VeiligThuisSettings) -> 
     return bool(dkim) and all(r.result == "pass" for r in dkim)
 
 
-def is_auto_reply(msg: Message) -> bool:
-    """An automatic *answer* (RFC 3834 auto-replied, vacation responders): never answered in turn."""
-    auto = (raw_values(msg, "Auto-Submitted") or [""])[0].strip().lower()
-    if auto.startswith("auto-replied"):
-        return True
-    if (raw_values(msg, "Precedence") or [""])[0].strip().lower() == "auto_reply":
-        return True
-    return bool(raw_values(msg, "X-Autoreply") or raw_values(msg, "X-Autorespond"))
-
-
-def is_out_of_office(msg: Message) -> bool:
-    """An automatic reply of an absent person: RFC 3834/5230 (Sieve vacation, Gmail's vacation responder:
-    `Auto-Submitted: auto-replied`), `X-Autoreply`/`Precedence: auto_reply`, or Exchange's out-of-office
-    reply (`Auto-Submitted: auto-generated` with Exchange's own `X-MS-Exchange-Inbox-Rules-Loop` or
-    `X-Auto-Response-Suppress`). Never judged by its subject ("Automatisch antwoord: …")."""
-    if is_auto_reply(msg):
-        return True
-    auto = (raw_values(msg, "Auto-Submitted") or [""])[0].strip().lower()
-    exchange = raw_values(msg, "X-MS-Exchange-Inbox-Rules-Loop") or raw_values(msg, "X-Auto-Response-Suppress")
-    return auto.startswith("auto-generated") and bool(exchange)
-
-
-_BOUNCERS = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|maildaemon)$", re.IGNORECASE)
-
-
-def is_bounce(msg: Message) -> bool:
-    """A delivery failure, whether or not the MTA wrote an RFC 3464 report."""
-    report = report_type(msg)
-    if report is not None and "delivery" in report:
-        return True
-    if raw_values(msg, "X-Failed-Recipients"):
-        return True
-    return any(_BOUNCERS.match(address.split("@", 1)[0]) for address in header_addresses(msg, "From"))
-
-
-_FINAL_RECIPIENT = re.compile(rb"(?im)^(?:final|original)-recipient:\s*rfc822;\s*<?([^\s<>;]+@[^\s<>;]+)>?")
-
-
-def bounced_recipients(msg: Message) -> tuple[str, ...]:
-    """The addresses a bounce says refused our mail (RFC 3464 Final-Recipient, or X-Failed-Recipients)."""
-    found: list[str] = []
-    for _name, addr in getaddresses(raw_values(msg, "X-Failed-Recipients")):
-        found.append(addr)
-    for part in msg.walk():
-        if part.get_content_type() == "message/delivery-status":
-            found.extend(m.decode("ascii", "replace") for m in _FINAL_RECIPIENT.findall(_part_bytes(part)))
-    plain = [p for p in (_plain_address(a) for a in found) if p is not None]
-    return tuple(dict.fromkeys(plain))[:10]
-
-
-def report_type(msg: Message) -> str | None:
-    """"delivery-status" for a bounce, "disposition-notification" for a read receipt, else None."""
-    if msg.get_content_type() != "multipart/report":
-        return None
-    return str(msg.get_param("report-type", "") or "").lower() or "unknown"
-
-
-def reported_message_ids(msg: EmailMessage) -> list[str]:
-    """Message-IDs named inside a report: whose delivery failed or was read."""
-    ids: list[str] = []
-    for part in msg.walk():
-        ctype = part.get_content_type()
-        if ctype in ("message/rfc822", "message/rfc822-headers", "text/rfc822-headers", "message/global-headers"):
-            payload = part.get_payload()
-            inner = payload[0] if isinstance(payload, list) and payload else None
-            if isinstance(inner, Message):
-                ids.extend(raw_values(inner, "Message-ID"))
-            else:
-                ids.extend(_header_ids(_part_bytes(part), b"message-id"))
-        elif ctype == "message/disposition-notification":
-            ids.extend(_header_ids(_part_bytes(part), b"original-message-id"))
-    return [i.strip() for i in ids]
-
-
-def _part_bytes(part: Message) -> bytes:
-    """A part's content as bytes, whether the parser kept it as text or as sub-messages."""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        return b"\n".join(p.as_bytes() for p in payload if isinstance(p, Message))
-    decoded = part.get_payload(decode=True)
-    return decoded if isinstance(decoded, bytes) else b""
-
-
-def _header_ids(text: bytes, name: bytes) -> list[str]:
-    pattern = re.compile(rb"(?im)^" + re.escape(name) + rb":\s*(<[^>\r\n]{1,500}>)")
-    return [m.decode("ascii", "replace") for m in pattern.findall(text)]
-
-
-def receipt_address(msg: Message, address: str, settings: VeiligThuisSettings) -> str:
+def receipt_address(msg: Headers | Message, address: str, settings: VeiligThuisSettings) -> str:
     """The configured fixed address, else an allowed Reply-To, else the (allowed) sender."""
     if settings.receipt_to:
         return settings.receipt_to
-    reply_to = [a for _n, a in getaddresses(raw_values(msg, "Reply-To")) if a]
+    h = msg if isinstance(msg, Headers) else Headers.of(msg)
+    reply_to = [a for _n, a in getaddresses(list(h.reply_to)) if a]
     if len(reply_to) == 1:
-        candidate = _plain_address(reply_to[0])
+        candidate = plain_address(reply_to[0])
         if is_allowed(candidate, settings.senders) and candidate is not None:
             return candidate
     return address
 
 
-def mdn_address(msg: Message, settings: VeiligThuisSettings) -> str | None:
+def mdn_address(msg: Headers | Message, settings: VeiligThuisSettings) -> str | None:
     """RFC 8098 §2.1: answer only an allowed address that is also the return path, if one is given."""
     if not settings.send_mdn:
         return None
-    pairs = [a for _n, a in getaddresses(raw_values(msg, "Disposition-Notification-To")) if a]
+    h = msg if isinstance(msg, Headers) else Headers.of(msg)
+    pairs = [a for _n, a in getaddresses(list(h.disposition_notification_to)) if a]
     if len(pairs) != 1:
         return None
-    candidate = _plain_address(pairs[0])
+    candidate = plain_address(pairs[0])
     if candidate is None or not is_allowed(candidate, settings.senders):
         return None
-    return_path = raw_values(msg, "Return-Path")
-    if return_path:
-        rp = _plain_address(parseaddr(return_path[0])[1])
+    if h.return_path:
+        rp = plain_address(parseaddr(h.return_path[0])[1])
         if rp is not None and rp != candidate:
             return None
     return candidate
