@@ -34,10 +34,10 @@ from hwc_watcher.core.errors import (
     TlsError,
     TokenError,
 )
+from hwc_watcher.core.headers import raw_values
 from hwc_watcher.core.roster_check import Finding, analyse
 from hwc_watcher.core.school_calendar import format_day_off
 from hwc_watcher.core.settings import Config, LoginSettings
-from hwc_watcher.core.trust import raw_values
 from hwc_watcher.edges import pupil_file
 from hwc_watcher.edges.auth import Authenticator, imap_authenticator, is_microsoft_smtp, smtp_authenticator
 from hwc_watcher.edges.auth.base import MICROSOFT_BASIC_SMTP_NOTE

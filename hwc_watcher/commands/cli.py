@@ -20,6 +20,7 @@ from hwc_watcher.config.load import DEFAULT_CONFIG_PATH, load_config
 from hwc_watcher.core.errors import HwcError
 from hwc_watcher.core.settings import Config
 from hwc_watcher.edges import pupil_file
+from hwc_watcher.edges.clock import utc_now
 from hwc_watcher.resources import EXAMPLE_CONFIG, JOURNALD_CONF, UNITS, read_text
 
 EXIT_OK, EXIT_ATTENTION, EXIT_CONFIG = 0, 1, 2
@@ -196,7 +197,7 @@ def inspect_message(config: Config, raw: bytes, now: dt.datetime | None = None) 
     """The verdict for one message as a JSON-able dict (what `inspect --json` prints)."""
     from hwc_watcher.core.classify import classify
 
-    verdict = classify(raw, config, now=now or dt.datetime.now(dt.UTC))
+    verdict = classify(raw, config, now=now or utc_now())
     router = pupil_file.router(config.routing)
     pupils = []
     for pupil in verdict.pupils:
@@ -223,7 +224,7 @@ def _inspect(config: Config, path: Path, *, as_json: bool) -> int:
         return EXIT_CONFIG
     from hwc_watcher.core.classify import message_date, parse_message
 
-    now = message_date(parse_message(raw), dt.datetime.now(dt.UTC))
+    now = message_date(parse_message(raw), utc_now())
     result = inspect_message(config, raw, now)
     if as_json:
         print(json.dumps(result, ensure_ascii=False))

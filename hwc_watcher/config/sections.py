@@ -59,7 +59,7 @@ from hwc_watcher.core.settings import (
     VeiligThuisSettings,
 )
 
-# A VT sender: an exact address or an @domain entry, in the characters trust._plain_address yields, so it can match.
+# A VT sender: an exact address or an @domain entry, in the characters headers.plain_address yields, so it can match.
 _SENDER = re.compile(r"^(?:[a-z0-9!#$%&'*+/=?^_`{|}~.-]+)?@(?:[a-z0-9-]+\.)+[a-z]{2,}$")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.policy
+import functools
 import re
 import zoneinfo
 from email.parser import BytesHeaderParser
@@ -46,6 +47,7 @@ def recall_moment(sent_at: dt.datetime, recall: RecallSettings, tz: zoneinfo.Zon
     return dt.datetime.combine(day, recall.at, tzinfo=tz)  # pragma: no cover - a calendar without school days
 
 
+@functools.lru_cache(maxsize=8)
 def notice_id_pattern(domain: str) -> re.Pattern[str]:
     """The shape of a notice id, `<hwc-notice.<32 hex>@domain>`, in any case: what a look-alike copies."""
     return re.compile(r"<hwc-notice\.[0-9a-f]{32}@" + re.escape(domain) + ">", re.IGNORECASE)

@@ -29,6 +29,7 @@ from hwc_watcher.core.notice_id import NoticeIds
 from hwc_watcher.core.recall_plan import RECALL_FIELDS, check_notice, is_due
 from hwc_watcher.core.settings import Config, FolderNames, RecallMailbox
 from hwc_watcher.edges.auth import authenticator_for
+from hwc_watcher.edges.clock import utc_now
 from hwc_watcher.edges.mailbox import Mailbox
 from hwc_watcher.edges.secrets import notice_ids
 from hwc_watcher.edges.time_limit import TimeLimit
@@ -88,7 +89,7 @@ class Recaller:
         self._ids = ids
         #: Look-alikes of our notices seen in this run's search (left alone, counted in the report).
         self._forged: set[tuple[str, int, int]] = set()
-        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.clock = clock or utc_now
 
     def run(self, now: dt.datetime | None = None) -> RecallResult:
         moment = now or self.clock()
