@@ -187,3 +187,14 @@ def configure(*, json: bool | None = None, level: int = logging.INFO) -> None:
 def get_logger(name: str) -> Any:
     """A bound logger; the processors above apply to everything it writes."""
     return structlog.get_logger(name)
+
+
+__all__ = [
+    "MAX_VALUE_CHARS",
+    "REDACTED",
+    "configure",
+    "get_logger",
+    "pupil_forms",
+    "refuse_pupil_data",
+    "sensitive",
+]

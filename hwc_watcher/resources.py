@@ -26,3 +26,11 @@ def read_text(name: str) -> str:
     if source_tree.is_file():
         return source_tree.read_text(encoding="utf-8")
     raise HwcError(f"{name} is missing from this installation of hwc-watcher; reinstall it with pip.")
+
+
+__all__ = [
+    "EXAMPLE_CONFIG",
+    "JOURNALD_CONF",
+    "UNITS",
+    "read_text",
+]

@@ -10,6 +10,7 @@ even for a type, is a seam to fix rather than to hide.
 from __future__ import annotations
 
 import ast
+import importlib
 from functools import cache
 from pathlib import Path
 
@@ -198,3 +199,20 @@ def test_the_readme_layout_names_every_module() -> None:
         if path.name != "__init__.py" and path.parent.name != "auth" and path.name not in block
     )
     assert missing == []
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.endswith("__main__")))
+def test_every_module_says_what_it_offers(module: str) -> None:
+    """`__all__` names the module's public API, and each name in it exists there (a package with only a
+    docstring offers nothing and needs none)."""
+    body = tree(module).body
+    exported = [node for node in body if isinstance(node, ast.Assign | ast.AnnAssign)
+                and any(isinstance(t, ast.Name) and t.id == "__all__"
+                        for t in (node.targets if isinstance(node, ast.Assign) else [node.target]))]
+    defines = [node for node in body if not isinstance(node, ast.Expr | ast.Import | ast.ImportFrom)]
+    if not defines:
+        return
+    assert exported, f"{module} has no __all__"
+    names = ast.literal_eval(exported[0].value) if exported[0].value is not None else []
+    module_object = importlib.import_module(module)
+    assert [n for n in names if not hasattr(module_object, n)] == []

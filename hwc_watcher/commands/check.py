@@ -661,3 +661,10 @@ def _print_finding(report: Report, finding: Finding) -> None:
         report.ok(finding.step, finding.text)
     for line in finding.details:
         report.detail(line)
+
+
+__all__ = [
+    "Report",
+    "read_before_deadline",
+    "run_check",
+]

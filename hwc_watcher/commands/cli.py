@@ -242,3 +242,9 @@ def _inspect(config: Config, path: Path, *, as_json: bool) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+__all__ = [
+    "inspect_message",
+    "main",
+]

@@ -159,3 +159,13 @@ def _save_to_sent(imap: EmbeddedImapServer, password: str, raw: bytes) -> None:
     """Like Microsoft 365: every SMTP submission also lands in the sender's Sent folder."""
     with _client(imap, password) as client:
         client.append("Sent", raw)
+
+
+__all__ = [
+    "COORDINATOR",
+    "DEMO_CONFIG",
+    "SCHOOL_BOX",
+    "VT_SENDER",
+    "demo_signal",
+    "run_demo",
+]

@@ -316,3 +316,26 @@ def install(kind: str, root: Path, out: TextIO) -> list[Path]:
           + ("" if kind == "journald" else f"; then start or restart {unit}")
           + f"; its logs: journalctl --namespace={NAMESPACE} -u {unit}", file=out)
     return written
+
+
+__all__ = [
+    "CONF_DIRS",
+    "NAMESPACE",
+    "UNIT_DIRS",
+    "Finding",
+    "Reporter",
+    "Retention",
+    "SourceText",
+    "check_logs",
+    "findings",
+    "install",
+    "log_namespace",
+    "parse_show",
+    "read_conf",
+    "read_unit",
+    "retention",
+    "settings",
+    "systemctl_show",
+    "timespan_s",
+    "unit_for",
+]

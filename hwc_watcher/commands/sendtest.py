@@ -114,3 +114,13 @@ def send_tests(
             else:
                 outcomes.append(Outcome(recipient, True, f"accepted by the SMTP server ({message['Message-ID']})"))
     return outcomes
+
+
+__all__ = [
+    "ROLE",
+    "Outcome",
+    "Recipient",
+    "compose_test_mail",
+    "recipients",
+    "send_tests",
+]

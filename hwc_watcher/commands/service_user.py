@@ -98,3 +98,13 @@ def check_interpreter(user: str | None = None, executable: str = sys.executable,
                               f"{result.returncode}{where})",
                        "make the venv and its packages readable for every user (chmod -R o+rX /opt/hwc-watcher)")
     return Outcome(True, f"{user} can start {executable} and import hwc-watcher")
+
+
+__all__ = [
+    "DEFAULT_USER",
+    "INSTALLED_UNIT",
+    "Outcome",
+    "check_interpreter",
+    "closed_directory",
+    "unit_user",
+]

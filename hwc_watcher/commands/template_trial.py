@@ -91,3 +91,10 @@ def trial_render(config: Config, now: dt.datetime) -> list[TrialResult]:
             problem = "the notice does not show the pupil's name and birth date"
         results.append(TrialResult(name, name in own, problem))
     return results
+
+
+__all__ = [
+    "SAMPLE_PUPIL",
+    "TrialResult",
+    "trial_render",
+]

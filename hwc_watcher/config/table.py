@@ -181,3 +181,12 @@ class Table:
 def is_address(value: str) -> bool:
     """A full e-mail address as the config accepts one for sending: name@domain.tld, no spaces or brackets."""
     return bool(_ADDRESS.match(value))
+
+
+__all__ = [
+    "CaCheck",
+    "Table",
+    "is_address",
+    "type_name",
+    "unknown_key_error",
+]

@@ -56,3 +56,8 @@ def key_line(text: str, where: str, key: str) -> int | None:
         if fallback is None and path and table[:1] == path[:1]:
             fallback = number
     return fallback
+
+
+__all__ = [
+    "key_line",
+]

@@ -239,3 +239,13 @@ def _segment(r: _Reader) -> Result | None:
             reason = text
         # else: an extension without a ptype (Microsoft's "action=none"): read, ignored.
     return Result(method=method, result=result, reason=reason, properties=tuple(properties))
+
+
+__all__ = [
+    "MAX_LENGTH",
+    "MAX_RESULTS",
+    "AuthResults",
+    "AuthResultsError",
+    "Result",
+    "parse_auth_results",
+]

@@ -86,3 +86,16 @@ def over_budget(raw: bytes) -> str | None:
         if field_bytes.count(b";") > MAX_MIME_PARAMS:
             return "too_many_mime_params"
     return None
+
+
+__all__ = [
+    "MAX_HEADER",
+    "MAX_HEADERS",
+    "MAX_HEADER_BLOCK",
+    "MAX_MIME_HEADER",
+    "MAX_MIME_PARAMS",
+    "MAX_MIME_PARTS",
+    "MAX_MULTIPARTS",
+    "over_budget",
+    "sender_fields",
+]

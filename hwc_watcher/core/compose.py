@@ -1118,3 +1118,34 @@ class Composer:
         if problem == "not_checked":
             return self.texts["detail_not_checked"]
         return self._text("detail_waiting", messages=count_of(waiting, self.language))
+
+
+__all__ = [
+    "ACTIONS",
+    "ALERT_KINDS",
+    "CAUSES",
+    "DIGEST_LINES",
+    "DRILL_CAUSES",
+    "DRILL_MAIL_BODY",
+    "DRILL_MAIL_SUBJECT",
+    "DRILL_SUBJECTS",
+    "FOLDER_ROLES",
+    "NL_MONTHS",
+    "PROBLEMS",
+    "RECALL_STEPS",
+    "TEST_MAIL_BODY",
+    "TEST_MAIL_SUBJECT",
+    "TEXTS",
+    "WIDTH",
+    "Composer",
+    "action_kind",
+    "action_text",
+    "cause_text",
+    "clean",
+    "count_of",
+    "fill",
+    "format_date",
+    "format_moment",
+    "more_of",
+    "reflow",
+]

@@ -179,3 +179,24 @@ def internal_error_text(err: BaseException) -> str:
     while last.tb_next is not None:  # the innermost frame, read from the traceback object (no source file read)
         last = last.tb_next
     return f"internal error {type(err).__name__} at {PurePath(last.tb_frame.f_code.co_filename).name}:{last.tb_lineno}"
+
+
+__all__ = [
+    "ChannelError",
+    "ConfigError",
+    "CycleTimeoutError",
+    "DeliveryAuthError",
+    "DeliveryError",
+    "DeliveryTlsError",
+    "FolderChangedError",
+    "HwcError",
+    "MailboxAuthError",
+    "MailboxError",
+    "MailboxTlsError",
+    "PupilListError",
+    "SecretError",
+    "TlsError",
+    "TokenError",
+    "UnknownKeyError",
+    "internal_error_text",
+]

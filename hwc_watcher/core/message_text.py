@@ -344,3 +344,11 @@ def message_text(msg: email.message.EmailMessage, *, max_chars: int = 200_000) -
         attachment_only=not text and walker.attachments > 0 and not walker.encrypted,
         limit=walker.limit,
     )
+
+
+__all__ = [
+    "MAX_HTML_CHARS",
+    "MessageText",
+    "html_to_text",
+    "message_text",
+]

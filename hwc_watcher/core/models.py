@@ -107,3 +107,16 @@ class Fetched:
     raw: bytes
     #: RFC822.SIZE as announced by the server; differs from len(raw) when the body is incomplete.
     size: int
+
+
+__all__ = [
+    "BackupMode",
+    "Fetched",
+    "FolderState",
+    "Folders",
+    "Glance",
+    "Person",
+    "Pupil",
+    "Route",
+    "RouteDecision",
+]

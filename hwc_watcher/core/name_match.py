@@ -189,3 +189,19 @@ def decide(scores: Sequence[int]) -> tuple[Outcome, int | None]:
     if len(plausible) > 1:
         return "ambiguous", None
     return "not_found", None
+
+
+__all__ = [
+    "CONFIDENT_SCORE",
+    "FIRST_NAME_SIMILARITY",
+    "MARGIN",
+    "MIN_FUZZY_LENGTH",
+    "PARTICLES",
+    "SURNAME_SIMILARITY",
+    "NameKey",
+    "Outcome",
+    "decide",
+    "normalise",
+    "score",
+    "tokens",
+]

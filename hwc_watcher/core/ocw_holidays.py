@@ -80,3 +80,12 @@ def region_holidays(region: str) -> tuple[tuple[str, str, dt.date, dt.date], ...
 def school_years() -> tuple[str, ...]:
     """The school years the tables cover, oldest first ("2024-2025", ...)."""
     return tuple(sorted(TABLES))
+
+
+__all__ = [
+    "REGIONS",
+    "SOURCE",
+    "TABLES",
+    "region_holidays",
+    "school_years",
+]

@@ -576,3 +576,23 @@ class ListSource(Protocol):
     """Where the Router gets the list: `edges.pupil_file.PupilListSource` reads the file, a test its own disk."""
 
     def current(self) -> Snapshot: ...
+
+
+__all__ = [
+    "HEADER_SEARCH_LINES",
+    "MAX_BYTES",
+    "MAX_COLUMNS",
+    "MAX_REASONS",
+    "MAX_ROWS",
+    "DateOrder",
+    "ListSource",
+    "ListedPupil",
+    "Match",
+    "PupilList",
+    "PupilListConfig",
+    "Snapshot",
+    "parse_date",
+    "read_pupil_list",
+    "settle_date_order",
+    "split_full_name",
+]

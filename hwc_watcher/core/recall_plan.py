@@ -95,3 +95,15 @@ def is_due(headers: bytes, arrived: dt.datetime | None, now: dt.datetime, recall
     """Its recall moment has come; a notice whose sending time cannot be told at all is left alone."""
     when = sent_at(headers, arrived)
     return when is not None and recall_moment(when, recall, tz, calendar) <= now
+
+
+__all__ = [
+    "RECALL_FIELDS",
+    "NoticeCheck",
+    "check_notice",
+    "is_due",
+    "is_our_notice",
+    "notice_id_pattern",
+    "recall_moment",
+    "sent_at",
+]

@@ -173,3 +173,16 @@ def analyse(
     if routing.rules and defaulted:
         findings.append(_coverage(routing, parsed.pupils, defaulted))
     return RosterCheck(summary=summary, findings=tuple(findings), empty_routes=empty, per_route=counts)
+
+
+__all__ = [
+    "DEFAULT_SHARE_WARN",
+    "MAX_EXAMPLES",
+    "MAX_LINES",
+    "Finding",
+    "RosterCheck",
+    "age_finding",
+    "analyse",
+    "config_findings",
+    "school_year_start",
+]

@@ -218,3 +218,13 @@ class Router:
         for route in self.config.routes():
             people.update(person.email.lower() for person in (route.coordinator, route.backup) if person)
         return frozenset(people)
+
+
+__all__ = [
+    "Condition",
+    "Router",
+    "RouterStatus",
+    "RoutingConfig",
+    "Rule",
+    "numbers_in",
+]

@@ -195,3 +195,17 @@ def build_calendar(*, region: str | None = None, days_off: Iterable[DayOff] = ()
     public = public_days_off(years, good_friday, liberation_day) if (
         region is not None if public_holidays is None else public_holidays) else ()
     return SchoolCalendar(regional + public + own, tuple(school_days), region, until)
+
+
+__all__ = [
+    "HORIZON_DAYS",
+    "LIBERATION_DAY",
+    "OWN",
+    "PUBLIC",
+    "DayOff",
+    "SchoolCalendar",
+    "build_calendar",
+    "format_day_off",
+    "public_days_off",
+    "region_days_off",
+]

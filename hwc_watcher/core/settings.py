@@ -284,3 +284,29 @@ class Config:
         seen = {p.email.lower(): p for p in self.notice_recipients()}
         seen.setdefault(self.contact.email.lower(), self.contact)
         return tuple(seen.values())
+
+
+__all__ = [
+    "AlertSettings",
+    "AuthCheck",
+    "AuthKind",
+    "Config",
+    "DrillSettings",
+    "FolderNames",
+    "GoogleSettings",
+    "ImapSettings",
+    "Language",
+    "Limits",
+    "LoginSettings",
+    "MessageSettings",
+    "MicrosoftSettings",
+    "PurgeMode",
+    "RecallMailbox",
+    "RecallSettings",
+    "ScheduleSettings",
+    "SecretRef",
+    "Security",
+    "ServerSettings",
+    "SmtpSettings",
+    "VeiligThuisSettings",
+]

@@ -608,3 +608,17 @@ def read_signal(text: MessageText, today: dt.date) -> Reading:
         return _read(text, today)
     except Exception:  # noqa: BLE001 -- an unexpected input must reach a human, not crash the daemon
         return Reading("needs_human", "no_pupil")
+
+
+__all__ = [
+    "CODE_WORD",
+    "MONTHS",
+    "STOPWORDS",
+    "TUSSENVOEGSELS",
+    "Reading",
+    "Status",
+    "as_name",
+    "has_code_word",
+    "mentions_code_word",
+    "read_signal",
+]

@@ -270,3 +270,10 @@ def refusal_words(err: DeliveryError) -> str:
     for reply in err.replies.values():
         return f"refused: {reply}"
     return str(err)
+
+
+__all__ = [
+    "Outbox",
+    "SmtpLogin",
+    "refusal_words",
+]

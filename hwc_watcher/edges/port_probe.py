@@ -99,3 +99,12 @@ def security_advice(section: str, port: int, security: str, kind: PortKind) -> t
                 f'set {section}.security = "starttls", or {section}.port = {implicit} if the server offers '
                 f"implicit TLS there")
     return None
+
+
+__all__ = [
+    "GREETING_WAIT_S",
+    "HANDSHAKE_WAIT_S",
+    "PortKind",
+    "probe_port",
+    "security_advice",
+]

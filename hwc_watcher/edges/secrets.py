@@ -115,3 +115,15 @@ def secret_path(ref: SecretRef) -> Path:
 def notice_ids(config: Config) -> NoticeIds:
     """Our keyed Message-IDs, under the key read from the mailbox login's own secret (or `notice-key`)."""
     return config.notice_ids(installation_key(secret_path(ref) for ref in config.login_secrets()))
+
+
+__all__ = [
+    "CREDENTIALS_SOURCE",
+    "NOTICE_KEY_CREDENTIAL",
+    "credential_path",
+    "ensure_private",
+    "installation_key",
+    "notice_ids",
+    "read_secret",
+    "secret_path",
+]

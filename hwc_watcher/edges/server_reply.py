@@ -46,3 +46,10 @@ def reply_text(err: BaseException) -> str:
     if isinstance(err, smtplib.SMTPRecipientsRefused):
         return f"{len(err.recipients)} recipient(s) refused"
     return readable(str(err))
+
+
+__all__ = [
+    "readable",
+    "reply_text",
+    "says_token_expired",
+]

@@ -54,3 +54,10 @@ def ping(url: str, *, timeout: float = 10.0, ca_file: str | None = None) -> None
     """GET the heartbeat URL: 'the daemon completed a cycle just now'."""
     request = urllib.request.Request(url, headers={"User-Agent": "hwc-watcher"})  # noqa: S310 - checked in config
     _open(request, timeout, ca_file)
+
+
+__all__ = [
+    "WebhookFormat",
+    "ping",
+    "post_alert",
+]

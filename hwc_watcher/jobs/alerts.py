@@ -122,3 +122,8 @@ class Alerter:
     def forget(self, key: str) -> None:
         """The cause is gone: a new occurrence may alert again."""
         self.memory.forget(key)
+
+
+__all__ = [
+    "Alerter",
+]

@@ -193,3 +193,11 @@ class Recaller:
                     yield state, due
         except HwcError as err:
             raise _Failed(step, err) from err
+
+
+__all__ = [
+    "MailboxRecall",
+    "RecallResult",
+    "Recaller",
+    "Step",
+]

@@ -319,3 +319,11 @@ class Service:
             self.push.join(10.0)
         self.scheduler.shutdown(wait=True)  # the running cycle finishes its current message and logs out
         _log.info("stopped")
+
+
+__all__ = [
+    "HUNG_AFTER_S",
+    "Service",
+    "next_polls",
+    "poll_trigger",
+]

@@ -181,3 +181,19 @@ class NoAuth:
 
     def invalidate(self) -> None:
         """Nothing is cached."""
+
+
+__all__ = [
+    "MICROSOFT_BASIC_SMTP_NOTE",
+    "MICROSOFT_SMTP_HOSTS",
+    "REFRESH_MARGIN",
+    "Authenticator",
+    "NoAuth",
+    "PasswordAuth",
+    "is_microsoft_smtp",
+    "is_token_expired",
+    "raise_if_connection_lost",
+    "reply_text",
+    "scrub",
+    "xoauth2_string",
+]

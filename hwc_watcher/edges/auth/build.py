@@ -169,3 +169,10 @@ def _google(login: LoginSettings, settings: GoogleSettings, clock: Callable[[], 
         clock=clock,
         timeout=login.timeout,
     )
+
+
+__all__ = [
+    "authenticator_for",
+    "imap_authenticator",
+    "smtp_authenticator",
+]

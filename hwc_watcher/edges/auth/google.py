@@ -122,3 +122,9 @@ class GoogleAuth(OAuth2Auth):
             f"username is the mailbox address and that domain-wide delegation has scope {GOOGLE_SCOPE}. "
             f"(Server said: {reply})"
         )
+
+
+__all__ = [
+    "GOOGLE_SCOPE",
+    "GoogleAuth",
+]

@@ -242,3 +242,10 @@ def _read_timed_out(err: Exception) -> bool:
 
     reason = getattr(err.args[0], "reason", None) if err.args else None
     return isinstance(reason, urllib3.exceptions.ReadTimeoutError)
+
+
+__all__ = [
+    "DEFAULT_AUTHORITY_HOST",
+    "MICROSOFT_SCOPE",
+    "MicrosoftAuth",
+]

@@ -238,3 +238,10 @@ class OAuth2Auth:
         except smtplib.SMTPAuthenticationError as err:
             self.invalidate()
             raise DeliveryAuthError(self._smtp_refused(username, scrub(reply_text(err), token))) from None
+
+
+__all__ = [
+    "HTTP_TIMEOUT",
+    "OAuth2Auth",
+    "http_session",
+]
