@@ -73,12 +73,16 @@ class Sent:
             self.mails.append((time.monotonic(), mail))
             self.changed.notify_all()
 
-    def of(self, kind: str, to: str, since: float = 0.0,
-           until: float = float("inf")) -> list[tuple[float, CapturedMail]]:
+    def of(
+        self, kind: str, to: str, since: float = 0.0, until: float = float("inf")
+    ) -> list[tuple[float, CapturedMail]]:
         """Our mails of one kind ("notice", "alert") to one address, accepted in [since, until)."""
         with self.changed:
-            return [(t, m) for t, m in self.mails if to in m.rcpt_tos and since <= t < until
-                    and str(m.message["Message-ID"]).startswith(f"<hwc-{kind}.")]
+            return [
+                (t, m)
+                for t, m in self.mails
+                if to in m.rcpt_tos and since <= t < until and str(m.message["Message-ID"]).startswith(f"<hwc-{kind}.")
+            ]
 
     def wait(self, kind: str, to: str, since: float, what: str) -> tuple[float, CapturedMail]:
         with self.changed:
@@ -115,8 +119,9 @@ class FolderWatch(threading.Thread):
                     uids = client.search("ALL")
                     if uids:
                         fetched = client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
-                        present |= {message_id(bytes(item[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]))
-                                    for item in fetched.values()}
+                        present |= {
+                            message_id(bytes(item[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"])) for item in fetched.values()
+                        }
                 moment = time.monotonic()
                 with self.lock:
                     self.present = present
@@ -141,7 +146,8 @@ def measure(dovecot: DovecotServer, work: Path, runs: int) -> None:
         path = write_config(work / "config", account, smtp, hold_minutes=HOLD_MINUTES)
         text = path.read_text(encoding="utf-8").replace(
             f"hold_minutes = {HOLD_MINUTES}\n",
-            f"hold_minutes = {HOLD_MINUTES}\nbusy_interval_minutes = 1\nquiet_interval_minutes = 1\n")
+            f"hold_minutes = {HOLD_MINUTES}\nbusy_interval_minutes = 1\nquiet_interval_minutes = 1\n",
+        )
         path.write_text(text, encoding="utf-8")  # mode 0600 stays
         config = load_config(path)
         watcher = Watcher.from_config(config)
@@ -203,21 +209,35 @@ def measure(dovecot: DovecotServer, work: Path, runs: int) -> None:
         report(sent, starts, latencies, handled, folders, left, pushed)
 
 
-def report(sent: Sent, starts: list[float], latencies: list[float], handled: dict[str, float],
-           folders: FolderWatch, left: bool, pushed: int) -> None:
+def report(
+    sent: Sent,
+    starts: list[float],
+    latencies: list[float],
+    handled: dict[str, float],
+    folders: FolderWatch,
+    left: bool,
+    pushed: int,
+) -> None:
     bounds = [*starts, float("inf")]
     backup_counts, coordinator_counts, alert_lines = [], [], []
     for since, until in itertools.pairwise(bounds):
         backup_counts.append(len(sent.of("notice", BACKUP, since, until)))
         coordinator_counts.append(len(sent.of("notice", COORDINATOR, since, until)))
-        alert_lines.append(sum(line.startswith("- ") for _t, mail in sent.of("alert", CONTACT, since, until)
-                               for line in text_of(mail).splitlines()))
+        alert_lines.append(
+            sum(
+                line.startswith("- ")
+                for _t, mail in sent.of("alert", CONTACT, since, until)
+                for line in text_of(mail).splitlines()
+            )
+        )
     median, worst = statistics.median(latencies), max(latencies)
     ok = median <= MEDIAN_TARGET_S and worst <= WORST_TARGET_S
     runs = len(latencies)
     print(f"Automatic reply APPENDed → backup's notice accepted by SMTP, {runs} runs, push (IDLE), loopback Dovecot")
-    print(f"  median {median:.2f} s, worst {worst:.2f} s, best {min(latencies):.2f} s "
-          f"(targets: median ≤ {MEDIAN_TARGET_S:g} s, worst ≤ {WORST_TARGET_S:g} s) {'OK' if ok else 'MISSED'}")
+    print(
+        f"  median {median:.2f} s, worst {worst:.2f} s, best {min(latencies):.2f} s "
+        f"(targets: median ≤ {MEDIAN_TARGET_S:g} s, worst ≤ {WORST_TARGET_S:g} s) {'OK' if ok else 'MISSED'}"
+    )
 
     def verdict(counts: list[int], what: str) -> None:
         good = all(c == 1 for c in counts)
@@ -231,12 +251,16 @@ def report(sent: Sent, starts: list[float], latencies: list[float], handled: dic
         still = len(folders.present)
     if left:
         after = sorted(gone.values())
-        print(f"  every signal left every folder: {len(after)}/{runs}, {min(after):.0f}–{max(after):.0f} s after "
-              f"its notice (median {statistics.median(after):.0f} s; hold {HOLD_MINUTES * 60} s, then the "
-              f"next cycle: the poll every minute); every folder empty at the end")
+        print(
+            f"  every signal left every folder: {len(after)}/{runs}, {min(after):.0f}–{max(after):.0f} s after "
+            f"its notice (median {statistics.median(after):.0f} s; hold {HOLD_MINUTES * 60} s, then the "
+            f"next cycle: the poll every minute); every folder empty at the end"
+        )
     else:
-        print(f"  WRONG: {runs - len(gone)} signal(s) still in a folder {GONE_TIMEOUT_S} s after the last run; "
-              f"{still} message(s) in the folders")
+        print(
+            f"  WRONG: {runs - len(gone)} signal(s) still in a folder {GONE_TIMEOUT_S} s after the last run; "
+            f"{still} message(s) in the folders"
+        )
     print(f"  push cycles: {pushed}")
 
 

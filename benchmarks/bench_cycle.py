@@ -128,10 +128,14 @@ class Traffic:
     command_log: tuple[str, ...]
 
     def __sub__(self, before: Traffic) -> Traffic:
-        return Traffic(self.commands - before.commands, self.connections - before.connections,
-                       self.bytes_up - before.bytes_up, self.bytes_down - before.bytes_down,
-                       self.down_by_command - before.down_by_command,
-                       self.command_log[len(before.command_log):])
+        return Traffic(
+            self.commands - before.commands,
+            self.connections - before.connections,
+            self.bytes_up - before.bytes_up,
+            self.bytes_down - before.bytes_down,
+            self.down_by_command - before.down_by_command,
+            self.command_log[len(before.command_log) :],
+        )
 
     @property
     def total_commands(self) -> int:
@@ -178,8 +182,14 @@ class CountingProxy:
         """Everything counted so far, once every proxied connection has closed; subtract two for a delta."""
         with self._lock:
             self._lock.wait_for(lambda: self._active == 0, IDLE_TIMEOUT_S)
-            return Traffic(Counter(self.commands), self.connections, self.bytes_up, self.bytes_down,
-                           Counter(self.down_by_command), tuple(self.command_log))
+            return Traffic(
+                Counter(self.commands),
+                self.connections,
+                self.bytes_up,
+                self.bytes_down,
+                Counter(self.down_by_command),
+                tuple(self.command_log),
+            )
 
     def _accept_loop(self) -> None:
         while not self._stop.is_set():
@@ -198,13 +208,20 @@ class CountingProxy:
                 self._active += 1
             done = threading.Semaphore(0)
             last = ["(greeting)"]  # the command the server is answering, shared by this connection's pumps
-            threading.Thread(target=self._pump, args=(client, upstream, CommandParser(), done, last),
-                             daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(client, upstream, CommandParser(), done, last), daemon=True
+            ).start()
             threading.Thread(target=self._pump, args=(upstream, client, None, done, last), daemon=True).start()
             threading.Thread(target=self._close_when_done, args=(client, upstream, done), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, parser: CommandParser | None,
-              done: threading.Semaphore, last: list[str]) -> None:
+    def _pump(
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        parser: CommandParser | None,
+        done: threading.Semaphore,
+        last: list[str],
+    ) -> None:
         try:
             while True:
                 data = source.recv(65536)
@@ -312,12 +329,21 @@ def daemon_cycle(bench: Bench, backlog: int, *, direct_tls: bool = False) -> Mea
     sent, smtp_connections = len(bench.smtp.messages) - mails, bench.smtp.connections - conns
     left = inbox_count(tls)
     if result.error or result.completed != backlog or sent != 2 * backlog or left or result.leftovers:
-        raise RuntimeError(f"daemon cycle did not do the job: error={result.error!r} completed={result.completed} "
-                           f"sent={sent} inbox_left={left} leftovers={result.leftovers}")
+        raise RuntimeError(
+            f"daemon cycle did not do the job: error={result.error!r} completed={result.completed} "
+            f"sent={sent} inbox_left={left} leftovers={result.leftovers}"
+        )
     if smtp_connections != result.smtp_connections:
         raise RuntimeError(f"SMTP connections: server saw {smtp_connections}, daemon says {result.smtp_connections}")
-    return Measure(backlog, "daemon-tls" if direct_tls else "daemon", None if direct_tls else sum(commands.values()),
-                   result.imap_commands, smtp_connections, wall, commands)
+    return Measure(
+        backlog,
+        "daemon-tls" if direct_tls else "daemon",
+        None if direct_tls else sum(commands.values()),
+        result.imap_commands,
+        smtp_connections,
+        wall,
+        commands,
+    )
 
 
 # --- the naive baseline ------------------------------------------------------------------------
@@ -341,11 +367,16 @@ def baseline_job(bench: Bench, backlog: int) -> Measure:
         name, _comma, rest = first_line.partition(",")
         birth = rest.split(",")[0].strip()
         with smtplib.SMTP(bench.smtp.host, bench.smtp.port, timeout=10) as smtp:
-            smtp.send_message(naive_mail(COORDINATOR, "Handle with Care",
-                                         f"Vandaag Handle with Care voor {name.strip()} ({birth}).\n"
-                                         "Bewaar deze mail niet.\n"))
-            receipt = naive_mail(str(message["From"].addresses[0].addr_spec), "Ontvangstbevestiging",
-                                 "Uw bericht is ontvangen.\n")
+            smtp.send_message(
+                naive_mail(
+                    COORDINATOR,
+                    "Handle with Care",
+                    f"Vandaag Handle with Care voor {name.strip()} ({birth}).\nBewaar deze mail niet.\n",
+                )
+            )
+            receipt = naive_mail(
+                str(message["From"].addresses[0].addr_spec), "Ontvangstbevestiging", "Uw bericht is ontvangen.\n"
+            )
             receipt["In-Reply-To"] = str(message["Message-ID"])
             smtp.send_message(receipt)
         client.add_flags([uid], [b"\\Deleted"])
@@ -413,9 +444,14 @@ def daemon_process(bench: Bench, backlog: int, *, extra_flags: tuple[str, ...] =
     first_cycle: list[float] = []
     cycle_ms: list[int] = []
     errors: list[bytes] = []
-    launcher = subprocess.Popen([sys.executable, "-I", "-c", LAUNCHER, str(report_file), *command], cwd=ROOT,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+    launcher = subprocess.Popen(
+        [sys.executable, "-I", "-c", LAUNCHER, str(report_file), *command],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
     def read_stdout() -> None:
         assert launcher.stdout is not None
@@ -447,10 +483,15 @@ def daemon_process(bench: Bench, backlog: int, *, extra_flags: tuple[str, ...] =
     left = inbox_count(tls)
     if times["returncode"] != 0 or left:
         raise RuntimeError(f"`once` exited {times['returncode']}, inbox_left={left}:\n{stderr[-2000:]}")
-    run = ProcessRun(backlog, times["maxrss_kb"] / 1024,
-                     first_cycle[0] - times["started"] if first_cycle else None,
-                     times["ended"] - times["started"], times["returncode"], command,
-                     cycle_ms[0] if cycle_ms else None)
+    run = ProcessRun(
+        backlog,
+        times["maxrss_kb"] / 1024,
+        first_cycle[0] - times["started"] if first_cycle else None,
+        times["ended"] - times["started"],
+        times["returncode"],
+        command,
+        cycle_ms[0] if cycle_ms else None,
+    )
     return run, stderr
 
 
@@ -469,8 +510,11 @@ def import_profile(stderr: str) -> tuple[float, list[tuple[float, str]], list[tu
         if depth == 0:
             top.append((int(cumulative_us) / 1e6, module))
     total = sum(c for c, _m in top)
-    return (total, sorted(top, reverse=True)[:8],
-            sorted(((us / 1e6, name) for name, us in packages.items()), reverse=True)[:10])
+    return (
+        total,
+        sorted(top, reverse=True)[:8],
+        sorted(((us / 1e6, name) for name, us in packages.items()), reverse=True)[:10],
+    )
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -483,8 +527,11 @@ def median(values: list[float]) -> float:
 T = TypeVar("T")
 
 
-def run_with_dovecot(prefix: str, make: Callable[[DovecotServer, CountingProxy, SmtpCapture, Path], T],
-                     report_fn: Callable[[T, float], None]) -> None:
+def run_with_dovecot(
+    prefix: str,
+    make: Callable[[DovecotServer, CountingProxy, SmtpCapture, Path], T],
+    report_fn: Callable[[T, float], None],
+) -> None:
     """A throwaway Dovecot behind the counting proxy and an SMTP capture; `report_fn(make(...), t0)`."""
     if find_dovecot() is None:
         sys.exit("dovecot-imapd is not installed (apt-get install dovecot-imapd)")
@@ -543,8 +590,10 @@ def report(bench: Bench, t0: float) -> None:
     print("it skips the daemon's trust check, Sent/Trash/Junk purge and final verify.")
     print()
     print("(* = not the same in every run; the median is shown)")
-    header = f"{'backlog':>7}  {'run':<10}  {'IMAP cmds':>9}  {'self-count':>10}  {'SMTP conns':>10}  " \
-             f"{'wall s':>7}  {'ms/signal':>9}"
+    header = (
+        f"{'backlog':>7}  {'run':<10}  {'IMAP cmds':>9}  {'self-count':>10}  {'SMTP conns':>10}  "
+        f"{'wall s':>7}  {'ms/signal':>9}"
+    )
     print(header)
     print("-" * len(header))
     for backlog in BACKLOGS:
@@ -553,8 +602,10 @@ def report(bench: Bench, t0: float) -> None:
             cmds = [m.commands for m in runs if m.commands is not None]
             selfc = [m.self_count for m in runs if m.self_count is not None]
             wall = median([m.wall_s for m in runs])
-            print(f"{backlog:>7}  {name:<10}  {fmt_int(cmds):>9}  {fmt_int(selfc):>10}  "
-                  f"{fmt_int([m.smtp_connections for m in runs]):>10}  {wall:>7.3f}  {wall / backlog * 1000:>9.1f}")
+            print(
+                f"{backlog:>7}  {name:<10}  {fmt_int(cmds):>9}  {fmt_int(selfc):>10}  "
+                f"{fmt_int([m.smtp_connections for m in runs]):>10}  {wall:>7.3f}  {wall / backlog * 1000:>9.1f}"
+            )
     print()
     for name in ("daemon", "baseline"):
         for backlog in (BACKLOGS[0], BACKLOGS[-1]):
@@ -570,8 +621,10 @@ def report(bench: Bench, t0: float) -> None:
     print("  fork+exec launcher (python -I -c LAUNCHER): peak RSS = the daemon's ru_maxrss from wait4 (its")
     print("  VmHWM at exit); times on CLOCK_MONOTONIC from the fork to the first JSON line with")
     print("  event=cycle, and to exit. start-up = to 1st cycle - the cycle's own duration_ms.")
-    header = (f"{'backlog':>7}  {'peak RSS MB':>11}  {'to 1st cycle s':>14}  {'start-up s':>10}  {'cycle ms':>8}  "
-              f"{'to exit s':>9}  exit")
+    header = (
+        f"{'backlog':>7}  {'peak RSS MB':>11}  {'to 1st cycle s':>14}  {'start-up s':>10}  {'cycle ms':>8}  "
+        f"{'to exit s':>9}  exit"
+    )
     print(header)
     print("-" * len(header))
     verdicts = []
@@ -579,22 +632,33 @@ def report(bench: Bench, t0: float) -> None:
         runs = processes[backlog]
         rss = median([r.rss_mb for r in runs])
         first = median([r.first_cycle_s for r in runs if r.first_cycle_s is not None])
-        startup = median([r.first_cycle_s - r.cycle_ms / 1000 for r in runs
-                          if r.first_cycle_s is not None and r.cycle_ms is not None])
+        startup = median(
+            [
+                r.first_cycle_s - r.cycle_ms / 1000
+                for r in runs
+                if r.first_cycle_s is not None and r.cycle_ms is not None
+            ]
+        )
         cycle = median([float(r.cycle_ms) for r in runs if r.cycle_ms is not None])
         exited = median([r.exit_s for r in runs])
-        print(f"{backlog:>7}  {rss:>11.1f}  {first:>14.3f}  {startup:>10.3f}  {cycle:>8.0f}  {exited:>9.3f}  "
-              f"{','.join(str(r.returncode) for r in runs)}")
+        print(
+            f"{backlog:>7}  {rss:>11.1f}  {first:>14.3f}  {startup:>10.3f}  {cycle:>8.0f}  {exited:>9.3f}  "
+            f"{','.join(str(r.returncode) for r in runs)}"
+        )
         verdicts.append((backlog, rss, first, startup))
     if cross_check is not None:
-        print(f"  cross-check, /usr/bin/time -f %M on the same command, backlog 1: {cross_check:.1f} MB; "
-              f"this benchmark process itself: VmHWM {own_hwm_mb():.1f} MB")
+        print(
+            f"  cross-check, /usr/bin/time -f %M on the same command, backlog 1: {cross_check:.1f} MB; "
+            f"this benchmark process itself: VmHWM {own_hwm_mb():.1f} MB"
+        )
     print()
 
     total, top, packages = import_profile(importtime_err)
     print(f"import profile: {' '.join(profiled.command).replace(profiled.command[-4], 'CFG')} (backlog 1)")
-    print(f"  imports total {total:.3f} s (top-level, cumulative; -X importtime inflates it a little);"
-          f" that run: first cycle {profiled.first_cycle_s or 0:.3f} s, exit {profiled.exit_s:.3f} s")
+    print(
+        f"  imports total {total:.3f} s (top-level, cumulative; -X importtime inflates it a little);"
+        f" that run: first cycle {profiled.first_cycle_s or 0:.3f} s, exit {profiled.exit_s:.3f} s"
+    )
     print("  biggest top-level imports (cumulative s): " + ", ".join(f"{m} {s:.3f}" for s, m in top[:6]))
     print("  biggest packages (sum of self s):         " + ", ".join(f"{m} {s:.3f}" for s, m in packages[:8]))
     print()
@@ -602,14 +666,18 @@ def report(bench: Bench, t0: float) -> None:
     print("targets:")
     for backlog in BACKLOGS:
         m = measures[(backlog, "daemon")]
-        print(f"  backlog {backlog:>3}: IMAP commands {fmt_int([x.commands for x in m if x.commands is not None])}, "
-              f"SMTP connections {fmt_int([x.smtp_connections for x in m])} (target: 1)")
+        print(
+            f"  backlog {backlog:>3}: IMAP commands {fmt_int([x.commands for x in m if x.commands is not None])}, "
+            f"SMTP connections {fmt_int([x.smtp_connections for x in m])} (target: 1)"
+        )
     constant = len({m.commands for b in BACKLOGS for m in measures[(b, "daemon")]}) == 1
     print(f"  IMAP commands independent of the backlog: {'yes' if constant else 'NO'}")
     for backlog, rss, first, startup in verdicts:
-        print(f"  backlog {backlog:>3}: peak RSS {rss:.1f} MB ({'ok' if rss < RSS_TARGET_MB else 'MISSES'} "
-              f"< {RSS_TARGET_MB:.0f}), first cycle {first:.3f} s "
-              f"({'ok' if first < STARTUP_TARGET_S else 'MISSES'} < {STARTUP_TARGET_S}; start-up {startup:.3f} s)")
+        print(
+            f"  backlog {backlog:>3}: peak RSS {rss:.1f} MB ({'ok' if rss < RSS_TARGET_MB else 'MISSES'} "
+            f"< {RSS_TARGET_MB:.0f}), first cycle {first:.3f} s "
+            f"({'ok' if first < STARTUP_TARGET_S else 'MISSES'} < {STARTUP_TARGET_S}; start-up {startup:.3f} s)"
+        )
     print(f"benchmark total: {time.perf_counter() - t0:.1f} s")
 
 
@@ -620,8 +688,19 @@ def gnu_time_rss(bench: Bench) -> float | None:
         return None
     tls, plain = bench.fresh_account(1)
     cfg = bench.config(plain)
-    command = [gnu_time, "-f", "maxrss_kb=%M", sys.executable, "-m", "hwc_watcher", "--config", str(cfg),
-               "--log-format", "json", "once"]
+    command = [
+        gnu_time,
+        "-f",
+        "maxrss_kb=%M",
+        sys.executable,
+        "-m",
+        "hwc_watcher",
+        "--config",
+        str(cfg),
+        "--log-format",
+        "json",
+        "once",
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
     found = re.search(r"maxrss_kb=(\d+)", done.stderr)
     if done.returncode != 0 or found is None or inbox_count(tls):

@@ -133,10 +133,46 @@ for number in range(1, cycles + 1):
 
 #: Newsletter filler; no word contains "care" or "handle" (Dovecot's SEARCH TEXT matches substrings).
 WORDS = (
-    "aanbieding", "korting", "nieuw", "collectie", "winkel", "bezorging", "gratis", "vandaag", "week",
-    "prijs", "artikel", "tuin", "keuken", "fiets", "boek", "reis", "zomer", "winter", "lente", "herfst",
-    "klant", "bestel", "online", "snel", "voordeel", "actie", "product", "merk", "kwaliteit", "service",
-    "nieuwsbrief", "lezen", "meer", "bekijk", "alle", "deals", "magazine", "recept", "uitje", "weekend",
+    "aanbieding",
+    "korting",
+    "nieuw",
+    "collectie",
+    "winkel",
+    "bezorging",
+    "gratis",
+    "vandaag",
+    "week",
+    "prijs",
+    "artikel",
+    "tuin",
+    "keuken",
+    "fiets",
+    "boek",
+    "reis",
+    "zomer",
+    "winter",
+    "lente",
+    "herfst",
+    "klant",
+    "bestel",
+    "online",
+    "snel",
+    "voordeel",
+    "actie",
+    "product",
+    "merk",
+    "kwaliteit",
+    "service",
+    "nieuwsbrief",
+    "lezen",
+    "meer",
+    "bekijk",
+    "alle",
+    "deals",
+    "magazine",
+    "recept",
+    "uitje",
+    "weekend",
 )
 DOMAINS = ("winkelwereld.example", "reisdeals.example.com", "boekenclub.example.org", "tuincentrum.example.net")
 
@@ -178,8 +214,9 @@ def big_mail(i: int, when: dt.datetime, to: str = BOX) -> bytes:
     msg["Date"] = format_datetime(when)
     msg["Message-ID"] = make_msgid(f"foto{i}", "fotostudio.example")
     msg.set_content("Hierbij de foto's, zie de bijlage.\n")
-    msg.add_attachment(rnd.randbytes(BIG_BYTES * 3 // 4 - 2_000), maintype="application", subtype="zip",
-                       filename=f"fotos-{i + 1}.zip")
+    msg.add_attachment(
+        rnd.randbytes(BIG_BYTES * 3 // 4 - 2_000), maintype="application", subtype="zip", filename=f"fotos-{i + 1}.zip"
+    )
     return msg.as_bytes()
 
 
@@ -247,9 +284,16 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if k != "BENCH_TRACEMALLOC"}
         if trace:
             env["BENCH_TRACEMALLOC"] = "1"
-        launcher = subprocess.Popen([sys.executable, "-I", "-c", LAUNCHER, str(report), *command], cwd=ROOT,
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    env=env, text=True, start_new_session=True)
+        launcher = subprocess.Popen(
+            [sys.executable, "-I", "-c", LAUNCHER, str(report), *command],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            start_new_session=True,
+        )
         events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         errors: list[str] = []
 
@@ -266,8 +310,7 @@ class Bench:
             assert launcher.stderr is not None
             errors.append(launcher.stderr.read())
 
-        readers = [threading.Thread(target=read_stdout, daemon=True),
-                   threading.Thread(target=read_stderr, daemon=True)]
+        readers = [threading.Thread(target=read_stdout, daemon=True), threading.Thread(target=read_stderr, daemon=True)]
         for reader in readers:
             reader.start()
 
@@ -293,9 +336,17 @@ class Bench:
                 launcher.stdin.write("go\n")
                 launcher.stdin.flush()
                 done = next_event()
-                figures.append(CycleFigures(done["number"], self.proxy.traffic() - before, done["wall_s"],
-                                            done["imap_commands"], done["error"], done["completed"],
-                                            done["verdicts"]))
+                figures.append(
+                    CycleFigures(
+                        done["number"],
+                        self.proxy.traffic() - before,
+                        done["wall_s"],
+                        done["imap_commands"],
+                        done["error"],
+                        done["completed"],
+                        done["verdicts"],
+                    )
+                )
                 if trace:
                     traces.append(done)
             launcher.stdin.close()
@@ -309,8 +360,9 @@ class Bench:
         times = json.loads(report.read_text())
         if times["returncode"] != 0:
             raise RuntimeError(f"the daemon child exited {times['returncode']}:\n{''.join(errors)[-3000:]}")
-        return ProcessFigures(figures, times["maxrss_kb"] / 1024, done["hwm_kb"] / 1024, ready["rss_kb"] / 1024,
-                              command, traces)
+        return ProcessFigures(
+            figures, times["maxrss_kb"] / 1024, done["hwm_kb"] / 1024, ready["rss_kb"] / 1024, command, traces
+        )
 
     def imapfilter(self, binary: str, user: str) -> FilterFigures:
         """imapfilter, same proxy, same mailbox: from the VT domain, or "Handle with Care" in the subject."""
@@ -334,16 +386,19 @@ print('hits: ' .. #results)
         lua.chmod(0o600)
         report = home / "launcher.json"
         before = self.proxy.traffic()
-        done = subprocess.run([sys.executable, "-I", "-c", LAUNCHER, str(report), binary, "-c", str(lua)],
-                              capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
-                              env=dict(os.environ, HOME=str(home)))
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", LAUNCHER, str(report), binary, "-c", str(lua)],
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_S,
+            env=dict(os.environ, HOME=str(home)),
+        )
         traffic = self.proxy.traffic() - before
         times = json.loads(report.read_text())
         if done.returncode or times["returncode"]:
             raise RuntimeError(f"imapfilter failed ({times['returncode']}): {done.stdout}{done.stderr}")
         # Wall time: fork to exit of the imapfilter process (its start-up and login included).
-        return FilterFigures(traffic, times["ended"] - times["started"], times["maxrss_kb"] / 1024,
-                             done.stdout.strip())
+        return FilterFigures(traffic, times["ended"] - times["started"], times["maxrss_kb"] / 1024, done.stdout.strip())
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -371,9 +426,11 @@ def bytes_breakdown(traffic: Traffic) -> str:
 
 def row(label: str, traffic: list[Traffic], walls: list[float], rss: list[float] | None = None) -> None:
     rss_text = f"{med(rss):.1f}" if rss else ""
-    print(f"   {label:<36}  {med([t.total_commands for t in traffic]):>9.0f}  "
-          f"{kb(med([t.bytes_down for t in traffic])):>11}  {kb(med([t.bytes_up for t in traffic])):>9}  "
-          f"{med(walls):>7.3f}  {rss_text:>11}")
+    print(
+        f"   {label:<36}  {med([t.total_commands for t in traffic]):>9.0f}  "
+        f"{kb(med([t.bytes_down for t in traffic])):>11}  {kb(med([t.bytes_up for t in traffic])):>9}  "
+        f"{med(walls):>7.3f}  {rss_text:>11}"
+    )
 
 
 def cycle_row(label: str, cycles: list[CycleFigures], rss: list[float] | None = None) -> None:
@@ -382,8 +439,12 @@ def cycle_row(label: str, cycles: list[CycleFigures], rss: list[float] | None = 
 
 def filter_row(filters: list[FilterFigures]) -> None:
     if filters:
-        row("imapfilter (same search)", [f.traffic for f in filters], [f.wall_s for f in filters],
-            [f.maxrss_mb for f in filters])
+        row(
+            "imapfilter (same search)",
+            [f.traffic for f in filters],
+            [f.wall_s for f in filters],
+            [f.maxrss_mb for f in filters],
+        )
         print(f"   imapfilter commands: {' '.join(filters[0].traffic.command_log)}; it printed {filters[0].output!r}")
 
 
@@ -403,12 +464,15 @@ def print_stale(runs: list[ProcessFigures], filters: list[FilterFigures]) -> Non
     cycle_row("daemon, cycle 1 (judges 3,000)", first)
     cycle_row("daemon, cycle 2 (nothing new)", second, [r.maxrss_mb for r in runs])
     filter_row(filters)
-    print(f"   peak RSS = the daemon process over both cycles (ru_maxrss; VmHWM {med([r.hwm_mb for r in runs]):.1f} "
-          f"MB; {med([r.ready_rss_mb for r in runs]):.1f} MB after imports and from_config); per run: "
-          + ", ".join(f"{r.maxrss_mb:.1f}" for r in runs))
-    print("   cycle 2 per run (commands / bytes from server / wall): "
-          + "; ".join(f"{c.traffic.total_commands} / {c.traffic.bytes_down} B / {c.wall_s * 1000:.0f} ms"
-                      for c in second))
+    print(
+        f"   peak RSS = the daemon process over both cycles (ru_maxrss; VmHWM {med([r.hwm_mb for r in runs]):.1f} "
+        f"MB; {med([r.ready_rss_mb for r in runs]):.1f} MB after imports and from_config); per run: "
+        + ", ".join(f"{r.maxrss_mb:.1f}" for r in runs)
+    )
+    print(
+        "   cycle 2 per run (commands / bytes from server / wall): "
+        + "; ".join(f"{c.traffic.total_commands} / {c.traffic.bytes_down} B / {c.wall_s * 1000:.0f} ms" for c in second)
+    )
     print(f"   cycle 2 commands in order: {' '.join(second[0].traffic.command_log)}")
     print(f"   cycle 2 bytes from server by command: {bytes_breakdown(second[0].traffic)}")
     print(f"   cycle 1 commands: {breakdown(first[0].traffic)}")
@@ -416,8 +480,9 @@ def print_stale(runs: list[ProcessFigures], filters: list[FilterFigures]) -> Non
     print(f"   cycle 1 verdicts: {first[0].verdicts}; daemon's own command count: {first[0].imap_commands}")
 
 
-def big_runs(bench: Bench, mails: list[tuple[bytes, dt.datetime]], imapfilter: str | None, repeats: int, *,
-             trace: bool = False) -> tuple[list[ProcessFigures], list[FilterFigures]]:
+def big_runs(
+    bench: Bench, mails: list[tuple[bytes, dt.datetime]], imapfilter: str | None, repeats: int, *, trace: bool = False
+) -> tuple[list[ProcessFigures], list[FilterFigures]]:
     """One daemon cycle per fresh mailbox (it handles and deletes the signal); check the SMTP capture."""
     runs: list[ProcessFigures] = []
     filters: list[FilterFigures] = []
@@ -432,8 +497,10 @@ def big_runs(bench: Bench, mails: list[tuple[bytes, dt.datetime]], imapfilter: s
         receipts = [m for m in sent if VT in m.rcpt_tos]
         cycle = run.cycles[0]
         if cycle.error or cycle.completed != 1 or len(notices) != 1 or len(receipts) != 1:
-            raise RuntimeError(f"big: the signal was not handled: error={cycle.error!r} completed={cycle.completed} "
-                               f"notices={len(notices)} receipts={len(receipts)}")
+            raise RuntimeError(
+                f"big: the signal was not handled: error={cycle.error!r} completed={cycle.completed} "
+                f"notices={len(notices)} receipts={len(receipts)}"
+            )
         runs.append(run)
     return runs, filters
 
@@ -478,10 +545,16 @@ def report(bench: Bench, t0: float) -> None:
     del alias_mails
     big_s = time.perf_counter() - started
 
-    print(f"hwc-watcher intake benchmark: Dovecot {dovecot_version()} on 127.0.0.1, plain IMAP through a counting "
-          f"proxy; median of {REPEATS} runs")
-    print("imapfilter:", imapfilter_version(imapfilter) if imapfilter else
-          "NOT INSTALLED (apt-get install -y imapfilter): its rows are skipped")
+    print(
+        f"hwc-watcher intake benchmark: Dovecot {dovecot_version()} on 127.0.0.1, plain IMAP through a counting "
+        f"proxy; median of {REPEATS} runs"
+    )
+    print(
+        "imapfilter:",
+        imapfilter_version(imapfilter)
+        if imapfilter
+        else "NOT INSTALLED (apt-get install -y imapfilter): its rows are skipped",
+    )
     command = stale[0].command
     print("daemon process: cd", ROOT, "&&", " ".join([*command[:2], "CHILD", "CFG", command[-1]]))
     print("  CHILD = bench_intake.CHILD: imports hwc_watcher (cli, service), Watcher.from_config(load_config(CFG)),")
@@ -489,39 +562,52 @@ def report(bench: Bench, t0: float) -> None:
     print('  CFG: security = "plain", allow_plaintext = true, host 127.0.0.1 = the proxy; purge = "all".')
     print("  bytes = TCP payload counted at the proxy, greeting and LOGOUT included; wall = run_cycle() in the child.")
     print()
-    print(f"1. stale: {STALE} newsletters from strangers (no code word) in INBOX, To: {BOX}, {kb(stale_size)} in all "
-          f"(made and APPENDed in {stale_fill_s:.1f} s)")
+    print(
+        f"1. stale: {STALE} newsletters from strangers (no code word) in INBOX, To: {BOX}, {kb(stale_size)} in all "
+        f"(made and APPENDed in {stale_fill_s:.1f} s)"
+    )
     print_stale(stale, filters_stale)
-    print(f"   the daemon's body search: SEARCH BODY handle BODY care matches {stale_hits['BODY']} of {STALE} "
-          f"(each hit would be read whole); SEARCH TEXT would match {stale_hits['TEXT']} (TEXT includes the "
-          f"To header, {BOX})")
+    print(
+        f"   the daemon's body search: SEARCH BODY handle BODY care matches {stale_hits['BODY']} of {STALE} "
+        f"(each hit would be read whole); SEARCH TEXT would match {stale_hits['TEXT']} (TEXT includes the "
+        f"To header, {BOX})"
+    )
     print()
     print(f"1b. the same {STALE} newsletters To: {ALIAS} (an alias that delivers here): the header-only path")
     print_stale(alias, filters_alias)
     print()
-    print(f"2. big: {BIG} strangers' mails of {kb(BIG_BYTES)} (zip attachment) + 1 trusted VT signal, {kb(big_size)} "
-          f"in all; a fresh mailbox per run ({big_s:.1f} s for all runs)")
+    print(
+        f"2. big: {BIG} strangers' mails of {kb(BIG_BYTES)} (zip attachment) + 1 trusted VT signal, {kb(big_size)} "
+        f"in all; a fresh mailbox per run ({big_s:.1f} s for all runs)"
+    )
     print(HEADER)
     print("   " + "-" * (len(HEADER) - 3))
     cycle_row("daemon, one cycle (signal handled)", [r.cycles[0] for r in big], [r.maxrss_mb for r in big])
     filter_row(filters_big)
     print("   daemon: in every run one notice to the coordinator and one receipt to VT accepted by the SMTP capture;")
-    print(f"   verdicts {big[0].cycles[0].verdicts}; peak RSS per run "
-          f"{', '.join(f'{r.maxrss_mb:.1f}' for r in big)} MB (VmHWM {med([r.hwm_mb for r in big]):.1f} MB)")
+    print(
+        f"   verdicts {big[0].cycles[0].verdicts}; peak RSS per run "
+        f"{', '.join(f'{r.maxrss_mb:.1f}' for r in big)} MB (VmHWM {med([r.hwm_mb for r in big]):.1f} MB)"
+    )
     print(f"   commands: {breakdown(big[0].cycles[0].traffic)}")
     print(f"   bytes from server by command: {bytes_breakdown(big[0].cycles[0].traffic)}")
-    print(f"   SEARCH BODY handle BODY care (the daemon's) matches {big_hits['BODY']} of the {BIG} big mails; "
-          f"SEARCH TEXT would match {big_hits['TEXT']} (their To header); a hit is read whole, one at a time")
+    print(
+        f"   SEARCH BODY handle BODY care (the daemon's) matches {big_hits['BODY']} of the {BIG} big mails; "
+        f"SEARCH TEXT would match {big_hits['TEXT']} (their To header); a hit is read whole, one at a time"
+    )
     steps = traced[0].tracemalloc[0]["steps"]
-    print("   Python heap per step (tracemalloc, one more run): "
-          + "; ".join(f"{name} x{n}: held at start up to {kb(held * 1024)}, added up to {kb(added * 1024)}"
-                      for name, (held, added, n) in steps.items()))
+    print(
+        "   Python heap per step (tracemalloc, one more run): "
+        + "; ".join(
+            f"{name} x{n}: held at start up to {kb(held * 1024)}, added up to {kb(added * 1024)}"
+            for name, (held, added, n) in steps.items()
+        )
+    )
     print()
     print(f"2b. the same, the {BIG} big mails To: {ALIAS}")
     print(HEADER)
     print("   " + "-" * (len(HEADER) - 3))
-    cycle_row("daemon, one cycle (signal handled)", [r.cycles[0] for r in big_alias],
-              [r.maxrss_mb for r in big_alias])
+    cycle_row("daemon, one cycle (signal handled)", [r.cycles[0] for r in big_alias], [r.maxrss_mb for r in big_alias])
     print(f"   verdicts {big_alias[0].cycles[0].verdicts}; commands: {breakdown(big_alias[0].cycles[0].traffic)}")
     print()
 

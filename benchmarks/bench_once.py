@@ -66,8 +66,12 @@ def refused_route(reply: str, fixed_after: int | None) -> str:
 
 
 def stranger(n: int) -> bytes:
-    return signal(f"Handle with Care aanbieding {n}", sender=f"actie{n}@spam.example", auth_results=None,
-                  subject=f"Handle with Care deal {n}")
+    return signal(
+        f"Handle with Care aanbieding {n}",
+        sender=f"actie{n}@spam.example",
+        auth_results=None,
+        subject=f"Handle with Care deal {n}",
+    )
 
 
 def strangers_under_push() -> str:
@@ -87,9 +91,11 @@ def strangers_under_push() -> str:
         mails = [m for m in smtp.messages if CONTACT in m.rcpt_tos]
         size = sum(len(m.raw) for m in mails)
         ok = during == 1 and len(mails) == 2
-        return (f"30 strangers in 30 s under push: {during} alert mail(s) in those 30 s, {len(mails)} after the "
-                f"15-minute interval, {size} alert bytes, {len(out.getvalue().encode())} log bytes  "
-                f"{'ok' if ok else 'WRONG'}")
+        return (
+            f"30 strangers in 30 s under push: {during} alert mail(s) in those 30 s, {len(mails)} after the "
+            f"15-minute interval, {size} alert bytes, {len(out.getvalue().encode())} log bytes  "
+            f"{'ok' if ok else 'WRONG'}"
+        )
 
 
 def strangers_in_one_batch(count: int) -> str:
@@ -108,8 +114,10 @@ def strangers_in_one_batch(count: int) -> str:
         size = max((len(m.raw) for m in mails), default=0)
         log_bytes = len(out.getvalue().encode())
         ok = len(mails) == 1 and size <= 16_000 and log_bytes <= 10_000
-        return (f"{count} strangers in one batch: {len(mails)} alert mail(s), {size} bytes, {log_bytes} log bytes, "
-                f"cycle {seconds:.1f} s  {'ok' if ok else 'WRONG'}")
+        return (
+            f"{count} strangers in one batch: {len(mails)} alert mail(s), {size} bytes, {log_bytes} log bytes, "
+            f"cycle {seconds:.1f} s  {'ok' if ok else 'WRONG'}"
+        )
 
 
 class redirect_logs:

@@ -93,21 +93,35 @@ def measure(dovecot: DovecotServer, work: Path, trials: int) -> None:
         finally:
             watcher.stop.set()
             service.shutdown()
-    report(latencies, config.schedule.busy_interval_minutes, config.schedule.quiet_interval_minutes,
-           idles, connections, pushed, config.imap.idle_interval_s)
+    report(
+        latencies,
+        config.schedule.busy_interval_minutes,
+        config.schedule.quiet_interval_minutes,
+        idles,
+        connections,
+        pushed,
+        config.imap.idle_interval_s,
+    )
 
 
-def report(latencies: list[float], busy: int, quiet: int, idles: int, connections: int, pushed: int,
-           interval_s: float) -> None:
+def report(
+    latencies: list[float], busy: int, quiet: int, idles: int, connections: int, pushed: int, interval_s: float
+) -> None:
     median, worst = statistics.median(latencies), max(latencies)
     ok = median <= MEDIAN_TARGET_S and worst <= WORST_TARGET_S
     print(f"APPEND of a signal → notice accepted by SMTP, {len(latencies)} trials, loopback Dovecot")
-    print(f"  push (IDLE):  median {median:.2f} s, worst {worst:.2f} s, best {min(latencies):.2f} s "
-          f"(targets: median ≤ {MEDIAN_TARGET_S:g} s, worst ≤ {WORST_TARGET_S:g} s) {'OK' if ok else 'MISSED'}")
-    print(f"  polling only: up to {busy * 60} s in the busy window (every {busy} min; on average {busy * 30} s), "
-          f"up to {quiet * 60} s outside it (every {quiet} min)")
-    print(f"  push cycles: {pushed}; IDLE sessions opened: {connections}; IDLE commands: {idles} "
-          f"(one per {interval_s / 60:g}-minute interval, no NOOPs)")
+    print(
+        f"  push (IDLE):  median {median:.2f} s, worst {worst:.2f} s, best {min(latencies):.2f} s "
+        f"(targets: median ≤ {MEDIAN_TARGET_S:g} s, worst ≤ {WORST_TARGET_S:g} s) {'OK' if ok else 'MISSED'}"
+    )
+    print(
+        f"  polling only: up to {busy * 60} s in the busy window (every {busy} min; on average {busy * 30} s), "
+        f"up to {quiet * 60} s outside it (every {quiet} min)"
+    )
+    print(
+        f"  push cycles: {pushed}; IDLE sessions opened: {connections}; IDLE commands: {idles} "
+        f"(one per {interval_s / 60:g}-minute interval, no NOOPs)"
+    )
 
 
 def main() -> None:

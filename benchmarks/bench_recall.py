@@ -90,8 +90,10 @@ class Bench:
         box = ImapAccount(HOST, self.proxy.port, self.dovecot.add_user(), PASSWORD, "plain", None)
         directory.mkdir(parents=True)
         private_file(directory / "zorg-password", PASSWORD + "\n")
-        extra = (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\nusername = "{user}"\n'
-                 'password_file = "zorg-password"\n')
+        extra = (
+            f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\nusername = "{user}"\n'
+            'password_file = "zorg-password"\n'
+        )
         config = load_config(write_config(directory, box, self.smtp, extra=extra))
         self.mailbox(user, held, folders, notice_ids(config))
         before = self.proxy.traffic()
@@ -102,8 +104,10 @@ class Bench:
         (box_result,) = result.mailboxes
         with self.dovecot.account(user, security="plain").probe() as probe:
             left = sum(len(raws) for raws in probe.all_messages().values())
-        return (f"{held:>6} {folders:>7} {spent.total_commands:>8} {spent.bytes_down / 1024:>9.1f} "
-                f"{wall * 1000:>8.0f} {box_result.removed:>7} {left:>6}  {verdict(box_result, held, left)}")
+        return (
+            f"{held:>6} {folders:>7} {spent.total_commands:>8} {spent.bytes_down / 1024:>9.1f} "
+            f"{wall * 1000:>8.0f} {box_result.removed:>7} {left:>6}  {verdict(box_result, held, left)}"
+        )
 
 
 def verdict(box: MailboxRecall, held: int, left: int) -> str:

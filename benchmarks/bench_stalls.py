@@ -56,9 +56,18 @@ from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture  # noqa: E402
 MAILBOX = "hwc@school.example"
 #: Seconds held before this change: this script's servers against commit f0d0684 (a 30 s cycle, same
 #: drip). Issue 20 had measured the greeting at 127 s and a dripped LOGIN at 177 s.
-BEFORE_S = {"IMAP greeting": "126.1", "IMAP STARTTLS": "65.1", "IMAP LOGIN": "61.0", "IMAP AUTHENTICATE": "65.1",
-            "token request (IMAP)": "30.1", "SMTP greeting": "71.0", "SMTP STARTTLS": "55.1", "SMTP AUTH": "61.1",
-            "SMTP AUTH XOAUTH2": "61.1", "token request (SMTP)": "30.1"}
+BEFORE_S = {
+    "IMAP greeting": "126.1",
+    "IMAP STARTTLS": "65.1",
+    "IMAP LOGIN": "61.0",
+    "IMAP AUTHENTICATE": "65.1",
+    "token request (IMAP)": "30.1",
+    "SMTP greeting": "71.0",
+    "SMTP STARTTLS": "55.1",
+    "SMTP AUTH": "61.1",
+    "SMTP AUTH XOAUTH2": "61.1",
+    "token request (SMTP)": "30.1",
+}
 DAY_S = 24 * 3600.0
 HOUR_S = 3600.0
 
@@ -72,8 +81,13 @@ def microsoft(section: str, endpoint: Any, ca: str, work: Path) -> Any:
     secret = work / "client-secret"
     secret.write_text("s3cret\n")
     secret.chmod(0o600)
-    table = {"tenant_id": "school.example", "client_id": "11111111-2222-3333-4444-555555555555",
-             "client_secret_file": str(secret), "authority_host": endpoint.base_url, "ca_file": ca}
+    table = {
+        "tenant_id": "school.example",
+        "client_id": "11111111-2222-3333-4444-555555555555",
+        "client_secret_file": str(secret),
+        "authority_host": endpoint.base_url,
+        "ca_file": ca,
+    }
     document: dict[str, Any] = {"imap": {"auth": "microsoft", "username": MAILBOX}, "microsoft": table}
     if section == "smtp":
         document["smtp"] = {"auth": "microsoft", "username": MAILBOX}
@@ -97,38 +111,52 @@ def stalls(limit: float, work: Path) -> None:
     try:
         with SmtpCapture() as smtp:
             imap_cases: list[tuple[str, Step | None, str, bool]] = [
-                ("IMAP greeting", "greeting", "plain", False), ("IMAP STARTTLS", "starttls", "starttls", False),
-                ("IMAP LOGIN", "login", "plain", False), ("IMAP AUTHENTICATE", "authenticate", "starttls", True),
+                ("IMAP greeting", "greeting", "plain", False),
+                ("IMAP STARTTLS", "starttls", "starttls", False),
+                ("IMAP LOGIN", "login", "plain", False),
+                ("IMAP AUTHENTICATE", "authenticate", "starttls", True),
                 ("token request (IMAP)", None, "starttls", True),
             ]
             for n, (name, drip, security, oauth) in enumerate(imap_cases):
-                with DripServer("imap", drip, tls=context) as server, TricklingEndpoint(tls.cert_file,
-                                                                                       tls.key_file) as trickle:
+                with (
+                    DripServer("imap", drip, tls=context) as server,
+                    TricklingEndpoint(tls.cert_file, tls.key_file) as trickle,
+                ):
                     trickle.interval = 1.0  # a byte a second, like the drip server
-                    account = ImapAccount(server.host, server.port, "school", "secret", security,
-                                          ca if security != "plain" else None)
+                    account = ImapAccount(
+                        server.host, server.port, "school", "secret", security, ca if security != "plain" else None
+                    )
                     config = limited(write_config(work / f"imap{n}", account, smtp), limit)
-                    auth = microsoft("imap", token if drip else trickle, ca, work) if oauth else imap_authenticator(
-                        config)
+                    auth = (
+                        microsoft("imap", token if drip else trickle, ca, work) if oauth else imap_authenticator(config)
+                    )
                     rows.append((name, *held(Watcher(config, auth, smtp_authenticator(config)))))
         with EmbeddedImapServer() as imap:
             account = ImapAccount(imap.host, imap.port, imap.username, imap.password, "plain", None)
             smtp_cases: list[tuple[str, Step | None, str, str | None]] = [
-                ("SMTP greeting", "greeting", "plain", None), ("SMTP STARTTLS", "starttls", "starttls", None),
-                ("SMTP AUTH", "login", "starttls", "password"), ("SMTP AUTH XOAUTH2", "authenticate", "starttls",
-                                                                  "oauth"),
+                ("SMTP greeting", "greeting", "plain", None),
+                ("SMTP STARTTLS", "starttls", "starttls", None),
+                ("SMTP AUTH", "login", "starttls", "password"),
+                ("SMTP AUTH XOAUTH2", "authenticate", "starttls", "oauth"),
                 ("token request (SMTP)", None, "starttls", "trickle"),
             ]
             for n, (name, drip, security, login) in enumerate(smtp_cases):
                 with account.probe() as probe:
                     if probe.count("INBOX") == 0:
                         probe.append("INBOX", signal())
-                with DripServer("smtp", drip, tls=context) as server, TricklingEndpoint(tls.cert_file,
-                                                                                       tls.key_file) as trickle:
+                with (
+                    DripServer("smtp", drip, tls=context) as server,
+                    TricklingEndpoint(tls.cert_file, tls.key_file) as trickle,
+                ):
                     trickle.interval = 1.0
-                    path = write_config(work / f"smtp{n}", account, server,  # type: ignore[arg-type]
-                                        smtp_password="secret" if login == "password" else None,
-                                        smtp_security=security, smtp_ca_file=ca if security != "plain" else None)
+                    path = write_config(
+                        work / f"smtp{n}",
+                        account,
+                        server,  # type: ignore[arg-type]
+                        smtp_password="secret" if login == "password" else None,
+                        smtp_security=security,
+                        smtp_ca_file=ca if security != "plain" else None,
+                    )
                     watcher = Watcher.from_config(limited(path, limit))
                     if login in ("oauth", "trickle"):
                         watcher.smtp_auth = microsoft("smtp", token if login == "oauth" else trickle, ca, work)
@@ -140,8 +168,10 @@ def stalls(limit: float, work: Path) -> None:
     for name, took, step in rows:
         print(f"  {name:22} {BEFORE_S.get(name, 'n/m'):>8} {took:8.1f}   {step}")
     worst = max(took for _n, took, _s in rows)
-    print(f"  worst: {worst:.1f} s = timeout + {worst - limit:.1f} s "
-          f"(target: timeout + a few seconds) {'OK' if worst <= limit + 3 else 'MISSED'}")
+    print(
+        f"  worst: {worst:.1f} s = timeout + {worst - limit:.1f} s "
+        f"(target: timeout + a few seconds) {'OK' if worst <= limit + 3 else 'MISSED'}"
+    )
     print("  before: commit f0d0684 with a 30 s cycle, the same drip (held until the whole reply had dripped)")
 
 
@@ -168,8 +198,9 @@ def push_day(after_idle: str, work: Path) -> None:
         hourly: list[int] = []
         out = io.StringIO()
         log.configure(json=True, level=logging.INFO)
-        listener = PushListener(config.imap, imap_authenticator(config), lambda: None, stop,
-                                clock=time_.clock, sleep=time_.sleep)
+        listener = PushListener(
+            config.imap, imap_authenticator(config), lambda: None, stop, clock=time_.clock, sleep=time_.sleep
+        )
         real_sleep = time_.sleep
 
         def sleep(seconds: float) -> bool:  # note the log size at every simulated hour passed
@@ -189,10 +220,12 @@ def push_day(after_idle: str, work: Path) -> None:
     per_hour = [b - a for a, b in zip([0, *hourly], hourly, strict=False)]
     later = per_hour[1:] or [0]
     kind = "BYE" if after_idle.startswith("* BYE") else "garbage"
-    print(f"  IDLE accepted, then {kind}: first hour {per_hour[0] if per_hour else total} B, each later hour "
-          f"≤ {max(later)} B, a day {total} B ({total / 1024:.1f} KiB; before ~10 MB) "
-          f"{'OK' if total <= 100_000 else 'MISSED'}; sessions {server.connections} "
-          f"(before: ~43,000); state {listener.state}; {real:.1f} s real")
+    print(
+        f"  IDLE accepted, then {kind}: first hour {per_hour[0] if per_hour else total} B, each later hour "
+        f"≤ {max(later)} B, a day {total} B ({total / 1024:.1f} KiB; before ~10 MB) "
+        f"{'OK' if total <= 100_000 else 'MISSED'}; sessions {server.connections} "
+        f"(before: ~43,000); state {listener.state}; {real:.1f} s real"
+    )
 
 
 def main() -> None:
@@ -201,9 +234,11 @@ def main() -> None:
     try:
         log.configure(json=True, level=logging.CRITICAL)  # the cycles' own lines stay out of the figures
         stalls(limit, work)
-        print(f"Push against a server that breaks every IDLE, a simulated day "
-              f"(back-off {push_module.FIRST_BACKOFF_S:g} s ×4 to {push_module.MAX_BACKOFF_S:g} s, "
-              f"polling after {push_module.MAX_FAILURES} failures in an hour, one retry an hour)")
+        print(
+            f"Push against a server that breaks every IDLE, a simulated day "
+            f"(back-off {push_module.FIRST_BACKOFF_S:g} s ×4 to {push_module.MAX_BACKOFF_S:g} s, "
+            f"polling after {push_module.MAX_FAILURES} failures in an hour, one retry an hour)"
+        )
         push_day("* BYE server shutting down", work)
         push_day("garbage \x01 not imap", work)
     finally:

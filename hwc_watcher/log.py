@@ -70,8 +70,10 @@ def sensitive(pupils: Iterable[Pupil]) -> Iterator[None]:
 
 #: Day-first dates (3-2-2012, 03/02/2012, 3.2.2012, 3 februari 2012): how a birth date is written in
 #: Dutch mail. No log line of ours carries one (timestamps are ISO), so any is redacted, registered or not.
-_MONTHS = ("januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december|"
-           "jan|feb|mrt|apr|jun|jul|aug|sep|sept|okt|nov|dec")
+_MONTHS = (
+    "januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december|"
+    "jan|feb|mrt|apr|jun|jul|aug|sep|sept|okt|nov|dec"
+)
 _DAY_FIRST_DATE = re.compile(
     rf"(?<!\d)\d{{1,2}}\s*[-/.]\s*\d{{1,2}}\s*[-/.]\s*(?:19|20)\d\d(?!\d)|(?<!\d)\d{{1,2}}\s+(?:{_MONTHS})\.?\s+(?:19|20)\d\d",
     re.IGNORECASE,

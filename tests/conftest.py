@@ -15,8 +15,9 @@ from hwc_watcher.testing import EmbeddedImapServer, SmtpCapture
 SMTP_USERNAME = "school"
 SMTP_PASSWORD = "secret"
 
-_DOVECOT_FIXTURES = frozenset({"dovecot", "dovecot_account", "dovecot_no_uidplus", "dovecot_no_uidplus_account",
-                               "gmail_dovecot", "gmail_account"})
+_DOVECOT_FIXTURES = frozenset(
+    {"dovecot", "dovecot_account", "dovecot_no_uidplus", "dovecot_no_uidplus_account", "gmail_dovecot", "gmail_account"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -18,7 +18,10 @@ def running_daemon(config: Path) -> Iterator[subprocess.Popen[str]]:
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
     process = subprocess.Popen(
         [sys.executable, "-m", "hwc_watcher", "--config", str(config), "--log-format", "json", "run"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         yield process

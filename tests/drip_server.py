@@ -34,8 +34,15 @@ class _Closed(Exception):
 class DripServer:
     """See the module docstring; use as a context manager."""
 
-    def __init__(self, protocol: Literal["imap", "smtp"], drip: Step | None, *,
-                 tls: ssl.SSLContext | None = None, interval: float = 1.0, after_idle: str | None = None) -> None:
+    def __init__(
+        self,
+        protocol: Literal["imap", "smtp"],
+        drip: Step | None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        interval: float = 1.0,
+        after_idle: str | None = None,
+    ) -> None:
         self.protocol, self.drip, self.tls, self.interval = protocol, drip, tls, interval
         self.after_idle = after_idle
         self.host = HOST

@@ -265,8 +265,9 @@ def oauth_dovecot(introspection_url: str, cert: Path, key: Path) -> Iterator[Dov
     settings.write_text(OAUTH2_CONF.format(url=introspection_url))
     settings.chmod(0o644)
     passdb = f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {settings}\n}}\n"
-    server = DovecotServer(directory, TlsFiles(cert, key), auth_mechanisms=OAUTH_MECHANISMS,
-                           extra_config=passdb, special_folders={})
+    server = DovecotServer(
+        directory, TlsFiles(cert, key), auth_mechanisms=OAUTH_MECHANISMS, extra_config=passdb, special_folders={}
+    )
     try:
         server.start()
         server.add_user(PASSWORD_USER, PASSWORD)

@@ -30,12 +30,17 @@ MONDAY_0700 = dt.datetime(2026, 11, 30, 7, 0, tzinfo=AMS)
 
 def stranger(n: int) -> bytes:
     """Spam that carries the code word, from an address outside Veilig Thuis."""
-    return signal(f"Handle with Care aanbieding {n}", sender=f"actie{n}@spam.example", auth_results=None,
-                  subject=f"Handle with Care deal {n}")
+    return signal(
+        f"Handle with Care aanbieding {n}",
+        sender=f"actie{n}@spam.example",
+        auth_results=None,
+        subject=f"Handle with Care deal {n}",
+    )
 
 
 def test_thirty_strangers_one_a_second_give_one_alert_then_one_counted_line(
-        imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """Under push every new mail starts a cycle: 30 strangers in 30 s give one alert; the 29 after it are one
     counted line in the next alert, 15 minutes later, and never one mail each."""
     watcher = Watcher.from_config(load_config(write_config(tmp_path, imap_server, smtp_server)))
@@ -55,8 +60,9 @@ def test_thirty_strangers_one_a_second_give_one_alert_then_one_counted_line(
     assert "spam.example" not in "".join(texts) and "aanbieding" not in "".join(texts)
 
 
-def test_what_may_be_from_vt_is_not_held_back_by_the_pacing(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                             tmp_path: Path) -> None:
+def test_what_may_be_from_vt_is_not_held_back_by_the_pacing(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A stranger's alert just went; a VT mail the server could not vouch for still alerts at once."""
     watcher = Watcher.from_config(load_config(write_config(tmp_path, imap_server, smtp_server)))
     with freeze_time(MONDAY_0700) as frozen:
@@ -71,8 +77,9 @@ def test_what_may_be_from_vt_is_not_held_back_by_the_pacing(imap_server: ImapAcc
     assert len(texts) == 2 and "mogelijk vervalst" in texts[1]
 
 
-def test_a_batch_of_strangers_makes_one_small_alert_and_a_short_log(imap_server: ImapAccount,
-                                                                   smtp_server: SmtpCapture, tmp_path: Path) -> None:
+def test_a_batch_of_strangers_makes_one_small_alert_and_a_short_log(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """600 strangers and 30 unvouched VT mails at once: one alert under 16 KB with at most 21 lines of items, and
     a log of counts (well under 10 KB), not one line per message."""
     with imap_server.probe() as probe:
@@ -92,13 +99,21 @@ def test_a_batch_of_strangers_makes_one_small_alert_and_a_short_log(imap_server:
     assert len(json.dumps(logs, default=str).encode()) < 10_000
 
 
-def test_a_bounce_names_only_addresses_we_configured(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                     tmp_path: Path) -> None:
+def test_a_bounce_names_only_addresses_we_configured(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A "bounce" of our test mail naming a stranger's address (a phone number, a phishing host): the alert says
     "an address not in the configuration", never the text the bounce chose."""
     with imap_server.probe() as probe:
-        probe.append("INBOX", bounce("0612345678@phish.example", "Dit is een test van de Handle with Care-koppeling",
-                                     with_our_id=True, own_id="hwc-test.abc123"))
+        probe.append(
+            "INBOX",
+            bounce(
+                "0612345678@phish.example",
+                "Dit is een test van de Handle with Care-koppeling",
+                with_our_id=True,
+                own_id="hwc-test.abc123",
+            ),
+        )
     Watcher.from_config(load_config(write_config(tmp_path, imap_server, smtp_server))).run_cycle()
     (text,) = alerts(smtp_server)
     assert "0612345678" not in text and "phish.example" not in text
@@ -122,8 +137,10 @@ def test_every_cause_and_folder_role_has_a_sentence_in_both_languages(language: 
     config = parse_config({**BASE, "messages": {"language": language}})
     composer = Composer(config)
     items = [("item_signal_failed", {"cause": cause}) for cause in CAUSES[language]]
-    items += [("item_waiting", {"folder": role, "received": "nu", "problem": "not_authenticated"})
-              for role in FOLDER_ROLES[language]]
+    items += [
+        ("item_waiting", {"folder": role, "received": "nu", "problem": "not_authenticated"})
+        for role in FOLDER_ROLES[language]
+    ]
     text = composer.digest(items, config.alert_recipients(), dt.datetime(2026, 11, 30, 7, tzinfo=AMS)).get_content()
     assert "$" not in text and "b'" not in text
     for sentence in CAUSES[language].values():

@@ -8,8 +8,9 @@ from hwc_watcher.core.alert_plan import Attention, plan
 
 NOW = dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.UTC)
 VT_LINE = Attention("waiting:INBOX:1:7", "item_waiting", {"problem": "not_authenticated"}, (("INBOX", 7),))
-STRANGERS = [Attention(f"stranger:INBOX:1:{uid}", "item_strangers", {}, (("INBOX", uid),), paced=True)
-             for uid in range(10, 15)]
+STRANGERS = [
+    Attention(f"stranger:INBOX:1:{uid}", "item_strangers", {}, (("INBOX", uid),), paced=True) for uid in range(10, 15)
+]
 
 
 def test_nothing_found_sends_nothing() -> None:

@@ -35,24 +35,85 @@ LAYERS: dict[str, frozenset[str]] = {
 
 #: Every module of the core, by name: a new one must be placed on purpose.
 CORE = (
-    "alert_plan", "alert_rules", "auth_results", "auto_mail", "budgets", "classify", "compose", "cycle_plan",
-    "deadline_rules", "delivery_plan", "drill_rules", "errors", "headers", "lexicon", "memory", "message_text",
-    "models", "name_match", "notice_id", "ocw_holidays", "pupil_list", "recall_plan", "roster_check", "routing",
-    "school_calendar", "settings",
-    "signal_parser", "trust",
+    "alert_plan",
+    "alert_rules",
+    "auth_results",
+    "auto_mail",
+    "budgets",
+    "classify",
+    "compose",
+    "cycle_plan",
+    "deadline_rules",
+    "delivery_plan",
+    "drill_rules",
+    "errors",
+    "headers",
+    "lexicon",
+    "memory",
+    "message_text",
+    "models",
+    "name_match",
+    "notice_id",
+    "ocw_holidays",
+    "pupil_list",
+    "recall_plan",
+    "roster_check",
+    "routing",
+    "school_calendar",
+    "settings",
+    "signal_parser",
+    "trust",
 )
 
 #: Standard-library and third-party modules the core must not import: network, processes, threads, the
 #: environment and the clock of the machine (time, and `datetime.now`/`today`, see below).
-FORBIDDEN_IN_CORE = frozenset({
-    "imapclient", "smtplib", "socket", "ssl", "requests", "msal", "apscheduler", "http", "urllib", "asyncio",
-    "selectors", "subprocess", "threading", "multiprocessing", "concurrent", "os", "time", "shutil", "tempfile",
-    "sched", "signal", "structlog", "openpyxl_loader",
-})
+FORBIDDEN_IN_CORE = frozenset(
+    {
+        "imapclient",
+        "smtplib",
+        "socket",
+        "ssl",
+        "requests",
+        "msal",
+        "apscheduler",
+        "http",
+        "urllib",
+        "asyncio",
+        "selectors",
+        "subprocess",
+        "threading",
+        "multiprocessing",
+        "concurrent",
+        "os",
+        "time",
+        "shutil",
+        "tempfile",
+        "sched",
+        "signal",
+        "structlog",
+        "openpyxl_loader",
+    }
+)
 
 #: Calls that read the clock or the disk, whatever they are imported as.
-FORBIDDEN_CALLS = frozenset({"now", "utcnow", "today", "monotonic", "open", "read_text", "read_bytes",
-                             "write_text", "write_bytes", "stat", "exists", "iterdir", "glob", "unlink"})
+FORBIDDEN_CALLS = frozenset(
+    {
+        "now",
+        "utcnow",
+        "today",
+        "monotonic",
+        "open",
+        "read_text",
+        "read_bytes",
+        "write_text",
+        "write_bytes",
+        "stat",
+        "exists",
+        "iterdir",
+        "glob",
+        "unlink",
+    }
+)
 
 #: (module, what it calls) that is no clock or disk: each with its reason.
 ALLOWED_CALLS = {
@@ -191,11 +252,12 @@ def test_the_config_parsers_read_no_file(name: str) -> None:
 def test_the_readme_layout_names_every_module() -> None:
     """README's Layout block lists each file of the package under its layer, so the tree and the text agree."""
     readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
-    block = readme[readme.index("### Layout"):]
-    block = block[block.index("```\nhwc_watcher/"):]
+    block = readme[readme.index("### Layout") :]
+    block = block[block.index("```\nhwc_watcher/") :]
     block = block[: block.index("\n```", 4)]
     missing = sorted(
-        str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
         if path.name != "__init__.py" and path.parent.name != "auth" and path.name not in block
     )
     assert missing == []
@@ -206,9 +268,15 @@ def test_every_module_says_what_it_offers(module: str) -> None:
     """`__all__` names the module's public API, and each name in it exists there (a package with only a
     docstring offers nothing and needs none)."""
     body = tree(module).body
-    exported = [node for node in body if isinstance(node, ast.Assign | ast.AnnAssign)
-                and any(isinstance(t, ast.Name) and t.id == "__all__"
-                        for t in (node.targets if isinstance(node, ast.Assign) else [node.target]))]
+    exported = [
+        node
+        for node in body
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        and any(
+            isinstance(t, ast.Name) and t.id == "__all__"
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        )
+    ]
     defines = [node for node in body if not isinstance(node, ast.Expr | ast.Import | ast.ImportFrom)]
     if not defines:
         return

@@ -253,8 +253,10 @@ def test_smtp_with_other_username_needs_own_password(tmp_path: Path) -> None:
         ({"tenant_id": "not a tenant"}, "neither a GUID nor a domain"),
         ({"authority_host": "http://login.example"}, "authority_host"),
         ({"client_secret": "inline"}, "secrets are not accepted inside the config file"),
-        ({"client_secrt_file": "/x"}, "microsoft.client_secrt_file is not a known setting. Did you mean "
-                                      "microsoft.client_secret_file?"),
+        (
+            {"client_secrt_file": "/x"},
+            "microsoft.client_secrt_file is not a known setting. Did you mean microsoft.client_secret_file?",
+        ),
         ({"client_secret_credential": "x"}, "client_secret_file and microsoft.client_secret_credential are both set"),
         ({"certificate_file": "/etc/x.pem"}, "exactly one credential"),
         ({"ca_file": "/does/not/exist"}, "ca_file"),

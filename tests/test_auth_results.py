@@ -24,8 +24,13 @@ NOW = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
 
 def vt_settings(**kw: object) -> VeiligThuisSettings:
     """VT settings as the corpus has them, with overrides."""
-    values: dict[str, object] = {"senders": (VT,), "receipt_to": None, "auth_check": "dmarc", "authserv_ids": (),
-                                 "send_mdn": False}
+    values: dict[str, object] = {
+        "senders": (VT,),
+        "receipt_to": None,
+        "auth_check": "dmarc",
+        "authserv_ids": (),
+        "send_mdn": False,
+    }
     values.update(kw)
     return VeiligThuisSettings(**values)  # type: ignore[arg-type]
 
@@ -54,20 +59,27 @@ def test_rfc8601_appendix_b_examples() -> None:
     assert (b2.authserv_id, b2.results) == ("example.org", ())
     b3 = parse_auth_results("example.com; spf=pass smtp.mailfrom=example.net")
     assert [(r.method, r.result, r.properties) for r in b3.results] == [
-        ("spf", "pass", (("smtp.mailfrom", "example.net"),))]
-    b4 = parse_auth_results("example.com; auth=pass (cram-md5) smtp.auth=sender@example.net; "
-                            "spf=pass smtp.mailfrom=example.net")
+        ("spf", "pass", (("smtp.mailfrom", "example.net"),))
+    ]
+    b4 = parse_auth_results(
+        "example.com; auth=pass (cram-md5) smtp.auth=sender@example.net; spf=pass smtp.mailfrom=example.net"
+    )
     assert [r.method for r in b4.results] == ["auth", "spf"]
     assert b4.results[0].values("smtp.auth") == ["sender@example.net"]
-    b6 = parse_auth_results("example.com; dkim=pass reason=\"good signature\" header.i=@mail-router.example.net; "
-                            "dkim=fail reason=\"bad signature\" header.i=@newyork.example.com")
+    b6 = parse_auth_results(
+        'example.com; dkim=pass reason="good signature" header.i=@mail-router.example.net; '
+        'dkim=fail reason="bad signature" header.i=@newyork.example.com'
+    )
     assert [(r.result, r.reason) for r in b6.results] == [("pass", "good signature"), ("fail", "bad signature")]
-    b7 = parse_auth_results("foo.example.net (foobar) 1 (baz); dkim (Because I like it) / 1 (One yay) = (wait "
-                            "for it) fail policy (A dot can go here) . (like that) expired (this surprised me) = "
-                            "(as I wrote) 1362471462")
+    b7 = parse_auth_results(
+        "foo.example.net (foobar) 1 (baz); dkim (Because I like it) / 1 (One yay) = (wait "
+        "for it) fail policy (A dot can go here) . (like that) expired (this surprised me) = "
+        "(as I wrote) 1362471462"
+    )
     assert b7.authserv_id == "foo.example.net"
     assert [(r.method, r.result, r.properties) for r in b7.results] == [
-        ("dkim", "fail", (("policy.expired", "1362471462"),))]
+        ("dkim", "fail", (("policy.expired", "1362471462"),))
+    ]
 
 
 def test_microsoft_365_header_without_authserv_id() -> None:
@@ -75,10 +87,15 @@ def test_microsoft_365_header_without_authserv_id() -> None:
     parsed = parse_auth_results(
         "spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=vt.example; college.example; dkim=pass (signature was "
         "verified) header.d=vt.example;college.example; dmarc=pass action=none header.from=vt.example;"
-        "compauth=pass reason=100;")
+        "compauth=pass reason=100;"
+    )
     assert parsed.authserv_id is None
     assert [(r.method, r.result) for r in parsed.results] == [
-        ("spf", "pass"), ("dkim", "pass"), ("dmarc", "pass"), ("compauth", "pass")]
+        ("spf", "pass"),
+        ("dkim", "pass"),
+        ("dmarc", "pass"),
+        ("compauth", "pass"),
+    ]
     assert parsed.passed("dmarc") == [{"header.from": "vt.example"}]
 
 
@@ -145,10 +162,12 @@ def test_dkim_fallback_only_without_a_dmarc_policy() -> None:
     assert vouched(f"{MX}; dkim=pass header.d={VT_DOMAIN}; dmarc=none", auth_check="dmarc_or_dkim")
     assert vouched(f"{MX}; dkim=pass header.i=@{VT_DOMAIN}", auth_check="dmarc_or_dkim")
     assert not vouched(f"{MX}; dkim=pass header.d={VT_DOMAIN}; dmarc=fail", auth_check="dmarc_or_dkim")
-    assert not vouched(f"{MX}; dkim=pass header.d={VT_DOMAIN}; dkim=fail header.d={VT_DOMAIN}",
-                       auth_check="dmarc_or_dkim")
-    assert not vouched(f'{MX}; dkim=fail reason="header.d={VT_DOMAIN}" header.d=evil.example',
-                       auth_check="dmarc_or_dkim")
+    assert not vouched(
+        f"{MX}; dkim=pass header.d={VT_DOMAIN}; dkim=fail header.d={VT_DOMAIN}", auth_check="dmarc_or_dkim"
+    )
+    assert not vouched(
+        f'{MX}; dkim=fail reason="header.d={VT_DOMAIN}" header.d=evil.example', auth_check="dmarc_or_dkim"
+    )
 
 
 def test_authserv_ids_combine_the_school_servers_headers() -> None:
@@ -171,8 +190,9 @@ def test_empty_authserv_ids_believes_only_the_topmost() -> None:
 # --- generated edge cases ------------------------------------------------------------------------------
 
 _WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-.", min_size=1, max_size=12)
-_TEXT = st.lists(st.sampled_from([*'abc ;=."()\\@', PASS, "header.from=", VT_DOMAIN, ";", "\r\n "]),
-                 max_size=12).map("".join)
+_TEXT = st.lists(st.sampled_from([*'abc ;=."()\\@', PASS, "header.from=", VT_DOMAIN, ";", "\r\n "]), max_size=12).map(
+    "".join
+)
 
 
 def _quoted(text: str) -> str:
@@ -195,8 +215,10 @@ _CFWS = st.one_of(
 
 #: Results that must never vouch for VT, whatever surrounds them.
 _BAD_DMARC = st.one_of(
-    st.builds(lambda r: f"dmarc={r} header.from={VT_DOMAIN}",
-              st.sampled_from(["fail", "none", "temperror", "permerror", "neutral", "policy", "bestguesspass"])),
+    st.builds(
+        lambda r: f"dmarc={r} header.from={VT_DOMAIN}",
+        st.sampled_from(["fail", "none", "temperror", "permerror", "neutral", "policy", "bestguesspass"]),
+    ),
     st.just("dmarc=pass header.from=evil.example"),
     st.just(f"dmarc=pass header.from=evil.example header.from={VT_DOMAIN}"),
     st.builds(lambda t: f"dmarc=pass header.from=evil.example reason={_quoted(t)}", _TEXT),
@@ -262,8 +284,12 @@ def corpus_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
 
 
 @settings(max_examples=examples(60), suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(bad=_BAD_DMARC, others=st.lists(_OTHER, max_size=3), spaces=st.lists(_CFWS, min_size=1, max_size=3),
-       lower_pass=st.booleans())
+@given(
+    bad=_BAD_DMARC,
+    others=st.lists(_OTHER, max_size=3),
+    spaces=st.lists(_CFWS, min_size=1, max_size=3),
+    lower_pass=st.booleans(),
+)
 def test_generated_forgeries_never_make_a_signal(
     corpus_config: Config, bad: str, others: list[str], spaces: list[str], lower_pass: bool
 ) -> None:

@@ -30,8 +30,11 @@ MONDAY_0700 = dt.datetime(2026, 11, 30, 7, 0, tzinfo=AMS)
 #: What each provider's automatic reply carries (besides In-Reply-To/References naming our notice).
 SIEVE = {"Auto-Submitted": "auto-replied (vacation)"}
 GMAIL = {"Auto-Submitted": "auto-replied", "Precedence": "bulk"}
-EXCHANGE = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All",
-            "X-MS-Exchange-Inbox-Rules-Loop": COORDINATOR}
+EXCHANGE = {
+    "Auto-Submitted": "auto-generated",
+    "X-Auto-Response-Suppress": "All",
+    "X-MS-Exchange-Inbox-Rules-Loop": COORDINATOR,
+}
 
 
 def out_of_office(notice_id: str, markers: dict[str, str], sender: str = COORDINATOR) -> bytes:
@@ -55,8 +58,11 @@ def school(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture) -> Watcher:
 
 
 def notice_id_to(smtp: SmtpCapture, address: str) -> str:
-    return next(str(m.message["Message-ID"]) for m in smtp.messages
-                if address in m.rcpt_tos and str(m.message["Message-ID"]).startswith("<hwc-notice."))
+    return next(
+        str(m.message["Message-ID"])
+        for m in smtp.messages
+        if address in m.rcpt_tos and str(m.message["Message-ID"]).startswith("<hwc-notice.")
+    )
 
 
 def inbox_count(account: ImapAccount) -> int:
@@ -66,7 +72,8 @@ def inbox_count(account: ImapAccount) -> int:
 
 @pytest.mark.parametrize("markers", [SIEVE, GMAIL, EXCHANGE], ids=["sieve-vacation", "gmail", "exchange"])
 def test_an_automatic_reply_within_the_hold_brings_the_notice_to_the_backup(
-        dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, markers: dict[str, str]) -> None:
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, markers: dict[str, str]
+) -> None:
     """The coordinator is away: within the hold the backup gets the pupil's notice once, the contact one line, and
     the signal and the reply then leave every folder."""
     watcher = school(tmp_path, dovecot_account, smtp_server)
@@ -92,7 +99,8 @@ def test_an_automatic_reply_within_the_hold_brings_the_notice_to_the_backup(
 
 
 def test_later_notices_that_day_go_to_the_backup_without_another_reply(
-        dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """Providers answer each sender once per absence: a second signal that morning goes to coordinator and backup."""
     watcher = school(tmp_path, dovecot_account, smtp_server)
     with freeze_time(MONDAY_0700) as frozen:
@@ -110,7 +118,8 @@ def test_later_notices_that_day_go_to_the_backup_without_another_reply(
 
 
 def test_a_reply_after_the_signal_has_gone_warns_without_content(
-        dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """Past the hold the name is gone: the contact hears that the coordinator is away and that the notice sent at
     07:00 may be unread; nobody else is mailed."""
     watcher = school(tmp_path, dovecot_account, smtp_server)
@@ -130,8 +139,9 @@ def test_a_reply_after_the_signal_has_gone_warns_without_content(
     assert "David" not in line and "Pieterse" not in line
 
 
-def test_without_an_automatic_reply_nothing_else_changes(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
-                                                         tmp_path: Path) -> None:
+def test_without_an_automatic_reply_nothing_else_changes(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """No reply: one notice, one receipt, no alert, and the signal leaves after the hold."""
     watcher = school(tmp_path, dovecot_account, smtp_server)
     with freeze_time(MONDAY_0700) as frozen:
@@ -147,8 +157,9 @@ def test_without_an_automatic_reply_nothing_else_changes(dovecot_account: ImapAc
     assert notices_per_person(smtp_server) == Counter({COORDINATOR: 1}) and alerts(smtp_server) == []
 
 
-def test_a_reply_naming_an_id_we_did_not_write_changes_nothing(dovecot_account: ImapAccount,
-                                                               smtp_server: SmtpCapture, tmp_path: Path) -> None:
+def test_a_reply_naming_an_id_we_did_not_write_changes_nothing(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """An automatic reply that names a notice-shaped id without our tag (or comes from a stranger) is no reason
     to mail the backup."""
     watcher = school(tmp_path, dovecot_account, smtp_server)
@@ -165,8 +176,9 @@ def test_a_reply_naming_an_id_we_did_not_write_changes_nothing(dovecot_account: 
     assert notices_per_person(smtp_server) == Counter({COORDINATOR: 1})
 
 
-def test_the_service_runs_one_more_cycle_when_the_hold_ends(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
-                                                           tmp_path: Path) -> None:
+def test_the_service_runs_one_more_cycle_when_the_hold_ends(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A held signal does not wait for the next poll (an hour away at night): a cycle is planned at the hold's end."""
     from hwc_watcher.jobs.service import Service
 

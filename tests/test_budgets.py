@@ -72,8 +72,11 @@ def test_each_budget_has_its_reason(reason: str) -> None:
 def test_over_budget_from_vt_waits_for_a_person_from_others_is_ignored(config: Config, reason: str) -> None:
     """Over budget and from VT, or with the code word in the subject: a person looks, with the reason;
     a stranger's mail otherwise: ignored. Fast either way."""
-    cases = ((VT, "Handle with Care", "needs_human"), (STRANGER, "Handle with Care", "needs_human"),
-             (STRANGER, "Nieuwsbrief", "ignored"))
+    cases = (
+        (VT, "Handle with Care", "needs_human"),
+        (STRANGER, "Handle with Care", "needs_human"),
+        (STRANGER, "Nieuwsbrief", "ignored"),
+    )
     for sender, subject, kind in cases:
         raw = HOSTILE[reason](signal(sender=sender, date=NOW, subject=subject))
         start = time.perf_counter()
@@ -85,8 +88,9 @@ def test_over_budget_from_vt_waits_for_a_person_from_others_is_ignored(config: C
 
 def test_the_92_kib_content_type_of_issue_11_is_cheap(config: Config) -> None:
     """Issue 11: a stranger's 92 KiB Content-Type cost 2.95 s per cycle; now it is refused before parsing."""
-    raw = with_content_type(signal(sender=STRANGER, date=NOW, subject="Nieuwsbrief"),
-                            b"; " + b"x=y; " * (92 * 1024 // 5))
+    raw = with_content_type(
+        signal(sender=STRANGER, date=NOW, subject="Nieuwsbrief"), b"; " + b"x=y; " * (92 * 1024 // 5)
+    )
     start = time.perf_counter()
     verdict = classify(raw, config, now=NOW)
     assert time.perf_counter() - start < 0.1

@@ -52,8 +52,10 @@ def check_output(path: Path) -> tuple[int, str]:
         ({"busy_start": "08:30"}, 'schedule.busy_start = "08:30" must be before schedule.deadline = "08:15"'),
         ({"busy_end": "08:00"}, 'schedule.deadline = "08:15" lies after schedule.busy_end = "08:00"'),
         ({"deadline": "05:45"}, 'schedule.busy_start = "06:00" must be before schedule.deadline = "05:45"'),
-        ({"busy_start": "09:00", "busy_end": "07:00"},
-         'schedule.busy_end = "07:00" must be later than schedule.busy_start = "09:00"'),
+        (
+            {"busy_start": "09:00", "busy_end": "07:00"},
+            'schedule.busy_end = "07:00" must be later than schedule.busy_start = "09:00"',
+        ),
     ],
 )
 def test_a_busy_window_that_misses_the_deadline_is_refused(schedule: dict, message: str) -> None:
@@ -75,8 +77,9 @@ def test_check_shows_the_refused_schedule(imap_server: ImapAccount, smtp_server:
     assert "fix: set schedule.busy_start at least an hour before 08:15" in text
 
 
-def test_check_says_how_late_a_signal_is_read(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                              tmp_path: Path) -> None:
+def test_check_says_how_late_a_signal_is_read(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """With IDLE offered (pymap offers it) check says signals are read within seconds, before the deadline."""
     rc, text = check_output(write_config(tmp_path, imap_server, smtp_server))
     assert rc == 0
@@ -100,11 +103,19 @@ def test_polling_names_the_interval_and_the_last_poll() -> None:
 @pytest.mark.parametrize(
     ("name", "text", "message", "fix"),
     [
-        ("notice", "Beste $coordinater, $pupil_name $birth_date",
-         "messages.templates.notice uses $coordinater, which is not filled in for this text. "
-         "Did you mean $coordinator?", "replace $coordinater by $coordinator"),
-        ("notice", "Beste $coordinator, $pupil_name", "messages.templates.notice lacks $birth_date",
-         "add $birth_date to messages.templates.notice"),
+        (
+            "notice",
+            "Beste $coordinater, $pupil_name $birth_date",
+            "messages.templates.notice uses $coordinater, which is not filled in for this text. "
+            "Did you mean $coordinator?",
+            "replace $coordinater by $coordinator",
+        ),
+        (
+            "notice",
+            "Beste $coordinator, $pupil_name",
+            "messages.templates.notice lacks $birth_date",
+            "add $birth_date to messages.templates.notice",
+        ),
         ("notice", "Beste $coordinator", "lacks $pupil_name and $birth_date", "add $pupil_name and $birth_date"),
         ("receipt", "Ontvangen op $receivd door ${school}", "Did you mean $received?", "replace $receivd"),
         ("alert_failure", "Kosten: $ 5, $error", "has a $ that starts no placeholder", "write $$ for a dollar sign"),
@@ -135,16 +146,20 @@ def test_check_renders_every_template(imap_server: ImapAccount, smtp_server: Smt
     assert rc == 0
     from hwc_watcher.config.load import TEMPLATE_NAMES
 
-    assert (f"✓ templates: {len(TEMPLATE_NAMES)} texts rendered through the real composer with a fictional pupil; "
-            "your own: notice") in text
+    assert (
+        f"✓ templates: {len(TEMPLATE_NAMES)} texts rendered through the real composer with a fictional pupil; "
+        "your own: notice"
+    ) in text
 
 
-def test_a_template_that_renders_wrong_fails_in_check(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                      tmp_path: Path) -> None:
+def test_a_template_that_renders_wrong_fails_in_check(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A text the Composer would leave with a literal $placeholder or without the pupil is named by the trial."""
     config = load_config(write_config(tmp_path, imap_server, smtp_server))
-    broken = dataclasses.replace(config.messages, templates=MappingProxyType({
-        "notice": "Beste $coordinater", "receipt": "Ontvangen $received"}))
+    broken = dataclasses.replace(
+        config.messages, templates=MappingProxyType({"notice": "Beste $coordinater", "receipt": "Ontvangen $received"})
+    )
     results = {r.name: r for r in trial_render(dataclasses.replace(config, messages=broken), NOW)}
     assert results["notice"].own and results["notice"].problem == "stays literal in the mail: $coordinater"
     assert results["receipt"].own and results["receipt"].problem is None
@@ -158,12 +173,13 @@ def _lines(text: str, start: str) -> list[str]:
     """The ✗ line starting with `start` and the fix line under it."""
     lines = text.splitlines()
     i = next(i for i, line in enumerate(lines) if line.startswith(start))
-    return lines[i:i + 2]
+    return lines[i : i + 2]
 
 
 @pytest.mark.usefixtures("quick_port_probe")
-def test_starttls_to_an_implicit_tls_port_is_named_in_seconds(dovecot_account: ImapAccount,
-                                                              smtp_server: SmtpCapture, tmp_path: Path) -> None:
+def test_starttls_to_an_implicit_tls_port_is_named_in_seconds(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """security = "starttls" to Dovecot's port 993 is recognised in seconds, not 30 s, and told to set "tls"."""
     account = dataclasses.replace(dovecot_account, security="starttls")
     path = write_config(tmp_path, account, smtp_server)
@@ -178,34 +194,39 @@ def test_starttls_to_an_implicit_tls_port_is_named_in_seconds(dovecot_account: I
 
 
 @pytest.mark.usefixtures("quick_port_probe")
-def test_the_daemon_names_an_implicit_tls_port_too(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
-                                                   tmp_path: Path) -> None:
+def test_the_daemon_names_an_implicit_tls_port_too(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A cycle whose greeting never comes (starttls to 993) says which security to set, not "a timeout"."""
     from hwc_watcher.jobs.cycle import Watcher
 
-    path = write_config(tmp_path, dataclasses.replace(dovecot_account, security="starttls"), smtp_server,
-                        imap_timeout=1)
+    path = write_config(
+        tmp_path, dataclasses.replace(dovecot_account, security="starttls"), smtp_server, imap_timeout=1
+    )
     result = Watcher.from_config(load_config(path), clock=lambda: NOW).run_cycle()
     assert result.error is not None and not result.error_transient
     assert "did not greet in 1 s" in result.error and 'Fix: set imap.security = "tls".' in result.error
 
 
 @pytest.mark.usefixtures("quick_port_probe")
-def test_check_skips_recall_logins_while_imap_fails(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
-                                                    tmp_path: Path) -> None:
+def test_check_skips_recall_logins_while_imap_fails(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """With [imap] on the wrong security, the recall logins are skipped, not timed out once more."""
     account = dataclasses.replace(dovecot_account, security="starttls")
     private_file(tmp_path / "zorg-password", "secret\n")
-    extra = (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
-             f'password_file = "zorg-password"\n')
+    extra = (
+        f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword_file = "zorg-password"\n'
+    )
     started = time.monotonic()
     rc, text = check_output(write_config(tmp_path, account, smtp_server, extra=extra))
     assert time.monotonic() - started < 8
     assert rc == 1 and "- recall logins: skipped (the recall uses [imap]'s server" in text
 
 
-def test_tls_to_a_plain_port_says_starttls_not_the_ca_file(dovecot: DovecotServer, smtp_server: SmtpCapture,
-                                                           tmp_path: Path) -> None:
+def test_tls_to_a_plain_port_says_starttls_not_the_ca_file(
+    dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """security = "tls" to Dovecot's STARTTLS port is told to use "starttls"; the fix does not speak of the CA."""
     account = dataclasses.replace(dovecot.fresh_account("starttls"), security="tls")
     rc, text = check_output(write_config(tmp_path, account, smtp_server))
@@ -215,11 +236,17 @@ def test_tls_to_a_plain_port_says_starttls_not_the_ca_file(dovecot: DovecotServe
 
 
 @pytest.mark.usefixtures("quick_port_probe")
-def test_smtp_starttls_to_an_implicit_tls_port(dovecot: DovecotServer, imap_server: ImapAccount,
-                                               tmp_path: Path) -> None:
+def test_smtp_starttls_to_an_implicit_tls_port(
+    dovecot: DovecotServer, imap_server: ImapAccount, tmp_path: Path
+) -> None:
     """[smtp] security = "starttls" to a port that speaks TLS at once (465-like) gets 'set smtp.security = "tls"'."""
-    path = write_config(tmp_path, imap_server, Address(dovecot.host, dovecot.tls_port), smtp_security="starttls",
-                        smtp_ca_file=str(dovecot.tls.ca_file))
+    path = write_config(
+        tmp_path,
+        imap_server,
+        Address(dovecot.host, dovecot.tls_port),
+        smtp_security="starttls",
+        smtp_ca_file=str(dovecot.tls.ca_file),
+    )
     started = time.monotonic()
     rc, out = check_output(path)
     assert rc == 1 and time.monotonic() - started < 8
@@ -266,12 +293,15 @@ def test_senders_as_a_string_names_the_list_it_must_be() -> None:
 
 
 def test_a_recall_password_failure_names_the_password_not_the_permission(
-        dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A refused recall login (password) points at that mailbox's password; the reply shows no b'…' repr."""
     box, zorg = dovecot.fresh_account(), dovecot.fresh_account()
     private_file(tmp_path / "zorg-password", "wrong\n")
-    extra = (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
-             f'username = "{zorg.username}"\npassword_file = "zorg-password"\n')
+    extra = (
+        f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
+        f'username = "{zorg.username}"\npassword_file = "zorg-password"\n'
+    )
     rc, text = check_output(write_config(tmp_path, box, smtp_server, extra=extra))
     problem, fix = _lines(text, f"✗ recall login {COORDINATOR}")
     assert rc == 1 and "[AUTHENTICATIONFAILED]" in problem and "b'" not in problem
@@ -279,14 +309,17 @@ def test_a_recall_password_failure_names_the_password_not_the_permission(
 
 
 def test_a_recall_network_failure_names_the_server_not_the_permission(
-        dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A recall that cannot reach the server says so, and does not send the admin to docs/recall.md."""
     from hwc_watcher.commands.check import Report, _check_recall
 
     box, zorg = dovecot.fresh_account(), dovecot.fresh_account()
     private_file(tmp_path / "zorg-password", zorg.password + "\n")
-    extra = (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
-             f'username = "{zorg.username}"\npassword_file = "zorg-password"\n')
+    extra = (
+        f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
+        f'username = "{zorg.username}"\npassword_file = "zorg-password"\n'
+    )
     config = load_config(write_config(tmp_path, box, smtp_server, extra=extra))
     closed = dataclasses.replace(config, imap=dataclasses.replace(config.imap, port=free_port()))
     out = io.StringIO()
@@ -306,12 +339,16 @@ def test_a_recall_network_failure_names_the_server_not_the_permission(
         ("[schedule]\n", "retry_delay = 5\n", "schedule.retry_delay is not a known setting"),
         ("[messages]\n", '[messages.templatess]\nnotice = "x"\n', "messages.templatess is not a known setting"),
         ("[contact]\n", 'emial = "x@y.nl"\n', "contact.emial is not a known setting. Did you mean contact.email?"),
-        ("retry_delay_seconds = 1\n", '[contakt]\nname = "x"\n',
-         "[contakt] is not a known section. Did you mean [contact]?"),
+        (
+            "retry_delay_seconds = 1\n",
+            '[contakt]\nname = "x"\n',
+            "[contakt] is not a known section. Did you mean [contact]?",
+        ),
     ],
 )
-def test_an_unknown_key_is_named_with_its_line(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path,
-                                               insert_after: str, line: str, expected_line: str) -> None:
+def test_an_unknown_key_is_named_with_its_line(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, insert_after: str, line: str, expected_line: str
+) -> None:
     """An unknown key's message starts with its line number in the file, found in the TOML text."""
     path = write_config(tmp_path, imap_server, smtp_server)
     text = path.read_text(encoding="utf-8").replace(insert_after, insert_after + line, 1)
@@ -325,9 +362,11 @@ def test_an_unknown_key_is_named_with_its_line(imap_server: ImapAccount, smtp_se
 
 def test_an_unknown_section_and_a_route_key_are_found_in_the_text() -> None:
     """key_line finds a section, a dotted key, a key inside an inline table of the second [[route]]."""
-    text = ('[imap]\nfolders.snt = "Sent"\n[imapp]\na = 1\n[[route]]\nname = "A"\n'
-            'coordinator = { name = "x", email = "y" }\n[[route]]\nname = "B"\n'
-            'coordinator = { name = "x", emial = "y" }\n')
+    text = (
+        '[imap]\nfolders.snt = "Sent"\n[imapp]\na = 1\n[[route]]\nname = "A"\n'
+        'coordinator = { name = "x", email = "y" }\n[[route]]\nname = "B"\n'
+        'coordinator = { name = "x", emial = "y" }\n'
+    )
     assert key_line(text, "imap.folders", "snt") == 2
     assert key_line(text, "", "imapp") == 3
     assert key_line(text, "route[2].coordinator", "emial") == 10
@@ -336,8 +375,12 @@ def test_an_unknown_section_and_a_route_key_are_found_in_the_text() -> None:
 
 @pytest.mark.parametrize(
     ("given", "outcome"),
-    [("europe/amsterdam", "Europe/Amsterdam"), ("EUROPE/AMSTERDAM", "Europe/Amsterdam"),
-     ("Europe/Amsterdm", "Did you mean 'Europe/Amsterdam'?"), ("europe/brusels", "Did you mean 'Europe/Brussels'?")],
+    [
+        ("europe/amsterdam", "Europe/Amsterdam"),
+        ("EUROPE/AMSTERDAM", "Europe/Amsterdam"),
+        ("Europe/Amsterdm", "Did you mean 'Europe/Amsterdam'?"),
+        ("europe/brusels", "Did you mean 'Europe/Brussels'?"),
+    ],
 )
 def test_time_zones_ignore_case_and_suggest(given: str, outcome: str) -> None:
     """A time zone in the wrong case is accepted; a typo is refused with "did you mean" and the fix."""
@@ -359,8 +402,9 @@ def test_server_replies_are_decoded_not_reprs() -> None:
     assert readable("web'b' stays") == "web'b' stays"
 
 
-def test_check_shows_a_refused_login_without_a_repr(dovecot: DovecotServer, smtp_server: SmtpCapture,
-                                                   tmp_path: Path) -> None:
+def test_check_shows_a_refused_login_without_a_repr(
+    dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A wrong password on Dovecot reads "[AUTHENTICATIONFAILED] …" in check, never "b'[AUTHENTICATIONFAILED]"."""
     account = dataclasses.replace(dovecot.fresh_account(), password="wrong")
     rc, text = check_output(write_config(tmp_path, account, smtp_server))
@@ -368,8 +412,9 @@ def test_check_shows_a_refused_login_without_a_repr(dovecot: DovecotServer, smtp
     assert rc == 1 and "Server said: [AUTHENTICATIONFAILED]" in line and "b'" not in text
 
 
-def test_once_prints_a_failure_and_run_alerts_it(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_once_prints_a_failure_and_run_alerts_it(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Wrong password: `once` prints the cause and that no alert was mailed; the service (`run`) alerts the contact."""
     from hwc_watcher.commands.cli import main
     from hwc_watcher.jobs.cycle import Watcher

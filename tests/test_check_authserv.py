@@ -14,8 +14,10 @@ from hwc_watcher.commands.cli import main
 from hwc_watcher.testing import SmtpCapture
 
 MX = "mx.college.example.nl"
-M365 = ("spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=veiligthuis-gv.example.nl; dkim=pass (signature was "
-        "verified) header.d=veiligthuis-gv.example.nl;dmarc=pass action=none header.from=veiligthuis-gv.example.nl")
+M365 = (
+    "spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=veiligthuis-gv.example.nl; dkim=pass (signature was "
+    "verified) header.d=veiligthuis-gv.example.nl;dmarc=pass action=none header.from=veiligthuis-gv.example.nl"
+)
 #: What the newest message carries: none of it may be printed. (The configured VT senders are
 #: printed by their own check line, so the sender address is not on this list.)
 PUPIL = ("David", "Pieterse", "3-2-2012", "Handle with Care")
@@ -46,8 +48,12 @@ def test_recommends_the_authserv_id_the_server_writes(
     """authserv_ids empty: check names the id in the newest message and says to set it; nothing else of it."""
     with imap_server.probe() as probe:
         probe.append("INBOX", signal(auth_results="relay.example; dmarc=none"))
-        probe.append("INBOX", signal(auth_results=f"{MX}; spf=pass smtp.mailfrom=x.example; dmarc=pass "
-                                     "header.from=veiligthuis-gv.example.nl"))
+        probe.append(
+            "INBOX",
+            signal(
+                auth_results=f"{MX}; spf=pass smtp.mailfrom=x.example; dmarc=pass header.from=veiligthuis-gv.example.nl"
+            ),
+        )
     out = check_output(tmp_path, imap_server, smtp_server)
     assert f"{MX}: dmarc=pass, spf=pass" in step_lines(out, "Authentication-Results")[0]
     assert f'fix: set veilig_thuis.authserv_ids = ["{MX}"]' in out

@@ -40,11 +40,19 @@ def refusing_gmail(tls_files: TlsFiles) -> Iterator[tuple[DovecotServer, TokenSe
 def google_config(directory: Path, server: DovecotServer, tokens: TokenServer, smtp: SmtpCapture) -> Path:
     """A Google Workspace config: a service account key whose token_uri is the local endpoint."""
     pem = make_rsa_key(directory / "sa-key.pem")
-    key = {"type": "service_account", "project_id": "school-project", "private_key_id": "k1", "private_key": pem,
-           "client_email": "hwc-watcher@school-project.iam.gserviceaccount.com",
-           "client_id": "104857600000000000001", "token_uri": tokens.google_token_uri}
+    key = {
+        "type": "service_account",
+        "project_id": "school-project",
+        "private_key_id": "k1",
+        "private_key": pem,
+        "client_email": "hwc-watcher@school-project.iam.gserviceaccount.com",
+        "client_id": "104857600000000000001",
+        "token_uri": tokens.google_token_uri,
+    }
     private_file(directory / "service-account.json", json.dumps(key))
-    return private_file(directory / "config.toml", f"""
+    return private_file(
+        directory / "config.toml",
+        f"""
 [imap]
 host = "127.0.0.1"
 port = {server.tls_port}
@@ -67,7 +75,8 @@ auth = "none"
 from_address = "{BOX}"
 timeout = 10
 {people()}
-""")
+""",
+    )
 
 
 @pytest.mark.dovecot
@@ -88,4 +97,3 @@ def test_a_refused_google_imap_login_names_the_mail_client_restriction(
     assert "up to 24 hours" in fix and "domain-wide delegation" in fix
     assert code == 1
     assert len(tokens.token_requests) >= 1  # the token was issued: the refusal is Gmail's, not the endpoint's
-

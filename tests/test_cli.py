@@ -26,8 +26,15 @@ def test_check_passes_every_step(
 
     out = capsys.readouterr().out
     assert code == 0, out
-    for step in ("config valid", "IMAP reachable", "IMAP login", "folders found", "SMTP reachable", "SMTP login",
-                 "next polls"):
+    for step in (
+        "config valid",
+        "IMAP reachable",
+        "IMAP login",
+        "folders found",
+        "SMTP reachable",
+        "SMTP login",
+        "next polls",
+    ):
         assert f"✓ {step}" in out or step in out
     assert "✗" not in out
     with imap_server.probe() as probe:
@@ -87,7 +94,7 @@ def test_once_dry_run_prints_the_plan_and_changes_nothing(
     assert main(["--config", str(config), "once", "--dry-run"]) == 0
 
     out = capsys.readouterr().out
-    printed = out[out.index("hwc-watcher: dry run"):].splitlines()[1:]
+    printed = out[out.index("hwc-watcher: dry run") :].splitlines()[1:]
     plan = sorted(re.sub(r"uid \d+", "uid N", line) for line in printed)
     assert plan == [
         "  inbox uid N: ignored (not_vt_sender) → left alone (not ours)",
@@ -107,8 +114,9 @@ def test_once_with_a_broken_config_exits_2(tmp_path: Path, capsys: pytest.Captur
     assert "Copy config.example.toml" in capsys.readouterr().err
 
 
-def test_inspect_json(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path,
-                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_json(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`inspect --json` prints the verdict, pupils, route and receipt address; sends nothing."""
     config = write_config(tmp_path, imap_server, smtp_server)
     eml = tmp_path / "signal.eml"
@@ -119,8 +127,9 @@ def test_inspect_json(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_pa
 
     result = json.loads(capsys.readouterr().out)
     assert result["verdict"] == "signal" and result["reason"] == "signal"
-    assert result["pupils"] == [{"name": "David Pieterse", "birth_date": "2012-02-03",
-                                 "route": {"to": [COORDINATOR], "matched": False}}]
+    assert result["pupils"] == [
+        {"name": "David Pieterse", "birth_date": "2012-02-03", "route": {"to": [COORDINATOR], "matched": False}}
+    ]
     assert result["receipt_to"] == VT
     assert smtp_server.messages == []
 

@@ -109,11 +109,27 @@ def test_alert_is_content_free() -> None:
     """One cycle's alert lists each cause in a line (folder, time, kind of problem), nothing from a message."""
     c = composer()
     people = c.config.alert_recipients()
-    msg = reparse(c.digest([
-        ("item_waiting", {"folder": "inbox", "received": "27 november 2026 om 07:30", "problem": "not_authenticated"}),
-        ("item_bounce", {"folder": "inbox", "received": "27 november 2026 om 07:31", "problem": "bounce_of_notice",
-                         "refused": "zorg@college.example.nl"}),
-    ], people, NOW))
+    msg = reparse(
+        c.digest(
+            [
+                (
+                    "item_waiting",
+                    {"folder": "inbox", "received": "27 november 2026 om 07:30", "problem": "not_authenticated"},
+                ),
+                (
+                    "item_bounce",
+                    {
+                        "folder": "inbox",
+                        "received": "27 november 2026 om 07:31",
+                        "problem": "bounce_of_notice",
+                        "refused": "zorg@college.example.nl",
+                    },
+                ),
+            ],
+            people,
+            NOW,
+        )
+    )
     body = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     text = " ".join(body.split())
     assert "Mogelijk vervalst of van een onbekend adres:" in body and "mogelijk vervalst" in text
@@ -128,13 +144,35 @@ def test_overridable_template_names_are_the_composer_texts() -> None:
     from hwc_watcher.core.compose import TEXTS
 
     for language, texts in TEXTS.items():
-        building_blocks = {"not_in_list", "ambiguous_in_list", "receipt_subject", "alert_subject", "keep_notice",
-                           "recall_notice", "outcome_backup", "outcome_nobody", "item_more",
-                           "unknown_address", "subject_action", "subject_info", "subject_resolved",
-                           "detail_not_checked", "detail_failing", "detail_waiting", "action_line", "stays_one",
-                           "stays_many", "find_one", "find_many", "flag_one", "flag_many", "strangers_stay",
-                           "technical", "route_default",
-                           "route_named"}
+        building_blocks = {
+            "not_in_list",
+            "ambiguous_in_list",
+            "receipt_subject",
+            "alert_subject",
+            "keep_notice",
+            "recall_notice",
+            "outcome_backup",
+            "outcome_nobody",
+            "item_more",
+            "unknown_address",
+            "subject_action",
+            "subject_info",
+            "subject_resolved",
+            "detail_not_checked",
+            "detail_failing",
+            "detail_waiting",
+            "action_line",
+            "stays_one",
+            "stays_many",
+            "find_one",
+            "find_many",
+            "flag_one",
+            "flag_many",
+            "strangers_stay",
+            "technical",
+            "route_default",
+            "route_named",
+        }
         assert set(texts) - building_blocks == TEMPLATE_NAMES, language
 
 
@@ -145,8 +183,10 @@ def test_every_reason_a_person_may_read_is_explained() -> None:
 
     from hwc_watcher.core.compose import PROBLEMS
 
-    source = "".join((Path(__file__).parent.parent / "hwc_watcher" / "core" / name).read_text(encoding="utf-8")
-                     for name in ("classify.py", "budgets.py", "message_text.py", "signal_parser.py"))
+    source = "".join(
+        (Path(__file__).parent.parent / "hwc_watcher" / "core" / name).read_text(encoding="utf-8")
+        for name in ("classify.py", "budgets.py", "message_text.py", "signal_parser.py")
+    )
     codes = set(re.findall(r'Verdict\("needs_human", "([a-z_]+)"', source))
     codes |= set(re.findall(r'return "([a-z_]+)"', source)) | {"html_too_large", "bounce_of_notice"}
     codes |= set(re.findall(r'Reading\("needs_human", "([a-z_]+)"\)', source))

@@ -24,8 +24,10 @@ def test_example_config_is_valid() -> None:
     assert config.smtp.security == "starttls" and config.messages.language == "nl"
     assert config.messages.notice_subject == "Handle with Care"
     assert config.schedule.deadline.isoformat() == "08:15:00"
-    assert [p.email for p in config.alert_recipients()] == ["hwc-contact@school.example.nl",
-                                                             "achterwacht@school.example.nl"]
+    assert [p.email for p in config.alert_recipients()] == [
+        "hwc-contact@school.example.nl",
+        "achterwacht@school.example.nl",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -32,16 +32,28 @@ def full_document() -> dict[str, Any]:
     doc = example()
     doc["microsoft"] = {"tenant_id": "college.nl", "client_id": GUID, "client_secret_file": "/etc/hwc/ms"}
     doc["google"] = {"service_account_file": "/etc/hwc/google.json"}
-    doc["pupil_list"] = {"path": "/etc/hwc/leerlingen.csv", "first_name": "Roepnaam", "last_name": "Achternaam",
-                         "birth_date": "Geboortedatum", "route_columns": ["Leerjaar"]}
-    doc["route"] = [{"name": "Onderbouw", "when": {"Leerjaar": {"min": 1, "max": 2}},
-                     "coordinator": {"name": "C. Bakker", "email": "zorg.onderbouw@college.nl"}}]
+    doc["pupil_list"] = {
+        "path": "/etc/hwc/leerlingen.csv",
+        "first_name": "Roepnaam",
+        "last_name": "Achternaam",
+        "birth_date": "Geboortedatum",
+        "route_columns": ["Leerjaar"],
+    }
+    doc["route"] = [
+        {
+            "name": "Onderbouw",
+            "when": {"Leerjaar": {"min": 1, "max": 2}},
+            "coordinator": {"name": "C. Bakker", "email": "zorg.onderbouw@college.nl"},
+        }
+    ]
     doc["imap"]["folders"] = {"sent": "Verzonden items"}
     doc["messages"]["templates"] = {"notice": "Beste $coordinator, $pupil_name ($birth_date)"}
     doc["calendar"]["days_off"] = [{"from": "2027-02-10", "name": "Studiedag"}]
     doc["calendar"]["school_days"] = [{"from": "2026-10-19", "to": "2026-10-23", "name": "Herfstvakantie moved"}]
-    doc["recall"] = {"enabled": True, "mailbox": [{"address": doc["coordinator"]["email"],
-                                                   "password_file": "/etc/hwc/recall-zorg"}]}
+    doc["recall"] = {
+        "enabled": True,
+        "mailbox": [{"address": doc["coordinator"]["email"], "password_file": "/etc/hwc/recall-zorg"}],
+    }
     return doc
 
 
@@ -86,8 +98,9 @@ def test_every_table_refuses_an_unknown_key_with_a_suggestion(path: str) -> None
     wrong = typo(key)
     assert wrong not in SCHEMA[path]
     table[wrong] = table.pop(key, "x")
-    shown = path.replace("route", "route[1]").replace("days_off", "days_off[0]").replace("school_days",
-                                                                                          "school_days[0]")
+    shown = (
+        path.replace("route", "route[1]").replace("days_off", "days_off[0]").replace("school_days", "school_days[0]")
+    )
     err = error_of(doc)
     assert f"{shown}.{wrong} is not a known setting. Did you mean {shown}.{key}?" in str(err)
     assert err.fix == f"rename {shown}.{wrong} to {shown}.{key}"
@@ -125,8 +138,16 @@ def test_reported_typos(path: str, wrong: str, right: str) -> None:
     assert f"Did you mean {right}?" in str(error_of(doc))
 
 
-@pytest.mark.parametrize(("section", "right"), [("calender", "calendar"), ("smpt", "smtp"), ("contacts", "contact"),
-                                                ("schedules", "schedule"), ("veiligthuis", "veilig_thuis")])
+@pytest.mark.parametrize(
+    ("section", "right"),
+    [
+        ("calender", "calendar"),
+        ("smpt", "smtp"),
+        ("contacts", "contact"),
+        ("schedules", "schedule"),
+        ("veiligthuis", "veilig_thuis"),
+    ],
+)
 def test_unknown_sections_are_refused(section: str, right: str) -> None:
     """`[calender]` no longer drops every holiday silently."""
     doc = full_document()
@@ -225,7 +246,10 @@ def test_relative_ca_file(in_tmp: Path, tls_files: TlsFiles, monkeypatch: pytest
 
 
 def test_check_with_a_relative_config_path(
-    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    imap_server: ImapAccount,
+    smtp_server: SmtpCapture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`hwc-watcher --config config.toml check` reads password_file = "imap-password" next to it."""
@@ -274,7 +298,6 @@ def test_toml_writer_round_trips() -> None:
 # --- example values ---------------------------------------------------------------------------------
 
 
-
 def run(path: Path) -> tuple[int, str]:
     out = io.StringIO()
     code = run_check(path, out)
@@ -291,14 +314,22 @@ def test_the_unchanged_example_fails_check(tmp_path: Path, monkeypatch: pytest.M
     code, out = run(path)
     assert code == 1
     assert "✗ own values filled in" in out
-    for key in ("imap.host = 'imap.example.nl'", "smtp.host = 'smtp.example.nl'",
-                "imap.username = 'handlewithcare@school.example.nl'", "veilig_thuis.senders[0] = "
-                "'signalen@veiligthuis.example.nl'", "coordinator.email", "backup.email", "contact.email",
-                "smtp.from_address"):
+    for key in (
+        "imap.host = 'imap.example.nl'",
+        "smtp.host = 'smtp.example.nl'",
+        "imap.username = 'handlewithcare@school.example.nl'",
+        "veilig_thuis.senders[0] = 'signalen@veiligthuis.example.nl'",
+        "coordinator.email",
+        "backup.email",
+        "contact.email",
+        "smtp.from_address",
+    ):
         assert key in out, key
     assert "✓ Veilig Thuis senders: signalen@veiligthuis.example.nl" in out
-    assert "✓ sender authentication: a message counts as from Veilig Thuis only when the topmost " \
-           "Authentication-Results header says dmarc=pass" in out
+    assert (
+        "✓ sender authentication: a message counts as from Veilig Thuis only when the topmost "
+        "Authentication-Results header says dmarc=pass" in out
+    )
 
 
 @pytest.mark.parametrize(
@@ -321,18 +352,24 @@ def test_example_values(key: tuple[str, str], value: Any, verdict: str) -> None:
 
     doc = full_document()
     doc.pop("recall")  # its address must be a coordinator's, and this test changes those
-    own = {"imap": {"host": "imap.college.nl", "username": "hwc@college.nl"},
-           "smtp": {"host": "smtp.college.nl", "from_address": "hwc@college.nl"},
-           "veilig_thuis": {"senders": ["signalen@veiligthuis-gv.nl"]},
-           "coordinator": {"email": "zorg@college.nl"}, "backup": {"email": "achterwacht@college.nl"},
-           "contact": {"email": "hwc@college.nl"}}
+    own = {
+        "imap": {"host": "imap.college.nl", "username": "hwc@college.nl"},
+        "smtp": {"host": "smtp.college.nl", "from_address": "hwc@college.nl"},
+        "veilig_thuis": {"senders": ["signalen@veiligthuis-gv.nl"]},
+        "coordinator": {"email": "zorg@college.nl"},
+        "backup": {"email": "achterwacht@college.nl"},
+        "contact": {"email": "hwc@college.nl"},
+    }
     for section, values in own.items():
         doc[section].update(values)
     doc[key[0]][key[1]] = value
     unchanged, placeholder = _example_values(parse_config(doc))
     shown = f"{key[0]}.{key[1]}"
     assert (any(u.startswith(shown) for u in unchanged), any(p.startswith(shown) for p in placeholder)) == {
-        "✗": (True, False), "!": (False, True), "✓": (False, False)}[verdict]
+        "✗": (True, False),
+        "!": (False, True),
+        "✓": (False, False),
+    }[verdict]
 
 
 # --- a fix line for every failure -----------------------------------------------------------------------
@@ -395,7 +432,11 @@ def test_fix_unknown_key(tmp_path: Path) -> None:
     ],
 )
 def test_fix_credentials(
-    case: str, expected: str, imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path,
+    case: str,
+    expected: str,
+    imap_server: ImapAccount,
+    smtp_server: SmtpCapture,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Each credential ✗ has its own fix line, the systemd-credential one included."""

@@ -35,8 +35,10 @@ def test_signal_fully_processed(imap_server: ImapAccount, smtp_server: SmtpCaptu
     """A trusted signal: notice to the coordinator, receipt to VT, every folder empty afterwards."""
     with imap_server.probe() as probe:
         probe.append("INBOX", signal(mdn=True))
-        probe.append("Trash", signal("Oude nieuwsbrief", sender="nieuws@elders.example", auth_results=None,
-                                        subject="Nieuwsbrief maart"))
+        probe.append(
+            "Trash",
+            signal("Oude nieuwsbrief", sender="nieuws@elders.example", auth_results=None, subject="Nieuwsbrief maart"),
+        )
     watcher = make_watcher(write_config(tmp_path, imap_server, smtp_server))
 
     result = watcher.run_cycle()
@@ -185,11 +187,20 @@ def test_stranger_and_auto_reply_are_left_alone(
 ) -> None:
     """A stranger without the code word, and VT's out-of-office to our receipt: never answered, never deleted."""
     with imap_server.probe() as probe:
-        probe.append("INBOX", signal("Nieuwsbrief", sender="nieuws@elders.example", auth_results=None,
-                                     subject="Nieuws van de bibliotheek"))
-        probe.append("INBOX", signal("Ik ben afwezig tot maandag.",
-                                     subject="Automatisch antwoord: Ontvangstbevestiging",
-                                     headers={"Auto-Submitted": "auto-replied"}))
+        probe.append(
+            "INBOX",
+            signal(
+                "Nieuwsbrief", sender="nieuws@elders.example", auth_results=None, subject="Nieuws van de bibliotheek"
+            ),
+        )
+        probe.append(
+            "INBOX",
+            signal(
+                "Ik ben afwezig tot maandag.",
+                subject="Automatisch antwoord: Ontvangstbevestiging",
+                headers={"Auto-Submitted": "auto-replied"},
+            ),
+        )
     watcher = make_watcher(write_config(tmp_path, imap_server, smtp_server))
 
     result = watcher.run_cycle()

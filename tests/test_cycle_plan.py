@@ -66,8 +66,15 @@ class Server:
     def __init__(self, refuse: tuple[str, ...] = ()) -> None:
         self.refuse = {a.lower() for a in refuse}
 
-    def run(self, pupils: list[PupilRoute], record: Delivery, *, receipt_to: str | None = VT,
-            mdn_to: str | None = None, attempts: Attempts | None = None) -> list[Step]:
+    def run(
+        self,
+        pupils: list[PupilRoute],
+        record: Delivery,
+        *,
+        receipt_to: str | None = VT,
+        mdn_to: str | None = None,
+        attempts: Attempts | None = None,
+    ) -> list[Step]:
         """Ask the plan, do what it says (as the executor does), until it ends; the steps in order."""
         attempts = attempts or Attempts()
         steps: list[Step] = []
@@ -76,8 +83,14 @@ class Server:
             steps.append(step)
             if isinstance(step, SendNotice):
                 addresses = [p.email for p in step.recipients]
-                cycle_plan.took(step, record, attempts, delivered=[a for a in addresses if a not in self.refuse],
-                                refused=[a for a in addresses if a in self.refuse], message_id="<hwc-notice.1@x>")
+                cycle_plan.took(
+                    step,
+                    record,
+                    attempts,
+                    delivered=[a for a in addresses if a not in self.refuse],
+                    refused=[a for a in addresses if a in self.refuse],
+                    message_id="<hwc-notice.1@x>",
+                )
             elif isinstance(step, SendReceipt):
                 record.receipt = True
             elif isinstance(step, SendReadReceipt):
@@ -94,6 +107,7 @@ def kinds(steps: list[Step]) -> list[str]:
         if isinstance(step, PupilSettled):
             return f"settled {step.pupil.index} {'reached' if step.reached else 'nobody'}"
         return type(step).__name__
+
     return [name(step) for step in steps]
 
 
@@ -103,7 +117,10 @@ def kinds(steps: list[Step]) -> list[str]:
 def test_notices_then_receipt_then_complete() -> None:
     """One pupil, everyone accepts: the notice, then the receipt, and only then may the signal go."""
     assert kinds(Server().run([pupil()], Delivery())) == [
-        "notice 0 → zorg.onderbouw", "settled 0 reached", "SendReceipt", "Complete",
+        "notice 0 → zorg.onderbouw",
+        "settled 0 reached",
+        "SendReceipt",
+        "Complete",
     ]
 
 
@@ -111,9 +128,12 @@ def test_every_pupil_is_settled_before_the_receipt() -> None:
     """Siblings: each pupil's notice has someone before VT gets its one receipt."""
     steps = kinds(Server().run([pupil(0), pupil(1, CC, who=EMMA)], Delivery()))
     assert steps == [
-        "notice 0 → zorg.onderbouw", "settled 0 reached",
-        "notice 1 → zorg.onderbouw, achterwacht", "settled 1 reached",
-        "SendReceipt", "Complete",
+        "notice 0 → zorg.onderbouw",
+        "settled 0 reached",
+        "notice 1 → zorg.onderbouw, achterwacht",
+        "settled 1 reached",
+        "SendReceipt",
+        "Complete",
     ]
 
 
@@ -122,7 +142,11 @@ def test_a_refused_coordinator_falls_back_to_the_backup_once() -> None:
     record = Delivery()
     steps = Server(refuse=(ZORG.email,)).run([pupil()], record)
     assert kinds(steps) == [
-        "notice 0 → zorg.onderbouw", "notice 0 → achterwacht", "settled 0 reached", "SendReceipt", "Complete",
+        "notice 0 → zorg.onderbouw",
+        "notice 0 → achterwacht",
+        "settled 0 reached",
+        "SendReceipt",
+        "Complete",
     ]
     assert [s.attempt for s in steps if isinstance(s, SendNotice)] == [1, 2]
     settled = next(s for s in steps if isinstance(s, PupilSettled))
@@ -134,7 +158,10 @@ def test_nobody_reached_means_no_receipt_and_no_deletion() -> None:
     """Coordinator and backup refuse: the pupil reached nobody, so VT gets no receipt and the signal stays."""
     steps = Server(refuse=(ZORG.email, BACKUP.email)).run([pupil()], Delivery())
     assert kinds(steps) == [
-        "notice 0 → zorg.onderbouw", "notice 0 → achterwacht", "settled 0 nobody", "Unreached",
+        "notice 0 → zorg.onderbouw",
+        "notice 0 → achterwacht",
+        "settled 0 nobody",
+        "Unreached",
     ]
     assert next(s for s in steps if isinstance(s, PupilSettled)).outcome == "nobody"
 
@@ -224,8 +251,15 @@ OWN = b"From: handlewithcare@school.example.nl\r\nSubject: Bevestiging\r\n\r\n"
         ("sent", FROM_VT, False, "read"),
         ("inbox", b"From: =?broken\r\n\xff\xfe\r\n\r\n", False, "read"),
     ],
-    ids=["vt-read", "stranger-left", "code-word-in-body-read", "junk-stranger", "our-sent-copy", "vt-dragged-to-sent",
-         "unparsable-read"],
+    ids=[
+        "vt-read",
+        "stranger-left",
+        "code-word-in-body-read",
+        "junk-stranger",
+        "our-sent-copy",
+        "vt-dragged-to-sent",
+        "unparsable-read",
+    ],
 )
 def test_first_look(role: Role, headers: bytes, hit: bool, expected: object) -> None:
     """What may be from VT or about HwC is read whole; only what the headers settle is judged on them."""
@@ -247,15 +281,31 @@ def test_settle_purges_what_this_mailbox_sent_but_acts_on_a_vt_signal_in_sent() 
 
 def test_remember_keeps_what_earlier_looks_knew() -> None:
     """A marked message (alerted before a restart) is not alerted again; a signal keeps how far it got."""
-    marked = cycle_plan.remember(None, "needs_human", "no_pupils", glance(3, STRANGER, frozenset({ALERTED_KEYWORD})),
-                                 INBOX, today=TODAY, clock=100.0)
+    marked = cycle_plan.remember(
+        None,
+        "needs_human",
+        "no_pupils",
+        glance(3, STRANGER, frozenset({ALERTED_KEYWORD})),
+        INBOX,
+        today=TODAY,
+        clock=100.0,
+    )
     assert marked.alerted_on == TODAY and marked.alerted_at == 100.0 and not marked.unalerted
-    flagged = cycle_plan.remember(None, "needs_human", "no_pupils", glance(3, STRANGER, frozenset({FLAGGED})),
-                                  NO_KEYWORDS, today=TODAY, clock=1.0)
+    flagged = cycle_plan.remember(
+        None, "needs_human", "no_pupils", glance(3, STRANGER, frozenset({FLAGGED})), NO_KEYWORDS, today=TODAY, clock=1.0
+    )
     assert flagged.alerted_on == TODAY  # \Flagged is our mark only where the server keeps no keywords
     previous = Judged("signal", "signal", done=True, key="k", done_at=5.0)
-    again = cycle_plan.remember(previous, "signal", "signal", None, INBOX, today=TODAY, clock=9.0,
-                                verdict=Verdict("signal", "signal", message_id="<m@vt>"))
+    again = cycle_plan.remember(
+        previous,
+        "signal",
+        "signal",
+        None,
+        INBOX,
+        today=TODAY,
+        clock=9.0,
+        verdict=Verdict("signal", "signal", message_id="<m@vt>"),
+    )
     assert (again.done, again.key, again.done_at, again.looks, again.message_id) == (True, "k", 5.0, 2, "<m@vt>")
     assert not cycle_plan.is_news(previous, again)
     assert cycle_plan.is_news(previous, Judged("needs_human", "no_pupils"))
@@ -280,16 +330,36 @@ def test_remember_keeps_what_earlier_looks_knew() -> None:
         ("inbox", Judged("own", "test_bounce"), 1000.0, False),
         ("inbox", Judged("own", "test_bounce", alerted_on=TODAY), 1000.0, True),
     ],
-    ids=["signal-not-done", "signal-held", "signal-after-hold", "our-own", "not-ours-inbox", "not-ours-junk",
-         "not-ours-trash-purge-all", "waiting-inbox-never", "waiting-trash-unalerted", "sent-copy",
-         "test-bounce-before-alert", "test-bounce-after-alert"],
+    ids=[
+        "signal-not-done",
+        "signal-held",
+        "signal-after-hold",
+        "our-own",
+        "not-ours-inbox",
+        "not-ours-junk",
+        "not-ours-trash-purge-all",
+        "waiting-inbox-never",
+        "waiting-trash-unalerted",
+        "sent-copy",
+        "test-bounce-before-alert",
+        "test-bounce-after-alert",
+    ],
 )
 def test_what_may_leave_a_folder(role: Role, judged: Judged, clock: float, gone: bool) -> None:
     """A signal only once done and after its hold; ours always; not ours never in inbox/Junk; a person's never early."""
     cfg = config()
     schedule = cfg.schedule
-    doomed = deletable({1: judged}, role, "all", now=NOW, clock=clock, calendar=cfg.calendar,
-                       school_day_end=schedule.busy_end, tz=schedule.timezone, hold_s=180.0)
+    doomed = deletable(
+        {1: judged},
+        role,
+        "all",
+        now=NOW,
+        clock=clock,
+        calendar=cfg.calendar,
+        school_day_end=schedule.busy_end,
+        tz=schedule.timezone,
+        hold_s=180.0,
+    )
     assert doomed == ([1] if gone else [])
 
 
@@ -304,8 +374,9 @@ def test_waiting_lines() -> None:
     assert line is not None and line.template == "item_bounce"
     assert line.values["refused"] == "zorgcoordinator@school.example.nl" and line.values["flagged"] == "1"
     assert line.messages == (("INBOX", 4),)
-    stranger = cycle_plan.waiting_line(Judged("needs_human", "code_word_unlisted_sender"), INBOX, "junk", 5, cfg,
-                                       NOW, "?")
+    stranger = cycle_plan.waiting_line(
+        Judged("needs_human", "code_word_unlisted_sender"), INBOX, "junk", 5, cfg, NOW, "?"
+    )
     assert stranger is not None and stranger.paced and stranger.values == {}
     assert cycle_plan.waiting_line(Judged("needs_human", "incomplete"), INBOX, "inbox", 6, cfg, NOW, "?") is None
     unknown = Judged("own", "test_bounce", refused=("x@evil.example",))
@@ -319,8 +390,9 @@ def test_away_line_within_and_after_the_hold() -> None:
     memory = Memory()
     memory.deliveries["k"] = Delivery(notice_ids={0: {"<hwc-notice.1@x>"}})
     memory.folder("INBOX", 7).judged[3] = Judged("signal", "signal", done=True, key="k")
-    reply = Verdict("needs_human", "away_reply", away_from="zorgcoordinator@school.example.nl",
-                    replied_to="<hwc-notice.1@x>")
+    reply = Verdict(
+        "needs_human", "away_reply", away_from="zorgcoordinator@school.example.nl", replied_to="<hwc-notice.1@x>"
+    )
     held = cycle_plan.held_signal(memory, "<hwc-notice.1@x>")
     assert held == cycle_plan.HeldSignal("INBOX", 3, "k", 0)
     assert cycle_plan.away_line(reply, held, cfg, NOW, None).template == "item_away"
@@ -335,16 +407,22 @@ def test_leftovers_and_marks() -> None:
     memory.folder("INBOX", 7).judged[3] = Judged("needs_human", "no_pupils")
     found = {"INBOX": (7, [3, 4]), "Trash": (9, [1])}
     assert cycle_plan.leftovers(found, memory) == {"INBOX": 1, "Trash": 1}
-    sent = [Attention("waiting:INBOX:7:3", "item_waiting", {}, (("INBOX", 3), ("INBOX", 99))),
-            Attention("cleanup", "item_cleanup", {})]
+    sent = [
+        Attention("waiting:INBOX:7:3", "item_waiting", {}, (("INBOX", 3), ("INBOX", 99))),
+        Attention("cleanup", "item_cleanup", {}),
+    ]
     assert cycle_plan.marks(sent, memory) == {"INBOX": [3]}
 
 
 def test_roles_and_the_uid_search() -> None:
     """Trash comes last (Gmail moves there); a folder is named by its role; the search asks only for what is new."""
     folders = Folders("INBOX", sent="Sent", trash="Trash", junk="Junk", all=("INBOX", "Sent", "Trash", "Junk"))
-    assert list(cycle_plan.roles(folders)) == [("INBOX", "inbox"), ("Junk", "junk"), ("Sent", "sent"),
-                                               ("Trash", "trash")]
+    assert list(cycle_plan.roles(folders)) == [
+        ("INBOX", "inbox"),
+        ("Junk", "junk"),
+        ("Sent", "sent"),
+        ("Trash", "trash"),
+    ]
     assert cycle_plan.role_of(folders, "Sent") == "sent" and cycle_plan.role_of(folders, "Archief") == "inbox"
     memory = FolderMemory(7, uidnext=5, exists=1, judged={3: Judged("ignored", "not_vt_sender")})
     state = FolderState("INBOX", 7, exists=2, uidnext=6, keywords=True)
@@ -357,8 +435,10 @@ def test_describe_for_the_dry_run() -> None:
     """`once --dry-run` says what would happen, by route number, never with pupil data."""
     cfg = config(schedule__hold_minutes=3)
     line = cycle_plan.describe(Judged("signal", "signal"), "inbox", cfg, [pupil()])
-    assert line == ("pupil 1's notice to route 1 (1 recipient(s)), then the receipt to Veilig Thuis; then deleted "
-                    "everywhere after a 3-minute hold")
+    assert line == (
+        "pupil 1's notice to route 1 (1 recipient(s)), then the receipt to Veilig Thuis; then deleted "
+        "everywhere after a 3-minute hold"
+    )
     assert "David" not in line
     assert cycle_plan.describe(Judged("ignored", "not_vt_sender"), "inbox", cfg) == "left alone (not ours)"
 
@@ -375,8 +455,16 @@ def test_describe_for_the_dry_run() -> None:
         ({"transient": True, "token_expired": True, "reconnected": True, "attempt": 4, "attempts": 4}, "stop"),
         ({"transient": True, "token_expired": True, "out_of_time": True, "attempt": 1, "attempts": 3}, "stop"),
     ],
-    ids=["transient-retried", "retries-used-up", "permanent", "sigterm", "out-of-time", "token-expired-reconnects",
-         "token-expired-twice", "token-expired-too-late"],
+    ids=[
+        "transient-retried",
+        "retries-used-up",
+        "permanent",
+        "sigterm",
+        "out-of-time",
+        "token-expired-reconnects",
+        "token-expired-twice",
+        "token-expired-too-late",
+    ],
 )
 def test_after_a_failed_attempt(facts: dict[str, object], expected: str) -> None:
     """A transient error is retried within the retries, time and no stop; an expired token reconnects at once, once."""

@@ -11,8 +11,16 @@ from hwc_watcher.core.settings import ScheduleSettings
 
 AMS = ZoneInfo("Europe/Amsterdam")
 MONDAY = dt.date(2026, 11, 30)
-SCHEDULE = ScheduleSettings(timezone=AMS, busy_start=dt.time(6, 0), busy_end=dt.time(17, 0), busy_interval_minutes=5,
-                            quiet_interval_minutes=30, deadline=dt.time(8, 15), retries=2, retry_delay_s=5.0)
+SCHEDULE = ScheduleSettings(
+    timezone=AMS,
+    busy_start=dt.time(6, 0),
+    busy_end=dt.time(17, 0),
+    busy_interval_minutes=5,
+    quiet_interval_minutes=30,
+    deadline=dt.time(8, 15),
+    retries=2,
+    retry_delay_s=5.0,
+)
 
 
 def at(hhmm: str, day: dt.date = MONDAY) -> dt.datetime:
@@ -49,7 +57,11 @@ def test_a_failed_cycle_keeps_what_was_known_and_names_its_cause() -> None:
     guard.record(at("07:00"), mailbox_ok=False, error="login refused", cause="imap_login")
     guard.record(at("07:05"), mailbox_ok=False, error="timeout")
     assert (guard.last_ok, guard.failing_since, guard.last_error, guard.last_cause) == (
-        at("06:05"), at("07:00"), "timeout", "unknown")
+        at("06:05"),
+        at("07:00"),
+        "timeout",
+        "unknown",
+    )
     assert guard.problems(at("08:15")) == []  # the 06:05 read still counts for today
     guard.record(at("07:10"), mailbox_ok=True)
     assert (guard.failing_since, guard.last_error, guard.last_cause) == (None, None, None)

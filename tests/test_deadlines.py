@@ -72,8 +72,13 @@ def microsoft_auth(section: str, endpoint: Any, ca: str, tmp_path: Path) -> Any:
     secret = tmp_path / "client-secret"
     secret.write_text("s3cret\n")
     secret.chmod(0o600)
-    table = {"tenant_id": "school.example", "client_id": "11111111-2222-3333-4444-555555555555",
-             "client_secret_file": str(secret), "authority_host": endpoint.base_url, "ca_file": ca}
+    table = {
+        "tenant_id": "school.example",
+        "client_id": "11111111-2222-3333-4444-555555555555",
+        "client_secret_file": str(secret),
+        "authority_host": endpoint.base_url,
+        "ca_file": ca,
+    }
     document = {"imap": {"auth": "microsoft", "username": MAILBOX}, "microsoft": table}
     if section == "smtp":
         document["smtp"] = {"auth": "microsoft", "username": MAILBOX}
@@ -95,8 +100,9 @@ def test_an_imap_server_dripping_a_login_step_is_cut_at_the_limit(
 ) -> None:
     """An IMAP server dripping its greeting, STARTTLS or LOGIN reply ends the cycle at the limit, naming the step."""
     with DripServer("imap", drip, tls=tls_files.server_context()) as server:
-        account = ImapAccount(server.host, server.port, "school", "secret", security,
-                              tls_files.ca_file if security != "plain" else None)
+        account = ImapAccount(
+            server.host, server.port, "school", "secret", security, tls_files.ca_file if security != "plain" else None
+        )
         watcher = Watcher.from_config(limited(write_config(tmp_path, account, smtp_server)))
         result, took = timed_cycle(watcher)
     assert_cut(result, took, step)
@@ -110,8 +116,9 @@ def test_an_imap_server_dripping_its_authenticate_reply_is_cut_at_the_limit(
     with DripServer("imap", "authenticate", tls=tls_files.server_context()) as server:
         account = ImapAccount(server.host, server.port, "school", "secret", "starttls", tls_files.ca_file)
         config = limited(write_config(tmp_path, account, smtp_server))
-        watcher = Watcher(config, microsoft_auth("imap", token_server, tls_files.ca_file, tmp_path),
-                          smtp_authenticator(config))
+        watcher = Watcher(
+            config, microsoft_auth("imap", token_server, tls_files.ca_file, tmp_path), smtp_authenticator(config)
+        )
         result, took = timed_cycle(watcher)
     assert_cut(result, took, "the IMAP login")
     assert token_server.token_requests and "AUTHENTICATE" in server.commands
@@ -148,9 +155,14 @@ def test_an_smtp_server_dripping_a_login_step_is_cut_at_the_limit_and_the_signal
     with imap_server.probe() as probe:
         probe.append("INBOX", signal())
     with DripServer("smtp", drip, tls=tls_files.server_context()) as server:
-        path = write_config(tmp_path, imap_server, server,  # type: ignore[arg-type]  # host and port suffice
-                            smtp_password="secret" if drip == "login" else None, smtp_security=security,
-                            smtp_ca_file=tls_files.ca_file if security != "plain" else None)
+        path = write_config(
+            tmp_path,
+            imap_server,
+            server,  # type: ignore[arg-type]  # host and port suffice
+            smtp_password="secret" if drip == "login" else None,
+            smtp_security=security,
+            smtp_ca_file=tls_files.ca_file if security != "plain" else None,
+        )
         result, took = timed_cycle(Watcher.from_config(limited(path)))
     assert_cut(result, took, step)
     with imap_server.probe() as probe:
@@ -158,15 +170,21 @@ def test_an_smtp_server_dripping_a_login_step_is_cut_at_the_limit_and_the_signal
 
 
 def test_an_smtp_server_dripping_its_xoauth2_reply_and_a_dripping_token_endpoint_are_cut_at_the_limit(
-    imap_server: ImapAccount, tls_files: TlsFiles, tls_dir: tuple[Path, Path], token_server: TokenServer,
-    tmp_path: Path
+    imap_server: ImapAccount, tls_files: TlsFiles, tls_dir: tuple[Path, Path], token_server: TokenServer, tmp_path: Path
 ) -> None:
     """SMTP with XOAUTH2: a dripped AUTH reply, and then a dripping token endpoint, each end the cycle at the limit."""
     with imap_server.probe() as probe:
         probe.append("INBOX", signal())
     with DripServer("smtp", "authenticate", tls=tls_files.server_context()) as server:
-        config = limited(write_config(tmp_path, imap_server, server,  # type: ignore[arg-type]
-                                      smtp_security="starttls", smtp_ca_file=tls_files.ca_file))
+        config = limited(
+            write_config(
+                tmp_path,
+                imap_server,
+                server,  # type: ignore[arg-type]
+                smtp_security="starttls",
+                smtp_ca_file=tls_files.ca_file,
+            )
+        )
         watcher = Watcher.from_config(config)
         watcher.smtp_auth = microsoft_auth("smtp", token_server, tls_files.ca_file, tmp_path)
         result, took = timed_cycle(watcher)

@@ -51,8 +51,14 @@ def test_wanted(route: Route, state: Delivery, away: bool, expected: list[str]) 
         (record(refused=(ZORG.email,)), [BACKUP.email]),
         (record(refused=(ZORG.email, BACKUP.email)), [ZORG.email, BACKUP.email]),
     ],
-    ids=["nothing-yet", "coordinator-has-it", "both-have-it", "refused-but-backup-has-it", "refused-backup-missing",
-         "nobody-has-it-try-all-again"],
+    ids=[
+        "nothing-yet",
+        "coordinator-has-it",
+        "both-have-it",
+        "refused-but-backup-has-it",
+        "refused-backup-missing",
+        "nobody-has-it-try-all-again",
+    ],
 )
 def test_missing_sends_only_what_is_still_missing(state: Delivery, expected: list[str]) -> None:
     """A retry goes only to who has neither accepted nor (while someone has it) been refused for good."""

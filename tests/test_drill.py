@@ -80,8 +80,9 @@ class School:
     def drill(self, **kwargs: object) -> tuple[DrillResult, Drill]:
         """One drill with a short wait (tests never wait minutes), reported like the daemon does."""
         config = self.config
-        drill = Drill(config, imap_authenticator(config), smtp_authenticator(config),
-                      **{"wait_s": 1.0, "poll_s": 0.05, **kwargs})  # type: ignore[arg-type]
+        drill = Drill(
+            config, imap_authenticator(config), smtp_authenticator(config), **{"wait_s": 1.0, "poll_s": 0.05, **kwargs}
+        )  # type: ignore[arg-type]
         result = drill.run()
         drill.report(result)
         return result, drill
@@ -216,10 +217,12 @@ def test_mail_that_never_arrives_fails_at_arrive_after_the_wait(school: School) 
     ("header", "problem", "words"),
     [
         (None, "no_header", ["Authentication-Results"]),
-        (f"mx.elsewhere.example; dmarc=pass header.from={DOMAIN}", "untrusted_id",
-         ["mx.elsewhere.example", f"[{MX}]"]),
-        (f"{MX}; spf=fail smtp.mailfrom={DOMAIN}; dmarc=fail header.from={DOMAIN}", "not_pass",
-         ["dmarc=fail", "SPF, DKIM en DMARC"]),
+        (f"mx.elsewhere.example; dmarc=pass header.from={DOMAIN}", "untrusted_id", ["mx.elsewhere.example", f"[{MX}]"]),
+        (
+            f"{MX}; spf=fail smtp.mailfrom={DOMAIN}; dmarc=fail header.from={DOMAIN}",
+            "not_pass",
+            ["dmarc=fail", "SPF, DKIM en DMARC"],
+        ),
     ],
 )
 def test_an_untrusted_arrival_fails_at_authenticate_and_is_still_deleted(
@@ -245,8 +248,10 @@ def test_an_untrusted_arrival_fails_at_authenticate_and_is_still_deleted(
 def test_a_forged_drill_mail_is_never_accepted(school: School) -> None:
     """A drill-looking mail already in INBOX (our From, an hwc-drill id, even a trusted header) is not the one
     this run sent: the drill does not take it as arrival, and does not touch it."""
-    forged = (f"Authentication-Results: {TRUSTED_OWN}\r\nFrom: {BOX}\r\nTo: {BOX}\r\nSubject: TEST\r\n"
-              f"Message-ID: {drill_message_id(BOX, dt.datetime.now(dt.UTC))}\r\n\r\nforged\r\n").encode()
+    forged = (
+        f"Authentication-Results: {TRUSTED_OWN}\r\nFrom: {BOX}\r\nTo: {BOX}\r\nSubject: TEST\r\n"
+        f"Message-ID: {drill_message_id(BOX, dt.datetime.now(dt.UTC))}\r\n\r\nforged\r\n"
+    ).encode()
     with school.account.probe() as probe:
         probe.append("INBOX", forged)
     school.mta.deliver = False
@@ -285,8 +290,13 @@ def test_a_cycle_deletes_a_drill_mail_nobody_waits_for_any_more(school: School) 
     now = dt.datetime.now(dt.UTC)
     with school.account.probe() as probe:
         for moment in (now - dt.timedelta(hours=2), now):
-            probe.append("INBOX", (f"From: {BOX}\r\nTo: {BOX}\r\nSubject: TEST\r\n"
-                                   f"Message-ID: {drill_message_id(BOX, moment)}\r\n\r\ndrill\r\n").encode())
+            probe.append(
+                "INBOX",
+                (
+                    f"From: {BOX}\r\nTo: {BOX}\r\nSubject: TEST\r\n"
+                    f"Message-ID: {drill_message_id(BOX, moment)}\r\n\r\ndrill\r\n"
+                ).encode(),
+            )
     result = Watcher.from_config(school.config).run_cycle()
     assert result.mailbox_ok and result.purged == 1 and result.alerts == 0
     assert school.left() == {"INBOX": 1}
@@ -314,8 +324,12 @@ def calendar(*offs: tuple[str, str]) -> SchoolCalendar:
 
 def test_drill_days_are_the_first_school_day_after_each_holiday() -> None:
     """After Christmas (ends Sunday) the Monday; after a Monday off the Tuesday; holidays that touch give one."""
-    cal = calendar(("2026-12-19", "2027-01-03"), ("2027-03-29", "2027-03-29"),
-                   ("2027-04-24", "2027-05-05"), ("2027-05-06", "2027-05-07"))
+    cal = calendar(
+        ("2026-12-19", "2027-01-03"),
+        ("2027-03-29", "2027-03-29"),
+        ("2027-04-24", "2027-05-05"),
+        ("2027-05-06", "2027-05-07"),
+    )
     assert sorted(drill_days(cal)) == [dt.date(2027, 1, 4), dt.date(2027, 3, 30), dt.date(2027, 5, 10)]
     assert not is_drill_day(cal, dt.date(2027, 1, 5))
     assert not is_drill_day(cal, dt.date(2026, 12, 18))
@@ -324,18 +338,22 @@ def test_drill_days_are_the_first_school_day_after_each_holiday() -> None:
 
 def drill_mail(message_id: str, *, sender: str = BOX, header: str | None = TRUSTED_OWN) -> bytes:
     top = f"Authentication-Results: {header}\r\n" if header else ""
-    return (f"{top}From: Handle with Care <{sender}>\r\nTo: {BOX}\r\nSubject: TEST\r\nMessage-ID: {message_id}\r\n"
-            f"Date: Mon, 04 Jan 2027 05:30:00 +0100\r\n\r\ndrill\r\n").encode()
+    return (
+        f"{top}From: Handle with Care <{sender}>\r\nTo: {BOX}\r\nSubject: TEST\r\nMessage-ID: {message_id}\r\n"
+        f"Date: Mon, 04 Jan 2027 05:30:00 +0100\r\n\r\ndrill\r\n"
+    ).encode()
 
 
 def rules_config(tmp_path: Path, *, authserv_ids: str = f'["{MX}"]', extra: str = "") -> Config:
     from builders import private_file
 
     private_file(tmp_path / "pw", "x\n")
-    text = (f'[imap]\nhost = "imap.college.example.nl"\nusername = "{BOX}"\npassword_file = "pw"\n'
-            f'[smtp]\nhost = "smtp.college.example.nl"\nfrom_address = "{BOX}"\n'
-            f'[veilig_thuis]\nsenders = ["{VT}"]\nauthserv_ids = {authserv_ids}\n'
-            f'[coordinator]\nname = "A"\nemail = "{COORDINATOR}"\n[contact]\nname = "C"\nemail = "{CONTACT}"\n{extra}')
+    text = (
+        f'[imap]\nhost = "imap.college.example.nl"\nusername = "{BOX}"\npassword_file = "pw"\n'
+        f'[smtp]\nhost = "smtp.college.example.nl"\nfrom_address = "{BOX}"\n'
+        f'[veilig_thuis]\nsenders = ["{VT}"]\nauthserv_ids = {authserv_ids}\n'
+        f'[coordinator]\nname = "A"\nemail = "{COORDINATOR}"\n[contact]\nname = "C"\nemail = "{CONTACT}"\n{extra}'
+    )
     return load_config(private_file(tmp_path / "config.toml", text))
 
 
@@ -384,9 +402,11 @@ def test_drill_settings(tmp_path: Path) -> None:
     later = rules_config(tmp_path, extra='[schedule]\nbusy_start = "07:00"\n[drill]\nenabled = true\n').drill
     assert later.enabled and later.at == dt.time(6, 30)
     assert rules_config(tmp_path, extra="[drill]\nwait_seconds = 1800\n").drill.wait_s == 1800.0
-    for bad, message in (("wait_seconds = 10", "drill.wait_seconds must be 30–1800"),
-                         ('at = "08:30"', r"drill.at \(08:30\) must be before schedule.deadline"),
-                         ("enable = true", "Did you mean drill.enabled")):
+    for bad, message in (
+        ("wait_seconds = 10", "drill.wait_seconds must be 30–1800"),
+        ('at = "08:30"', r"drill.at \(08:30\) must be before schedule.deadline"),
+        ("enable = true", "Did you mean drill.enabled"),
+    ):
         with pytest.raises(ConfigError, match=message):
             rules_config(tmp_path, extra=f"[drill]\n{bad}\n")
 
@@ -394,14 +414,22 @@ def test_drill_settings(tmp_path: Path) -> None:
 def test_the_report_in_english(tmp_path: Path) -> None:
     """messages.language = "en": the report is English too."""
     config = rules_config(tmp_path, extra='[messages]\nlanguage = "en"\n')
-    msg = Composer(config).drill_report(True, config.alert_recipients(), dt.datetime.now(dt.UTC), received="05:31",
-                                        trust=f"authserv-id {MX}, dmarc=pass", deleted="05:31", sent="05:30")
+    msg = Composer(config).drill_report(
+        True,
+        config.alert_recipients(),
+        dt.datetime.now(dt.UTC),
+        received="05:31",
+        trust=f"authserv-id {MX}, dmarc=pass",
+        deleted="05:31",
+        sent="05:30",
+    )
     assert msg["Subject"] == "For your information: Handle with Care mailbox drill passed"
     assert msg["Importance"] == "normal"
     body = msg.get_body(("plain",))
     assert body is not None
     assert str(body.get_content()).startswith(
-        f"Drill passed: received 05:31, sender: authserv-id {MX}, dmarc=pass, deleted 05:31.")
+        f"Drill passed: received 05:31, sender: authserv-id {MX}, dmarc=pass, deleted 05:31."
+    )
 
 
 # --------------------------------------------------------------------------- the daemon's schedule
@@ -435,8 +463,7 @@ def drilling_service(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture) -> tu
 
 @pytest.mark.parametrize(
     ("moment", "drills"),
-    [("2027-01-04 05:30", True), ("2027-01-05 05:30", False), ("2026-12-21 05:30", False),
-     ("2027-01-11 05:30", False)],
+    [("2027-01-04 05:30", True), ("2027-01-05 05:30", False), ("2026-12-21 05:30", False), ("2027-01-11 05:30", False)],
 )
 def test_the_daily_job_drills_on_the_first_school_day_after_a_holiday_only(
     imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, moment: str, drills: bool
@@ -453,12 +480,15 @@ def test_the_daily_job_drills_on_the_first_school_day_after_a_holiday_only(
 
 @pytest.mark.parametrize(
     ("moment", "now_job"),
-    [("2027-01-04 06:10", True), ("2027-01-04 05:10", False), ("2027-01-04 08:20", False),
-     ("2027-01-05 06:10", False)],
+    [("2027-01-04 06:10", True), ("2027-01-04 05:10", False), ("2027-01-04 08:20", False), ("2027-01-05 06:10", False)],
 )
 def test_start_up_catches_up_a_missed_drill_before_the_deadline(
-    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    moment: str, now_job: bool
+    imap_server: ImapAccount,
+    smtp_server: SmtpCapture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    moment: str,
+    now_job: bool,
 ) -> None:
     """Started on a drill day after drill.at and before the deadline: a drill now; otherwise only the daily job."""
     service, _runs = drilling_service(tmp_path, imap_server, smtp_server)

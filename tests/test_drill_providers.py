@@ -49,19 +49,25 @@ EOP_EDGE = "AM0EUR02FT043.eop-EUR02.prod.protection.outlook.com"
 ORG = "X-MS-Exchange-Organization-"
 
 #: What Exchange Online writes on mail an account of the tenant submitted (SMTP AUTH).
-INTERNAL = (f"{ORG}AuthAs: Internal\r\n{ORG}AuthMechanism: 04\r\n{ORG}AuthSource: {EXO_MAILBOX}\r\n"
-            f"{ORG}MessageDirectionality: Originating\r\n{ORG}SCL: -1\r\n")
+INTERNAL = (
+    f"{ORG}AuthAs: Internal\r\n{ORG}AuthMechanism: 04\r\n{ORG}AuthSource: {EXO_MAILBOX}\r\n"
+    f"{ORG}MessageDirectionality: Originating\r\n{ORG}SCL: -1\r\n"
+)
 #: The internal hop's Authentication-Results some tenants see (SPF "fails" on Microsoft's own IPv6 hop).
-INTERNAL_AR = (f"spf=fail (sender IP is 2603:10a6:400:49::16) smtp.mailfrom={DOMAIN}; dkim=none (message not "
-               f"signed) header.d=none;dmarc=none action=none header.from={DOMAIN};")
+INTERNAL_AR = (
+    f"spf=fail (sender IP is 2603:10a6:400:49::16) smtp.mailfrom={DOMAIN}; dkim=none (message not "
+    f"signed) header.d=none;dmarc=none action=none header.from={DOMAIN};"
+)
 #: What EOP writes on mail from outside (its Authentication-Results carry no authserv-id).
 EXTERNAL = f"{ORG}MessageDirectionality: Incoming\r\n{ORG}AuthSource: {EOP_EDGE}\r\n{ORG}AuthAs: Anonymous\r\n"
 
 
 def eop_result(dmarc: str) -> str:
     action = "none" if dmarc == "pass" else "quarantine"
-    return (f"spf={dmarc} (sender IP is 192.0.2.7) smtp.mailfrom={DOMAIN}; dkim=none (message not signed) "
-            f"header.d=none;dmarc={dmarc} action={action} header.from={DOMAIN};compauth={dmarc} reason=000")
+    return (
+        f"spf={dmarc} (sender IP is 192.0.2.7) smtp.mailfrom={DOMAIN}; dkim=none (message not signed) "
+        f"header.d=none;dmarc={dmarc} action={action} header.from={DOMAIN};compauth={dmarc} reason=000"
+    )
 
 
 def header_firewall(raw: bytes) -> bytes:
@@ -79,9 +85,11 @@ def exchange_internal(result: str | None = None) -> Callable[[bytes], bytes]:
 
 def exchange_from_outside(dmarc: str, *, firewall: bool = True) -> Callable[[bytes], bytes]:
     """EOP receiving mail from outside: firewall (unless told not to), then its own result and stamps."""
+
     def edge(raw: bytes) -> bytes:
         kept = header_firewall(raw) if firewall else raw
         return f"Authentication-Results: {eop_result(dmarc)}\r\n{EXTERNAL}".encode() + kept
+
     return edge
 
 
@@ -95,6 +103,7 @@ def then(*steps: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
         for step in steps:
             raw = step(raw)
         return raw
+
     return run
 
 
@@ -273,8 +282,10 @@ def headers(text: str) -> bytes:
         (f"{ORG}SCL: -1\r\n", "unmarked"),
         (EXTERNAL, "external"),
         (INTERNAL + EXTERNAL, "external"),
-        (f"{ORG}AuthAs: Internal\r\n{ORG}AuthSource: {EXO_MAILBOX}\r\n{ORG}MessageDirectionality: Incoming\r\n",
-         "external"),
+        (
+            f"{ORG}AuthAs: Internal\r\n{ORG}AuthSource: {EXO_MAILBOX}\r\n{ORG}MessageDirectionality: Incoming\r\n",
+            "external",
+        ),
         (f"{ORG}AuthAs: Partner\r\n{ORG}AuthSource: {EXO_MAILBOX}\r\n", "external"),
         (f"{ORG}AuthAs: Internal\r\n{ORG}AuthSource: {EOP_EDGE}\r\n", "unclear"),
         (f"{ORG}AuthAs: Internal\r\n{ORG}AuthSource: EX01.school.example\r\n", "unclear"),
@@ -282,8 +293,7 @@ def headers(text: str) -> bytes:
         (f"{ORG}AuthAs: Internal\r\n{ORG}AuthAs: Internal\r\n{ORG}AuthSource: {EXO_MAILBOX}\r\n", "unclear"),
         (f"{ORG}AuthAs: Internal74\r\n{ORG}AuthSource: {EXO_MAILBOX}\r\n", "unclear"),
         (f"{ORG}AuthAs: Internal\r\n{ORG}AuthSource: {EXO_MAILBOX}.evil.example\r\n", "unclear"),
-        (f"{ORG}AuthAs: Internal\r\n{ORG}AuthSource: {EXO_MAILBOX}\r\n{ORG}AuthSource: {EXO_MAILBOX}\r\n",
-         "unclear"),
+        (f"{ORG}AuthAs: Internal\r\n{ORG}AuthSource: {EXO_MAILBOX}\r\n{ORG}AuthSource: {EXO_MAILBOX}\r\n", "unclear"),
     ],
 )
 def test_exchange_origin(marks: str, origin: str) -> None:
@@ -304,8 +314,7 @@ def test_exchange_origin(marks: str, origin: str) -> None:
         ("microsoft", "", None, "untested", "exchange_unmarked"),
         ("microsoft", f"Authentication-Results: {INTERNAL_AR}\r\n", None, "untested", "exchange_unmarked"),
         ("microsoft", f"Authentication-Results: {eop_result('fail')}\r\n{EXTERNAL}", "not_pass", "dmarc", ""),
-        ("microsoft", f"Authentication-Results: {eop_result('fail')}\r\n{EXTERNAL}{INTERNAL}", "not_pass", "dmarc",
-         ""),
+        ("microsoft", f"Authentication-Results: {eop_result('fail')}\r\n{EXTERNAL}{INTERNAL}", "not_pass", "dmarc", ""),
         ("microsoft", f"Authentication-Results: {eop_result('pass')}\r\n{EXTERNAL}", None, "dmarc", ""),
         ("microsoft", EXTERNAL, "no_header", "dmarc", ""),
         ("microsoft", f"{ORG}AuthAs: Internal\r\n", None, "untested", "exchange_unclear"),
@@ -315,8 +324,7 @@ def test_exchange_origin(marks: str, origin: str) -> None:
         ("google", f"Authentication-Results: {MX}; dmarc=fail header.from={DOMAIN}\r\n", "not_pass", "dmarc", ""),
     ],
 )
-def test_judge_per_provider(tmp_path: Path, provider: str, top: str, problem: str | None, rule: str,
-                            why: str) -> None:
+def test_judge_per_provider(tmp_path: Path, provider: str, top: str, problem: str | None, rule: str, why: str) -> None:
     """Per provider and header shape: pass by dmarc, pass by Exchange's internal mark, 'untested', or a failure."""
     config = rules_config(tmp_path, authserv_ids="[]")
     mine = drill_message_id(BOX, dt.datetime.now(dt.UTC))
@@ -374,5 +382,7 @@ def test_checks_drill_line_names_the_rule(school: School) -> None:
 
     out = io.StringIO()
     run_check(school.path, out, now=lambda: dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC))
-    assert (f"✓ drill: after each holiday: next Mon 04 Jan 05:30; waits up to 300 s; authenticate: dmarc=pass for "
-            f"{DOMAIN} from {MX}") in out.getvalue()
+    assert (
+        f"✓ drill: after each holiday: next Mon 04 Jan 05:30; waits up to 300 s; authenticate: dmarc=pass for "
+        f"{DOMAIN} from {MX}"
+    ) in out.getvalue()

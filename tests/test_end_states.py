@@ -37,12 +37,19 @@ def notices_to(smtp: SmtpCapture, address: str) -> int:
     return sum(address in m.rcpt_tos for m in smtp.messages if str(m.message["Message-ID"]).startswith("<hwc-notice."))
 
 
-def test_a_vouched_signal_marked_automatic_is_still_a_signal(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                              tmp_path: Path) -> None:
+def test_a_vouched_signal_marked_automatic_is_still_a_signal(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A case system that marks its signals auto-replied (and answers our receipt) is obeyed, not taken for our
     own mail and deleted unseen."""
-    raw = signal(headers={"Auto-Submitted": "auto-replied", "X-Autoreply": "yes", "Precedence": "auto_reply",
-                          "In-Reply-To": "<hwc-receipt.0123456789abcdef0123456789abcdef@college.example.nl>"})
+    raw = signal(
+        headers={
+            "Auto-Submitted": "auto-replied",
+            "X-Autoreply": "yes",
+            "Precedence": "auto_reply",
+            "In-Reply-To": "<hwc-receipt.0123456789abcdef0123456789abcdef@college.example.nl>",
+        }
+    )
     with imap_server.probe() as probe:
         probe.append("INBOX", raw)
     result = Watcher.from_config(load_config(write_config(tmp_path, imap_server, smtp_server))).run_cycle()
@@ -50,8 +57,9 @@ def test_a_vouched_signal_marked_automatic_is_still_a_signal(imap_server: ImapAc
     assert [m.rcpt_tos for m in smtp_server.messages if VT in m.rcpt_tos] == [(VT,)]
 
 
-def test_a_signal_dragged_into_sent_is_handled_before_it_is_purged(dovecot_account: ImapAccount,
-                                                                   smtp_server: SmtpCapture, tmp_path: Path) -> None:
+def test_a_signal_dragged_into_sent_is_handled_before_it_is_purged(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """purge = "all": a vouched-for VT signal a person moved to Sent gets its notice and receipt first, then goes."""
     with dovecot_account.probe() as probe:
         probe.append("Verzonden items", signal())
@@ -61,8 +69,9 @@ def test_a_signal_dragged_into_sent_is_handled_before_it_is_purged(dovecot_accou
     assert counts(dovecot_account) == {}
 
 
-def test_a_reused_uid_is_caught_by_the_daily_fresh_look(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                        tmp_path: Path) -> None:
+def test_a_reused_uid_is_caught_by_the_daily_fresh_look(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A broken restore puts a new signal under a UID the daemon judged before (same UIDVALIDITY): the fresh look at
     busy_start the next school day finds it, before the deadline."""
     watcher = Watcher.from_config(load_config(write_config(tmp_path, imap_server, smtp_server)))
@@ -85,7 +94,8 @@ def test_a_reused_uid_is_caught_by_the_daily_fresh_look(imap_server: ImapAccount
 
 
 def test_a_clock_jump_does_not_purge_a_waiting_message_minutes_after_its_alert(
-        dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """The wall clock jumps two days ahead just after the alert: the message waiting in Trash stays for the minimum
     of real time after it, and goes only later."""
     with dovecot_account.probe() as probe:
@@ -106,7 +116,8 @@ def test_a_clock_jump_does_not_purge_a_waiting_message_minutes_after_its_alert(
 
 
 def test_a_missing_configured_folder_is_named_by_its_key_never_by_the_folders_found(
-        dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A folder named after a pupil exists; imap.folders.sent names one that does not: neither the log nor the
     08:15 alert lists the mailbox's folder names."""
     with dovecot_account.probe() as probe:
@@ -120,12 +131,17 @@ def test_a_missing_configured_folder_is_named_by_its_key_never_by_the_folders_fo
     assert not [m for m in smtp_server.messages if CONTACT in m.rcpt_tos and b"Pieterse" in m.raw]
 
 
-def test_vt_mail_dragged_into_sent_that_needs_a_person_waits_for_one(dovecot_account: ImapAccount,
-                                                                     smtp_server: SmtpCapture, tmp_path: Path) -> None:
+def test_vt_mail_dragged_into_sent_that_needs_a_person_waits_for_one(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """purge = "all": VT mail the server could not vouch for, moved to Sent by a person, is not purged as a sent
     copy: the contact is alerted and it stays; a forward this mailbox sent itself is purged as before."""
-    forward = signal("Fw: David Pieterse, 3-2-2012, Handle with Care", sender="handlewithcare@college.example.nl",
-                     auth_results=None, subject="Fw: Handle with Care")
+    forward = signal(
+        "Fw: David Pieterse, 3-2-2012, Handle with Care",
+        sender="handlewithcare@college.example.nl",
+        auth_results=None,
+        subject="Fw: Handle with Care",
+    )
     with dovecot_account.probe() as probe:
         probe.append("Verzonden items", signal(auth_results=None))
         probe.append("Verzonden items", forward)

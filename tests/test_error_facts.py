@@ -42,8 +42,7 @@ def config_for(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture, **kwargs: A
 class _RefuseSender:
     """An SMTP server that will not let this account send as the HwC mailbox (Exchange's SendAs refusal)."""
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
-                          mail_options: list[str]) -> str:
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
         return "550 5.7.60 SMTP; Client does not have permissions to send as this sender"
 
 
@@ -57,8 +56,9 @@ def refusing_sender() -> Iterator[int]:
         controller.stop()
 
 
-def test_a_refused_recipient_carries_the_servers_words(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                       tmp_path: Path) -> None:
+def test_a_refused_recipient_carries_the_servers_words(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A 5xx on RCPT: the error names the refused address and keeps the server's words for the console."""
     smtp_server.refuse_recipient(NOBODY, "550 5.1.1 no such user here")
     config = config_for(tmp_path, imap_server, smtp_server)
@@ -71,8 +71,9 @@ def test_a_refused_recipient_carries_the_servers_words(imap_server: ImapAccount,
     assert "no such user" not in str(err)  # the server's words stay out of the message that is logged
 
 
-def test_a_refused_sender_is_told_by_its_cause(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path,
-                                               refusing_sender: int) -> None:
+def test_a_refused_sender_is_told_by_its_cause(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, refusing_sender: int
+) -> None:
     """MAIL FROM refused: cause "sender_refused" (what the drill's fix follows), not a word in the message."""
     config = config_for(tmp_path, imap_server, smtp_server)
     settings = dataclasses.replace(config.smtp, port=refusing_sender)
@@ -81,8 +82,9 @@ def test_a_refused_sender_is_told_by_its_cause(imap_server: ImapAccount, smtp_se
     assert (caught.value.cause, caught.value.transient, caught.value.replies) == ("sender_refused", False, {})
 
 
-def test_a_refused_imap_command_is_a_fact_and_the_session_stands(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                                 tmp_path: Path) -> None:
+def test_a_refused_imap_command_is_a_fact_and_the_session_stands(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A NO to SELECT sets `refused` (the caller may go on in the same session); no token expired."""
     config = config_for(tmp_path, imap_server, smtp_server)
     with Mailbox(config.imap, imap_authenticator(config)) as mailbox:
@@ -92,8 +94,9 @@ def test_a_refused_imap_command_is_a_fact_and_the_session_stands(imap_server: Im
         assert mailbox.select("INBOX").name == "INBOX"
 
 
-def test_an_untrusted_certificate_is_a_fact(imap_server: ImapAccount, smtp_server_tls: SmtpCapture,
-                                            tmp_path: Path) -> None:
+def test_an_untrusted_certificate_is_a_fact(
+    imap_server: ImapAccount, smtp_server_tls: SmtpCapture, tmp_path: Path
+) -> None:
     """STARTTLS to a self-signed certificate without its CA: `certificate` is set (fix the name or the CA)."""
     config = config_for(tmp_path, imap_server, smtp_server_tls, smtp_security="starttls")
     with Outbox(config.smtp, None) as outbox, pytest.raises(DeliveryTlsError) as caught:

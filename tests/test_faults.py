@@ -82,15 +82,22 @@ class Rig:
             probe.append(self.inbox, untrusted)
             # Old mail of no concern in Trash, which the purge removes. (A VT message in Trash now waits
             # for a person like any other: see test_cycle.)
-            probe.append(self.trash, signal("Oude nieuwsbrief", sender="nieuws@elders.example",
-                                            subject="Nieuwsbrief", auth_results=None))
+            probe.append(
+                self.trash,
+                signal("Oude nieuwsbrief", sender="nieuws@elders.example", subject="Nieuwsbrief", auth_results=None),
+            )
         return Waiting(tuple(ids), message_id(untrusted))
 
     def config(self, directory: Path, *, imap_timeout: int = 10, smtp_timeout: int = 10, retries: int = 0) -> Path:
         """The daemon's config, pointing at both proxies; retries=0 so one fault fails the cycle."""
-        return write_config(directory, self.via_proxy, self.smtp_proxy, retries=retries, imap_timeout=imap_timeout,
-                            smtp_timeout=smtp_timeout)
-
+        return write_config(
+            directory,
+            self.via_proxy,
+            self.smtp_proxy,
+            retries=retries,
+            imap_timeout=imap_timeout,
+            smtp_timeout=smtp_timeout,
+        )
 
 
 class SentFiler:
@@ -183,8 +190,11 @@ def judge(rig: Rig, waiting: Waiting) -> Outcome:
     with rig.direct.probe() as probe:
         for folder, raws in probe.all_messages().items():
             # The cycle's alert goes out last, so its (content-free) Sent copy waits for the next purge.
-            rest = [raw for raw in raws if message_id(raw) != waiting.untrusted_id
-                    and not message_id(raw).startswith("<hwc-alert.")]
+            rest = [
+                raw
+                for raw in raws
+                if message_id(raw) != waiting.untrusted_id and not message_id(raw).startswith("<hwc-alert.")
+            ]
             if folder == rig.inbox:
                 outcome.untrusted_kept = len(raws) - len(rest) == 1
             if rest:
@@ -346,8 +356,12 @@ SMTP_CASES = [
     Case("notice DATA 451", "smtp", smtp(AT_END_OF_DATA, "error", reply="451 4.3.0 try again later", rcpt=COORD)),
     Case("notice DATA 554", "smtp", smtp(AT_END_OF_DATA, "error", reply="554 5.6.0 message rejected", rcpt=COORD)),
     Case("notice accepted, cut", "smtp", smtp(AT_END_OF_DATA, "cut_after_reply", rcpt=COORD)),
-    Case("notice reply too slow", "smtp", smtp(AT_END_OF_DATA, "delay_reply", seconds=5, rcpt=COORD),
-         smtp_timeout=SHORT_TIMEOUT_S),
+    Case(
+        "notice reply too slow",
+        "smtp",
+        smtp(AT_END_OF_DATA, "delay_reply", seconds=5, rcpt=COORD),
+        smtp_timeout=SHORT_TIMEOUT_S,
+    ),
     Case("receipt RCPT 550", "smtp", smtp(RECEIPT_RCPT, "error", reply="550 5.1.1 unknown user")),
     Case("receipt DATA 451", "smtp", smtp(AT_END_OF_DATA, "error", reply="451 4.3.0 try again later", rcpt=VT_RCPT)),
     Case("receipt DATA 554", "smtp", smtp(AT_END_OF_DATA, "error", reply="554 5.6.0 message rejected", rcpt=VT_RCPT)),

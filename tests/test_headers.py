@@ -40,17 +40,23 @@ def test_every_attribute_is_a_field_read_from_the_message() -> None:
 
 def test_values_are_raw_unfolded_and_in_order() -> None:
     """Folded, repeated and encoded fields are kept as written: unfolded, top first, never decoded."""
-    raw = (b"Authentication-Results: mx.college.example.nl;\r\n\tdmarc=pass header.from=vt.example\r\n"
-           b"Authentication-Results: evil.example; dmarc=pass\r\n"
-           b"From: =?utf-8?q?Veilig_Thuis?= <signalen@vt.example>\r\n"
-           b"From: \"signalen@vt.example\"\r\n <boef@evil.example>\r\n"
-           b"Subject: Handle\r\n with Care\r\n\r\nbody\r\n")
+    raw = (
+        b"Authentication-Results: mx.college.example.nl;\r\n\tdmarc=pass header.from=vt.example\r\n"
+        b"Authentication-Results: evil.example; dmarc=pass\r\n"
+        b"From: =?utf-8?q?Veilig_Thuis?= <signalen@vt.example>\r\n"
+        b'From: "signalen@vt.example"\r\n <boef@evil.example>\r\n'
+        b"Subject: Handle\r\n with Care\r\n\r\nbody\r\n"
+    )
     for msg in (parse_message(raw), parse_header_fields(raw)):
         h = Headers.of(msg)
-        assert h.authentication_results == ("mx.college.example.nl; dmarc=pass header.from=vt.example",
-                                             "evil.example; dmarc=pass")
-        assert h.from_ == ("=?utf-8?q?Veilig_Thuis?= <signalen@vt.example>",
-                           '"signalen@vt.example" <boef@evil.example>')
+        assert h.authentication_results == (
+            "mx.college.example.nl; dmarc=pass header.from=vt.example",
+            "evil.example; dmarc=pass",
+        )
+        assert h.from_ == (
+            "=?utf-8?q?Veilig_Thuis?= <signalen@vt.example>",
+            '"signalen@vt.example" <boef@evil.example>',
+        )
         assert h.subject == ("Handle with Care",)
         assert h.from_address is None  # two From fields: no single sender
         assert h.from_addresses == ("signalen@vt.example", "boef@evil.example")
@@ -67,9 +73,20 @@ def test_the_view_is_a_frozen_value() -> None:
 NAMES = st.sampled_from([n for names in FIELDS.values() for n in names] + ["To", "X-Other", "from", "REPLY-TO"])
 VALUES = st.one_of(
     st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60),
-    st.sampled_from(["signalen@vt.example", "Veilig Thuis <signalen@vt.example>", '"a@b.example" <c@d.example>',
-                     "=?utf-8?q?a=0D=0Ab?= <x@y.example>", "<>", "a@b.example, c@d.example", "auto-replied",
-                     "(comment) x@vt.example", "x@sub.vt.example\r\n\t(folded)", "ÄÖ <ä@ö.example>"]),
+    st.sampled_from(
+        [
+            "signalen@vt.example",
+            "Veilig Thuis <signalen@vt.example>",
+            '"a@b.example" <c@d.example>',
+            "=?utf-8?q?a=0D=0Ab?= <x@y.example>",
+            "<>",
+            "a@b.example, c@d.example",
+            "auto-replied",
+            "(comment) x@vt.example",
+            "x@sub.vt.example\r\n\t(folded)",
+            "ÄÖ <ä@ö.example>",
+        ]
+    ),
 )
 
 

@@ -52,9 +52,9 @@ INJECTED = re.compile(rb"(?im)^(bcc|cc|x-injected|reply-to|disposition-notificat
 SENDERS: tuple[tuple[bytes, bool], ...] = (
     (f"From: Veilig Thuis <{VT}>".encode(), True),
     (f"From: {VT.upper()}".encode(), True),
-    (f"From: \"Veilig\r\nBcc: {EVIL}\" <{VT}>".encode(), True),
+    (f'From: "Veilig\r\nBcc: {EVIL}" <{VT}>'.encode(), True),
     (f"From: Veilig Thuis <{VT}>\r\nX-Injected: yes".encode(), True),
-    (f"From: \"{VT}\" <{EVIL}>".encode(), False),
+    (f'From: "{VT}" <{EVIL}>'.encode(), False),
     (f"From: Veilig Thuis <signalen@{VT_DOMAIN}.evil.example>".encode(), False),
     (f"From: Veilig Thuis <signalen@mail.{VT_DOMAIN}>".encode(), False),
     (f"From: Veilig Thuis <signalen@{VT_DOMAIN.replace('-', '')}>".encode(), False),
@@ -95,7 +95,7 @@ ENCODED_CRLF_REPLY_TO = f"Reply-To: =?utf-8?q?Veilig=0D=0ABcc=3A_{EVIL.replace('
 #: An unquoted display name that is VT's address: the standard library's header object renders this From
 #: as just "signalen@…"; the daemon must read the attacker's address (or refuse the header).
 UNQUOTED_VT_DISPLAY_NAME = f"From: {VT} <{EVIL}>".encode()
-SENDERS += ((ENCODED_CRLF_FROM[len(b""):], True), (UNQUOTED_VT_DISPLAY_NAME, False))
+SENDERS += ((ENCODED_CRLF_FROM[len(b"") :], True), (UNQUOTED_VT_DISPLAY_NAME, False))
 
 #: Where answers might be asked to go.
 REDIRECTS: tuple[bytes, ...] = (
@@ -140,7 +140,7 @@ def _plain(charset: bytes, text: bytes) -> bytes:
 
 
 def _nested(depth: int, leaf: bytes) -> bytes:
-    head = b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n"
+    head = b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b0"\r\n\r\n'
     opening = b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n" % (i, i + 1)
                        for i in range(depth))  # fmt: skip
     closing = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(depth + 1)))
@@ -164,8 +164,9 @@ def bodies(draw: st.DrawFn) -> bytes:
     if kind == 3:  # unknown, absurd and lying charsets
         charset = draw(st.sampled_from([b"x-klingon", b"utf-7", b'"utf-8\r\nBcc: x"', b"utf-16", b"cp1252",
                                         b"\xff\xfe", b"iso-2022-jp", b"a" * 300]))  # fmt: skip
-        payload = draw(st.sampled_from([text, text.decode().encode("utf-16"), b"\xff\xfe\xfd" + text,
-                                        b"\x1b$B" + text]))
+        payload = draw(
+            st.sampled_from([text, text.decode().encode("utf-16"), b"\xff\xfe\xfd" + text, b"\x1b$B" + text])
+        )
         return _plain(charset, payload)
     if kind == 4:  # deep nesting (pymap's own parser gives up near 300 levels; deeper: see the Dovecot test)
         return _nested(draw(st.sampled_from([5, 60, 200])), text)
@@ -174,8 +175,9 @@ def bodies(draw: st.DrawFn) -> bytes:
         return b"Content-Type: text/plain\r\n\r\n" + junk if draw(st.booleans()) else junk
     if kind == 6:  # transfer encodings that do not decode
         cte = draw(st.sampled_from([b"base64", b"quoted-printable", b"x-uuencode", b"8bit", b"binary", b"b\r\nas"]))
-        payload = draw(st.sampled_from([b"!!!!not base64====" + text, b"=ZZ=\r\n=" + text, text + b"=\r\n=0",
-                                        b"\x00" * 10]))
+        payload = draw(
+            st.sampled_from([b"!!!!not base64====" + text, b"=ZZ=\r\n=" + text, text + b"=\r\n=0", b"\x00" * 10])
+        )
         head = b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: " + cte
         return head + b"\r\n\r\n" + payload
     if kind == 7:  # HTML with scripts, entities and hidden text
@@ -230,15 +232,15 @@ def hostile_messages(draw: st.DrawFn, n: int) -> Hostile:
                                          b"Date: Fri, 31 Dec 9999 23:59:59 +9999", b""])))  # fmt: skip
     extra = draw(st.integers(0, 5))
     if extra == 1:  # thousands of headers
-        headers.append(b"\r\n".join(b"Received: from relay%d.example by mx; Mon, 2 Feb 2026" % i
-                                   for i in range(3000)))
+        headers.append(b"\r\n".join(b"Received: from relay%d.example by mx; Mon, 2 Feb 2026" % i for i in range(3000)))
     elif extra == 2:  # a header line without a colon, and one with NUL and 8-bit bytes
         headers.append(b"This is not a header\r\nX-Bin: \x00\x01\xff\xfe")
     elif extra == 3:  # a single 100 kB folded header
         headers.append(b"X-Long: " + b"\r\n ".join([b"w" * 70] * 1500))
     elif extra == 4:  # auto-reply markers VT's servers might send
-        headers.append(draw(st.sampled_from([b"Auto-Submitted: auto-replied", b"Precedence: bulk",
-                                             b"Return-Path: <>"])))
+        headers.append(
+            draw(st.sampled_from([b"Auto-Submitted: auto-replied", b"Precedence: bulk", b"Return-Path: <>"]))
+        )
     raw = b"\r\n".join(h for h in headers if h) + b"\r\n" + draw(bodies())
     return Hostile(tag, raw, trusted=auth_ok and sender_ok)
 
@@ -357,9 +359,7 @@ def run_batch(rig: Rig, batch: list[Hostile]) -> CycleResult:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
 @given(batch=batches())
-def test_hostile_batches_through_the_full_cycle(
-    hostile_setup: Rig, batch: list[Hostile]
-) -> None:
+def test_hostile_batches_through_the_full_cycle(hostile_setup: Rig, batch: list[Hostile]) -> None:
     """1,050 generated hostile messages in 21 cycles: no crash, bounded time, nothing sent outside, nothing lost."""
     run_batch(hostile_setup, batch)
 
@@ -369,8 +369,13 @@ def test_hostile_batches_through_the_full_cycle(
 
 def spoof(*headers: bytes, body: bytes = BODY.encode(), tag: str = "h0") -> bytes:
     """A single message: the tag, the given header lines, and a plain body."""
-    head = [f"{TAG}: {tag}".encode(), *headers, b"To: " + BOX.encode(), b"Subject: Handle with Care",
-            f"Message-ID: <{tag}.spoof@{VT_DOMAIN}>".encode()]
+    head = [
+        f"{TAG}: {tag}".encode(),
+        *headers,
+        b"To: " + BOX.encode(),
+        b"Subject: Handle with Care",
+        f"Message-ID: <{tag}.spoof@{VT_DOMAIN}>".encode(),
+    ]
     return b"\r\n".join(head) + b"\r\n" + _plain(b"utf-8", body)
 
 

@@ -36,8 +36,11 @@ def watcher_for(path: Path) -> Watcher:
 
 def notices(smtp: SmtpCapture) -> list[str]:
     """The notice bodies the coordinators and backup received."""
-    return [m.message.get_body(("plain",)).get_content() for m in smtp.messages  # type: ignore[union-attr]
-            if {COORDINATOR, BACKUP} & set(m.rcpt_tos) and CONTACT not in m.rcpt_tos]
+    return [
+        m.message.get_body(("plain",)).get_content()
+        for m in smtp.messages  # type: ignore[union-attr]
+        if {COORDINATOR, BACKUP} & set(m.rcpt_tos) and CONTACT not in m.rcpt_tos
+    ]
 
 
 def counts(account: ImapAccount) -> dict[str, int]:
@@ -100,8 +103,7 @@ def test_signal_in_trash_survives_an_smtp_outage(dovecot_account: ImapAccount, t
             smtp.refuse_recipient(COORDINATOR)
             smtp.refuse_recipient(BACKUP)
         else:
-            watcher.config = dataclasses.replace(
-                watcher.config, smtp=dataclasses.replace(watcher.config.smtp, port=1))
+            watcher.config = dataclasses.replace(watcher.config, smtp=dataclasses.replace(watcher.config.smtp, port=1))
         first = watcher.run_cycle()
         assert first.completed == 0 and first.pending == 1
         assert counts(dovecot_account) == {TRASH: 1}  # the newsletter went, the signal did not
@@ -158,8 +160,11 @@ def test_genuine_vt_mail_in_any_form_is_a_signal(
 ) -> None:
     """Display-name forms, automatic and bulk mail from an allowed VT sender: handled like any signal."""
     raw = signal(sender=from_header.rsplit("<", 1)[-1].rstrip(">"), headers=headers)
-    raw = raw.replace(b"From: Veilig Thuis <" + from_header.rsplit("<", 1)[-1].rstrip(">").encode() + b">",
-                      b"From: " + from_header.encode(), 1)
+    raw = raw.replace(
+        b"From: Veilig Thuis <" + from_header.rsplit("<", 1)[-1].rstrip(">").encode() + b">",
+        b"From: " + from_header.encode(),
+        1,
+    )
     with imap_server.probe() as probe:
         probe.append("INBOX", raw)
     config = write_config(tmp_path, imap_server, smtp_server, senders=[f"@{VT_DOMAIN}"])
@@ -175,12 +180,19 @@ def test_everything_that_may_be_vt_reaches_a_person_in_one_alert(
     dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
 ) -> None:
     """A portal notice, a colleague's address, a typo'd domain, a bounce without our id: kept, one alert, once."""
-    portal = signal("U heeft een beveiligd bericht ontvangen. Open het bericht via de link: https://zivver.example/x",
-                    sender=f"noreply@{VT_DOMAIN}", subject="Beveiligd bericht: Handle with Care")
+    portal = signal(
+        "U heeft een beveiligd bericht ontvangen. Open het bericht via de link: https://zivver.example/x",
+        sender=f"noreply@{VT_DOMAIN}",
+        subject="Beveiligd bericht: Handle with Care",
+    )
     colleague = signal(sender=f"j.devries@{VT_DOMAIN}")
     typo = signal(sender="signalen@veiligthuis-gv.example.com", auth_results=None)
-    bounced = bounce(COORDINATOR, "Veilig Thuis heeft een Handle with Care-signaal gestuurd voor deze leerling:\n"
-                     "    Naam:          David Pieterse", with_our_id=False)
+    bounced = bounce(
+        COORDINATOR,
+        "Veilig Thuis heeft een Handle with Care-signaal gestuurd voor deze leerling:\n"
+        "    Naam:          David Pieterse",
+        with_our_id=False,
+    )
     stranger = signal("Nieuwsbrief", sender="nieuws@elders.example", subject="Nieuwsbrief december")
     with dovecot_account.probe() as probe:
         for raw in (portal, colleague, typo, bounced, stranger):
@@ -224,8 +236,9 @@ def test_a_bounced_test_mail_names_the_address_then_goes(
     imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
 ) -> None:
     """The bounce of `check --send-test` tells the contact which address does not exist, and is then deleted."""
-    raw = bounce(COORDINATOR, "Dit is een test van de Handle with Care-koppeling",
-                 with_our_id=True, own_id="hwc-test.abc123")
+    raw = bounce(
+        COORDINATOR, "Dit is een test van de Handle with Care-koppeling", with_our_id=True, own_id="hwc-test.abc123"
+    )
     with imap_server.probe() as probe:
         probe.append("INBOX", raw)
     watcher = watcher_for(write_config(tmp_path, imap_server, smtp_server))
@@ -246,8 +259,9 @@ def test_two_signals_sharing_a_message_id_are_each_delivered(imap_server: ImapAc
     first_signal = signal()
     shared_id = next(line for line in first_signal.splitlines() if line.startswith(b"Message-ID:"))
     second_signal = signal("Sanne van den Berg, 12-5-2013, Handle with Care")
-    second_signal = b"\n".join(shared_id if line.startswith(b"Message-ID:") else line
-                               for line in second_signal.split(b"\n"))
+    second_signal = b"\n".join(
+        shared_id if line.startswith(b"Message-ID:") else line for line in second_signal.split(b"\n")
+    )
     armed: list[SmtpCapture] = []
 
     def fail_after_first_receipt(mail: CapturedMail) -> None:
@@ -335,7 +349,8 @@ def test_a_cycle_that_runs_out_of_time_is_cut_and_deletes_nothing(
         probe.append("INBOX", signal())
     watcher = watcher_for(write_config(tmp_path, account, smtp_server))
     watcher.config = dataclasses.replace(
-        watcher.config, schedule=dataclasses.replace(watcher.config.schedule, cycle_timeout_s=2.0))
+        watcher.config, schedule=dataclasses.replace(watcher.config.schedule, cycle_timeout_s=2.0)
+    )
     proxy.add(Fault(r"^UID STORE", "delay_reply", seconds=8))
 
     result = watcher.run_cycle()

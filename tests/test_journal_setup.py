@@ -18,8 +18,9 @@ SHIPPED_UNIT = (ROOT / "systemd/hwc-watcher.service").read_text(encoding="utf-8"
 OLD_UNIT = "".join(line for line in SHIPPED_UNIT.splitlines(keepends=True) if not line.startswith("LogNamespace="))
 
 
-def _check(root: Path, config: str = "/etc/hwc-watcher/config.toml",
-           running: Mapping[str, str] | None = None) -> tuple[str, Report]:
+def _check(
+    root: Path, config: str = "/etc/hwc-watcher/config.toml", running: Mapping[str, str] | None = None
+) -> tuple[str, Report]:
     """check's lines on the logs, for a server whose files live under root."""
     out = io.StringIO()
     report = Report(out)
@@ -56,8 +57,10 @@ def test_check_after_install_names_the_namespace_and_the_retention(tmp_path: Pat
     """After --install, check says: the namespace, the journalctl command, 14 days, 64M, copied nowhere."""
     _install(tmp_path)
     out, report = _check(tmp_path)
-    assert "✓ logs: journal namespace hwc-watcher; read them with: journalctl --namespace=hwc-watcher -u hwc-watcher" \
+    assert (
+        "✓ logs: journal namespace hwc-watcher; read them with: journalctl --namespace=hwc-watcher -u hwc-watcher"
         in out
+    )
     assert "✓ log retention: kept 14 day(s), at most 64M, on disk; copied nowhere else" in out
     assert report.warnings == 0
 
@@ -130,10 +133,20 @@ def test_template_instance_is_found_through_its_template(tmp_path: Path) -> None
     assert "has no LogNamespace=" in out and "hwc-watcher unit-file --install template" in out
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("14day", 14 * 86400), ("2w", 14 * 86400), ("1d 12h", 36 * 3600), ("3600", 3600), ("90min", 5400),
-    ("1M", 2629800), ("0", 0), ("soon", None), ("", None),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("14day", 14 * 86400),
+        ("2w", 14 * 86400),
+        ("1d 12h", 36 * 3600),
+        ("3600", 3600),
+        ("90min", 5400),
+        ("1M", 2629800),
+        ("0", 0),
+        ("soon", None),
+        ("", None),
+    ],
+)
 def test_timespan(text: str, seconds: float | None) -> None:
     """systemd time spans are read the way journald reads them (systemd.time(7))."""
     assert timespan_s(text) == seconds

@@ -26,19 +26,33 @@ EXCHANGE_REFUSAL = "BAD Command Argument Error. 11"
 
 
 @pytest.fixture(params=[EXCHANGE_REFUSAL, "NO [CANNOT] Keywords are not allowed here"], ids=["BAD", "NO"])
-def refusing(dovecot_account: ImapAccount, tls_files: TlsFiles,
-             request: pytest.FixtureRequest) -> Iterator[tuple[Fault, ImapAccount]]:
+def refusing(
+    dovecot_account: ImapAccount, tls_files: TlsFiles, request: pytest.FixtureRequest
+) -> Iterator[tuple[Fault, ImapAccount]]:
     """Dovecot behind a proxy that refuses every STORE of a `$` keyword: Exchange Online's BAD, or a NO."""
-    with FaultProxy("imap", dovecot_account.host, dovecot_account.port, server_tls=tls_files.server_context(),
-                    upstream_tls=tls_files.client_context()) as proxy:
+    with FaultProxy(
+        "imap",
+        dovecot_account.host,
+        dovecot_account.port,
+        server_tls=tls_files.server_context(),
+        upstream_tls=tls_files.client_context(),
+    ) as proxy:
         fault = proxy.add(Fault(r"^UID STORE .*\$", "error", reply=request.param, times=0))
-        account = ImapAccount(proxy.host, proxy.port, dovecot_account.username, dovecot_account.password,
-                              dovecot_account.security, dovecot_account.ca_file)
+        account = ImapAccount(
+            proxy.host,
+            proxy.port,
+            dovecot_account.username,
+            dovecot_account.password,
+            dovecot_account.security,
+            dovecot_account.ca_file,
+        )
         yield fault, account
 
 
 def test_a_refused_keyword_becomes_the_flag_and_the_cycle_goes_on(
-    refusing: tuple[Fault, ImapAccount], dovecot_account: ImapAccount, smtp_server: SmtpCapture,
+    refusing: tuple[Fault, ImapAccount],
+    dovecot_account: ImapAccount,
+    smtp_server: SmtpCapture,
     tmp_path: Path,
 ) -> None:
     """The keyword STORE is refused once: one alert, the message \\Flagged, and the next cycle does not ask again."""

@@ -23,7 +23,6 @@ NEEDLES = ("david", "pieterse", "3-2-2012", "03-02-2012", "2012-02-03", "3 febru
 pytestmark = pytest.mark.usefixtures("reset_structlog")  # each test configures logging itself
 
 
-
 def test_content_keys_are_dropped() -> None:
     """name, subject, body and the like never reach a line, whatever their value."""
     with capture_logs(processors=[log.refuse_pupil_data]) as entries:
@@ -42,8 +41,14 @@ def test_registered_pupil_is_redacted_in_any_value() -> None:
 def test_unregistered_birth_dates_are_redacted() -> None:
     """A day-first date is redacted even when nobody registered it; counts and ISO timestamps stay."""
     with capture_logs(processors=[log.refuse_pupil_data]) as entries:
-        log.get_logger("t").info("oops", error="could not read 3-2-2012", again="03/02/2012", text2="3 februari 2012",
-                                 count=3, at="2026-03-02T08:00:00Z")
+        log.get_logger("t").info(
+            "oops",
+            error="could not read 3-2-2012",
+            again="03/02/2012",
+            text2="3 februari 2012",
+            count=3,
+            at="2026-03-02T08:00:00Z",
+        )
     entry = entries[0]
     assert (entry["error"], entry["again"], entry["text2"]) == (log.REDACTED,) * 3
     assert (entry["count"], entry["at"]) == (3, "2026-03-02T08:00:00Z")

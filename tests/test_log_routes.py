@@ -27,14 +27,19 @@ def _values(value: Any) -> list[str]:
     return [str(value)]
 
 
-def test_signal_log_lines_carry_route_numbers_only(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                   tmp_path: Path) -> None:
+def test_signal_log_lines_carry_route_numbers_only(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """Three pupils on three routes, one coordinator refused: no line names a route or an address; route=1, 2, 0."""
     config = load_config(setup(tmp_path, imap_server, smtp_server))
     smtp_server.refuse_recipient(COORDINATOR)  # the default route falls back to its backup: logged too
     with imap_server.probe() as probe:
-        probe.append("INBOX", signal("Handle with Care\n\nDavid Pieterse, 3-2-2012\nEmma Pieterse, 14-9-2009\n"
-                                     "Yara El Amrani, 15-08-2011"))
+        probe.append(
+            "INBOX",
+            signal(
+                "Handle with Care\n\nDavid Pieterse, 3-2-2012\nEmma Pieterse, 14-9-2009\nYara El Amrani, 15-08-2011"
+            ),
+        )
     out = io.StringIO()
     with redirect_stdout(out):
         log.configure(json=True)
@@ -49,9 +54,11 @@ def test_signal_log_lines_carry_route_numbers_only(imap_server: ImapAccount, smt
 
     route_names = [route.name for route in config.routing.routes()]  # "Onderbouw", "Bovenbouw", "default"
     addresses = [ONDERBOUW, BOVENBOUW, COORDINATOR, BACKUP]
-    naming = [line for line in lines
-              if any(a in v for v in _values(line) for a in addresses)
-              or any(v in route_names for v in _values(line))]
+    naming = [
+        line
+        for line in lines
+        if any(a in v for v in _values(line) for a in addresses) or any(v in route_names for v in _values(line))
+    ]
     assert naming == [], "log lines that name a route or an address:\n" + "\n".join(map(json.dumps, naming))
     notices = [line for line in lines if line.get("event") == "notice_sent"]
     # The default route's coordinator is refused: a second line for its backup, on the same route.

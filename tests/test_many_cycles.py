@@ -76,8 +76,18 @@ stranger_interval_minutes = {STRANGER_INTERVAL.seconds // 60}
 # --- fictional pupils: 100, of whom three in four are in the pupil list ---------------------------------------
 
 FIRST = ("Quirijn", "Femke", "Jorrit", "Lieke", "Thijmen", "Maartje", "Wessel", "Ilse", "Gijs", "Roos")
-LAST = ("Zwartveen", "Hoogland", "Kamphuis", "Verbeek", "Dijkstra", "Lammers", "Veenstra", "Wolters", "Pieterse",
-        "Brinkman")
+LAST = (
+    "Zwartveen",
+    "Hoogland",
+    "Kamphuis",
+    "Verbeek",
+    "Dijkstra",
+    "Lammers",
+    "Veenstra",
+    "Wolters",
+    "Pieterse",
+    "Brinkman",
+)
 
 
 @dataclass(frozen=True)
@@ -99,13 +109,16 @@ class Child:
 
 
 CHILDREN = tuple(
-    Child(Pupil(f"{FIRST[i % 10]} {LAST[i // 10]}", dt.date(2009 + i % 6, 1 + i * 7 % 12, 1 + i * 11 % 28)),
-          None if i % 4 == 3 else 1 + (i * 5) % 6)
+    Child(
+        Pupil(f"{FIRST[i % 10]} {LAST[i // 10]}", dt.date(2009 + i % 6, 1 + i * 7 % 12, 1 + i * 11 % 28)),
+        None if i % 4 == 3 else 1 + (i * 5) % 6,
+    )
     for i in range(100)
 )
 CSV = "Roepnaam;Tussenvoegsel;Achternaam;Geboortedatum;Leerjaar\n" + "".join(
     f"{c.pupil.name.split()[0]};;{c.pupil.name.split()[1]};{c.pupil.birth_date:%d-%m-%Y};{c.year}\n"
-    for c in CHILDREN if c.year is not None
+    for c in CHILDREN
+    if c.year is not None
 )
 
 
@@ -117,8 +130,18 @@ def pupil_forms(pupil: Pupil) -> list[str]:
 
 # --- the plan -------------------------------------------------------------------------------------------------
 
-MAIL_KINDS = ("signal", "signal", "siblings", "unknown", "vt_unvouched", "stranger_code", "stranger_code",
-              "stranger_plain", "bounce", "away")
+MAIL_KINDS = (
+    "signal",
+    "signal",
+    "siblings",
+    "unknown",
+    "vt_unvouched",
+    "stranger_code",
+    "stranger_code",
+    "stranger_plain",
+    "bounce",
+    "away",
+)
 #: Where the IMAP connection is cut: before the command reaches the server, or after the server carried it out.
 IMAP_FAULTS = {
     "select": r"^(SELECT|EXAMINE) ",
@@ -256,8 +279,9 @@ def check_no_signal_gone_unfinished(built: list[Built], present: dict[str, str],
             allowed = {child.coordinator, BACKUP}
             got = {r for m in mails if m.kind == "notice" and child.pupil.name in m.text for r in m.rcpts}
             assert got & allowed, f"{b.tag} gone, but {child.pupil.name}'s notice reached only {sorted(got)}"
-        assert any(m.kind == "receipt" and m.replied_to == b.message_id and m.rcpts == {VT}
-                   for m in mails), f"{b.tag} gone without a receipt"
+        assert any(m.kind == "receipt" and m.replied_to == b.message_id and m.rcpts == {VT} for m in mails), (
+            f"{b.tag} gone without a receipt"
+        )
 
 
 def check_each_notice_once(built: list[Built], mails: list[Sent], allowance: int) -> None:
@@ -287,18 +311,22 @@ def check_receipt_once(built: list[Built], mails: list[Sent], allowance: int) ->
 
 def hour_is_full(alerts: list[Sent], now: dt.datetime, epoch: int) -> bool:
     """The pacing rule for every alert: `alerts.max_per_hour` went in the hour before `now` (in this process)."""
-    return len([a for a in alerts if a.epoch == epoch and dt.timedelta(0) <= now - a.at < dt.timedelta(hours=1)]
-               ) >= MAX_PER_HOUR
+    return (
+        len([a for a in alerts if a.epoch == epoch and dt.timedelta(0) <= now - a.at < dt.timedelta(hours=1)])
+        >= MAX_PER_HOUR
+    )
 
 
 def stranger_line_recent(alerts: list[Sent], now: dt.datetime, epoch: int) -> bool:
     """The pacing rule for strangers: a line about them went within `alerts.stranger_interval_minutes`."""
-    return any(a.epoch == epoch and a.maybe_strangers and dt.timedelta(0) <= now - a.at < STRANGER_INTERVAL
-               for a in alerts)
+    return any(
+        a.epoch == epoch and a.maybe_strangers and dt.timedelta(0) <= now - a.at < STRANGER_INTERVAL for a in alerts
+    )
 
 
-def check_waiting_was_alerted(built: list[Built], present: dict[str, str], alerts: list[Sent], now: dt.datetime,
-                              epoch: int) -> None:
+def check_waiting_was_alerted(
+    built: list[Built], present: dict[str, str], alerts: list[Sent], now: dt.datetime, epoch: int
+) -> None:
     """4. After a clean cycle, each message waiting for a person has had an alert since it arrived, except what
     pacing holds back: the hour is full, or (strangers only) their line went within the interval."""
     if hour_is_full(alerts, now, epoch):
@@ -307,9 +335,10 @@ def check_waiting_was_alerted(built: list[Built], present: dict[str, str], alert
     for b in (b for b in built if b.expect == "waiting" and b.tag in present):
         if b.paced and held_strangers:
             continue
-        assert any(a.cycle >= b.cycle for a in alerts), \
-            f"{b.kind} {b.tag} (cycle {b.cycle}) waits, never alerted; {now:%a %H:%M} epoch {epoch}, last alerts: " \
+        assert any(a.cycle >= b.cycle for a in alerts), (
+            f"{b.kind} {b.tag} (cycle {b.cycle}) waits, never alerted; {now:%a %H:%M} epoch {epoch}, last alerts: "
             f"{[a.summary for a in alerts[-3:]]}"
+        )
 
 
 def check_alert_pacing(alerts: list[Sent]) -> None:
@@ -318,11 +347,13 @@ def check_alert_pacing(alerts: list[Sent]) -> None:
     for a in alerts:
         earlier = [b for b in alerts if b is not a and b.epoch == a.epoch and (b.cycle, id(b)) < (a.cycle, id(a))]
         within_hour = [b for b in earlier if dt.timedelta(0) <= a.at - b.at < dt.timedelta(hours=1)]
-        assert len(within_hour) < MAX_PER_HOUR, \
+        assert len(within_hour) < MAX_PER_HOUR, (
             f"alert {len(within_hour) + 1} within an hour: {[b.summary for b in [*within_hour, a]]}"
+        )
         if a.only_strangers:
-            assert not [b for b in earlier if b.strangers and a.at - b.at < STRANGER_INTERVAL], \
+            assert not [b for b in earlier if b.strangers and a.at - b.at < STRANGER_INTERVAL], (
                 f"a strangers-only alert at {a.at:%H:%M} within the interval"
+            )
 
 
 def check_only_configured_people(mails: list[Sent]) -> None:
@@ -453,14 +484,20 @@ class Run:
             if not children:
                 return None
             body = "Handle with Care\n\n" + "\n".join(c.line() for c in children)
-            raw = signal(body, headers=headers, auth_results=None if kind == "vt_unvouched" else TRUSTED,
-                         mdn=pick % 4 == 0)  # VT sometimes asks for a read receipt
+            raw = signal(
+                body, headers=headers, auth_results=None if kind == "vt_unvouched" else TRUSTED, mdn=pick % 4 == 0
+            )  # VT sometimes asks for a read receipt
             expect = "waiting" if kind == "vt_unvouched" else "signal"
             return Built(tag, kind, expect, self.cycle, children, _message_id(raw)), raw
         if kind in ("stranger_code", "stranger_plain"):
             code = kind == "stranger_code"
-            raw = signal(f"{'Handle with Care ' if code else ''}aanbieding {n}", sender=f"actie{n}@spam.example",
-                         auth_results=None, subject=f"{'Handle with Care ' if code else ''}deal {n}", headers=headers)
+            raw = signal(
+                f"{'Handle with Care ' if code else ''}aanbieding {n}",
+                sender=f"actie{n}@spam.example",
+                auth_results=None,
+                subject=f"{'Handle with Care ' if code else ''}deal {n}",
+                headers=headers,
+            )
             return Built(tag, kind, "waiting" if code else "kept", self.cycle, paced=code), raw
         notices = [m for m in self.sent if m.kind == "notice" and m.rcpts & set(COORDINATORS)]
         if not notices:
@@ -604,15 +641,21 @@ def run_plan(rig: Rig, plan: list[Step], hold_minutes: int = 0) -> Run:
             run.step(step)
             frozen.tick(dt.timedelta(seconds=step.advance_s))
         run.settle(frozen)
-    note(f"restarts={run.restarts} blind={run.blind_restarts} failed cycles={run.errors} "
-         f"mails={Counter(m.kind for m in run.sent)} built={Counter(b.kind for b in run.built)}")
+    note(
+        f"restarts={run.restarts} blind={run.blind_restarts} failed cycles={run.errors} "
+        f"mails={Counter(m.kind for m in run.sent)} built={Counter(b.kind for b in run.built)}"
+    )
     return run
 
 
 SETTINGS: dict[str, Any] = dict(
     phases=[Phase.explicit, Phase.generate],  # no shrinking: a failing plan is reported as generated (note())
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
-                           HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 
 
@@ -636,7 +679,8 @@ def test_many_cycles_with_the_hold_keep_every_promise(many_cycles_rig: Rig, plan
 
 
 def test_an_alert_the_contact_accepted_is_not_sent_again_while_the_backup_is_deferred(
-        imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """The backup's mailbox says "try later" (450): the contact accepted the alert, so the next cycles do not send
     it again (found by the property run: five alerts in 20 minutes, each repeating the same line)."""
     smtp_server.refuse_recipient(BACKUP, "450 4.2.1 mailbox busy, try later")
@@ -658,7 +702,8 @@ def _through_proxy(proxy: FaultProxy, account: ImapAccount) -> ImapAccount:
 
 
 def test_without_keywords_a_restart_before_the_deletion_repeats_notice_and_receipt_once(
-        imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """pymap keeps no keywords: the connection is cut at the deletion, the process restarts, and the notice and the
     receipt go once more (docs/what-the-server-keeps.md: "the notices already accepted, once"), then never again."""
     with imap_server.probe() as probe:
@@ -675,7 +720,8 @@ def test_without_keywords_a_restart_before_the_deletion_repeats_notice_and_recei
 
 @pytest.mark.dovecot
 def test_with_keywords_only_a_keyword_lost_to_a_cut_connection_repeats_after_a_restart(
-        dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """Dovecot keeps keywords: a restart repeats nothing, except a notice whose keyword the cut connection never
     wrote (`mark_failed` in the log) — that one goes once more; the receipt goes once."""
     account = dovecot.account(dovecot.add_user(), security="plain")
@@ -699,7 +745,8 @@ def test_with_keywords_only_a_keyword_lost_to_a_cut_connection_repeats_after_a_r
 
 @pytest.mark.dovecot
 def test_with_keywords_a_restart_does_not_repeat_the_read_receipt(
-        dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """VT asked for a read receipt; the connection is cut at the deletion and the process restarts: Dovecot's
     keywords say notice and receipt went, and the read receipt must not go twice either (found by the deep run)."""
     account = dovecot.account(dovecot.add_user(), security="plain")

@@ -50,8 +50,9 @@ def test_waiting_mail_alerted_on_a_friday_evening_is_kept_through_monday() -> No
 
 def test_unchanged_folder_needs_no_search_and_gone_messages_are_forgotten() -> None:
     """SELECT alone proves a quiet folder; a resync drops UIDs that left and lists only the new ones."""
-    memory = FolderMemory(uidvalidity=7, uidnext=11, exists=2,
-                          judged={3: Judged("ignored", "x"), 9: Judged("signal", "signal")})
+    memory = FolderMemory(
+        uidvalidity=7, uidnext=11, exists=2, judged={3: Judged("ignored", "x"), 9: Judged("signal", "signal")}
+    )
     assert Memory.unchanged(memory, exists=2, uidnext=11)
     assert not Memory.unchanged(memory, exists=3, uidnext=12)
     look = Memory.resync(memory, [9, 11, 12], exists=3, uidnext=13)
@@ -78,8 +79,17 @@ def test_deletable_holds_a_handled_signal_and_a_waiting_message_in_real_time() -
     }
 
     def at(clock: float) -> list[int]:
-        return deletable(judged, "trash", "all", now=now, clock=clock, calendar=SchoolCalendar(()),
-                         school_day_end=dt.time(17), tz=tz, hold_s=180.0)
+        return deletable(
+            judged,
+            "trash",
+            "all",
+            now=now,
+            clock=clock,
+            calendar=SchoolCalendar(()),
+            school_day_end=dt.time(17),
+            tz=tz,
+            hold_s=180.0,
+        )
 
     assert at(1060.0) == [4]
     assert at(1200.0) == [3, 4]

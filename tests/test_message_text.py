@@ -40,8 +40,17 @@ def part(body: bytes, ctype: str, cte: str = "8bit", extra: str = "") -> bytes:
         (leaf("Zoë de Wit".encode("cp1252"), "text/plain; charset=x-does-not-exist"), "Zoë de Wit"),
         (leaf(b"a  \t b\r\n\r\n\r\n\r\nc\xc2\xa0d"), "a b\n\nc d"),
     ],
-    ids=["utf8", "qp", "base64", "cp1252", "latin1", "lying-utf8", "unknown-charset", "unknown-charset-cp1252",
-         "whitespace"],
+    ids=[
+        "utf8",
+        "qp",
+        "base64",
+        "cp1252",
+        "latin1",
+        "lying-utf8",
+        "unknown-charset",
+        "unknown-charset-cp1252",
+        "whitespace",
+    ],
 )
 def test_decodes_text_plain(raw: bytes, expected: str) -> None:
     """Transfer encodings and charsets are decoded, and a wrong charset falls back instead of crashing."""
@@ -51,11 +60,16 @@ def test_decodes_text_plain(raw: bytes, expected: str) -> None:
 @pytest.mark.parametrize(
     ("html", "expected"),
     [
-        ('<p class="MsoNormal">Beste&nbsp;collega,<o:p></o:p></p><p class="MsoNormal">Lotte de Graaf</p>',
-         "Beste collega,\nLotte de Graaf"),
+        (
+            '<p class="MsoNormal">Beste&nbsp;collega,<o:p></o:p></p><p class="MsoNormal">Lotte de Graaf</p>',
+            "Beste collega,\nLotte de Graaf",
+        ),
         ("Regel 1<br>Regel 2<br/>Regel 3", "Regel 1\nRegel 2\nRegel 3"),
-        ("<table><tr><th>Naam</th><th>Geboortedatum</th></tr><tr><td><p class=MsoNormal>Noor Bakker</p></td>"
-         "<td>1-2-2012</td></tr></table>", "Naam | Geboortedatum\nNoor Bakker | 1-2-2012"),
+        (
+            "<table><tr><th>Naam</th><th>Geboortedatum</th></tr><tr><td><p class=MsoNormal>Noor Bakker</p></td>"
+            "<td>1-2-2012</td></tr></table>",
+            "Naam | Geboortedatum\nNoor Bakker | 1-2-2012",
+        ),
         ("<table><tr><td>a</td><td></td><td>c</td></tr></table>", "a |  | c"),
         ("<head><title>T</title><style>p {x:1}</style></head><script>var a=1;</script><p>zichtbaar</p>", "zichtbaar"),
         ("<!--[if gte mso 9]><xml>x</xml><![endif]--><div>tekst &amp; meer</div>", "tekst & meer"),
@@ -93,8 +107,11 @@ def test_alternative_prefers_plain_unless_empty(plain: bytes, expected: str) -> 
 @pytest.mark.parametrize(
     "raw",
     [
-        leaf(b"MIAGCSqGSIb3DQEHA6CAMIACAQA=", 'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"',
-             "base64"),
+        leaf(
+            b"MIAGCSqGSIb3DQEHA6CAMIACAQA=",
+            'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"',
+            "base64",
+        ),
         leaf(b"MIAGCSqGSIb3DQEHA6CAMIACAQA=", 'application/x-pkcs7-mime; name="smime.p7m"', "base64"),
         multipart(
             "encrypted",
@@ -103,8 +120,15 @@ def test_alternative_prefers_plain_unless_empty(plain: bytes, expected: str) -> 
             extra='; protocol="application/pgp-encrypted"',
         ),
         leaf(b"-----BEGIN PGP MESSAGE-----\r\nhQEMA\r\n-----END PGP MESSAGE-----\r\n"),
-        multipart("mixed", part(b"AAAA", "application/octet-stream", "base64",
-                                'Content-Disposition: attachment; filename="smime.p7m"\r\n')),
+        multipart(
+            "mixed",
+            part(
+                b"AAAA",
+                "application/octet-stream",
+                "base64",
+                'Content-Disposition: attachment; filename="smime.p7m"\r\n',
+            ),
+        ),
     ],
     ids=["smime", "x-pkcs7", "pgp-mime", "pgp-inline", "p7m-filename"],
 )
@@ -118,12 +142,30 @@ def test_detects_encryption(raw: bytes) -> None:
 @pytest.mark.parametrize(
     ("raw", "attachment_only"),
     [
-        (multipart("mixed", part(b"JVBERi0xLjQK", 'application/pdf; name="signaal.pdf"', "base64",
-                                 'Content-Disposition: attachment; filename="signaal.pdf"\r\n')), True),
-        (multipart("mixed", part(b"", "text/plain; charset=utf-8"),
-                   part(b"iVBORw0KGgo=", "image/png", "base64")), True),
-        (multipart("mixed", part(b"Zie bijlage.", "text/plain; charset=utf-8"),
-                   part(b"JVBERi0xLjQK", "application/pdf", "base64")), False),
+        (
+            multipart(
+                "mixed",
+                part(
+                    b"JVBERi0xLjQK",
+                    'application/pdf; name="signaal.pdf"',
+                    "base64",
+                    'Content-Disposition: attachment; filename="signaal.pdf"\r\n',
+                ),
+            ),
+            True,
+        ),
+        (
+            multipart("mixed", part(b"", "text/plain; charset=utf-8"), part(b"iVBORw0KGgo=", "image/png", "base64")),
+            True,
+        ),
+        (
+            multipart(
+                "mixed",
+                part(b"Zie bijlage.", "text/plain; charset=utf-8"),
+                part(b"JVBERi0xLjQK", "application/pdf", "base64"),
+            ),
+            False,
+        ),
         (leaf(b""), False),
     ],
     ids=["pdf-only", "empty-text-and-image", "text-and-pdf", "empty"],
@@ -165,8 +207,17 @@ def test_deep_nesting_is_bounded() -> None:
     raw = part(b"diep", "text/plain")
     for level in range(300):
         b = f"b{level}".encode()
-        raw = (b"Content-Type: multipart/mixed; boundary=\"" + b + b"\"\r\n\r\n--" + b + b"\r\n" + raw
-               + b"\r\n--" + b + b"--\r\n")
+        raw = (
+            b'Content-Type: multipart/mixed; boundary="'
+            + b
+            + b'"\r\n\r\n--'
+            + b
+            + b"\r\n"
+            + raw
+            + b"\r\n--"
+            + b
+            + b"--\r\n"
+        )
     result = message_text(parse_mail(b"Subject: x\r\nMIME-Version: 1.0\r\n" + raw))
     assert isinstance(result, MessageText)
     assert "diep" not in result.text
@@ -184,7 +235,7 @@ def test_max_chars_bounds_text() -> None:
         b"",
         b"\x00\xff\xfe garbage \r\n\r\n\x00",
         b"Content-Type: multipart/mixed; boundary=\r\n\r\n--\r\n--",
-        b"Subject: =?x-unknown?q?abc?=\r\nContent-Type: text/plain; charset=\"\xff\"\r\n\r\nbody",
+        b'Subject: =?x-unknown?q?abc?=\r\nContent-Type: text/plain; charset="\xff"\r\n\r\nbody',
         b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!",
         b"Content-Type: message/rfc822\r\n\r\n",
         b"Subject: " + b"x" * 100_000 + b"\r\n\r\nbody",

@@ -39,15 +39,19 @@ MESSAGE = (
 FETCH_REPLIES: dict[str, Callable[[str], bytes]] = {
     "odd item count": lambda tag: (
         b"* 1 FETCH (UID 1 RFC822.SIZE %d BODY[] {%d}\r\n" % (len(MESSAGE), len(MESSAGE))
-        + MESSAGE + b" FLAGS)\r\n" + tag.encode() + b" OK done\r\n"
+        + MESSAGE
+        + b" FLAGS)\r\n"
+        + tag.encode()
+        + b" OK done\r\n"
     ),
     "literal too short": lambda tag: (
         b"* 1 FETCH (UID 1 RFC822.SIZE %d BODY[] {20}\r\n" % len(MESSAGE)
-        + MESSAGE + b")\r\n" + tag.encode() + b" OK done\r\n"
+        + MESSAGE
+        + b")\r\n"
+        + tag.encode()
+        + b" OK done\r\n"
     ),
-    "garbage item": lambda tag: (
-        f'* 1 FETCH (UID 1 RFC822.SIZE 10 BODY[] "{SUBJECT}" (((\r\n{tag} OK done\r\n'.encode()
-    ),
+    "garbage item": lambda tag: f'* 1 FETCH (UID 1 RFC822.SIZE 10 BODY[] "{SUBJECT}" (((\r\n{tag} OK done\r\n'.encode(),
     "fetch BAD quoting the message": lambda tag: f"{tag} BAD {SUBJECT}, born {BORN}\r\n".encode(),
     "fetch NO quoting the message": lambda tag: f"{tag} NO [SERVERBUG] {NAME} {BORN}\r\n".encode(),
     "not IMAP at all": lambda _tag: f"{SUBJECT} {BORN} \x00\xff garbage\r\n".encode("latin-1"),
@@ -77,12 +81,16 @@ class _Handler(socketserver.StreamRequestHandler):
             elif command.startswith("LOGIN"):
                 self.send(tag.encode() + b" OK [CAPABILITY IMAP4rev1 UIDPLUS MOVE] logged in\r\n")
             elif command.startswith("LIST"):
-                self.send(b'* LIST (\\HasNoChildren) "/" INBOX\r\n'
-                          b'* LIST (\\HasNoChildren \\Sent) "/" Sent\r\n'
-                          b'* LIST (\\HasNoChildren \\Trash) "/" Trash\r\n' + tag.encode() + b" OK done\r\n")
+                self.send(
+                    b'* LIST (\\HasNoChildren) "/" INBOX\r\n'
+                    b'* LIST (\\HasNoChildren \\Sent) "/" Sent\r\n'
+                    b'* LIST (\\HasNoChildren \\Trash) "/" Trash\r\n' + tag.encode() + b" OK done\r\n"
+                )
             elif command.startswith(("SELECT", "EXAMINE")):
-                self.send(b"* 1 EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n"
-                          b"* FLAGS (\\Seen \\Deleted)\r\n" + tag.encode() + b" OK [READ-WRITE] selected\r\n")
+                self.send(
+                    b"* 1 EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 2] ok\r\n"
+                    b"* FLAGS (\\Seen \\Deleted)\r\n" + tag.encode() + b" OK [READ-WRITE] selected\r\n"
+                )
             elif command.startswith("UID SEARCH"):
                 self.send(b"* SEARCH 1\r\n" + tag.encode() + b" OK done\r\n")
             elif command.startswith("UID FETCH"):
@@ -113,9 +121,7 @@ def no_waiting(watcher: Watcher) -> Watcher:
 
 
 @pytest.mark.parametrize("case", sorted(FETCH_REPLIES))
-def test_malformed_replies_leave_no_pupil_data_in_any_log(
-    case: str, tmp_path: Path, reset_structlog: None
-) -> None:
+def test_malformed_replies_leave_no_pupil_data_in_any_log(case: str, tmp_path: Path, reset_structlog: None) -> None:
     """Odd items, short literal, garbage, BAD/NO/BYE quoting the message: a clean failure, nothing of it logged."""
     server = _Server(FETCH_REPLIES[case], hang_up=case in ("not IMAP at all", "BYE quoting the message"))
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -23,8 +23,13 @@ def test_an_id_we_wrote_verifies_with_its_kind_and_time() -> None:
 
 @pytest.mark.parametrize(
     "mutate",
-    [str.upper, lambda i: i.replace("college.example.nl", "elders.example"), lambda i: i[:-2] + ">",
-     lambda i: i.replace("<hwc-notice.", "<hwc-receipt."), lambda i: " " + i],
+    [
+        str.upper,
+        lambda i: i.replace("college.example.nl", "elders.example"),
+        lambda i: i[:-2] + ">",
+        lambda i: i.replace("<hwc-notice.", "<hwc-receipt."),
+        lambda i: " " + i,
+    ],
     ids=["upper-case", "other-domain", "cut-short", "other-kind", "not-exact"],
 )
 def test_a_changed_id_does_not_verify(mutate: object) -> None:

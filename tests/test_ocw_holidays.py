@@ -25,9 +25,26 @@ import pytest
 
 from hwc_watcher.core.ocw_holidays import REGIONS, TABLES, region_holidays, school_years
 
-MONTHS = {name: i for i, name in enumerate(
-    ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober",
-     "november", "december"], start=1)}
+MONTHS = {
+    name: i
+    for i, name in enumerate(
+        [
+            "januari",
+            "februari",
+            "maart",
+            "april",
+            "mei",
+            "juni",
+            "juli",
+            "augustus",
+            "september",
+            "oktober",
+            "november",
+            "december",
+        ],
+        start=1,
+    )
+}
 
 PUBLISHED = {
     "2024-2025": """
@@ -112,8 +129,11 @@ def test_every_holiday_runs_saturday_to_sunday(region: str) -> None:
 @pytest.mark.parametrize("region", REGIONS)
 def test_shipped_tables_agree_with_the_holidays_package(region: str) -> None:
     """A second source: the `holidays` package's Dutch school holidays name the same days for every year."""
-    ours = {first + dt.timedelta(days=i) for _y, _n, first, last in region_holidays(region)
-            for i in range((last - first).days + 1)}
+    ours = {
+        first + dt.timedelta(days=i)
+        for _y, _n, first, last in region_holidays(region)
+        for i in range((last - first).days + 1)
+    }
     years = range(min(ours).year, max(ours).year + 1)
     theirs = holidays.country_holidays("NL", subdiv=region.capitalize(), years=years, categories=("school",))
     window = {day for day in theirs if min(ours) <= day <= max(ours)}

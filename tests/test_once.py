@@ -23,8 +23,9 @@ SIBLINGS = "Handle with Care\n\nDavid Pieterse, 3-2-2012\nEmma Pieterse, 14-9-20
 
 
 @pytest.mark.dovecot
-def test_a_refused_coordinator_never_makes_the_other_hear_it_twice(dovecot_account: ImapAccount,
-                                                                   smtp_server: SmtpCapture, tmp_path: Path) -> None:
+def test_a_refused_coordinator_never_makes_the_other_hear_it_twice(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """Siblings on two routes, one coordinator refused for good: over three cycles each person gets one notice,
     the refused pupil reaches [backup] (the route has no backup of its own), the contact one Dutch line naming the
     refused address and the route, and the signal is done and gone."""
@@ -46,8 +47,9 @@ def test_a_refused_coordinator_never_makes_the_other_hear_it_twice(dovecot_accou
 
 
 @pytest.mark.dovecot
-def test_a_retry_sends_only_the_missing_notice_even_after_a_restart(dovecot_account: ImapAccount,
-                                                                    smtp_server: SmtpCapture, tmp_path: Path) -> None:
+def test_a_retry_sends_only_the_missing_notice_even_after_a_restart(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """One coordinator's server says "try later" (450) for three cycles and a restart: the other coordinator's
     notice went once (the keyword on the message remembers it), and once the first accepts, it gets exactly one,
     then the receipt goes once."""
@@ -69,8 +71,9 @@ def test_a_retry_sends_only_the_missing_notice_even_after_a_restart(dovecot_acco
     assert len([m for m in smtp_server.messages if VT in m.rcpt_tos]) == 1
 
 
-def test_a_failed_receipt_does_not_repeat_the_notices(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                       tmp_path: Path) -> None:
+def test_a_failed_receipt_does_not_repeat_the_notices(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """The receipt to VT is refused for now: the next cycles send the receipt again, never the notices."""
     config = load_config(school(tmp_path, imap_server, smtp_server))
     smtp_server.refuse_recipient(VT, "451 4.3.0 try again later")
@@ -85,7 +88,8 @@ def test_a_failed_receipt_does_not_repeat_the_notices(imap_server: ImapAccount, 
 
 
 def test_cc_backup_is_not_sent_twice_when_only_the_coordinator_was_refused_for_now(
-        imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """mode = "cc": coordinator and backup on one notice; the coordinator's 450 is retried to the coordinator alone."""
     config = load_config(school(tmp_path, imap_server, smtp_server, backup_mode="cc"))
     smtp_server.refuse_recipient(ONDERBOUW, "450 4.2.1 mailbox busy")
@@ -98,8 +102,9 @@ def test_cc_backup_is_not_sent_twice_when_only_the_coordinator_was_refused_for_n
     assert notices_per_person(smtp_server) == Counter({ONDERBOUW: 1, BACKUP: 1})
 
 
-def test_nobody_reachable_keeps_the_signal_and_alerts_once_a_day(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                                  tmp_path: Path) -> None:
+def test_nobody_reachable_keeps_the_signal_and_alerts_once_a_day(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """Coordinator and backup both refused for good: no receipt, the message stays, one alert in our words."""
     config = load_config(school(tmp_path, imap_server, smtp_server))
     smtp_server.refuse_recipient(ONDERBOUW)

@@ -34,8 +34,14 @@ def test_example_config_writes_a_private_new_file(tmp_path: Path, capsys: pytest
     assert "already exists" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("kind", "name"), [("service", "hwc-watcher.service"), ("template", "hwc-watcher@.service"),
-                                           ("journald", "journald@hwc-watcher.conf")])
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("service", "hwc-watcher.service"),
+        ("template", "hwc-watcher@.service"),
+        ("journald", "journald@hwc-watcher.conf"),
+    ],
+)
 def test_unit_file(kind: str, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     """`hwc-watcher unit-file [service|template|journald]` prints the file from systemd/."""
     assert main(["unit-file", kind]) == 0
@@ -46,12 +52,18 @@ def test_wheel_carries_the_example_and_the_units(tmp_path: Path) -> None:
     """A wheel built from the checkout holds hwc_watcher/data/ with the same files, the journald config too."""
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (wheel,) = tmp_path.glob("hwc_watcher-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        for source in ("config.example.toml", "systemd/hwc-watcher.service", "systemd/hwc-watcher@.service",
-                       "systemd/journald@hwc-watcher.conf"):
+        for source in (
+            "config.example.toml",
+            "systemd/hwc-watcher.service",
+            "systemd/hwc-watcher@.service",
+            "systemd/journald@hwc-watcher.conf",
+        ):
             packaged = archive.read(f"hwc_watcher/data/{source}")
             assert packaged == (ROOT / source).read_bytes(), source
 

@@ -20,16 +20,60 @@ from hwc_watcher.core.models import Pupil
 from hwc_watcher.core.signal_parser import read_signal
 
 TODAY = dt.date(2026, 3, 3)
-PROFILE = settings(max_examples=examples(600),
-                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROFILE = settings(max_examples=examples(600), suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-FIRST = ["Daan", "Zoë", "Özlem", "Jan-Willem", "Noor", "Chloë", "Sem", "Anne-Fleur", "Mila", "André", "Fenna",
-         "Bo", "Saar", "Jesse", "Lotte", "Yusuf", "Ilse", "Thijs"]
+FIRST = [
+    "Daan",
+    "Zoë",
+    "Özlem",
+    "Jan-Willem",
+    "Noor",
+    "Chloë",
+    "Sem",
+    "Anne-Fleur",
+    "Mila",
+    "André",
+    "Fenna",
+    "Bo",
+    "Saar",
+    "Jesse",
+    "Lotte",
+    "Yusuf",
+    "Ilse",
+    "Thijs",
+]
 TUSSENVOEGSEL = ["", "", "", "van", "de", "van den", "van der", "ter", "ten", "in 't", "van 't", "den"]
-SURNAME = ["Bakker", "Jansen", "Smit-de Jong", "El Amrani", "Yılmaz", "Dijkstra Visser", "Berg", "Meer",
-           "Hendriks", "Brouwer", "Çelik", "Noël", "Haar", "Vos-Kuipers", "Wit"]
-MONTHS = ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober",
-          "november", "december"]
+SURNAME = [
+    "Bakker",
+    "Jansen",
+    "Smit-de Jong",
+    "El Amrani",
+    "Yılmaz",
+    "Dijkstra Visser",
+    "Berg",
+    "Meer",
+    "Hendriks",
+    "Brouwer",
+    "Çelik",
+    "Noël",
+    "Haar",
+    "Vos-Kuipers",
+    "Wit",
+]
+MONTHS = [
+    "januari",
+    "februari",
+    "maart",
+    "april",
+    "mei",
+    "juni",
+    "juli",
+    "augustus",
+    "september",
+    "oktober",
+    "november",
+    "december",
+]
 SHORT = ["jan", "feb", "mrt", "apr", "mei", "jun", "jul", "aug", "sep", "okt", "nov", "dec"]
 
 DateFormat = Callable[[dt.date], str]
@@ -77,8 +121,9 @@ def layout_labelled(kids: list[Child], fmt: DateFormat) -> tuple[str, str, str]:
 
 
 def layout_split_labels(kids: list[Child], fmt: DateFormat) -> tuple[str, str, str]:
-    blocks = [f"Voornaam: {k.first}\nTussenvoegsel: {k.tv}\nAchternaam: {k.surname}\nGeb. datum: {fmt(k.born)}"
-              for k in kids]
+    blocks = [
+        f"Voornaam: {k.first}\nTussenvoegsel: {k.tv}\nAchternaam: {k.surname}\nGeb. datum: {fmt(k.born)}" for k in kids
+    ]
     return "Handle with Care", GREETING + "\n\n".join(blocks) + SIGNATURE, "plain"
 
 
@@ -100,7 +145,7 @@ def _cells(*cells: str, tag: str = "td") -> str:
 def layout_html_table(kids: list[Child], fmt: DateFormat) -> tuple[str, str, str]:
     rows = _cells("Naam", "Geboortedatum", tag="th") + "".join(_cells(k.name, fmt(k.born)) for k in kids)
     body = (
-        '<html><head><style>p.MsoNormal{margin:0}</style></head><body>'
+        "<html><head><style>p.MsoNormal{margin:0}</style></head><body>"
         '<p class="MsoNormal">Beste&nbsp;collega,</p><p class="MsoNormal">Handle&nbsp;with&nbsp;Care</p>'
         f'<table class="MsoTableGrid">{rows}</table>'
         '<p class="MsoNormal">Met vriendelijke groet,<br>Veilig Thuis<br>088-1234567</p></body></html>'
@@ -114,8 +159,15 @@ def layout_html_split_table(kids: list[Child], fmt: DateFormat) -> tuple[str, st
     return "Handle with Care", f"<p>Handle with Care</p><table>{rows}</table><p>Veilig Thuis</p>", "html"
 
 
-LAYOUTS = [layout_list, layout_labelled, layout_split_labels, layout_sentence, layout_subject, layout_html_table,
-           layout_html_split_table]
+LAYOUTS = [
+    layout_list,
+    layout_labelled,
+    layout_split_labels,
+    layout_sentence,
+    layout_subject,
+    layout_html_table,
+    layout_html_split_table,
+]
 
 
 def encode_leaf(body: str, subtype: str, charset: str, cte: str) -> bytes:
@@ -140,9 +192,14 @@ def build_raw(subject: str, leaf: bytes, alternative: bool) -> bytes:
     if not alternative:
         return head + leaf
     empty = encode_leaf("", "plain", "utf-8", "7bit")
-    return (head + b'Content-Type: multipart/alternative; boundary="alt-1"\r\n\r\n--alt-1\r\n' + empty
-            + b"\r\n--alt-1\r\n" + leaf + b"\r\n--alt-1--\r\n")
-
+    return (
+        head
+        + b'Content-Type: multipart/alternative; boundary="alt-1"\r\n\r\n--alt-1\r\n'
+        + empty
+        + b"\r\n--alt-1\r\n"
+        + leaf
+        + b"\r\n--alt-1--\r\n"
+    )
 
 
 @PROFILE
@@ -155,8 +212,12 @@ def build_raw(subject: str, leaf: bytes, alternative: bool) -> bytes:
     alternative=st.booleans(),
 )
 def test_generated_signals_read_back_exactly(
-    kids: list[Child], fmt: DateFormat, layout: Callable[[list[Child], DateFormat], tuple[str, str, str]],
-    charset: str, cte: str, alternative: bool,
+    kids: list[Child],
+    fmt: DateFormat,
+    layout: Callable[[list[Child], DateFormat], tuple[str, str, str]],
+    charset: str,
+    cte: str,
+    alternative: bool,
 ) -> None:
     """Every name form, date format, layout and encoding reads back exactly the generated pupils."""
     subject, body, subtype = layout(kids, fmt)
@@ -173,22 +234,27 @@ def test_generated_signals_read_back_exactly(
 
 def _nest(depth: int, inner: bytes) -> bytes:
     for level in range(depth):
-        inner = (f'Content-Type: multipart/mixed; boundary="n{level}"\r\n\r\n--n{level}\r\n'.encode()
-                 + inner + f"\r\n--n{level}--\r\n".encode())
+        inner = (
+            f'Content-Type: multipart/mixed; boundary="n{level}"\r\n\r\n--n{level}\r\n'.encode()
+            + inner
+            + f"\r\n--n{level}--\r\n".encode()
+        )
     return inner
 
 
 junk_parts = st.one_of(
     st.binary(max_size=2000),
-    st.sampled_from([
-        b"Content-Type: multipart/mixed; boundary=\"x\"\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhalf",
-        b"Content-Type: text/plain; charset=\"no-such-charset\"\r\n\r\n\xff\xfe\x00David Pieterse, 3-2-2012",
-        b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n@@@@====",
-        b"Content-Type: text/html\r\n\r\n<table><tr><td>" * 200,
-        b"Content-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\n",
-        b"Subject: " + b"=?utf-8?q?" + b"a" * 5000 + b"?=\r\n\r\n",
-        b"X-Long: " + b"y" * 50_000 + b"\r\n\r\nbody",
-    ]),
+    st.sampled_from(
+        [
+            b'Content-Type: multipart/mixed; boundary="x"\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhalf',
+            b'Content-Type: text/plain; charset="no-such-charset"\r\n\r\n\xff\xfe\x00David Pieterse, 3-2-2012',
+            b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n@@@@====",
+            b"Content-Type: text/html\r\n\r\n<table><tr><td>" * 200,
+            b"Content-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\n",
+            b"Subject: " + b"=?utf-8?q?" + b"a" * 5000 + b"?=\r\n\r\n",
+            b"X-Long: " + b"y" * 50_000 + b"\r\n\r\nbody",
+        ]
+    ),
     st.integers(min_value=1, max_value=120).map(lambda d: _nest(d, b"Content-Type: text/plain\r\n\r\n3-2-2012")),
 )
 

@@ -126,7 +126,6 @@ def message_leaks(raw: bytes) -> list[str]:
     return sorted({n for text in readable_forms(raw) for n in leaks(text, ALL_NEEDLES)})
 
 
-
 # --- fictional VT messages --------------------------------------------------------------------
 
 
@@ -165,15 +164,27 @@ def cycles() -> list[list[tuple[str, str, bytes, bool]]]:
     def add(folder: str, made: tuple[str, bytes], kept: bool = False) -> tuple[str, str, bytes, bool]:
         return folder, made[0], made[1], kept
 
-    plan.append([
-        add("INBOX", vt_message(f"{q.name}, {q.born.day}-{q.born.month}-{q.born.year}, Handle with Care")),
-        add("INBOX", vt_message(
-            f"Handle with Care\n{BARTHOLOMEUS.name}, {BARTHOLOMEUS.born:%d-%m-%Y}",
-            auth_results=("mx.college.example.nl; spf=fail smtp.mailfrom=x.example; dkim=none; dmarc=fail",),
-        ), kept=True),
-    ])
-    plan.append([add("INBOX", vt_message(
-        f"Handle with Care\n\n- {YLVIE.name}, {YLVIE.born:%d-%m-%Y}\n- {THIJMEN.name}, 7-11-2016"))])
+    plan.append(
+        [
+            add("INBOX", vt_message(f"{q.name}, {q.born.day}-{q.born.month}-{q.born.year}, Handle with Care")),
+            add(
+                "INBOX",
+                vt_message(
+                    f"Handle with Care\n{BARTHOLOMEUS.name}, {BARTHOLOMEUS.born:%d-%m-%Y}",
+                    auth_results=("mx.college.example.nl; spf=fail smtp.mailfrom=x.example; dkim=none; dmarc=fail",),
+                ),
+                kept=True,
+            ),
+        ]
+    )
+    plan.append(
+        [
+            add(
+                "INBOX",
+                vt_message(f"Handle with Care\n\n- {YLVIE.name}, {YLVIE.born:%d-%m-%Y}\n- {THIJMEN.name}, 7-11-2016"),
+            )
+        ]
+    )
     plan.append([
         add("INBOX", vt_message(
             f"<html><body><p>Handle with Care</p><p><b>{FENNEKE.name}</b>, {FENNEKE.born:%d-%m-%Y}</p></body></html>",
@@ -186,9 +197,17 @@ def cycles() -> list[list[tuple[str, str, bytes, bool]]]:
         ), kept=True),
     ])  # fmt: skip
     plan.append([add(JUNK, vt_message(f"Handle with Care\n{WESSEL.name}, 28/12/2011"))])
-    plan.append([add("INBOX", vt_message(
-        f"Handle with Care: {NOORTJE.name}, geboren 12 maart 2015",
-        headers={"Disposition-Notification-To": VT, "Reply-To": f"Veilig Thuis <{VT}>"}))])
+    plan.append(
+        [
+            add(
+                "INBOX",
+                vt_message(
+                    f"Handle with Care: {NOORTJE.name}, geboren 12 maart 2015",
+                    headers={"Disposition-Notification-To": VT, "Reply-To": f"Veilig Thuis <{VT}>"},
+                ),
+            )
+        ]
+    )
     plan.append([
         add("INBOX", vt_message(f"Handle with Care\n{JELMER.name} 05.10.2013")),
         add("INBOX", vt_message(
@@ -243,8 +262,9 @@ def file_leaks(paths: Iterable[str]) -> dict[str, list[str]]:
             data = Path(path).read_bytes()
         except OSError:
             continue
-        hits = sorted({n for text in (data.decode("utf-8", "replace"), data.decode("latin-1"))
-                       for n in leaks(text, ALL_NEEDLES)})
+        hits = sorted(
+            {n for text in (data.decode("utf-8", "replace"), data.decode("latin-1")) for n in leaks(text, ALL_NEEDLES)}
+        )
         if hits:
             found[path] = hits
     return found
@@ -284,8 +304,12 @@ def test_needles_cover_every_written_form() -> None:
     for form in ("quirijn zwartveen", "quirijn", "zwartveen", "3-2-2012", "03-02-2012", "3/2/2012",
                  "2012-02-03", "03.02.2012", "3 februari 2012", "3 february 2012"):  # fmt: skip
         assert form in found
-    assert leaks("Notice: QUIRIJN  ZWARTVEEN, 03.02.2012", ALL_NEEDLES) == ["03.02.2012", "quirijn",
-                                                                            "quirijn zwartveen", "zwartveen"]
+    assert leaks("Notice: QUIRIJN  ZWARTVEEN, 03.02.2012", ALL_NEEDLES) == [
+        "03.02.2012",
+        "quirijn",
+        "quirijn zwartveen",
+        "zwartveen",
+    ]
     assert leaks("cycle signals=1 uid=3 step=notice 2026-02-03T07:00:00Z", ALL_NEEDLES) == []
 
 

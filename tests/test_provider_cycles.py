@@ -52,9 +52,7 @@ def introspected() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def exchange_imap(
-    token_endpoint: TokenServer, introspected: list[str], tls_files: TlsFiles
-) -> Iterator[DovecotServer]:
+def exchange_imap(token_endpoint: TokenServer, introspected: list[str], tls_files: TlsFiles) -> Iterator[DovecotServer]:
     """A real Dovecot that only accepts tokens the local endpoint issued (XOAUTH2), like Exchange Online."""
     require_dovecot()
 
@@ -73,8 +71,9 @@ def exchange_imap(
 class Exchange:
     """One fresh Microsoft 365 mailbox: its IMAP server, its SMTP server, and a probe that logs in as a user."""
 
-    def __init__(self, tokens: TokenServer, imap: DovecotServer, smtp: SmtpCapture, ca_file: str,
-                 introspected: list[str]) -> None:
+    def __init__(
+        self, tokens: TokenServer, imap: DovecotServer, smtp: SmtpCapture, ca_file: str, introspected: list[str]
+    ) -> None:
         self.tokens = tokens
         self.imap = imap
         self.smtp = smtp
@@ -159,8 +158,11 @@ def counts(box: Exchange) -> dict[str, int]:
 
 
 def microsoft_token_requests(tokens: TokenServer) -> int:
-    return sum(1 for path, form in tokens.token_requests
-               if path.endswith("/oauth2/v2.0/token") and form.get("grant_type") == "client_credentials")
+    return sum(
+        1
+        for path, form in tokens.token_requests
+        if path.endswith("/oauth2/v2.0/token") and form.get("grant_type") == "client_credentials"
+    )
 
 
 # --------------------------------------------------------------------------- Microsoft 365
@@ -304,8 +306,13 @@ def test_push_login_refused_for_an_expired_cached_token_retries_with_a_fresh_one
     exchange: Exchange, tls_files: TlsFiles, tmp_path: Path
 ) -> None:
     """The IDLE connection drops, and the cached token has meanwhile run out: the refused login fetches a new one."""
-    with FaultProxy("imap", "127.0.0.1", exchange.imap.tls_port, server_tls=tls_files.server_context(),
-                    upstream_tls=tls_files.client_context()) as proxy:
+    with FaultProxy(
+        "imap",
+        "127.0.0.1",
+        exchange.imap.tls_port,
+        server_tls=tls_files.server_context(),
+        upstream_tls=tls_files.client_context(),
+    ) as proxy:
         cut = proxy.add(Fault(r"^IDLE", "cut"))
         listener, announced, stop = push_listener(exchange.watcher(tmp_path, imap_port=proxy.port))
         try:
@@ -412,10 +419,11 @@ def test_junk_signal_handled_spam_ignored_untrusted_alerted(
 ) -> None:
     """In Junk: a trusted signal is handled, spam is not counted nor touched, an untrusted VT mail gets one alert."""
     account, junk = junk_account
-    spam = signal("Goedkope horloges! Klik hier.", sender="deals@spam.example", auth_results=None,
-                  subject="Aanbieding")
-    untrusted = signal("Sanne van den Berg, 12-5-2013, Handle with Care",
-                       auth_results="mx.college.example.nl; spf=fail; dkim=none; dmarc=fail header.from=x")
+    spam = signal("Goedkope horloges! Klik hier.", sender="deals@spam.example", auth_results=None, subject="Aanbieding")
+    untrusted = signal(
+        "Sanne van den Berg, 12-5-2013, Handle with Care",
+        auth_results="mx.college.example.nl; spf=fail; dkim=none; dmarc=fail header.from=x",
+    )
     with account.probe() as probe:
         probe.append(junk, signal())
         probe.append(junk, spam)
@@ -439,13 +447,10 @@ def test_junk_signal_handled_spam_ignored_untrusted_alerted(
     assert sorted(message_id(raw) for raw in left) == sorted(message_id(raw) for raw in (spam, untrusted))
 
 
-
 # --------------------------------------------------------------------------- leftover
 
 
-def test_copy_filed_elsewhere_during_the_cycle_is_a_leftover_alert(
-    imap_server: ImapAccount, tmp_path: Path
-) -> None:
+def test_copy_filed_elsewhere_during_the_cycle_is_a_leftover_alert(imap_server: ImapAccount, tmp_path: Path) -> None:
     """A copy of the signal appears in another folder mid-cycle: leftovers > 0 and one content-free alert."""
     raw = signal()
     with imap_server.probe() as probe:

@@ -38,8 +38,14 @@ def xlsx(rows: list[list[Any]]) -> bytes:
 
 def cfg(**overrides: Any) -> PupilListConfig:
     """A [pupil_list] with separate name columns unless overridden."""
-    base: dict[str, Any] = {"path": Path("/srv/leerlingen.xlsx"), "first_name": "Roepnaam", "last_name": "Achternaam",
-                            "birth_date": "Geboortedatum", "infix": "Tussenvoegsel", "route_columns": ("Groep",)}
+    base: dict[str, Any] = {
+        "path": Path("/srv/leerlingen.xlsx"),
+        "first_name": "Roepnaam",
+        "last_name": "Achternaam",
+        "birth_date": "Geboortedatum",
+        "infix": "Tussenvoegsel",
+        "route_columns": ("Groep",),
+    }
     base.update(overrides)
     return PupilListConfig(**base)
 
@@ -49,14 +55,16 @@ def cfg(**overrides: Any) -> PupilListConfig:
 
 def test_xlsx_with_date_cells_serial_numbers_and_a_title_line() -> None:
     """An XLSX export is read directly: real date cells, serial numbers, numeric cells and a title above the header."""
-    data = xlsx([
-        ["Leerlingenoverzicht schooljaar 2026-2027"],
-        [],
-        ["Roepnaam", "Tussenvoegsel", "Achternaam", "Geboortedatum", "Groep"],
-        ["David", None, "Pieterse", dt.datetime(2012, 2, 3), "Groep 1/2"],
-        ["Sanne", "van den", "Berg", 41408, 8],
-        ["Emma", None, "Jansen", "21-09-2009", "Groep 8"],
-    ])
+    data = xlsx(
+        [
+            ["Leerlingenoverzicht schooljaar 2026-2027"],
+            [],
+            ["Roepnaam", "Tussenvoegsel", "Achternaam", "Geboortedatum", "Groep"],
+            ["David", None, "Pieterse", dt.datetime(2012, 2, 3), "Groep 1/2"],
+            ["Sanne", "van den", "Berg", 41408, 8],
+            ["Emma", None, "Jansen", "21-09-2009", "Groep 8"],
+        ]
+    )
     parsed = read_pupil_list(data, cfg())
     assert (parsed.file_format, parsed.header_line, parsed.rows_read, parsed.rows_rejected) == ("xlsx", 3, 3, 0)
     assert [p.line for p in parsed.pupils] == [4, 5, 6]
@@ -119,8 +127,9 @@ def test_damaged_sheet_xml_is_a_problem_sentence_not_a_crash() -> None:
             damaged.writestr(name, content[: len(content) // 2] if name.endswith("sheet1.xml") else content)
     with pytest.raises(PupilListError, match="is a damaged XLSX file"):
         read_pupil_list(buffer.getvalue(), cfg(infix=None, route_columns=()))
-    source = PupilListSource(cfg(), stat=lambda path: (1, len(buffer.getvalue())),
-                             read_bytes=lambda path: buffer.getvalue())
+    source = PupilListSource(
+        cfg(), stat=lambda path: (1, len(buffer.getvalue())), read_bytes=lambda path: buffer.getvalue()
+    )
     assert (source.current().problem or "").endswith("or export it as CSV.")
 
 
@@ -154,8 +163,9 @@ def test_ambiguous_slash_dates_are_refused_with_the_setting_to_use() -> None:
         (("David;;Pieterse;3-2-2012;1",), "auto", DAVID),
     ],
 )
-def test_day_month_order_is_settled_by_the_list_or_the_setting(rows: tuple[str, ...], order: str,
-                                                                expected: dt.date) -> None:
+def test_day_month_order_is_settled_by_the_list_or_the_setting(
+    rows: tuple[str, ...], order: str, expected: dt.date
+) -> None:
     """A row with 14 in one place settles the order for all; date_order decides otherwise; dashes are Dutch."""
     parsed = read_pupil_list(csv_list(*rows), cfg(date_order=order))
     assert parsed.pupils[0].birth_date == expected
@@ -192,14 +202,18 @@ def test_one_typo_against_a_clear_majority_is_a_rejected_row() -> None:
     ],
 )
 def test_one_name_column_is_split_in_both_orders(cell: str, parts: tuple[str, str, str]) -> None:
-    """"Achternaam, Voornaam tussenvoegsel" and "Voornaam tussenvoegsel Achternaam" both split as people read them."""
+    """ "Achternaam, Voornaam tussenvoegsel" and "Voornaam tussenvoegsel Achternaam" both split as people read them."""
     assert split_full_name(cell) == parts
 
 
 def test_a_combined_name_column_matches_signals() -> None:
     """With `name = "Naam"` every signal finds its row, whichever order the export writes."""
-    data = csv_list("Pieterse, David;03-02-2012;Groep 1/2", "Vries, Sanne de;14-05-2013;Groep 3",
-                    "Emma van den Berg;21-09-2009;Groep 8", header="Naam;Geboortedatum;Groep")
+    data = csv_list(
+        "Pieterse, David;03-02-2012;Groep 1/2",
+        "Vries, Sanne de;14-05-2013;Groep 3",
+        "Emma van den Berg;21-09-2009;Groep 8",
+        header="Naam;Geboortedatum;Groep",
+    )
     parsed = read_pupil_list(data, cfg(first_name=None, last_name=None, infix=None, name="Naam"))
     assert parsed.rows_rejected == 0
     assert parsed.find("David Pieterse", DAVID).pupil is parsed.pupils[0]
@@ -216,7 +230,7 @@ def test_a_name_cell_without_a_last_name_is_rejected_by_line() -> None:
 
 
 def test_double_encoded_names_are_counted_by_line() -> None:
-    """"ZoÃ«" (UTF-8 read as windows-1252 and saved again) is noticed, by line number only."""
+    """ "ZoÃ«" (UTF-8 read as windows-1252 and saved again) is noticed, by line number only."""
     parsed = read_pupil_list(csv_list("David;;Pieterse;3-2-2012;1", "ZoÃ«;;Ã–ztÃ¼rk;14-5-2013;2"), cfg())
     assert parsed.mojibake_lines == (3,)
 
@@ -226,8 +240,15 @@ def test_double_encoded_names_are_counted_by_line() -> None:
 
 def test_an_exact_duplicate_still_routes_and_a_conflicting_one_is_ambiguous() -> None:
     """Same name, date and group twice: one pupil, matched. Same name and date in two groups: ambiguous."""
-    parsed = read_pupil_list(csv_list("David;;Pieterse;3-2-2012;1", "Sanne;;Berg;14-5-2013;2",
-                                      "David;;Pieterse;3-2-2012;1", "Sanne;;Berg;14-5-2013;5"), cfg())
+    parsed = read_pupil_list(
+        csv_list(
+            "David;;Pieterse;3-2-2012;1",
+            "Sanne;;Berg;14-5-2013;2",
+            "David;;Pieterse;3-2-2012;1",
+            "Sanne;;Berg;14-5-2013;5",
+        ),
+        cfg(),
+    )
     assert (parsed.duplicates, parsed.conflicts) == (((2, 4),), ((3, 5),))
     assert parsed.find("David Pieterse", DAVID).outcome == "matched"
     assert parsed.find("Sanne Berg", SANNE).outcome == "ambiguous"
@@ -256,16 +277,21 @@ def test_a_list_every_user_can_read_is_refused_until_chmod(tmp_path: Path) -> No
 
 def table(**overrides: Any) -> dict[str, Any]:
     """A [pupil_list] table with keys replaced (None removes one)."""
-    base: dict[str, Any] = {"path": "/srv/leerlingen.xlsx", "first_name": "Roepnaam", "last_name": "Achternaam",
-                            "birth_date": "Geboortedatum"}
+    base: dict[str, Any] = {
+        "path": "/srv/leerlingen.xlsx",
+        "first_name": "Roepnaam",
+        "last_name": "Achternaam",
+        "birth_date": "Geboortedatum",
+    }
     base.update(overrides)
     return {"pupil_list": {k: v for k, v in base.items() if v is not None}}
 
 
 def test_config_reads_name_date_order_and_max_age() -> None:
     """`name` replaces first_name and last_name; date_order and max_age_days are read."""
-    parsed = parse_pupil_list_config(table(first_name=None, last_name=None, name="Naam", date_order="mdy",
-                                           max_age_days=120))
+    parsed = parse_pupil_list_config(
+        table(first_name=None, last_name=None, name="Naam", date_order="mdy", max_age_days=120)
+    )
     assert parsed is not None
     assert (parsed.name, parsed.first_name, parsed.last_name) == ("Naam", None, None)
     assert (parsed.date_order, parsed.max_age_days) == ("mdy", 120)
@@ -290,8 +316,15 @@ def test_config_name_and_date_order_mistakes(raw: dict[str, Any], message: str) 
 
 @pytest.mark.parametrize(
     ("value", "numbers"),
-    [("HAVO 1", (1,)), ("Groep 1/2", (1, 2)), ("Groep 8", (8,)), ("3", (3,)), ("3V1", ()), ("1-2", (1, 2)),
-     ("Locatie Zuid", ())],
+    [
+        ("HAVO 1", (1,)),
+        ("Groep 1/2", (1, 2)),
+        ("Groep 8", (8,)),
+        ("3", (3,)),
+        ("3V1", ()),
+        ("1-2", (1, 2)),
+        ("Locatie Zuid", ()),
+    ],
 )
 def test_numbers_are_taken_from_values_as_words_of_their_own(value: str, numbers: tuple[int, ...]) -> None:
     """Only numbers standing alone count: a class code like 3V1 holds none."""
@@ -372,13 +405,17 @@ coordinator = { name = "R", email = "r@college.example.nl" }
 def test_signals_from_each_shape_go_where_the_roster_says(tmp_path: Path) -> None:
     """An XLSX with one name column, title lines and real route values: every signal reaches its route."""
     path = tmp_path / "leerlingen.xlsx"
-    path.write_bytes(xlsx([
-        ["Export ParnasSys", None, None],
-        ["Naam", "Geboortedatum", "Groep"],
-        ["Pieterse, David", dt.datetime(2012, 2, 3), "Groep 1/2"],
-        ["Vries, Sanne de", 41408, "Groep 5"],
-        ["Emma van den Berg", "21-09-2009", "Groep 8"],
-    ]))
+    path.write_bytes(
+        xlsx(
+            [
+                ["Export ParnasSys", None, None],
+                ["Naam", "Geboortedatum", "Groep"],
+                ["Pieterse, David", dt.datetime(2012, 2, 3), "Groep 1/2"],
+                ["Vries, Sanne de", 41408, "Groep 5"],
+                ["Emma van den Berg", "21-09-2009", "Groep 8"],
+            ]
+        )
+    )
     path.chmod(0o640)
     raw = tomllib.loads(f"""
 [coordinator]
@@ -403,10 +440,15 @@ when = {{ Groep = {{ prefix = "Groep", min = 6 }} }}
 coordinator = {{ name = "B", email = "bovenbouw@school.example.nl" }}
 """)
     router = pupil_file.router(parse_routing(raw))
-    decisions = [router.route(Pupil(name, born)) for name, born in
-                 (("David Pieterse", DAVID), ("Sanne de Vries", SANNE), ("Emma van den Berg", EMMA))]
-    assert [(d.route.name, d.matched) for d in decisions] == [("Onderbouw", True), ("Middenbouw", True),
-                                                               ("Bovenbouw", True)]
+    decisions = [
+        router.route(Pupil(name, born))
+        for name, born in (("David Pieterse", DAVID), ("Sanne de Vries", SANNE), ("Emma van den Berg", EMMA))
+    ]
+    assert [(d.route.name, d.matched) for d in decisions] == [
+        ("Onderbouw", True),
+        ("Middenbouw", True),
+        ("Bovenbouw", True),
+    ]
     assert router.status().per_route == {"Onderbouw": 1, "Middenbouw": 1, "Bovenbouw": 1, "default": 0}
 
 

@@ -47,8 +47,9 @@ def config_for(account: ImapAccount, smtp: SmtpCapture, directory: Path, **imap:
 
 
 def proxied(account: ImapAccount, tls: TlsFiles) -> contextlib.AbstractContextManager[FaultProxy]:
-    return FaultProxy("imap", account.host, account.port, server_tls=tls.server_context(),
-                      upstream_tls=tls.client_context())
+    return FaultProxy(
+        "imap", account.host, account.port, server_tls=tls.server_context(), upstream_tls=tls.client_context()
+    )
 
 
 def via(proxy: FaultProxy, account: ImapAccount) -> ImapAccount:
@@ -169,7 +170,10 @@ def test_a_dropped_connection_is_reopened_and_still_pushes(
 
 @pytest.mark.dovecot
 def test_idle_failing_again_and_again_falls_back_to_polling_logged_once(
-    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tls_files: TlsFiles, tmp_path: Path,
+    dovecot_account: ImapAccount,
+    smtp_server: SmtpCapture,
+    tls_files: TlsFiles,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every IDLE refused: after MAX_FAILURES failed sessions, polling only, one warning; later retries stay quiet."""
@@ -220,18 +224,27 @@ class SimulatedTime:
 
 def log_bytes(events: list[dict[str, object]]) -> int:
     """What these events take as journald JSON lines (the daemon adds an ISO timestamp to each)."""
-    return sum(len(json.dumps({**e, "timestamp": "2026-12-04T08:15:00.000000Z"}, ensure_ascii=False)) + 1
-               for e in events)
+    return sum(
+        len(json.dumps({**e, "timestamp": "2026-12-04T08:15:00.000000Z"}, ensure_ascii=False)) + 1 for e in events
+    )
 
 
 def simulated_listener(config: Config, time_: SimulatedTime, **kwargs: object) -> PushListener:
-    return PushListener(config.imap, imap_authenticator(config), lambda: None, time_.stop,
-                        clock=time_.clock, sleep=time_.sleep, **kwargs)  # type: ignore[arg-type]
+    return PushListener(
+        config.imap,
+        imap_authenticator(config),
+        lambda: None,
+        time_.stop,
+        clock=time_.clock,
+        sleep=time_.sleep,
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.dovecot
-@pytest.mark.parametrize("after_idle", ["* BYE server shutting down, see you", "garbage \x01 not imap at all"],
-                         ids=["bye", "garbage"])
+@pytest.mark.parametrize(
+    "after_idle", ["* BYE server shutting down, see you", "garbage \x01 not imap at all"], ids=["bye", "garbage"]
+)
 def test_a_server_that_breaks_every_idle_backs_off_then_polls_and_logs_little_in_a_day(
     after_idle: str, dovecot_account: ImapAccount, smtp_server: SmtpCapture, tls_files: TlsFiles, tmp_path: Path
 ) -> None:
@@ -260,7 +273,10 @@ def test_a_server_that_breaks_every_idle_backs_off_then_polls_and_logs_little_in
 
 @pytest.mark.dovecot
 def test_push_comes_back_within_the_hour_once_the_server_is_fixed(
-    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tls_files: TlsFiles, tmp_path: Path,
+    dovecot_account: ImapAccount,
+    smtp_server: SmtpCapture,
+    tls_files: TlsFiles,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """After falling back to polling, the hourly retry finds a working server: once it has idled for ten
@@ -396,20 +412,24 @@ def wait_for_calls(calls: list[float], count: int, timeout: float = WAIT_S) -> N
 
 def test_idle_settings_are_validated() -> None:
     """imap.idle is true or false; imap.idle_minutes stays well inside the providers' limits (1–25)."""
+
     def imap(extra: str) -> dict[str, object]:
-        text = (f'[imap]\nhost = "imap.college.example.nl"\nusername = "hwc@college.example.nl"\n'
-                f'password_file = "/dev/null"\n{extra}\n[smtp]\nhost = "smtp.college.example.nl"\n'
-                f'from_address = "hwc@college.example.nl"\n{people()}')
+        text = (
+            f'[imap]\nhost = "imap.college.example.nl"\nusername = "hwc@college.example.nl"\n'
+            f'password_file = "/dev/null"\n{extra}\n[smtp]\nhost = "smtp.college.example.nl"\n'
+            f'from_address = "hwc@college.example.nl"\n{people()}'
+        )
         return tomllib.loads(text)
 
     default = parse_config(imap("")).imap
     assert default.idle is True and default.idle_interval_s == 540
     assert parse_config(imap("idle = false\nidle_minutes = 20")).imap.idle_interval_s == 1200
-    for bad, message in (("idle_minutes = 30", "imap.idle_minutes must be 1–25"),
-                         ("idle = 1", "imap.idle must be true or false")):
+    for bad, message in (
+        ("idle_minutes = 30", "imap.idle_minutes must be 1–25"),
+        ("idle = 1", "imap.idle must be true or false"),
+    ):
         with pytest.raises(ConfigError, match=message):
             parse_config(imap(bad))
-
 
 
 @pytest.mark.dovecot

@@ -77,8 +77,9 @@ class School:
         return [m.raw for m in notices]
 
 
-def recall_config(box: ImapAccount, zorg: ImapAccount, backup: ImapAccount, directory: Path,
-                  backup_password: str | None = None) -> str:
+def recall_config(
+    box: ImapAccount, zorg: ImapAccount, backup: ImapAccount, directory: Path, backup_password: str | None = None
+) -> str:
     private_file(directory / "zorg-password", zorg.password + "\n")
     private_file(directory / "backup-password", (backup_password or backup.password) + "\n")
     return f"""
@@ -102,8 +103,9 @@ def school(dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path) -> 
     box, zorg, backup = (dovecot.fresh_account() for _ in range(3))
     with zorg.probe() as probe:
         probe.client.create_folder("Leerlingen")
-    config = write_config(tmp_path, box, smtp_server, backup_mode="cc",
-                          extra=recall_config(box, zorg, backup, tmp_path))
+    config = write_config(
+        tmp_path, box, smtp_server, backup_mode="cc", extra=recall_config(box, zorg, backup, tmp_path)
+    )
     return School(dovecot, box, zorg, backup, smtp_server, config)
 
 
@@ -134,11 +136,11 @@ HOLIDAY = SchoolCalendar((DayOff(dt.date(2026, 12, 19), dt.date(2027, 1, 3), "Ke
     ("sent", "goes"),
     [
         (dt.datetime(2026, 11, 29, 22, 40, tzinfo=TZ), dt.datetime(2026, 11, 30, 17, 0, tzinfo=TZ)),  # Sunday night
-        (dt.datetime(2026, 11, 30, 7, 30, tzinfo=TZ), dt.datetime(2026, 11, 30, 17, 0, tzinfo=TZ)),   # before school
-        (dt.datetime(2026, 11, 30, 11, 0, tzinfo=TZ), dt.datetime(2026, 11, 30, 17, 0, tzinfo=TZ)),   # six hours left
-        (dt.datetime(2026, 11, 30, 14, 0, tzinfo=TZ), dt.datetime(2026, 12, 1, 17, 0, tzinfo=TZ)),    # afternoon
-        (dt.datetime(2026, 12, 4, 15, 0, tzinfo=TZ), dt.datetime(2026, 12, 7, 17, 0, tzinfo=TZ)),     # Friday → Monday
-        (dt.datetime(2026, 12, 24, 9, 0, tzinfo=TZ), dt.datetime(2027, 1, 4, 17, 0, tzinfo=TZ)),      # in the holiday
+        (dt.datetime(2026, 11, 30, 7, 30, tzinfo=TZ), dt.datetime(2026, 11, 30, 17, 0, tzinfo=TZ)),  # before school
+        (dt.datetime(2026, 11, 30, 11, 0, tzinfo=TZ), dt.datetime(2026, 11, 30, 17, 0, tzinfo=TZ)),  # six hours left
+        (dt.datetime(2026, 11, 30, 14, 0, tzinfo=TZ), dt.datetime(2026, 12, 1, 17, 0, tzinfo=TZ)),  # afternoon
+        (dt.datetime(2026, 12, 4, 15, 0, tzinfo=TZ), dt.datetime(2026, 12, 7, 17, 0, tzinfo=TZ)),  # Friday → Monday
+        (dt.datetime(2026, 12, 24, 9, 0, tzinfo=TZ), dt.datetime(2027, 1, 4, 17, 0, tzinfo=TZ)),  # in the holiday
     ],
     ids=["sunday-night", "before-school", "late-morning", "afternoon", "friday", "holiday"],
 )
@@ -172,8 +174,22 @@ FORGED_ID = "<hwc-notice.0123456789abcdef0123456789abcdef@college.example.nl>"
         (f"From: <{BOX}>\r\nMessage-ID: {NOTICE_ID[:-1]}.x>\r\n", False),
         (f"From: <{BOX}>\r\nMessage-ID: <hwc-notice.{'g' * 32}@college.example.nl>\r\n", False),
     ],
-    ids=["ours", "other-from", "test-mail", "other-domain", "other-id", "two-addresses", "two-froms", "two-ids",
-         "any-case-address", "upper-case-id", "forged-tag", "short-id", "other-domain-suffix", "not-hex"],
+    ids=[
+        "ours",
+        "other-from",
+        "test-mail",
+        "other-domain",
+        "other-id",
+        "two-addresses",
+        "two-froms",
+        "two-ids",
+        "any-case-address",
+        "upper-case-id",
+        "forged-tag",
+        "short-id",
+        "other-domain-suffix",
+        "not-hex",
+    ],
 )
 def test_only_our_from_with_our_notice_id_is_ours(headers: str, ours: bool) -> None:
     """Only our From with exactly one notice id whose keyed tag verifies, in exact case, is ours to recall."""
@@ -206,8 +222,9 @@ from_address = "{BOX}"
 
 def test_a_recall_mailbox_must_receive_notices() -> None:
     """An address that gets no notices is refused: the recall cleans only what it sent."""
-    doc = config_with(f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{CONTACT}"\n'
-                      'password_file = "/etc/hwc/x"\n')
+    doc = config_with(
+        f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{CONTACT}"\npassword_file = "/etc/hwc/x"\n'
+    )
     with pytest.raises(ConfigError, match="is no coordinator or backup"):
         parse_config(doc)
 
@@ -221,9 +238,11 @@ def test_with_passwords_each_mailbox_needs_its_own() -> None:
 
 def test_with_the_app_every_recipient_is_recalled_without_listing() -> None:
     """auth = "microsoft": the same app logs in as each coordinator and backup; no passwords."""
-    doc = config_with("[recall]\nenabled = true\n[microsoft]\ntenant_id = \"college.example.nl\"\n"
-                      'client_id = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"\nclient_secret_file = "/etc/hwc/ms"\n',
-                      auth='auth = "microsoft"')
+    doc = config_with(
+        '[recall]\nenabled = true\n[microsoft]\ntenant_id = "college.example.nl"\n'
+        'client_id = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"\nclient_secret_file = "/etc/hwc/ms"\n',
+        auth='auth = "microsoft"',
+    )
     del doc["imap"]["password_file"]  # type: ignore[attr-defined]
     recall = parse_config(doc).recall
     assert sorted(m.address for m in recall.mailboxes) == sorted([COORDINATOR, BACKUP])
@@ -241,14 +260,22 @@ def test_with_the_app_every_recipient_is_recalled_without_listing() -> None:
 )
 def test_the_notice_says_when_it_disappears(language: str, sent: dt.datetime, line: str) -> None:
     """One line with the same moment the recall uses; the signal is noted nowhere and passed on only in person."""
-    config = parse_config(config_with(f'[messages]\nlanguage = "{language}"\n'
-                                      f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
-                                      'password_file = "/etc/hwc/zorg"\n'))
+    config = parse_config(
+        config_with(
+            f'[messages]\nlanguage = "{language}"\n'
+            f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\n'
+            'password_file = "/etc/hwc/zorg"\n'
+        )
+    )
     route = config.routing.default
     moment = recall_moment(sent, config.recall, TZ, config.calendar)
-    notice = Composer(config, IDS).notice(Pupil("David Pieterse", dt.date(2012, 2, 3)),
-                                     RouteDecision(route=route, matched=False, note="no_pupil_list"),
-                                     (route.coordinator,), sent, disappears=moment)
+    notice = Composer(config, IDS).notice(
+        Pupil("David Pieterse", dt.date(2012, 2, 3)),
+        RouteDecision(route=route, matched=False, note="no_pupil_list"),
+        (route.coordinator,),
+        sent,
+        disappears=moment,
+    )
     text = " ".join(notice.get_content().split())
     assert line in text
     assert ("vertel je mondeling" if language == "nl" else "in person") in text
@@ -256,20 +283,29 @@ def test_the_notice_says_when_it_disappears(language: str, sent: dt.datetime, li
     assert "Bewaar deze e-mail niet" not in text and "Do not keep this e-mail" not in text
 
 
-
 @pytest.mark.parametrize(
     ("extra", "auth", "expected"),
     [
-        (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword_file = "/etc/hwc/a"\n'
-         f'[[recall.mailbox]]\naddress = "{COORDINATOR.upper()}"\npassword_file = "/etc/hwc/b"\n', "",
-         "is listed twice"),
-        (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword_file = "/etc/hwc/a"\n'
-         '[microsoft]\ntenant_id = "college.example.nl"\nclient_id = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"\n'
-         'client_secret_file = "/etc/hwc/ms"\n', 'auth = "microsoft"', "username and password are not used"),
-        ('[recall]\nenabled = true\n', "", "no \\[\\[recall.mailbox\\]\\] is listed"),
-        ('[recall]\nenabled = true\nretry_minute = 10\n', "", "Did you mean recall.retry_minutes"),
-        (f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword = "geheim"\n', "",
-         "recall.mailbox.password: secrets are not accepted inside the config file"),
+        (
+            f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword_file = "/etc/hwc/a"\n'
+            f'[[recall.mailbox]]\naddress = "{COORDINATOR.upper()}"\npassword_file = "/etc/hwc/b"\n',
+            "",
+            "is listed twice",
+        ),
+        (
+            f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword_file = "/etc/hwc/a"\n'
+            '[microsoft]\ntenant_id = "college.example.nl"\nclient_id = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"\n'
+            'client_secret_file = "/etc/hwc/ms"\n',
+            'auth = "microsoft"',
+            "username and password are not used",
+        ),
+        ("[recall]\nenabled = true\n", "", "no \\[\\[recall.mailbox\\]\\] is listed"),
+        ("[recall]\nenabled = true\nretry_minute = 10\n", "", "Did you mean recall.retry_minutes"),
+        (
+            f'[recall]\nenabled = true\n[[recall.mailbox]]\naddress = "{COORDINATOR}"\npassword = "geheim"\n',
+            "",
+            "recall.mailbox.password: secrets are not accepted inside the config file",
+        ),
     ],
     ids=["twice", "password-with-app", "password-none-listed", "typo", "inline-password"],
 )
@@ -279,6 +315,7 @@ def test_recall_config_errors_name_the_key(extra: str, auth: str, expected: str)
         del doc["imap"]["password_file"]  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match=expected):
         parse_config(doc)
+
 
 # --- against Dovecot ----------------------------------------------------------------------------------
 
@@ -295,10 +332,15 @@ def test_notices_leave_every_folder_and_look_alikes_stay(school: School) -> None
         probe.append("INBOX", look_alike(notice, From="Iemand <iemand@elders.example>"))
         probe.append("INBOX", look_alike(notice, Message_ID="<hwc-test.feedface@college.example.nl>"))
         probe.append("INBOX", look_alike(notice, Message_ID=FORGED_ID))  # our shape, a tag we never wrote
-        probe.append("Leerlingen", look_alike(notice, Subject="Fw: Handle with Care",
-                                              Message_ID="<fw.1@college.example.nl>", From=f"<{COORDINATOR}>"))
-    (later,) = school.notices(when=dt.datetime(2026, 11, 30, 14, 0, tzinfo=TZ),
-                              body="Tess Jansen, 5-6-2013, Handle with Care")  # goes tomorrow at 17:00
+        probe.append(
+            "Leerlingen",
+            look_alike(
+                notice, Subject="Fw: Handle with Care", Message_ID="<fw.1@college.example.nl>", From=f"<{COORDINATOR}>"
+            ),
+        )
+    (later,) = school.notices(
+        when=dt.datetime(2026, 11, 30, 14, 0, tzinfo=TZ), body="Tess Jansen, 5-6-2013, Handle with Care"
+    )  # goes tomorrow at 17:00
     before = messages_in(school.zorg)
 
     result = Recaller(load_config(school.config)).run(EVENING)
@@ -317,8 +359,9 @@ def test_notices_leave_every_folder_and_look_alikes_stay(school: School) -> None
     assert messages_in(school.backup) == [later]
 
 
-def test_on_gmail_a_recalled_notice_leaves_trash_too(gmail_dovecot: DovecotServer, smtp_server: SmtpCapture,
-                                                     tmp_path: Path) -> None:
+def test_on_gmail_a_recalled_notice_leaves_trash_too(
+    gmail_dovecot: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """Gmail keeps a message in All Mail while any label remains: the notice is moved to Trash and
     expunged there, so the coordinator finds it nowhere."""
     box, zorg, backup = (gmail_dovecot.fresh_account() for _ in range(3))
@@ -356,8 +399,13 @@ def test_a_refused_login_alerts_the_contact_and_is_retried(
     """A wrong backup password: the coordinator's notices still go; one content-free alert names the
     mailbox and the step; a retry is scheduled; once the password is fixed the retry finishes the job."""
     box, zorg, backup = (dovecot.fresh_account() for _ in range(3))
-    config = write_config(tmp_path, box, smtp_server, backup_mode="cc",
-                          extra=recall_config(box, zorg, backup, tmp_path, backup_password="wrong"))
+    config = write_config(
+        tmp_path,
+        box,
+        smtp_server,
+        backup_mode="cc",
+        extra=recall_config(box, zorg, backup, tmp_path, backup_password="wrong"),
+    )
     school = School(dovecot, box, zorg, backup, smtp_server, config)
     school.notices()
     smtp_server.messages.clear()
@@ -389,8 +437,9 @@ def test_a_refused_login_alerts_the_contact_and_is_retried(
     assert messages_in(backup) == []
 
 
-def test_without_recall_the_notice_asks_to_be_deleted(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
-                                                      tmp_path: Path) -> None:
+def test_without_recall_the_notice_asks_to_be_deleted(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     config = write_config(tmp_path, dovecot_account, smtp_server)
     with dovecot_account.probe() as probe:
         probe.append("INBOX", signal())
@@ -405,8 +454,9 @@ def test_check_tests_every_recall_login(dovecot: DovecotServer, smtp_server: Smt
     import io
 
     box, zorg, backup = (dovecot.fresh_account() for _ in range(3))
-    config = write_config(tmp_path, box, smtp_server,
-                          extra=recall_config(box, zorg, backup, tmp_path, backup_password="wrong"))
+    config = write_config(
+        tmp_path, box, smtp_server, extra=recall_config(box, zorg, backup, tmp_path, backup_password="wrong")
+    )
     out = io.StringIO()
     assert run_check(config, out) == 1
     lines = out.getvalue().splitlines()
@@ -432,9 +482,11 @@ def test_logs_name_mailboxes_and_counts_only(school: School) -> None:
 def notice_of(config_path: Path) -> bytes:
     """A notice as this installation writes it: its Message-ID carries the installation's keyed tag."""
     notice_id = notice_ids(load_config(config_path)).new("notice")
-    return (f"From: Het Voorbeeldcollege <{BOX}>\r\nTo: <{COORDINATOR}>\r\nSubject: Handle with Care\r\n"
-            f"Date: Mon, 30 Nov 2026 07:30:00 +0100\r\nMessage-ID: {notice_id}\r\n"
-            f"\r\n{DAVID}\r\n").encode()
+    return (
+        f"From: Het Voorbeeldcollege <{BOX}>\r\nTo: <{COORDINATOR}>\r\nSubject: Handle with Care\r\n"
+        f"Date: Mon, 30 Nov 2026 07:30:00 +0100\r\nMessage-ID: {notice_id}\r\n"
+        f"\r\n{DAVID}\r\n"
+    ).encode()
 
 
 def app_users(dovecot: DovecotServer) -> dict[str, ImapAccount]:
@@ -457,8 +509,10 @@ def app_dovecot(tls_files: TlsFiles) -> Iterator[tuple[DovecotServer, TokenServe
     settings = directory / "oauth2.conf.ext"
     settings.write_text(OAUTH2_CONF.format(url=introspection.url) + "username_format = %Ln\n")
     settings.chmod(0o644)
-    extra = ("auth_username_format = %Ln\n"
-             f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {settings}\n}}\n")
+    extra = (
+        "auth_username_format = %Ln\n"
+        f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {settings}\n}}\n"
+    )
     server = DovecotServer(directory, tls_files, auth_mechanisms=OAUTH_MECHANISMS, extra_config=extra)
     try:
         server.start()
@@ -470,22 +524,33 @@ def app_dovecot(tls_files: TlsFiles) -> Iterator[tuple[DovecotServer, TokenServe
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def app_recall_config(directory: Path, dovecot: DovecotServer, tokens: TokenServer, smtp: SmtpCapture,
-                      provider: str = "google") -> Path:
+def app_recall_config(
+    directory: Path, dovecot: DovecotServer, tokens: TokenServer, smtp: SmtpCapture, provider: str = "google"
+) -> Path:
     """[recall] with the app's logins: a Google service account key, or a Microsoft app secret."""
     if provider == "google":
         pem = make_rsa_key(directory / "sa-key.pem")
-        key = {"type": "service_account", "project_id": "school-project", "private_key_id": "k1", "private_key": pem,
-               "client_email": "hwc-watcher@school-project.iam.gserviceaccount.com",
-               "client_id": "104857600000000000001", "token_uri": tokens.google_token_uri}
+        key = {
+            "type": "service_account",
+            "project_id": "school-project",
+            "private_key_id": "k1",
+            "private_key": pem,
+            "client_email": "hwc-watcher@school-project.iam.gserviceaccount.com",
+            "client_id": "104857600000000000001",
+            "token_uri": tokens.google_token_uri,
+        }
         private_file(directory / "service-account.json", json.dumps(key))
         app = f'[google]\nservice_account_file = "service-account.json"\nca_file = "{dovecot.tls.ca_file}"\n'
     else:
         private_file(directory / "client-secret", "s3cret-VALUE\n")
-        app = (f'[microsoft]\ntenant_id = "college.example.nl"\nclient_id = "11111111-2222-3333-4444-555555555555"\n'
-               f'client_secret_file = "client-secret"\nauthority_host = "{tokens.base_url}"\n'
-               f'ca_file = "{dovecot.tls.ca_file}"\n')
-    return private_file(directory / "config.toml", f"""
+        app = (
+            f'[microsoft]\ntenant_id = "college.example.nl"\nclient_id = "11111111-2222-3333-4444-555555555555"\n'
+            f'client_secret_file = "client-secret"\nauthority_host = "{tokens.base_url}"\n'
+            f'ca_file = "{dovecot.tls.ca_file}"\n'
+        )
+    return private_file(
+        directory / "config.toml",
+        f"""
 [imap]
 host = "127.0.0.1"
 port = {dovecot.tls_port}
@@ -507,12 +572,14 @@ timeout = 10
 {people("cc")}
 [recall]
 enabled = true
-""")
+""",
+    )
 
 
 @pytest.mark.dovecot
-def test_with_google_the_service_account_recalls_as_each_coordinator(tls_files: TlsFiles, smtp_server: SmtpCapture,
-                                                                     tmp_path: Path) -> None:
+def test_with_google_the_service_account_recalls_as_each_coordinator(
+    tls_files: TlsFiles, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """No passwords: one token per coordinator, with the coordinator as the delegation's subject, opens
     exactly that mailbox; the notices go, a look-alike stays, and `check` shows both logins."""
     import io
@@ -524,8 +591,9 @@ def test_with_google_the_service_account_recalls_as_each_coordinator(tls_files: 
         for account in accounts.values():
             with account.probe() as probe:
                 probe.append("INBOX", notice_of(config_path))
-                probe.append(DELETED, look_alike(notice_of(config_path),
-                                                 Message_ID="<hwc-test.feedface@college.example.nl>"))
+                probe.append(
+                    DELETED, look_alike(notice_of(config_path), Message_ID="<hwc-test.feedface@college.example.nl>")
+                )
 
         result = Recaller(config).run(EVENING)
         out = io.StringIO()
@@ -533,17 +601,18 @@ def test_with_google_the_service_account_recalls_as_each_coordinator(tls_files: 
         left = {address: [message_id(raw) for raw in messages_in(account)] for address, account in accounts.items()}
 
     assert not result.failed and {m.address: m.removed for m in result.mailboxes} == {COORDINATOR: 1, BACKUP: 1}
-    subjects = [jwt_claims(form["assertion"]).get("sub") for _path, form in tokens.token_requests
-                if form.get("assertion")]
+    subjects = [
+        jwt_claims(form["assertion"]).get("sub") for _path, form in tokens.token_requests if form.get("assertion")
+    ]
     assert {COORDINATOR, BACKUP} <= set(subjects), subjects
     assert f"✓ recall login {COORDINATOR}" in out.getvalue() and f"✓ recall login {BACKUP}" in out.getvalue()
     assert left == {address: ["<hwc-test.feedface@college.example.nl>"] for address in (COORDINATOR, BACKUP)}
 
 
-
 @pytest.mark.dovecot
-def test_with_microsoft_the_app_opens_only_mailboxes_it_was_given(tls_files: TlsFiles, smtp_server: SmtpCapture,
-                                                                  tmp_path: Path) -> None:
+def test_with_microsoft_the_app_opens_only_mailboxes_it_was_given(
+    tls_files: TlsFiles, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """The app's client-credential token, with the coordinator as the XOAUTH2 user: the mailbox with
     FullAccess is recalled; the backup's, without it, fails at login, named in `check` and the result."""
     import io
@@ -567,9 +636,9 @@ def test_with_microsoft_the_app_opens_only_mailboxes_it_was_given(tls_files: Tls
 
 
 @pytest.mark.dovecot
-def test_a_dovecot_master_user_recalls_without_the_coordinators_passwords(tls_files: TlsFiles,
-                                                                         smtp_server: SmtpCapture,
-                                                                         tmp_path: Path) -> None:
+def test_a_dovecot_master_user_recalls_without_the_coordinators_passwords(
+    tls_files: TlsFiles, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """Plain IMAP with one service login: `<coordinator>*<master>` and the master's password (docs/recall.md)."""
     secrets_dir = make_directory("hwc-dovecot-master-users-")
     try:
@@ -577,15 +646,19 @@ def test_a_dovecot_master_user_recalls_without_the_coordinators_passwords(tls_fi
         master = secrets_dir / "master-users"
         master.write_text("hwc-recall:{PLAIN}master-secret::::::\n")
         master.chmod(0o644)
-        extra = ("auth_master_user_separator = *\n"
-                 f"passdb {{\n  driver = passwd-file\n  master = yes\n  args = scheme=PLAIN {master}\n"
-                 "  result_success = continue\n}\n")
+        extra = (
+            "auth_master_user_separator = *\n"
+            f"passdb {{\n  driver = passwd-file\n  master = yes\n  args = scheme=PLAIN {master}\n"
+            "  result_success = continue\n}\n"
+        )
         with running(tls_files, "hwc-dovecot-master-", extra_config=extra) as dovecot:
             box, zorg, backup = (dovecot.fresh_account() for _ in range(3))
             private_file(tmp_path / "master-password", "master-secret\n")
             recall = "\n[recall]\nenabled = true\n" + "".join(
                 f'[[recall.mailbox]]\naddress = "{address}"\nusername = "{account.username}*hwc-recall"\n'
-                'password_file = "master-password"\n' for address, account in ((COORDINATOR, zorg), (BACKUP, backup)))
+                'password_file = "master-password"\n'
+                for address, account in ((COORDINATOR, zorg), (BACKUP, backup))
+            )
             config = write_config(tmp_path, box, smtp_server, backup_mode="cc", extra=recall)
             School(dovecot, box, zorg, backup, smtp_server, config).notices()
             result = Recaller(load_config(config)).run(EVENING)
@@ -629,7 +702,6 @@ def test_the_daemon_recalls_at_start_up_and_every_day_at_the_moment(school: Scho
     assert messages_in(school.zorg) == [] and messages_in(school.backup) == []
 
 
-
 def test_the_admin_recalls_now_from_the_command_line(school: School, capsys: pytest.CaptureFixture[str]) -> None:
     """`hwc-watcher recall`: one recall with the real clock (long after the notice's Monday), counts per mailbox."""
     from hwc_watcher.commands.cli import main
@@ -642,17 +714,18 @@ def test_the_admin_recalls_now_from_the_command_line(school: School, capsys: pyt
     assert messages_in(school.zorg) == []
 
 
-def test_without_recall_the_command_says_so(dovecot_account: ImapAccount, smtp_server: SmtpCapture,
-                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_recall_the_command_says_so(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from hwc_watcher.commands.cli import main
 
     assert main(["--config", str(write_config(tmp_path, dovecot_account, smtp_server)), "recall"]) == 2
     assert "recall.enabled = true" in capsys.readouterr().err
 
 
-def test_without_uidplus_what_the_coordinator_marked_deleted_stays_marked(dovecot_no_uidplus: DovecotServer,
-                                                                          smtp_server: SmtpCapture,
-                                                                          tmp_path: Path) -> None:
+def test_without_uidplus_what_the_coordinator_marked_deleted_stays_marked(
+    dovecot_no_uidplus: DovecotServer, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A server without UID EXPUNGE: the notice goes, and another message the coordinator had marked
     \\Deleted is neither expunged with it nor left unmarked."""
     server = dovecot_no_uidplus

@@ -96,8 +96,10 @@ def test_first_and_last_name_on_the_same_column_is_refused() -> None:
 
 def test_duplicates_rejected_rows_and_garbled_names_by_line_number() -> None:
     """Exact duplicates are a !, conflicting ones a ✗, rejected rows and "Ã«" names a ! — all by line only."""
-    rows = ("David;Pieterse;3-2-2012;1\nDavid;Pieterse;3-2-2012;1\nSanne;Berg;14-5-2013;1\nSanne;Berg;14-5-2013;4\n"
-            "Emma;Jansen;31-2-2009;4\nZoÃ«;Visser;1-1-2010;3\n")
+    rows = (
+        "David;Pieterse;3-2-2012;1\nDavid;Pieterse;3-2-2012;1\nSanne;Berg;14-5-2013;1\nSanne;Berg;14-5-2013;4\n"
+        "Emma;Jansen;31-2-2009;4\nZoÃ«;Visser;1-1-2010;3\n"
+    )
     result = run(HEADER + rows)
     exact = [f for f in result.findings if f.step == "pupil list duplicates" and f.level == "warn"]
     ambiguous = [f for f in result.findings if f.step == "pupil list duplicates" and f.level == "fail"]
@@ -135,14 +137,17 @@ def test_a_stale_list_is_a_warning(modified: dt.date, max_age: int | None, expec
 def test_school_year_starts_on_1_august() -> None:
     """31 July still belongs to the previous school year."""
     assert (school_year_start(dt.date(2026, 7, 31)), school_year_start(dt.date(2026, 8, 1))) == (
-        dt.date(2025, 8, 1), dt.date(2026, 8, 1))
+        dt.date(2025, 8, 1),
+        dt.date(2026, 8, 1),
+    )
 
 
 # --- through `check` -----------------------------------------------------------------------------------
 
 
-def school(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture, data: bytes, mode: int = 0o640,
-           name: str = "leerlingen.csv") -> Path:
+def school(
+    tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture, data: bytes, mode: int = 0o640, name: str = "leerlingen.csv"
+) -> Path:
     """A config with the routes above and the list written with `mode`."""
     config = write_config(tmp_path, imap, smtp, extra=ROUTES.replace('"leerlingen.csv"', f'"{name}"'))
     (tmp_path / name).write_bytes(data)
@@ -156,8 +161,9 @@ def check(config: Path, now: dt.datetime = dt.datetime(2026, 10, 5, 9, 0, tzinfo
     return run_check(config, out, now=lambda: now), out.getvalue()
 
 
-def test_check_refuses_a_list_everyone_can_read(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                tmp_path: Path) -> None:
+def test_check_refuses_a_list_everyone_can_read(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """0644: ✗ with the chmod that fixes it, like the secrets."""
     config = school(tmp_path, imap_server, smtp_server, (HEADER + "David;Pieterse;3-2-2012;1\n").encode(), 0o644)
     code, out = check(config)
@@ -167,17 +173,23 @@ def test_check_refuses_a_list_everyone_can_read(imap_server: ImapAccount, smtp_s
     assert f"    fix: chmod o-rwx {path}" in out
 
 
-def test_check_names_every_silent_routing_failure(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                  tmp_path: Path) -> None:
+def test_check_names_every_silent_routing_failure(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """An XLSX below a title line whose values no rule covers: header line, empty routes, values, age — no names."""
     import openpyxl
 
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     assert sheet is not None
-    for row in (["Leerlingen per klas"], ["Roepnaam", "Achternaam", "Geboortedatum", "Klas"],
-                ["David", "Pieterse", dt.datetime(2012, 2, 3), "H1A"], ["Sanne", "Berg", 41408, "H1B"],
-                ["Emma", "Jansen", "21-09-2009", "V4"], ["Emma", "Jansen", "21-09-2009", "V4"]):
+    for row in (
+        ["Leerlingen per klas"],
+        ["Roepnaam", "Achternaam", "Geboortedatum", "Klas"],
+        ["David", "Pieterse", dt.datetime(2012, 2, 3), "H1A"],
+        ["Sanne", "Berg", 41408, "H1B"],
+        ["Emma", "Jansen", "21-09-2009", "V4"],
+        ["Emma", "Jansen", "21-09-2009", "V4"],
+    ):
         sheet.append(row)
     buffer = io.BytesIO()
     workbook.save(buffer)

@@ -503,8 +503,9 @@ def test_generated_school_every_pupil_found_never_confused() -> None:
     data = write_school(pupils, lambda text: text.encode("utf-8-sig"))
     cfg = config()
     assert cfg.pupil_list is not None
-    router = Router(cfg, source=PupilListSource(cfg.pupil_list, stat=lambda path: (1, len(data)),
-                                                 read_bytes=lambda path: data))
+    router = Router(
+        cfg, source=PupilListSource(cfg.pupil_list, stat=lambda path: (1, len(data)), read_bytes=lambda path: data)
+    )
     assert router.status().rows_read == 3000 and router.status().problem is None
     started = time.perf_counter()
     checked = 0

@@ -45,8 +45,9 @@ CSV = (
 )
 
 
-def setup(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture, csv: str | None = CSV,
-          backup_mode: str = "fallback") -> Path:
+def setup(
+    tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture, csv: str | None = CSV, backup_mode: str = "fallback"
+) -> Path:
     """Two [[route]]s (Onderbouw, Bovenbouw) without a backup of their own, the school's [backup], a pupil list."""
     config = write_config(tmp_path, imap, smtp, backup_mode=backup_mode, extra=ROUTES)
     if csv is not None:
@@ -55,8 +56,9 @@ def setup(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture, csv: str | None 
     return config
 
 
-def test_siblings_go_to_their_own_coordinators(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                tmp_path: Path) -> None:
+def test_siblings_go_to_their_own_coordinators(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """Two siblings in different years: one notice each to the right coordinator, one receipt."""
     config = setup(tmp_path, imap_server, smtp_server)
     with imap_server.probe() as probe:
@@ -70,8 +72,9 @@ def test_siblings_go_to_their_own_coordinators(imap_server: ImapAccount, smtp_se
     assert smtp_server.messages[0].message["Subject"] == "Handle with Care"
 
 
-def test_unknown_pupil_goes_to_default_and_says_so(imap_server: ImapAccount, smtp_server: SmtpCapture,
-                                                   tmp_path: Path) -> None:
+def test_unknown_pupil_goes_to_default_and_says_so(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A pupil not in the list is never dropped: default route, and the notice says so plainly."""
     config = setup(tmp_path, imap_server, smtp_server)
     with imap_server.probe() as probe:
@@ -99,24 +102,28 @@ def test_missing_pupil_list_alerts_once_and_never_stops_a_signal(
     assert ("zorg@college.example.nl",) in [m.rcpt_tos for m in smtp_server.messages]
 
 
-def test_check_reports_the_pupil_list(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_reports_the_pupil_list(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`check` prints rows read and rejected and pupils per route, never a name."""
     config = setup(tmp_path, imap_server, smtp_server, csv=CSV + "Nora;;Vos;31-02-2012;2;2A\n")
     main(["--config", str(config), "check"])
     out = capsys.readouterr().out
     assert "4 rows read, 1 rejected" in out and "line 5: birth date is not a valid date" in out
-    assert ("✓ route 1: Onderbouw → zorg.onderbouw@college.example.nl, backup achterwacht@college.example.nl "
-            "(fallback: gets it when the coordinator is refused or answers automatically (away), from [backup]): "
-            "2 pupil(s)") in out
+    assert (
+        "✓ route 1: Onderbouw → zorg.onderbouw@college.example.nl, backup achterwacht@college.example.nl "
+        "(fallback: gets it when the coordinator is refused or answers automatically (away), from [backup]): "
+        "2 pupil(s)"
+    ) in out
     assert "✓ route 2: Bovenbouw → zorg.bovenbouw@college.example.nl, backup achterwacht" in out
     assert "✓ route 0: default → zorg@college.example.nl" in out  # the number the logs use (route=0)
     for name in ("David", "Pieterse", "Nora", "Vos"):
         assert name not in out
 
 
-def test_inspect_json_shows_the_route(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_json_shows_the_route(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """inspect --json adds the chosen route per pupil."""
     import json
 

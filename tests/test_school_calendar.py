@@ -74,8 +74,11 @@ def test_school_days(section: dict[str, Any], day: str, school_day: bool) -> Non
 
 def test_school_days_reopen_a_moved_regional_holiday() -> None:
     """A school that moved its herfstvakantie is open in the OCW week and closed in its own; the drill follows."""
-    cal = calendar(region="midden", days_off=[{"from": "2026-10-12", "to": "2026-10-16", "name": "Herfstvakantie"}],
-                   school_days=[{"from": "2026-10-19", "to": "2026-10-23", "name": "Herfstvakantie verplaatst"}])
+    cal = calendar(
+        region="midden",
+        days_off=[{"from": "2026-10-12", "to": "2026-10-16", "name": "Herfstvakantie"}],
+        school_days=[{"from": "2026-10-19", "to": "2026-10-23", "name": "Herfstvakantie verplaatst"}],
+    )
     assert not cal.is_school_day(D("2026-10-12"))
     assert all(cal.is_school_day(D("2026-10-19") + dt.timedelta(days=i)) for i in range(5))
     assert D("2026-10-19") in drill_days(cal)
@@ -92,8 +95,15 @@ def test_own_days_off_win_over_school_days() -> None:
 def test_drill_days_follow_the_region() -> None:
     """The drill runs on the first school day after each regional holiday and public holiday that closed a weekday."""
     days = sorted(day for day in drill_days(calendar(region="midden")) if D("2026-12-01") <= day <= D("2027-09-30"))
-    assert days == [D("2027-01-04"), D("2027-03-01"), D("2027-03-30"), D("2027-05-03"), D("2027-05-07"),
-                    D("2027-05-18"), D("2027-08-30")]
+    assert days == [
+        D("2027-01-04"),
+        D("2027-03-01"),
+        D("2027-03-30"),
+        D("2027-05-03"),
+        D("2027-05-07"),
+        D("2027-05-18"),
+        D("2027-08-30"),
+    ]
 
 
 def test_a_public_holiday_on_a_weekend_is_no_break() -> None:
@@ -121,15 +131,26 @@ def test_upcoming_days_off(today: str, expected: list[str]) -> None:
     ("section", "today", "warning"),
     [
         ({"region": "midden"}, "2026-12-04", None),
-        ({"region": "midden"}, "2029-06-01", "the OCW school holiday tables in this version of hwc-watcher end "
-                                             "19 Aug 2029 (school years 2024-2025 to 2028-2029): upgrade"),
+        (
+            {"region": "midden"},
+            "2029-06-01",
+            "the OCW school holiday tables in this version of hwc-watcher end "
+            "19 Aug 2029 (school years 2024-2025 to 2028-2029): upgrade",
+        ),
         ({"region": "noord"}, "2029-09-10", "tables in this version of hwc-watcher ended 02 Sep 2029"),
         ({"region": "midden", "days_off": ["2031-02-10"]}, "2029-09-10", None),  # next year typed by hand
-        ({"days_off": [{"from": "2026-12-19", "to": "2027-01-03"}]}, "2026-12-04",
-         "the last day off in [calendar] days_off is 03 Jan 2027: after it the 08:15 guard treats every weekday"),
+        (
+            {"days_off": [{"from": "2026-12-19", "to": "2027-01-03"}]},
+            "2026-12-04",
+            "the last day off in [calendar] days_off is 03 Jan 2027: after it the 08:15 guard treats every weekday",
+        ),
         ({"days_off": [{"from": "2026-12-19", "to": "2027-01-03"}]}, "2027-02-01", "days_off was 03 Jan 2027"),
-        ({}, "2026-12-04", 'no holidays configured: the 08:15 guard treats every weekday as a school day and the '
-                           'drill never runs. Set [calendar] region = "noord", "midden" or "zuid".'),
+        (
+            {},
+            "2026-12-04",
+            "no holidays configured: the 08:15 guard treats every weekday as a school day and the "
+            'drill never runs. Set [calendar] region = "noord", "midden" or "zuid".',
+        ),
     ],
 )
 def test_coverage_warning(section: dict[str, Any], today: str, warning: str | None) -> None:
@@ -141,11 +162,17 @@ def test_coverage_warning(section: dict[str, Any], today: str, warning: str | No
 @pytest.mark.parametrize(
     ("value", "message", "fix"),
     [
-        ("midde", 'calendar.region = \'midde\' is not an OCW school holiday region. Did you mean "midden"?',
-         'set calendar.region = "midden"'),
+        (
+            "midde",
+            "calendar.region = 'midde' is not an OCW school holiday region. Did you mean \"midden\"?",
+            'set calendar.region = "midden"',
+        ),
         ("Zud", 'Did you mean "zuid"?', 'set calendar.region = "zuid"'),
-        ("oost", 'calendar.region = \'oost\' is not an OCW school holiday region. Known: "noord", "midden", "zuid"',
-         'set calendar.region to "noord", "midden" or "zuid": the region of the school\'s municipality'),
+        (
+            "oost",
+            'calendar.region = \'oost\' is not an OCW school holiday region. Known: "noord", "midden", "zuid"',
+            'set calendar.region to "noord", "midden" or "zuid": the region of the school\'s municipality',
+        ),
     ],
 )
 def test_unknown_region_is_refused_with_a_suggestion(value: str, message: str, fix: str) -> None:
@@ -166,8 +193,10 @@ def test_region_is_read_as_people_write_it(value: str) -> None:
     ("section", "message"),
     [
         ({"region": 2}, 'calendar.region must be text: "noord", "midden" or "zuid", got a number.'),
-        ({"region": "midden", "liberation_day": "jaarlijks"},
-         'calendar.liberation_day must be one of "lustrum", "yearly", "never"'),
+        (
+            {"region": "midden", "liberation_day": "jaarlijks"},
+            'calendar.liberation_day must be one of "lustrum", "yearly", "never"',
+        ),
         ({"region": "midden", "good_friday": "ja"}, "calendar.good_friday must be true or false"),
         ({"school_days": [{"form": "2026-10-19"}]}, "Did you mean calendar.school_days[0].from?"),
         ({"school_days": "2026-10-19"}, "calendar.school_days must be a list"),
@@ -214,14 +243,22 @@ def check_output(tmp_path: Path, imap: ImapAccount, smtp: SmtpCapture, section: 
 
 @pytest.mark.usefixtures("offline")
 def test_check_lists_the_next_days_off_and_their_source(
-        imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """`check` names the sources, then the next days off each with where it came from; no warning."""
-    lines = check_output(tmp_path, imap_server, smtp_server,
-                         'region = "midden"\ndays_off = [{ from = "2027-02-10", name = "Studiedag" }]', "2026-12-04")
+    lines = check_output(
+        tmp_path,
+        imap_server,
+        smtp_server,
+        'region = "midden"\ndays_off = [{ from = "2027-02-10", name = "Studiedag" }]',
+        "2026-12-04",
+    )
     at = next(i for i, line in enumerate(lines) if line.startswith("✓ calendar:"))
-    assert lines[at] == ("✓ calendar: region midden (OCW school years 2024-2025 to 2028-2029) + public holidays + "
-                         "1 own day(s) off; today is a school day; deadline 08:15")
-    assert lines[at + 1:at + 6] == [
+    assert lines[at] == (
+        "✓ calendar: region midden (OCW school years 2024-2025 to 2028-2029) + public holidays + "
+        "1 own day(s) off; today is a school day; deadline 08:15"
+    )
+    assert lines[at + 1 : at + 6] == [
         "    Sat 19 Dec 2026 – Sun 03 Jan 2027  Kerstvakantie (region midden)",
         "    Wed 10 Feb 2027  Studiedag (days_off)",
         "    Sat 20 Feb 2027 – Sun 28 Feb 2027  Voorjaarsvakantie (region midden)",
@@ -233,33 +270,45 @@ def test_check_lists_the_next_days_off_and_their_source(
 
 @pytest.mark.usefixtures("offline")
 def test_check_warns_when_a_hand_written_list_ends(
-        imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
     """A days_off list that ends within three months is a !, with the region as the fix."""
-    lines = check_output(tmp_path, imap_server, smtp_server,
-                         'days_off = [{ from = "2026-12-19", to = "2027-01-03", name = "Kerstvakantie" }]',
-                         "2026-12-04")
+    lines = check_output(
+        tmp_path,
+        imap_server,
+        smtp_server,
+        'days_off = [{ from = "2026-12-19", to = "2027-01-03", name = "Kerstvakantie" }]',
+        "2026-12-04",
+    )
     assert "✓ calendar: 1 own day(s) off; today is a school day; deadline 08:15" in lines
     warning = [line for line in lines if line.startswith("! calendar runs out:")]
-    assert warning == ["! calendar runs out: the last day off in [calendar] days_off is 03 Jan 2027: after it the "
-                       "08:15 guard treats every weekday as a school day and the drill never runs. Set [calendar] "
-                       'region = "noord", "midden" or "zuid" (the OCW holidays for years ahead), or add the next '
-                       "days off."]
+    assert warning == [
+        "! calendar runs out: the last day off in [calendar] days_off is 03 Jan 2027: after it the "
+        "08:15 guard treats every weekday as a school day and the drill never runs. Set [calendar] "
+        'region = "noord", "midden" or "zuid" (the OCW holidays for years ahead), or add the next '
+        "days off."
+    ]
 
 
 @pytest.mark.usefixtures("offline")
 def test_check_on_a_holiday_names_it(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path) -> None:
     """On a day off, `check` says which one."""
     lines = check_output(tmp_path, imap_server, smtp_server, 'region = "zuid"', "2027-02-15")
-    assert any(line.startswith("✓ calendar: region zuid") and "today is not a school day (Voorjaarsvakantie)" in line
-               for line in lines)
+    assert any(
+        line.startswith("✓ calendar: region zuid") and "today is not a school day (Voorjaarsvakantie)" in line
+        for line in lines
+    )
 
 
-@pytest.mark.parametrize(("moment", "due"), [
-    ("2027-01-04 04:45", True),  # Monday after the Kerstvakantie (midden), 05:45 in Amsterdam
-    ("2027-01-05 04:45", False),  # the Tuesday after it
-    ("2026-12-21 04:45", False),  # inside the Kerstvakantie
-    ("2027-03-30 03:45", True),  # Tuesday after Tweede paasdag (summer time: 05:45 local)
-])
+@pytest.mark.parametrize(
+    ("moment", "due"),
+    [
+        ("2027-01-04 04:45", True),  # Monday after the Kerstvakantie (midden), 05:45 in Amsterdam
+        ("2027-01-05 04:45", False),  # the Tuesday after it
+        ("2026-12-21 04:45", False),  # inside the Kerstvakantie
+        ("2027-03-30 03:45", True),  # Tuesday after Tweede paasdag (summer time: 05:45 local)
+    ],
+)
 def test_the_drill_job_follows_the_region(moment: str, due: bool) -> None:
     """The daemon's drill job, started at 05:45, drills on the first school day after a regional or public holiday."""
     from types import SimpleNamespace

@@ -71,8 +71,7 @@ def test_custom_intervals() -> None:
     s = schedule(busy_start="07:00", busy_end="09:00", busy_interval_minutes=10, quiet_interval_minutes=120)
     moment = dt.datetime(2026, 11, 30, 8, 41, tzinfo=AMS)
     with freeze_time(moment):
-        assert local(next_polls(s, dt.datetime.now(dt.UTC), 4)) == ["Mon 08:50", "Mon 10:00", "Mon 12:00",
-                                                                   "Mon 14:00"]
+        assert local(next_polls(s, dt.datetime.now(dt.UTC), 4)) == ["Mon 08:50", "Mon 10:00", "Mon 12:00", "Mon 14:00"]
 
 
 def test_run_talks_to_systemd_and_stops_on_sigterm(
@@ -90,7 +89,9 @@ def test_run_talks_to_systemd_and_stops_on_sigterm(
     env.pop("WATCHDOG_PID", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "hwc_watcher", "--config", str(config), "--log-format", "json", "run"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         seen: set[str] = set()

@@ -58,8 +58,11 @@ DAVID = ("David Pieterse", "2012-02-03")
         ("HwC: David Pieterse, 3-2-2012", "Handle with Care", [DAVID]),
         ("Handle with Care - David Pieterse 03-02-2012", "David Pieterse, 3-2-2012", [DAVID]),
         ("Handle with Care", "Beste collega,\n\nDavid Pieterse, 3-2-2012" + SIGNATURE, [DAVID]),
-        ("Handle with Care", "Datum: 27-11-2025\nKenmerk 2026-0042\nDavid Pieterse, 3-2-2012\nBel 088-1234567",
-         [DAVID]),
+        (
+            "Handle with Care",
+            "Datum: 27-11-2025\nKenmerk 2026-0042\nDavid Pieterse, 3-2-2012\nBel 088-1234567",
+            [DAVID],
+        ),
     ],
 )
 def test_reads_one_pupil_in_every_layout(subject: str, body: str, expected: list[tuple[str, str]]) -> None:
@@ -71,16 +74,26 @@ def test_reads_one_pupil_in_every_layout(subject: str, body: str, expected: list
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("- Sanne van den Berg, 1-1-2012\n- Daan van den Berg, 2-2-2014",
-         [("Sanne van den Berg", "2012-01-01"), ("Daan van den Berg", "2014-02-02")]),
-        ("Sanne van den Berg (1-1-2012) en Daan van den Berg (2-2-2014)",
-         [("Sanne van den Berg", "2012-01-01"), ("Daan van den Berg", "2014-02-02")]),
-        ("Naam: Sanne Bakker\nGeboortedatum: 1-1-2012\n\nNaam: Daan Bakker\nGeboortedatum: 2-2-2014",
-         [("Sanne Bakker", "2012-01-01"), ("Daan Bakker", "2014-02-02")]),
-        ("Naam | Geboortedatum\n\nSanne Bakker | 1-1-2012\n\nDaan Bakker | 2-2-2014",
-         [("Sanne Bakker", "2012-01-01"), ("Daan Bakker", "2014-02-02")]),
-        ("Tess Jansen, 11-11-2013\nDaan Jansen, 11-11-2013",
-         [("Tess Jansen", "2013-11-11"), ("Daan Jansen", "2013-11-11")]),
+        (
+            "- Sanne van den Berg, 1-1-2012\n- Daan van den Berg, 2-2-2014",
+            [("Sanne van den Berg", "2012-01-01"), ("Daan van den Berg", "2014-02-02")],
+        ),
+        (
+            "Sanne van den Berg (1-1-2012) en Daan van den Berg (2-2-2014)",
+            [("Sanne van den Berg", "2012-01-01"), ("Daan van den Berg", "2014-02-02")],
+        ),
+        (
+            "Naam: Sanne Bakker\nGeboortedatum: 1-1-2012\n\nNaam: Daan Bakker\nGeboortedatum: 2-2-2014",
+            [("Sanne Bakker", "2012-01-01"), ("Daan Bakker", "2014-02-02")],
+        ),
+        (
+            "Naam | Geboortedatum\n\nSanne Bakker | 1-1-2012\n\nDaan Bakker | 2-2-2014",
+            [("Sanne Bakker", "2012-01-01"), ("Daan Bakker", "2014-02-02")],
+        ),
+        (
+            "Tess Jansen, 11-11-2013\nDaan Jansen, 11-11-2013",
+            [("Tess Jansen", "2013-11-11"), ("Daan Jansen", "2013-11-11")],
+        ),
     ],
     ids=["list", "sentence", "labelled", "table", "twins"],
 )
@@ -117,8 +130,20 @@ def test_names_are_kept_as_written(written: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["Beste David", "Met vriendelijke groet", "Veilig Thuis", "Handle with Care", "leerling", "Geboortedatum",
-     "D. Pieterse", "van Dijk", "Pieterse", "David 2 Pieterse", "Gooi en Vechtstreek", "Sanne, Daan, Bo"],
+    [
+        "Beste David",
+        "Met vriendelijke groet",
+        "Veilig Thuis",
+        "Handle with Care",
+        "leerling",
+        "Geboortedatum",
+        "D. Pieterse",
+        "van Dijk",
+        "Pieterse",
+        "David 2 Pieterse",
+        "Gooi en Vechtstreek",
+        "Sanne, Daan, Bo",
+    ],
 )
 def test_not_a_name(text: str) -> None:
     """Greetings, labels, VT words, initials and single words are never pupil names."""
@@ -143,10 +168,16 @@ def test_not_a_name(text: str) -> None:
         ("Handle with Care", "Naam: David Pieterse", "no_pupil"),
         ("Handle with Care", "Verzonden: 3-2-2012\nVan: David Pieterse", "no_pupil"),
         ("Handle with Care", "Bel Marieke Hoogland 06-12345678 of 088-1234567", "no_pupil"),
-        ("Beveiligd bericht", "U heeft een beveiligd bericht ontvangen. Klik hier om het bericht te openen.",
-         "secure_mail_notice"),
-        ("Handle with Care", "Dit bericht is verstuurd via ZIVVER. Open het bericht in de portal.",
-         "secure_mail_notice"),
+        (
+            "Beveiligd bericht",
+            "U heeft een beveiligd bericht ontvangen. Klik hier om het bericht te openen.",
+            "secure_mail_notice",
+        ),
+        (
+            "Handle with Care",
+            "Dit bericht is verstuurd via ZIVVER. Open het bericht in de portal.",
+            "secure_mail_notice",
+        ),
         ("Secure message", "You have received a secure message via Egress.", "secure_mail_notice"),
     ],
 )
@@ -157,8 +188,10 @@ def test_needs_human(subject: str, body: str, reason: str) -> None:
 
 @pytest.mark.parametrize(
     ("flags", "reason"),
-    [({"encrypted": True, "attachment_only": False}, "encrypted"),
-     ({"encrypted": False, "attachment_only": True}, "attachment_only")],
+    [
+        ({"encrypted": True, "attachment_only": False}, "encrypted"),
+        ({"encrypted": False, "attachment_only": True}, "attachment_only"),
+    ],
 )
 def test_unreadable_message(flags: dict[str, bool], reason: str) -> None:
     """Encrypted and attachment-only mails need a human even when the subject carries the code word."""

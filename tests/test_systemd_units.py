@@ -17,13 +17,40 @@ PLAIN = UNITS_DIR / "hwc-watcher.service"
 TEMPLATE = UNITS_DIR / "hwc-watcher@.service"
 JOURNALD_CONF = UNITS_DIR / "journald@hwc-watcher.conf"
 #: Every [Journal] key of journald.conf(5) in systemd 252 (Debian 12).
-JOURNALD_KEYS = frozenset({
-    "Storage", "Compress", "Seal", "SplitMode", "RateLimitIntervalSec", "RateLimitBurst", "SystemMaxUse",
-    "SystemKeepFree", "SystemMaxFileSize", "SystemMaxFiles", "RuntimeMaxUse", "RuntimeKeepFree",
-    "RuntimeMaxFileSize", "RuntimeMaxFiles", "MaxFileSec", "MaxRetentionSec", "SyncIntervalSec",
-    "ForwardToSyslog", "ForwardToKMsg", "ForwardToConsole", "ForwardToWall", "MaxLevelStore", "MaxLevelSyslog",
-    "MaxLevelKMsg", "MaxLevelConsole", "MaxLevelWall", "ReadKMsg", "Audit", "TTYPath", "LineMax",
-})
+JOURNALD_KEYS = frozenset(
+    {
+        "Storage",
+        "Compress",
+        "Seal",
+        "SplitMode",
+        "RateLimitIntervalSec",
+        "RateLimitBurst",
+        "SystemMaxUse",
+        "SystemKeepFree",
+        "SystemMaxFileSize",
+        "SystemMaxFiles",
+        "RuntimeMaxUse",
+        "RuntimeKeepFree",
+        "RuntimeMaxFileSize",
+        "RuntimeMaxFiles",
+        "MaxFileSec",
+        "MaxRetentionSec",
+        "SyncIntervalSec",
+        "ForwardToSyslog",
+        "ForwardToKMsg",
+        "ForwardToConsole",
+        "ForwardToWall",
+        "MaxLevelStore",
+        "MaxLevelSyslog",
+        "MaxLevelKMsg",
+        "MaxLevelConsole",
+        "MaxLevelWall",
+        "ReadKMsg",
+        "Audit",
+        "TTYPath",
+        "LineMax",
+    }
+)
 MAX_EXPOSURE = 1.5
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
@@ -207,11 +234,15 @@ cp {JOURNALD_CONF} /etc/systemd/journald@hwcverify.conf
 {journald} hwcverify & pid=$!
 sleep 1; kill -USR2 $pid; sleep 1; kill $pid; wait $pid || true
 """
-    done = subprocess.run([unshare, "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [unshare, "--mount", "sh", "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
     if done.returncode != 0 and done.stderr.startswith(("unshare:", "mount:")):
         pytest.skip(f"no private mount namespace here: {done.stderr.strip()}")
     assert "rotating" in done.stdout + done.stderr, done.stdout + done.stderr  # it ran and read its config
-    complaints = [line for line in (done.stdout + done.stderr).splitlines()
-                  if "journald@hwcverify.conf" in line or "Unknown" in line or "Failed to parse" in line]
+    complaints = [
+        line
+        for line in (done.stdout + done.stderr).splitlines()
+        if "journald@hwcverify.conf" in line or "Unknown" in line or "Failed to parse" in line
+    ]
     assert complaints == []

@@ -101,7 +101,8 @@ def _certificate(
         builder = builder.add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
     if issuer:
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), critical=False)
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), critical=False
+        )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(signing_key, hashes.SHA256())
@@ -112,8 +113,15 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A CA and leaves: good (127.0.0.1), expired, for mail.example.nl only, and a self-signed one."""
     directory = tmp_path_factory.mktemp("pki")
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate("Voorbeeldcollege test CA", ca_key, issuer=None, sans=[], ca=True,
-                      not_before=NOW - dt.timedelta(days=400), not_after=NOW + dt.timedelta(days=400))
+    ca = _certificate(
+        "Voorbeeldcollege test CA",
+        ca_key,
+        issuer=None,
+        sans=[],
+        ca=True,
+        not_before=NOW - dt.timedelta(days=400),
+        not_after=NOW + dt.timedelta(days=400),
+    )
     ca_file, _ = _write(directory, "ca", ca, ca_key)
     loopback = [x509.IPAddress(ipaddress.ip_address(LOOPBACK)), x509.DNSName("localhost")]
     specs = {
@@ -221,8 +229,7 @@ def write_tls_config(
     retries: int = 0,
 ) -> Path:
     """A config like an admin writes it; the IMAP and SMTP CA files are set independently."""
-    return write_config(directory, imap, smtp, smtp_security=smtp_security, smtp_ca_file=smtp_ca_file,
-                        retries=retries)
+    return write_config(directory, imap, smtp, smtp_security=smtp_security, smtp_ca_file=smtp_ca_file, retries=retries)
 
 
 def run_check(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -449,12 +456,14 @@ def test_unusable_imap_ca_file_is_a_clear_check_failure(
 
 
 @pytest.mark.parametrize("section", ["imap", "smtp", "alerts"])
-def test_missing_ca_file_is_refused_at_start_up(imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path,
-                                                section: str) -> None:
+def test_missing_ca_file_is_refused_at_start_up(
+    imap_server: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, section: str
+) -> None:
     """A missing ca_file stops start-up with a message naming the key, not a failure at 07:50."""
     config = write_config(tmp_path, imap_server, smtp_server)
     text = config.read_text(encoding="utf-8").replace(
-        f"[{section}]\n", f'[{section}]\nca_file = "{tmp_path / "missing.pem"}"\n', 1)
+        f"[{section}]\n", f'[{section}]\nca_file = "{tmp_path / "missing.pem"}"\n', 1
+    )
     if f"[{section}]" not in text:
         text += f'\n[{section}]\nca_file = "{tmp_path / "missing.pem"}"\n'
     config.write_text(text, encoding="utf-8")

@@ -27,8 +27,7 @@ SENDERS = ("signalen@veiligthuis-gv.example.nl", "@vt-utrecht.example.nl")
 
 
 def settings(**kw: object) -> VeiligThuisSettings:
-    values: dict = {"senders": SENDERS, "receipt_to": None, "auth_check": "dmarc", "authserv_ids": (),
-                    "send_mdn": True}
+    values: dict = {"senders": SENDERS, "receipt_to": None, "auth_check": "dmarc", "authserv_ids": (), "send_mdn": True}
     values.update(kw)
     return VeiligThuisSettings(**values)
 
@@ -80,15 +79,26 @@ VT = "signalen@veiligthuis-gv.example.nl"
     ("results", "check", "trusted"),
     [
         (["mx.college.example.nl; dmarc=pass header.from=veiligthuis-gv.example.nl"], "dmarc", True),
-        (["spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=veiligthuis-gv.example.nl; dkim=pass "
-          "(signature was verified) header.d=veiligthuis-gv.example.nl;dmarc=pass action=none "
-          "header.from=veiligthuis-gv.example.nl;compauth=pass reason=100"], "dmarc", True),  # Microsoft 365
-        (["mx.college.example.nl; dmarc=fail header.from=veiligthuis-gv.example.nl",
-          "forged.example; dmarc=pass header.from=veiligthuis-gv.example.nl"], "dmarc", False),
+        (
+            [
+                "spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=veiligthuis-gv.example.nl; dkim=pass "
+                "(signature was verified) header.d=veiligthuis-gv.example.nl;dmarc=pass action=none "
+                "header.from=veiligthuis-gv.example.nl;compauth=pass reason=100"
+            ],
+            "dmarc",
+            True,
+        ),  # Microsoft 365
+        (
+            [
+                "mx.college.example.nl; dmarc=fail header.from=veiligthuis-gv.example.nl",
+                "forged.example; dmarc=pass header.from=veiligthuis-gv.example.nl",
+            ],
+            "dmarc",
+            False,
+        ),
         (["mx.college.example.nl; dmarc=pass header.from=other.example"], "dmarc", False),
         (["mx.college.example.nl; dkim=pass header.d=veiligthuis-gv.example.nl; dmarc=none"], "dmarc", False),
-        (["mx.college.example.nl; dkim=pass header.d=veiligthuis-gv.example.nl; dmarc=none"], "dmarc_or_dkim",
-         True),
+        (["mx.college.example.nl; dkim=pass header.d=veiligthuis-gv.example.nl; dmarc=none"], "dmarc_or_dkim", True),
         (["mx.college.example.nl; dkim=pass header.d=evil.example; dmarc=none"], "dmarc_or_dkim", False),
         ([], "dmarc", False),
         ([], "off", True),
@@ -102,10 +112,12 @@ def test_only_the_topmost_authentication_results_count(results: list[str], check
 
 def test_named_authserv_id_skips_headers_of_others() -> None:
     """With authserv_ids set, only those servers' headers count, topmost first."""
-    msg = message([
-        ("Authentication-Results", "relay.other.example; dmarc=fail"),
-        ("Authentication-Results", "mx.college.example.nl; dmarc=pass header.from=veiligthuis-gv.example.nl"),
-    ])
+    msg = message(
+        [
+            ("Authentication-Results", "relay.other.example; dmarc=fail"),
+            ("Authentication-Results", "mx.college.example.nl; dmarc=pass header.from=veiligthuis-gv.example.nl"),
+        ]
+    )
     assert authenticated(msg, VT, settings(authserv_ids=("mx.college.example.nl",)))
     assert not authenticated(msg, VT, settings())
 
@@ -117,15 +129,23 @@ def test_parse_auth_results_without_authserv_id() -> None:
     assert parsed.passed("dmarc") == [{"header.from": "a.example"}]
 
 
-@pytest.mark.parametrize("marker", [{"Auto-Submitted": "auto-replied"}, {"X-Autoreply": "yes"},
-                                    {"Precedence": "auto_reply"}])
-@pytest.mark.parametrize(("body", "kind"), [("Ik ben afwezig tot maandag.", "ignored"),
-                                            ("David Pieterse, 3-2-2012, Handle with Care", "needs_human")])
+@pytest.mark.parametrize(
+    "marker", [{"Auto-Submitted": "auto-replied"}, {"X-Autoreply": "yes"}, {"Precedence": "auto_reply"}]
+)
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [("Ik ben afwezig tot maandag.", "ignored"), ("David Pieterse, 3-2-2012, Handle with Care", "needs_human")],
+)
 def test_an_automatic_answer_is_never_answered(tmp_path: Path, marker: dict[str, str], body: str, kind: str) -> None:
     """RFC 3834: an automatic answer gets no receipt; one whose own text carries the code word waits for a person."""
     config = load_config(copy_config(tmp_path))
-    raw = signal(body, sender="j.jansen@elders.example", subject="Automatisch antwoord: Handle with Care",
-                 headers=marker, date=NOW)
+    raw = signal(
+        body,
+        sender="j.jansen@elders.example",
+        subject="Automatisch antwoord: Handle with Care",
+        headers=marker,
+        date=NOW,
+    )
     verdict = classify(raw, config, now=NOW)
     assert (verdict.kind, verdict.reason, verdict.receipt_to) == (kind, "auto_reply", None)
 

@@ -124,8 +124,9 @@ def run_check(
     try:
         smtp_auth = smtp_authenticator(config)
         smtp_readable = True
-        report.ok("SMTP credentials readable",
-                  _auth_detail(config.smtp.auth) if smtp_auth else "none (relay without login)")
+        report.ok(
+            "SMTP credentials readable", _auth_detail(config.smtp.auth) if smtp_auth else "none (relay without login)"
+        )
     except HwcError as err:
         report.fail("SMTP credentials readable", str(err), _fix(err))
     if config.smtp.auth.kind == "password" and is_microsoft_smtp(config.smtp.host):
@@ -200,8 +201,11 @@ def _example_values(config: Config) -> tuple[list[str], list[str]]:
             return
         domain = value.lower().rsplit("@", 1)[-1]
         shown = f"{key} = {value!r}"
-        if (host and value.lower() in _EXAMPLE_HOSTS) or domain == _EXAMPLE_DOMAIN or value.lower() in (
-                _EXAMPLE_SENDERS | _EXAMPLE_IDS):
+        if (
+            (host and value.lower() in _EXAMPLE_HOSTS)
+            or domain == _EXAMPLE_DOMAIN
+            or value.lower() in (_EXAMPLE_SENDERS | _EXAMPLE_IDS)
+        ):
             unchanged.append(shown)
         elif _PLACEHOLDER.search(domain):
             placeholder.append(shown)
@@ -229,17 +233,21 @@ def _example_values(config: Config) -> tuple[list[str], list[str]]:
 def _check_example_values(config: Config, report: Report) -> None:
     unchanged, placeholder = _example_values(config)
     if unchanged:
-        report.fail("own values filled in", f"{len(unchanged)} value(s) are still the example's",
-                    "replace each with the school's own value (see the comments in the config file)")
+        report.fail(
+            "own values filled in",
+            f"{len(unchanged)} value(s) are still the example's",
+            "replace each with the school's own value (see the comments in the config file)",
+        )
         for line in unchanged:
             report.detail(line)
     else:
         report.ok("own values filled in", "no values left from config.example.toml")
     if placeholder:
-        report.warn("placeholders",
-                    f"{len(placeholder)} value(s) look like placeholders (a domain that receives no mail, "
-                    f"the example school): "
-                    + "; ".join(placeholder[:5]) + ("; …" if len(placeholder) > 5 else ""))
+        report.warn(
+            "placeholders",
+            f"{len(placeholder)} value(s) look like placeholders (a domain that receives no mail, "
+            f"the example school): " + "; ".join(placeholder[:5]) + ("; …" if len(placeholder) > 5 else ""),
+        )
 
 
 def _check_senders(config: Config, report: Report) -> None:
@@ -247,8 +255,11 @@ def _check_senders(config: Config, report: Report) -> None:
     vt = config.veilig_thuis
     shown = ", ".join(f"{s} (the whole domain {s[1:]})" if s.startswith("@") else s for s in vt.senders)
     report.ok("Veilig Thuis senders", shown)
-    where = (f"the Authentication-Results header of {', '.join(vt.authserv_ids)}" if vt.authserv_ids
-             else "the topmost Authentication-Results header")
+    where = (
+        f"the Authentication-Results header of {', '.join(vt.authserv_ids)}"
+        if vt.authserv_ids
+        else "the topmost Authentication-Results header"
+    )
     if vt.auth_check == "off":
         report.warn(
             "sender authentication",
@@ -260,8 +271,7 @@ def _check_senders(config: Config, report: Report) -> None:
     report.ok("sender authentication", f"a message counts as from Veilig Thuis only when {where} says {rule}")
 
 
-def _send_tests(config: Config, auth: Authenticator | None, report: Report,
-                clock: Callable[[], dt.datetime]) -> None:
+def _send_tests(config: Config, auth: Authenticator | None, report: Report, clock: Callable[[], dt.datetime]) -> None:
     """One test mail per address over the real SMTP path; a ✓ or ✗ line each."""
     outcomes = send_tests(config, auth, now=clock)
     for outcome in outcomes:
@@ -273,8 +283,10 @@ def _send_tests(config: Config, auth: Authenticator | None, report: Report,
         else:
             report.fail(step, f"{outcome.detail} ({keys})", f"check the address in {keys}")
     if any(o.accepted for o in outcomes):
-        report.detail("Accepted only means the school's SMTP server took it. A test mail that bounces later "
-                      "arrives in the HwC mailbox; ask each person whether theirs arrived.")
+        report.detail(
+            "Accepted only means the school's SMTP server took it. A test mail that bounces later "
+            "arrives in the HwC mailbox; ask each person whether theirs arrived."
+        )
 
 
 def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> bool | None:
@@ -314,8 +326,11 @@ def _check_imap(config: Config, auth: Authenticator | None, report: Report) -> b
         missing = [role for role in ("sent", "trash") if getattr(folders, role) is None]
         detail = f"Sent={folders.sent!r}, Trash={folders.trash!r}, Junk={folders.junk!r}"
         if missing:
-            report.fail("folders found", detail,
-                        f"set imap.folders.{missing[0]} to the folder's name; folders: {', '.join(folders.all)}")
+            report.fail(
+                "folders found",
+                detail,
+                f"set imap.folders.{missing[0]} to the folder's name; folders: {', '.join(folders.all)}",
+            )
         else:
             report.ok("folders found", detail)
         _check_authserv(config, mailbox, folders.inbox, report)
@@ -335,11 +350,13 @@ def _imap_login_fix(kind: str) -> str:
     hwc-watcher's IMAP login although the token was issued (not tried on a real Workspace domain).
     """
     if kind == "google":
-        return ("likely cause: the organisational unit of the HwC mailbox restricts which mail clients may use IMAP, "
-                "and a service account with domain-wide delegation cannot be put on that list. Choose "
-                '"Allow any mail client" for that OU (Admin console → Apps → Google Workspace → Gmail → End User '
-                "Access → POP and IMAP access); a change takes up to 24 hours. Otherwise the message above "
-                "names the cause")
+        return (
+            "likely cause: the organisational unit of the HwC mailbox restricts which mail clients may use IMAP, "
+            "and a service account with domain-wide delegation cannot be put on that list. Choose "
+            '"Allow any mail client" for that OU (Admin console → Apps → Google Workspace → Gmail → End User '
+            "Access → POP and IMAP access); a change takes up to 24 hours. Otherwise the message above "
+            "names the cause"
+        )
     return "the message above names the cause; fix it and run check again"
 
 
@@ -377,8 +394,11 @@ def _check_authserv(config: Config, mailbox: Mailbox, inbox: str, report: Report
         return f"{ident}: {names}"
 
     if not headers:
-        report.warn(step, "the newest INBOX message has none: a signal is only obeyed when the school's server "
-                    "adds this header (internal mail has none; check the server's DMARC/DKIM milter)")
+        report.warn(
+            step,
+            "the newest INBOX message has none: a signal is only obeyed when the school's server "
+            "adds this header (internal mail has none; check the server's DMARC/DKIM milter)",
+        )
         return
     report.ok(step, f"newest INBOX message, topmost header: {show(headers[0])}")
     for header in headers[1:4]:
@@ -386,17 +406,26 @@ def _check_authserv(config: Config, mailbox: Mailbox, inbox: str, report: Report
     top = headers[0]
     ours = [h for h in headers if h is not None and h.authserv_id in vt.authserv_ids]
     if vt.authserv_ids and not ours:
-        report.warn("authserv_ids", f"no header of the newest message carries {', '.join(vt.authserv_ids)}: if "
-                    "that message came from outside, signals will wait for a person. Check veilig_thuis.authserv_ids")
+        report.warn(
+            "authserv_ids",
+            f"no header of the newest message carries {', '.join(vt.authserv_ids)}: if "
+            "that message came from outside, signals will wait for a person. Check veilig_thuis.authserv_ids",
+        )
     elif vt.authserv_ids:
         report.ok("authserv_ids", "the school's server's header is found by its authserv-id")
     elif top is not None and top.authserv_id:
-        report.fail("authserv_ids", "empty, so the topmost Authentication-Results header is believed whoever "
-                    "wrote it, while your server writes its own id",
-                    f"set veilig_thuis.authserv_ids = [\"{top.authserv_id[:100]}\"]")
+        report.fail(
+            "authserv_ids",
+            "empty, so the topmost Authentication-Results header is believed whoever "
+            "wrote it, while your server writes its own id",
+            f'set veilig_thuis.authserv_ids = ["{top.authserv_id[:100]}"]',
+        )
     elif top is not None:
-        report.ok("authserv_ids", "empty, and rightly so: this server (Microsoft 365 does this) writes no "
-                  "authserv-id, so there is none to set; the topmost header counts")
+        report.ok(
+            "authserv_ids",
+            "empty, and rightly so: this server (Microsoft 365 does this) writes no "
+            "authserv-id, so there is none to set; the topmost header counts",
+        )
 
 
 def read_before_deadline(config: Config, idle_offered: bool | None) -> str:
@@ -404,8 +433,10 @@ def read_before_deadline(config: Config, idle_offered: bool | None) -> str:
     sched = config.schedule
     deadline = f"{sched.deadline:%H:%M}"
     if config.imap.idle and idle_offered:
-        return (f"new mail is read within seconds (IMAP IDLE), so a signal that arrives until just before "
-                f"{deadline} is passed on in time; polls every {sched.busy_interval_minutes} min stay as the fallback")
+        return (
+            f"new mail is read within seconds (IMAP IDLE), so a signal that arrives until just before "
+            f"{deadline} is passed on in time; polls every {sched.busy_interval_minutes} min stay as the fallback"
+        )
     interval = sched.busy_interval_minutes
     # The real trigger on a winter Monday: the last poll that still comes before the deadline.
     monday = dt.date(2026, 1, 5)
@@ -418,8 +449,10 @@ def read_before_deadline(config: Config, idle_offered: bool | None) -> str:
         last = poll
     why = "imap.idle = false" if not config.imap.idle else "no IDLE" if idle_offered is False else "IDLE not tested"
     shown = f"{last:%H:%M}" if last is not None else "none"
-    return (f"polling every {interval} min from {sched.busy_start:%H:%M} ({why}): a signal is read up to "
-            f"{interval} min after it arrives; the last poll before {deadline} is at {shown}")
+    return (
+        f"polling every {interval} min from {sched.busy_start:%H:%M} ({why}): a signal is read up to "
+        f"{interval} min after it arrives; the last poll before {deadline} is at {shown}"
+    )
 
 
 def _check_templates(config: Config, report: Report, now: dt.datetime) -> None:
@@ -429,25 +462,36 @@ def _check_templates(config: Config, report: Report, now: dt.datetime) -> None:
     results = trial_render(config, now)
     bad = [r for r in results if r.problem]
     for result in bad:
-        report.fail(f"template {result.name}", result.problem or "",
-                    f"edit messages.templates.{result.name}" if result.own else "report this as a bug in hwc-watcher")
+        report.fail(
+            f"template {result.name}",
+            result.problem or "",
+            f"edit messages.templates.{result.name}" if result.own else "report this as a bug in hwc-watcher",
+        )
     if not bad:
         own = [r.name for r in results if r.own]
         # No name in the output, not even the fictional one: check's output never shows pupil data.
-        report.ok("templates", f"{len(results)} texts rendered through the real composer with a fictional pupil"
-                  + (f"; your own: {', '.join(own)}" if own else ""))
+        report.ok(
+            "templates",
+            f"{len(results)} texts rendered through the real composer with a fictional pupil"
+            + (f"; your own: {', '.join(own)}" if own else ""),
+        )
 
 
 def _check_idle(config: Config, offered: bool, report: Report) -> None:
     """One line: does new mail start a cycle within seconds (push), or only at the next poll?"""
     sched = config.schedule
-    polling = (f"polling every {sched.busy_interval_minutes} minutes in the busy window, "
-               f"every {sched.quiet_interval_minutes} outside it")
+    polling = (
+        f"polling every {sched.busy_interval_minutes} minutes in the busy window, "
+        f"every {sched.quiet_interval_minutes} outside it"
+    )
     if not config.imap.idle:
         report.ok("IMAP IDLE", f"switched off (imap.idle = false): {polling}")
     elif offered:
-        report.ok("IMAP IDLE", f"new mail starts a cycle within seconds (IDLE renewed every "
-                  f"{config.imap.idle_interval_s / 60:g} minutes; the polls stay for Junk and Trash)")
+        report.ok(
+            "IMAP IDLE",
+            f"new mail starts a cycle within seconds (IDLE renewed every "
+            f"{config.imap.idle_interval_s / 60:g} minutes; the polls stay for Junk and Trash)",
+        )
     else:
         report.warn("IMAP IDLE not offered", polling)
 
@@ -491,8 +535,9 @@ def _check_drill(config: Config, today: dt.date, report: Report) -> None:
     report.ok("drill", f"after each holiday: {when}; waits up to {config.drill.wait_s:.0f} s; {rule}")
 
 
-def _port_mismatch(report: Report, section: str, host: str, port: int, security: str, *, before: bool,
-                   err: HwcError | None = None) -> bool:
+def _port_mismatch(
+    report: Report, section: str, host: str, port: int, security: str, *, before: bool, err: HwcError | None = None
+) -> bool:
     """✗ with the right security value when the port speaks otherwise; True when reported.
 
     Before connecting only for "starttls"/"plain" (a TLS port would make them wait out the whole
@@ -518,7 +563,7 @@ def _tls_fix(section: str, err: HwcError) -> str:
         return f"check {section}.host (it must match the certificate); for the school's own CA set {section}.ca_file"
     if isinstance(err, TlsError) and err.no_starttls:
         return f'set {section}.security = "tls" with the implicit-TLS port, or ask for STARTTLS on this one'
-    return f"check {section}.port and {section}.security (\"tls\": 993/465, \"starttls\": 143/587)"
+    return f'check {section}.port and {section}.security ("tls": 993/465, "starttls": 143/587)'
 
 
 def _tls_line(report: Report, what: str, security: str) -> None:
@@ -581,10 +626,14 @@ def _check_recall(config: Config, report: Report, *, imap_working: bool = True) 
         except HwcError as err:
             report.fail(f"recall login {mailbox.address}", str(err), _recall_fix(config, i, err))
         else:
-            report.ok(f"recall login {mailbox.address}", f"every folder readable; notices go at {recall.at:%H:%M} "
-                      f"(logs name it mailbox={recaller.number(mailbox)})")
-    left_out = sorted({p.email for p in config.test_recipients() if not recall.covers(p.email)}
-                      - {config.contact.email})
+            report.ok(
+                f"recall login {mailbox.address}",
+                f"every folder readable; notices go at {recall.at:%H:%M} "
+                f"(logs name it mailbox={recaller.number(mailbox)})",
+            )
+    left_out = sorted(
+        {p.email for p in config.test_recipients() if not recall.covers(p.email)} - {config.contact.email}
+    )
     if left_out:
         report.warn("recall coverage", f"notices to {', '.join(left_out)} are not recalled (no [[recall.mailbox]])")
 
@@ -608,43 +657,68 @@ def _check_routes(config: Config, report: Report, today: dt.date | None = None) 
     """The pupil list (counts, line numbers and route values, never names) and who gets how many pupils."""
     router = pupil_file.router(config.routing)
     status = router.status()
-    modified = (dt.datetime.fromtimestamp(status.modified_ns / 1e9, config.schedule.timezone).date()
-                if status.modified_ns is not None else None)
-    roster = analyse(config.routing, status.pupil_list if not status.problem else None, router.route_for,
-                     modified=modified, today=today or dt.datetime.now(config.schedule.timezone).date())
+    modified = (
+        dt.datetime.fromtimestamp(status.modified_ns / 1e9, config.schedule.timezone).date()
+        if status.modified_ns is not None
+        else None
+    )
+    roster = analyse(
+        config.routing,
+        status.pupil_list if not status.problem else None,
+        router.route_for,
+        modified=modified,
+        today=today or dt.datetime.now(config.schedule.timezone).date(),
+    )
     if status.path is None:
         report.ok("pupil list", "not configured: every notice goes to the default route")
     elif status.problem:
-        report.fail("pupil list", status.problem, status.fix or
-                    "until fixed, every notice goes to the default zorgcoördinator; fix the file or [pupil_list]")
+        report.fail(
+            "pupil list",
+            status.problem,
+            status.fix or "until fixed, every notice goes to the default zorgcoördinator; fix the file or [pupil_list]",
+        )
     else:
-        report.ok("pupil list", f"{status.path}: {status.rows_read} rows read, {status.rows_rejected} rejected"
-                  + (f" ({roster.summary})" if roster.summary else ""))
+        report.ok(
+            "pupil list",
+            f"{status.path}: {status.rows_read} rows read, {status.rows_rejected} rejected"
+            + (f" ({roster.summary})" if roster.summary else ""),
+        )
     coverage = [f for f in roster.findings if f.step == "route coverage"]
     for finding in [f for f in roster.findings if f.step != "route coverage"]:
         _print_finding(report, finding)
     for route in config.routing.routes():
         default = config.routing.default
         inherited = route is not default and route.backup is not None and route.backup == default.backup
-        when = ("copied on every notice" if route.backup_mode == "cc"
-                else "gets it when the coordinator is refused or answers automatically (away)")
-        backup = (f", backup {route.backup.email} ({route.backup_mode}: {when}"
-                  f"{', from [backup]' if inherited else ''})" if route.backup else ", no backup")
+        when = (
+            "copied on every notice"
+            if route.backup_mode == "cc"
+            else "gets it when the coordinator is refused or answers automatically (away)"
+        )
+        backup = (
+            f", backup {route.backup.email} ({route.backup_mode}: {when}{', from [backup]' if inherited else ''})"
+            if route.backup
+            else ", no backup"
+        )
         count = f": {status.per_route.get(route.name, 0)} pupil(s)" if status.path and not status.problem else ""
         # The logs name a route only by this number (route=2), so that a log line cannot name a class.
         step = f"route {config.routing.log_index(route)}"
         if route.name in roster.empty_routes:
-            report.fail(step, f"{route.name} → {route.coordinator.email}{backup}: 0 pupils, its `when` matches "
-                        "no row of the list", "compare its when with the values below (docs/pupil-list.md)")
+            report.fail(
+                step,
+                f"{route.name} → {route.coordinator.email}{backup}: 0 pupils, its `when` matches no row of the list",
+                "compare its when with the values below (docs/pupil-list.md)",
+            )
         else:
             report.ok(step, f"{route.name} → {route.coordinator.email}{backup}{count}")
     for finding in coverage:
         _print_finding(report, finding)
     if any(r.backup is not None and r.backup_mode == "fallback" for r in config.routing.routes()):
-        report.warn("backup when the coordinator is away",
-                    'mode = "fallback": the backup hears of an absent coordinator only through an automatic reply, '
-                    "which a provider sends once per sender per absence, and which comes only while the signal is "
-                    f"held ({config.schedule.hold_s / 60:.0f} min). For certainty set mode = \"cc\" in [backup]")
+        report.warn(
+            "backup when the coordinator is away",
+            'mode = "fallback": the backup hears of an absent coordinator only through an automatic reply, '
+            "which a provider sends once per sender per absence, and which comes only while the signal is "
+            f'held ({config.schedule.hold_s / 60:.0f} min). For certainty set mode = "cc" in [backup]',
+        )
     report.ok("alerts go to", ", ".join(p.email for p in config.alert_recipients()))
     if config.alerts.webhook_url:
         report.ok("alert webhook", config.alerts.webhook_url.split("://", 1)[-1].split("/", 1)[0])

@@ -39,33 +39,54 @@ def _parser() -> argparse.ArgumentParser:
         default=Path(os.environ.get("HWC_WATCHER_CONFIG", DEFAULT_CONFIG_PATH)),
         help=f"config file (default: $HWC_WATCHER_CONFIG or {DEFAULT_CONFIG_PATH})",
     )
-    parser.add_argument("--log-format", choices=("auto", "json", "console"), default="auto",
-                        help="log output: JSON lines (journald), console, or auto by terminal")
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="log output: JSON lines (journald), console, or auto by terminal",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = sub.add_parser("check", help="check config, servers, TLS, logins and folders; changes nothing")
-    check.add_argument("--send-test", action="store_true",
-                       help="also send one marked test mail (no pupil data) to every coordinator, backup and "
-                            "the contact, and report each address")
+    check.add_argument(
+        "--send-test",
+        action="store_true",
+        help="also send one marked test mail (no pupil data) to every coordinator, backup and "
+        "the contact, and report each address",
+    )
     once = sub.add_parser("once", help="run one cycle and exit (1 if anything needs attention)")
-    once.add_argument("--dry-run", action="store_true",
-                      help="print what a real cycle would do; send, delete and mark nothing")
+    once.add_argument(
+        "--dry-run", action="store_true", help="print what a real cycle would do; send, delete and mark nothing"
+    )
     sub.add_parser("run", help="run the scheduled daemon (systemd Type=notify)")
-    sub.add_parser("drill", help="send a test mail to the HwC mailbox itself, check it arrives trusted, delete it, "
-                                 "tell the contact (0 passed, 1 failed)")
+    sub.add_parser(
+        "drill",
+        help="send a test mail to the HwC mailbox itself, check it arrives trusted, delete it, "
+        "tell the contact (0 passed, 1 failed)",
+    )
     sub.add_parser("recall", help="take back now the notices whose moment has come ([recall]); prints counts")
     inspect = sub.add_parser("inspect", help="show how one .eml message would be treated; sends nothing")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     example = sub.add_parser("example-config", help="print the example config (or write it with -o)")
     example.add_argument("-o", "--output", type=Path, help="write it to this new file (mode 0640)")
-    unit = sub.add_parser("unit-file", help="print the systemd unit: 'service' (one school), 'template' "
-                                            "(hwc-watcher@.service, one instance per school) or 'journald' (how "
-                                            "long their journal namespace keeps the logs)")
+    unit = sub.add_parser(
+        "unit-file",
+        help="print the systemd unit: 'service' (one school), 'template' "
+        "(hwc-watcher@.service, one instance per school) or 'journald' (how "
+        "long their journal namespace keeps the logs)",
+    )
     unit.add_argument("kind", choices=[*sorted(UNITS), "journald"], nargs="?", default="service")
-    unit.add_argument("--install", action="store_true",
-                      help="write it, and journald@hwc-watcher.conf, into /etc/systemd instead of printing it")
-    unit.add_argument("--root", type=Path, default=Path("/"), help="with --install: write under this directory "
-                                                                   "instead of / (an image being built)")
+    unit.add_argument(
+        "--install",
+        action="store_true",
+        help="write it, and journald@hwc-watcher.conf, into /etc/systemd instead of printing it",
+    )
+    unit.add_argument(
+        "--root",
+        type=Path,
+        default=Path("/"),
+        help="with --install: write under this directory instead of / (an image being built)",
+    )
     demo = sub.add_parser("demo", help="a full cycle against built-in mail servers on this machine")
     demo.add_argument("--keep-running", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -121,9 +142,11 @@ def _demo() -> int:
         from hwc_watcher.commands.demo import run_demo
     except ImportError as err:
         pip = Path(sys.executable).with_name("pip")
-        print(f"hwc-watcher: the demo needs the optional mail servers ({err.name} is not installed). "
-              f"Install them with: {pip} install 'hwc-watcher[demo]' (from a checkout: {pip} install -e '.[demo]')",
-              file=sys.stderr)
+        print(
+            f"hwc-watcher: the demo needs the optional mail servers ({err.name} is not installed). "
+            f"Install them with: {pip} install 'hwc-watcher[demo]' (from a checkout: {pip} install -e '.[demo]')",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     return run_demo(sys.stdout)
 
@@ -149,8 +172,10 @@ def _example_config(output: Path | None) -> int:
 def _recall(config: Config) -> int:
     """One recall now, for the admin: per mailbox the count removed, or the step that failed."""
     if not config.recall.enabled:
-        print("hwc-watcher: [recall] is not enabled in this config (recall.enabled = true); nothing done.",
-              file=sys.stderr)
+        print(
+            "hwc-watcher: [recall] is not enabled in this config (recall.enabled = true); nothing done.",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     from hwc_watcher.jobs.recall import Recaller
 
@@ -180,9 +205,11 @@ def _once(config: Config, *, dry_run: bool) -> int:
         for line in result.plan or ["nothing: no new message to judge"]:
             print(f"  {line}")
     if result.error is not None:
-        print(f"hwc-watcher: the cycle failed: {result.error}\n"
-              f"hwc-watcher: no alert was mailed for this (the service does that); fix it and run once again.",
-              file=sys.stderr)
+        print(
+            f"hwc-watcher: the cycle failed: {result.error}\n"
+            f"hwc-watcher: no alert was mailed for this (the service does that); fix it and run once again.",
+            file=sys.stderr,
+        )
     return EXIT_ATTENTION if result.needs_attention else EXIT_OK
 
 
@@ -202,11 +229,13 @@ def inspect_message(config: Config, raw: bytes, now: dt.datetime | None = None) 
     pupils = []
     for pupil in verdict.pupils:
         decision = router.route(pupil)
-        pupils.append({
-            "name": pupil.name,
-            "birth_date": pupil.birth_date.isoformat(),
-            "route": {"to": [p.email for p in decision.route.recipients()], "matched": decision.matched},
-        })
+        pupils.append(
+            {
+                "name": pupil.name,
+                "birth_date": pupil.birth_date.isoformat(),
+                "route": {"to": [p.email for p in decision.route.recipients()], "matched": decision.matched},
+            }
+        )
     return {
         "verdict": verdict.kind,
         "reason": verdict.reason,

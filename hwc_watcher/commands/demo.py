@@ -78,7 +78,8 @@ school_name = "Het Voorbeeldcollege"
 def demo_signal(now: dt.datetime) -> bytes:
     """A fictional signal as VT sends it, with the header the school's mail server adds."""
     domain = VT_SENDER.split("@")[1]
-    return textwrap.dedent(f"""\
+    return (
+        textwrap.dedent(f"""\
         Authentication-Results: mx.college.example.nl; spf=pass smtp.mailfrom={domain};
          dkim=pass header.d={domain}; dmarc=pass header.from={domain}
         From: Veilig Thuis Gooi en Vechtstreek <{VT_SENDER}>
@@ -94,7 +95,10 @@ def demo_signal(now: dt.datetime) -> bytes:
 
         Met vriendelijke groet,
         Veilig Thuis Gooi en Vechtstreek
-        """).replace("\n", "\r\n").encode()
+        """)
+        .replace("\n", "\r\n")
+        .encode()
+    )
 
 
 def run_demo(out: TextIO) -> int:
@@ -106,21 +110,26 @@ def run_demo(out: TextIO) -> int:
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     password = "demo-" + os.urandom(6).hex()
     imap = EmbeddedImapServer(username=SCHOOL_BOX, password=password, folders=("Sent", "Trash", "Junk"))
-    smtp = SmtpCapture(username=SCHOOL_BOX, password=password,
-                       on_message=lambda mail: _save_to_sent(imap, password, mail.raw))
+    smtp = SmtpCapture(
+        username=SCHOOL_BOX, password=password, on_message=lambda mail: _save_to_sent(imap, password, mail.raw)
+    )
     with imap, smtp, tempfile.TemporaryDirectory(prefix="hwc-demo-") as tmp:
         directory = Path(tmp)
         (directory / "imap-password").write_text(password + "\n", encoding="utf-8")
         (directory / "imap-password").chmod(0o600)
         config_path = directory / "config.toml"
-        config_path.write_text(DEMO_CONFIG.format(imap_port=imap.port, smtp_port=smtp.port, box=SCHOOL_BOX,
-                                                  vt=VT_SENDER, coordinator=COORDINATOR), encoding="utf-8")
+        config_path.write_text(
+            DEMO_CONFIG.format(
+                imap_port=imap.port, smtp_port=smtp.port, box=SCHOOL_BOX, vt=VT_SENDER, coordinator=COORDINATOR
+            ),
+            encoding="utf-8",
+        )
         config_path.chmod(0o600)
 
         now = dt.datetime.now(dt.UTC)
         with _client(imap, password) as client:
             client.append("INBOX", demo_signal(now))
-        print("1. Veilig Thuis sent a signal: \"David Pieterse, 3-2-2012, Handle with Care\" (fictional)\n", file=out)
+        print('1. Veilig Thuis sent a signal: "David Pieterse, 3-2-2012, Handle with Care" (fictional)\n', file=out)
 
         config = load_config(config_path)
         watcher = Watcher.from_config(config)
@@ -134,16 +143,18 @@ def run_demo(out: TextIO) -> int:
                 if msg[header]:
                     print(f"{header}: {msg[header]}", file=out)
             body = msg.get_body(("plain",))
-            print("\n" + (body.get_content() if body is not None else "(multipart report)").rstrip() + "\n",
-                  file=out)
+            print("\n" + (body.get_content() if body is not None else "(multipart report)").rstrip() + "\n", file=out)
 
         print("3. The HwC mailbox afterwards:", file=out)
         with _client(imap, password) as client:
             for _flags, _sep, folder in client.list_folders():
                 count = client.select_folder(folder, readonly=True)[b"EXISTS"]
                 print(f"   {folder:<8} {count} message(s)", file=out)
-        print(f"\nCycle: {result.completed} signal handled, {result.deleted} deleted, {result.purged} purged "
-              f"from Sent/Trash, {result.leftovers} left anywhere.", file=out)
+        print(
+            f"\nCycle: {result.completed} signal handled, {result.deleted} deleted, {result.purged} purged "
+            f"from Sent/Trash, {result.leftovers} left anywhere.",
+            file=out,
+        )
         return 0 if result.completed == 1 and not result.needs_attention else 1
 
 

@@ -33,8 +33,10 @@ def run_drill_command(config: Config, out: TextIO, **kwargs: Any) -> int:
     out.write(f"{'✓' if reported else '✗'} report to {people}{'' if reported else ' not delivered'}\n")
     untested = [s.name for s in result.steps if s.untested]
     if result.ok and untested:
-        out.write(f"drill passed; not testable on {PROVIDER_NAMES['en'][drill.provider]}: {', '.join(untested)} "
-                  "(see docs/drill.md)\n")
+        out.write(
+            f"drill passed; not testable on {PROVIDER_NAMES['en'][drill.provider]}: {', '.join(untested)} "
+            "(see docs/drill.md)\n"
+        )
     else:
         out.write("drill passed\n" if result.ok else "drill FAILED\n")
     return 0 if result.ok else 1

@@ -27,23 +27,55 @@ from hwc_watcher.resources import JOURNALD_CONF, UNITS, read_text
 
 NAMESPACE = "hwc-watcher"
 #: Where systemd looks for units, highest priority first (relative to the root).
-UNIT_DIRS = ("etc/systemd/system", "run/systemd/system", "usr/local/lib/systemd/system",
-             "usr/lib/systemd/system", "lib/systemd/system")
+UNIT_DIRS = (
+    "etc/systemd/system",
+    "run/systemd/system",
+    "usr/local/lib/systemd/system",
+    "usr/lib/systemd/system",
+    "lib/systemd/system",
+)
 #: Where journald looks for drop-ins of journald@NAMESPACE.conf, highest priority first.
 CONF_DIRS = ("etc/systemd", "run/systemd", "usr/local/lib/systemd", "usr/lib/systemd")
 #: journald's own defaults for a namespace (journald.conf(5)): on disk, no time limit, forwarding
 #: to syslog and wall on (Debian keeps syslog forwarding on).
-_FORWARD_DEFAULTS = {"ForwardToSyslog": True, "ForwardToKMsg": False, "ForwardToConsole": False,
-                     "ForwardToWall": True}
-_FORWARD_WORDS = {"ForwardToSyslog": "syslog", "ForwardToKMsg": "the kernel log", "ForwardToConsole": "the console",
-                  "ForwardToWall": "users' terminals"}
+_FORWARD_DEFAULTS = {"ForwardToSyslog": True, "ForwardToKMsg": False, "ForwardToConsole": False, "ForwardToWall": True}
+_FORWARD_WORDS = {
+    "ForwardToSyslog": "syslog",
+    "ForwardToKMsg": "the kernel log",
+    "ForwardToConsole": "the console",
+    "ForwardToWall": "users' terminals",
+}
 _TRUE = frozenset({"1", "yes", "y", "true", "t", "on"})
 #: systemd.time(7) units, in seconds.
 _TIME_UNITS = {
-    "us": 1e-6, "usec": 1e-6, "ms": 1e-3, "msec": 1e-3, "s": 1, "sec": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600,
-    "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800, "weeks": 604800,
-    "M": 2629800, "month": 2629800, "months": 2629800, "y": 31557600, "year": 31557600, "years": 31557600,
+    "us": 1e-6,
+    "usec": 1e-6,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+    "w": 604800,
+    "week": 604800,
+    "weeks": 604800,
+    "M": 2629800,
+    "month": 2629800,
+    "months": 2629800,
+    "y": 31557600,
+    "year": 31557600,
+    "years": 31557600,
 }
 _TIME_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)")
 
@@ -135,7 +167,8 @@ def retention(conf_files: Sequence[SourceText]) -> Retention:
     for _where, text in conf_files:
         values.update(settings(text, "Journal"))
     forwards = tuple(
-        _FORWARD_WORDS[key] for key, default in _FORWARD_DEFAULTS.items()
+        _FORWARD_WORDS[key]
+        for key, default in _FORWARD_DEFAULTS.items()
         if (values[key].lower() in _TRUE if key in values else default)
     )
     seconds = timespan_s(values.get("MaxRetentionSec", "0")) or 0.0
@@ -176,8 +209,13 @@ class Finding:
     fix: str = ""
 
 
-def findings(unit: str, unit_files: Sequence[SourceText], running: Mapping[str, str] | None,
-             conf_files: Sequence[SourceText], conf_path: str) -> list[Finding]:
+def findings(
+    unit: str,
+    unit_files: Sequence[SourceText],
+    running: Mapping[str, str] | None,
+    conf_files: Sequence[SourceText],
+    conf_path: str,
+) -> list[Finding]:
     """What `check` says about the logs: where they go (the namespace) and how long they stay."""
     install = "hwc-watcher unit-file --install" + (" template" if "@" in unit else "")
     restart = f"systemctl daemon-reload && systemctl restart {unit}"
@@ -187,33 +225,64 @@ def findings(unit: str, unit_files: Sequence[SourceText], running: Mapping[str, 
     active = running is not None and running.get("ActiveState") in {"active", "activating", "reloading"}
     out: list[Finding] = []
     if not unit_files and not loaded:
-        out.append(Finding(True, "logs", f"{unit} is not installed yet; installed with `{install}`, it logs to the "
-                                         f"journal namespace {NAMESPACE}"))
+        out.append(
+            Finding(
+                True,
+                "logs",
+                f"{unit} is not installed yet; installed with `{install}`, it logs to the "
+                f"journal namespace {NAMESPACE}",
+            )
+        )
     elif active and not (running or {}).get("LogNamespace"):
-        out.append(Finding(False, "logs", f"{unit} runs without its journal namespace: its lines go to the system "
-                                          "journal, which keeps them for months",
-                           restart if file_ns else f"{install}, then {restart}"))
+        out.append(
+            Finding(
+                False,
+                "logs",
+                f"{unit} runs without its journal namespace: its lines go to the system "
+                "journal, which keeps them for months",
+                restart if file_ns else f"{install}, then {restart}",
+            )
+        )
     elif file_ns is None:
         where = unit_files[0][0] if unit_files else unit
-        out.append(Finding(False, "logs", f"{where} has no LogNamespace= (an older unit file?): the service logs to "
-                                          "the system journal, which keeps its lines for months",
-                           f"{install}, then {restart}"))
+        out.append(
+            Finding(
+                False,
+                "logs",
+                f"{where} has no LogNamespace= (an older unit file?): the service logs to "
+                "the system journal, which keeps its lines for months",
+                f"{install}, then {restart}",
+            )
+        )
     else:
         out.append(Finding(True, "logs", f"journal namespace {file_ns}; read them with: {read}"))
     namespace = file_ns or NAMESPACE
     if not conf_files:
         if unit_files or loaded:
-            out.append(Finding(False, "log retention", f"{conf_path} is missing: the {namespace} namespace keeps "
-                                                       "lines until its disk limit, often for months",
-                               f"{install}, then systemctl restart systemd-journald@{namespace}"))
+            out.append(
+                Finding(
+                    False,
+                    "log retention",
+                    f"{conf_path} is missing: the {namespace} namespace keeps "
+                    "lines until its disk limit, often for months",
+                    f"{install}, then systemctl restart systemd-journald@{namespace}",
+                )
+            )
         return out
     kept = retention(conf_files)
     if not kept.retention_s:
-        out.append(Finding(False, "log retention", kept.describe(),
-                           f"set MaxRetentionSec= in {conf_path} (the shipped file has 14day)"))
+        out.append(
+            Finding(
+                False,
+                "log retention",
+                kept.describe(),
+                f"set MaxRetentionSec= in {conf_path} (the shipped file has 14day)",
+            )
+        )
     elif kept.forwards:
-        out.append(Finding(False, "log retention", kept.describe(),
-                           f"set Forward...=no in {conf_path} or its drop-ins"))
+        out.append(
+            Finding(False, "log retention", kept.describe(), f"set Forward...=no in {conf_path} or its drop-ins")
+        )
     else:
         out.append(Finding(True, "log retention", kept.describe()))
     return out
@@ -269,15 +338,23 @@ def systemctl_show(unit: str) -> dict[str, str] | None:
     try:
         done = subprocess.run(  # noqa: S603 - a fixed command; the unit name is one argument, no shell
             [systemctl, "show", "--property=LoadState,ActiveState,LogNamespace", "--", unit],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
     return parse_show(done.stdout) if done.returncode == 0 else None
 
 
-def check_logs(config_path: Path, report: Reporter, *, root: Path = Path("/"),
-               show: Callable[[str], Mapping[str, str] | None] = systemctl_show) -> None:
+def check_logs(
+    config_path: Path,
+    report: Reporter,
+    *,
+    root: Path = Path("/"),
+    show: Callable[[str], Mapping[str, str] | None] = systemctl_show,
+) -> None:
     """`check`'s lines on the logs: where they go, how long they are kept, and a warning when not as shipped."""
     unit = unit_for(config_path)
     unit_files = read_unit(root, unit)
@@ -302,8 +379,7 @@ def install(kind: str, root: Path, out: TextIO) -> list[Path]:
         partial = target.with_name(f".{target.name}.new")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "w",
-                           encoding="utf-8") as f:
+            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "w", encoding="utf-8") as f:
                 f.write(text)
             os.chmod(partial, 0o644)  # whatever the umask: systemd and journald read these as any user
             os.replace(partial, target)
@@ -312,9 +388,12 @@ def install(kind: str, root: Path, out: TextIO) -> list[Path]:
         written.append(target)
         print(f"wrote {target}", file=out)
     unit = "hwc-watcher@NAME" if kind == "template" else "hwc-watcher"
-    print(f"next: systemctl daemon-reload && systemctl try-restart systemd-journald@{NAMESPACE}"
-          + ("" if kind == "journald" else f"; then start or restart {unit}")
-          + f"; its logs: journalctl --namespace={NAMESPACE} -u {unit}", file=out)
+    print(
+        f"next: systemctl daemon-reload && systemctl try-restart systemd-journald@{NAMESPACE}"
+        + ("" if kind == "journald" else f"; then start or restart {unit}")
+        + f"; its logs: journalctl --namespace={NAMESPACE} -u {unit}",
+        file=out,
+    )
     return written
 
 

@@ -23,10 +23,18 @@ from hwc_watcher.edges.outbox import Outbox, SmtpLogin, refusal_words
 from hwc_watcher.edges.secrets import notice_ids
 
 ROLE = {
-    "nl": {"coordinator": "zorgcoördinator", "backup": "achterwacht", "contact": "HwC-contactpersoon",
-           "default": "standaardroute"},
-    "en": {"coordinator": "care coordinator", "backup": "backup", "contact": "HwC contact person",
-           "default": "default route"},
+    "nl": {
+        "coordinator": "zorgcoördinator",
+        "backup": "achterwacht",
+        "contact": "HwC-contactpersoon",
+        "default": "standaardroute",
+    },
+    "en": {
+        "coordinator": "care coordinator",
+        "backup": "backup",
+        "contact": "HwC contact person",
+        "default": "default route",
+    },
 }
 
 
@@ -61,8 +69,9 @@ def recipients(config: Config) -> list[Recipient]:
 
     routes = [("", config.routing.default, words["default"] if config.routing.rules else "")]
     # The admin finds a [[route]] by its name, not by counting tables: 'backup.email of [[route]] "Onderbouw"'.
-    routes += [(f' of [[route]] "{rule.route.name}"', rule.route, f"route {rule.route.name}")
-               for rule in config.routing.rules]
+    routes += [
+        (f' of [[route]] "{rule.route.name}"', rule.route, f"route {rule.route.name}") for rule in config.routing.rules
+    ]
     for suffix, route, label in routes:
         where = f" ({label})" if label else ""
         add(route.coordinator, f"coordinator.email{suffix}", words["coordinator"] + where)

@@ -63,8 +63,13 @@ def closed_directory(path: Path, uid: int, gids: set[int]) -> Path | None:
     return None
 
 
-def check_interpreter(user: str | None = None, executable: str = sys.executable, *,
-                      code: str = "import hwc_watcher", timeout: float = 30.0) -> Outcome:
+def check_interpreter(
+    user: str | None = None,
+    executable: str = sys.executable,
+    *,
+    code: str = "import hwc_watcher",
+    timeout: float = 30.0,
+) -> Outcome:
     """Start `executable` as `user` (the unit's) and run `code`: what systemd will do at the first start."""
     user = user or unit_user()
     if os.geteuid() != 0:
@@ -72,31 +77,51 @@ def check_interpreter(user: str | None = None, executable: str = sys.executable,
     try:
         account = pwd.getpwnam(user)
     except KeyError:
-        return Outcome(False, f"no user {user!r} on this machine yet (useradd, docs/install-service.md)",
-                       skipped=True)
+        return Outcome(False, f"no user {user!r} on this machine yet (useradd, docs/install-service.md)", skipped=True)
     gids = {account.pw_gid}
     try:
         result = subprocess.run(  # noqa: S603 - our own interpreter, a fixed argument list
-            [executable, "-c", code], user=account.pw_uid, group=account.pw_gid, extra_groups=[],
-            cwd="/", env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
-            capture_output=True, timeout=timeout, check=False)
+            [executable, "-c", code],
+            user=account.pw_uid,
+            group=account.pw_gid,
+            extra_groups=[],
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
     except PermissionError:
         closed = closed_directory(Path(executable), account.pw_uid, gids)
         where = f": {closed} is closed to it" if closed else ""
-        return Outcome(False, f"{user} cannot start {executable} (permission denied{where}; the interpreter is "
-                              f"{os.path.realpath(executable)})",
-                       "make the venv from a Python every user can read, e.g. /usr/bin/python3 -m venv "
-                       "/opt/hwc-watcher (not pyenv under /root), then reinstall hwc-watcher into it")
+        return Outcome(
+            False,
+            f"{user} cannot start {executable} (permission denied{where}; the interpreter is "
+            f"{os.path.realpath(executable)})",
+            "make the venv from a Python every user can read, e.g. /usr/bin/python3 -m venv "
+            "/opt/hwc-watcher (not pyenv under /root), then reinstall hwc-watcher into it",
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
-        return Outcome(False, f"{user} could not start {executable} ({type(err).__name__})",
-                       "see docs/install-service.md (the venv)")
+        return Outcome(
+            False,
+            f"{user} could not start {executable} ({type(err).__name__})",
+            "see docs/install-service.md (the venv)",
+        )
     if result.returncode != 0:
-        closed = next((d for d in map(Path, sys.path) if d.is_dir()
-                       and closed_directory(d / "x", account.pw_uid, gids) is not None), None)
+        closed = next(
+            (
+                d
+                for d in map(Path, sys.path)
+                if d.is_dir() and closed_directory(d / "x", account.pw_uid, gids) is not None
+            ),
+            None,
+        )
         where = f"; {closed} is closed to it" if closed else ""
-        return Outcome(False, f"{user} starts {executable}, but it cannot import hwc-watcher (exit "
-                              f"{result.returncode}{where})",
-                       "make the venv and its packages readable for every user (chmod -R o+rX /opt/hwc-watcher)")
+        return Outcome(
+            False,
+            f"{user} starts {executable}, but it cannot import hwc-watcher (exit {result.returncode}{where})",
+            "make the venv and its packages readable for every user (chmod -R o+rX /opt/hwc-watcher)",
+        )
     return Outcome(True, f"{user} can start {executable} and import hwc-watcher")
 
 

@@ -64,27 +64,35 @@ def check_ca_file(where: str, path: Path) -> None:
     try:
         ssl.create_default_context(cafile=str(path))
     except FileNotFoundError as err:
-        raise ConfigError(f"{where} = {str(path)!r} does not exist.",
-                          fix=f"check the path in {where}, or leave it empty for the system's CAs") from err
+        raise ConfigError(
+            f"{where} = {str(path)!r} does not exist.",
+            fix=f"check the path in {where}, or leave it empty for the system's CAs",
+        ) from err
     except OSError as err:
-        raise ConfigError(f"{where} = {str(path)!r} cannot be read: {err.strerror}.",
-                          fix=f"make {path} readable for the service user (chmod 0644 {path})") from err
+        raise ConfigError(
+            f"{where} = {str(path)!r} cannot be read: {err.strerror}.",
+            fix=f"make {path} readable for the service user (chmod 0644 {path})",
+        ) from err
     except ssl.SSLError as err:
-        raise ConfigError(f"{where} = {str(path)!r} holds no usable PEM certificate ({err.reason}).",
-                          fix="point it at the CA certificate in PEM form (-----BEGIN CERTIFICATE-----)") from err
+        raise ConfigError(
+            f"{where} = {str(path)!r} holds no usable PEM certificate ({err.reason}).",
+            fix="point it at the CA certificate in PEM form (-----BEGIN CERTIFICATE-----)",
+        ) from err
 
 
 def parse_config(document: Mapping[str, Any], *, source: Path | None = None) -> Config:
     """Validate a parsed TOML document, CA files included; relative paths count from the config file's directory
     (from the current directory without a `source`)."""
     base = source.absolute().parent if source is not None else Path.cwd()
-    return parse_document(document, source=source.absolute() if source is not None else None, base=base,
-                          check_ca=check_ca_file)
+    return parse_document(
+        document, source=source.absolute() if source is not None else None, base=base, check_ca=check_ca_file
+    )
 
 
 def _service_user_fix(path: Path) -> str:
-    return (f"run check as root (sudo), or let the service user read it: chown root:hwc-watcher {path} && "
-            f"chmod 0640 {path}")
+    return (
+        f"run check as root (sudo), or let the service user read it: chown root:hwc-watcher {path} && chmod 0640 {path}"
+    )
 
 
 def _with_line(err: UnknownKeyError, text: str, path: Path) -> UnknownKeyError:
@@ -94,8 +102,9 @@ def _with_line(err: UnknownKeyError, text: str, path: Path) -> UnknownKeyError:
     line = key_line(text, err.where, err.key)
     if line is None:
         return err
-    return UnknownKeyError(f"line {line} of {path}: {err}", fix=f"{err.fix} (line {line})" if err.fix else "",
-                           where=err.where, key=err.key)
+    return UnknownKeyError(
+        f"line {line} of {path}: {err}", fix=f"{err.fix} (line {line})" if err.fix else "", where=err.where, key=err.key
+    )
 
 
 def load_config(path: Path) -> Config:
@@ -111,29 +120,28 @@ def load_config(path: Path) -> Config:
         raise ConfigError(
             f"Config file {path} does not exist. Copy config.example.toml there and fill it in.",
             fix=f"hwc-watcher example-config -o {path} && chgrp hwc-watcher {path} (it is written with mode 0640), "
-                f"then edit it; a missing directory first: install -d -m 0750 -o root -g hwc-watcher {path.parent}",
+            f"then edit it; a missing directory first: install -d -m 0750 -o root -g hwc-watcher {path.parent}",
         ) from err
     except PermissionError as err:
-        raise ConfigError(f"Config file {path} cannot be read: {err.strerror}.",
-                          fix=_service_user_fix(path)) from err
+        raise ConfigError(f"Config file {path} cannot be read: {err.strerror}.", fix=_service_user_fix(path)) from err
     except IsADirectoryError as err:
-        raise ConfigError(f"Config file {path} is a directory.",
-                          fix=f"use --config {path / 'config.toml'}") from err
+        raise ConfigError(f"Config file {path} is a directory.", fix=f"use --config {path / 'config.toml'}") from err
     except OSError as err:
         raise ConfigError(f"Config file {path} cannot be read: {err.strerror}.") from err
     ensure_private(path, "Config file")
     try:
         document = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as err:
-        raise ConfigError(f"Config file {path} is not UTF-8 text.",
-                          fix=f"save {path} as UTF-8 (iconv -f WINDOWS-1252 -t UTF-8)") from err
+        raise ConfigError(
+            f"Config file {path} is not UTF-8 text.", fix=f"save {path} as UTF-8 (iconv -f WINDOWS-1252 -t UTF-8)"
+        ) from err
     except tomllib.TOMLDecodeError as err:
         line = _TOML_LINE.search(str(err))
         where = f"line {line.group(1)} of {path}" if line else str(path)
         raise ConfigError(
             f"Config file {path} is not valid TOML: {err}.",
-            fix=f"fix {where}: texts need quotes (key = \"value\"), sections look like [imap], "
-                f"each key appears once per section",
+            fix=f'fix {where}: texts need quotes (key = "value"), sections look like [imap], '
+            f"each key appears once per section",
         ) from err
     try:
         return parse_config(document, source=path)
@@ -163,10 +171,41 @@ def parse_auth(
 
 
 __all__ = [
-    "DEFAULT_AUTHORITY_HOST", "DEFAULT_CONFIG_PATH", "SCHEMA", "TEMPLATE_NAMES", "AlertSettings", "AuthCheck",
-    "AuthKind", "Config", "ConfigError", "DrillSettings", "FolderNames", "GoogleSettings", "ImapSettings", "Limits",
-    "LoginSettings", "MessageSettings", "MicrosoftSettings", "RecallMailbox", "RecallSettings", "ScheduleSettings",
-    "Security", "ServerSettings", "SmtpSettings", "VeiligThuisSettings", "check_busy_window", "check_ca_file",
-    "check_template", "is_loopback", "load_config", "parse_auth", "parse_calendar", "parse_config", "parse_logins",
-    "parse_person", "parse_pupil_list_config", "parse_routing", "template_placeholders",
+    "DEFAULT_AUTHORITY_HOST",
+    "DEFAULT_CONFIG_PATH",
+    "SCHEMA",
+    "TEMPLATE_NAMES",
+    "AlertSettings",
+    "AuthCheck",
+    "AuthKind",
+    "Config",
+    "ConfigError",
+    "DrillSettings",
+    "FolderNames",
+    "GoogleSettings",
+    "ImapSettings",
+    "Limits",
+    "LoginSettings",
+    "MessageSettings",
+    "MicrosoftSettings",
+    "RecallMailbox",
+    "RecallSettings",
+    "ScheduleSettings",
+    "Security",
+    "ServerSettings",
+    "SmtpSettings",
+    "VeiligThuisSettings",
+    "check_busy_window",
+    "check_ca_file",
+    "check_template",
+    "is_loopback",
+    "load_config",
+    "parse_auth",
+    "parse_calendar",
+    "parse_config",
+    "parse_logins",
+    "parse_person",
+    "parse_pupil_list_config",
+    "parse_routing",
+    "template_placeholders",
 ]

@@ -69,8 +69,10 @@ def parse_pupil_list_config(document: Mapping[str, Any], base: Path | None = Non
     # One combined name column ("Pieterse, David") or separate first and last name columns, not both.
     name = column("name", False)
     if name is not None and (t.given("first_name") or t.given("last_name")):
-        raise ConfigError("pupil_list.name is the one column with the whole name: set either name, or "
-                          "first_name and last_name, not both.")
+        raise ConfigError(
+            "pupil_list.name is the one column with the whole name: set either name, or "
+            "first_name and last_name, not both."
+        )
     order = t.choice("date_order", "auto", ("auto", "dmy", "mdy"))
     max_age = t.integer("max_age_days", 0, 0, 3660) if t.given("max_age_days") else None
     return PupilListConfig(
@@ -152,8 +154,9 @@ def _unknown_route_column(where: str, column: str, condition: Any, columns: tupl
     if dotted := _dotted(column, condition, columns):
         return ConfigError(
             f"{where}.when.{dotted[0]}: TOML reads a dotted name as nested tables, so the column "
-            f"{dotted[0]!r} was not seen. Put the column name in quotes: when = {{ \"{dotted[0]}\" = … }}.",
-            fix=f'write the column name in quotes in {where}.when: "{dotted[0]}" = …')
+            f'{dotted[0]!r} was not seen. Put the column name in quotes: when = {{ "{dotted[0]}" = … }}.',
+            fix=f'write the column name in quotes in {where}.when: "{dotted[0]}" = …',
+        )
     close = difflib.get_close_matches(column, list(columns), n=1, cutoff=0.6)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     if any("." in c for c in columns):
@@ -193,8 +196,10 @@ def parse_routing(document: Mapping[str, Any], base: Path | None = None) -> Rout
     an admin counts them.
     """
     if document.get("coordinator") is None:
-        raise ConfigError("[coordinator] is missing: name the zorgcoördinator who receives the notices.",
-                          fix="add [coordinator] with name and email (see config.example.toml)")
+        raise ConfigError(
+            "[coordinator] is missing: name the zorgcoördinator who receives the notices.",
+            fix="add [coordinator] with name and email (see config.example.toml)",
+        )
     coordinator = parse_person(document["coordinator"], "coordinator")
     backup, mode = _backup(document.get("backup"), "backup")
     default = Route(name="default", coordinator=coordinator, backup=backup, backup_mode=mode)
@@ -209,9 +214,14 @@ def parse_routing(document: Mapping[str, Any], base: Path | None = None) -> Rout
     if default.backup is not None:
         # A route without a backup of its own uses [backup], with its mode: a refused or absent coordinator
         # must still reach someone.
-        rules = tuple(rule if rule.route.backup is not None else dataclasses.replace(
-            rule, route=dataclasses.replace(rule.route, backup=default.backup, backup_mode=default.backup_mode))
-            for rule in rules)
+        rules = tuple(
+            rule
+            if rule.route.backup is not None
+            else dataclasses.replace(
+                rule, route=dataclasses.replace(rule.route, backup=default.backup, backup_mode=default.backup_mode)
+            )
+            for rule in rules
+        )
     seen = {"default"}
     for i, rule in enumerate(rules, start=1):
         folded = rule.route.name.casefold()
@@ -219,7 +229,6 @@ def parse_routing(document: Mapping[str, Any], base: Path | None = None) -> Rout
             raise ConfigError(f"route[{i}].name {rule.route.name!r} is already used; give each route its own name.")
         seen.add(folded)
     return RoutingConfig(default=default, rules=rules, pupil_list=pupil_list)
-
 
 
 __all__ = ["parse_person", "parse_pupil_list_config", "parse_routing"]

@@ -21,8 +21,18 @@ TEMPLATE_NAMES = frozenset({
 })  # fmt: skip
 
 # Every key the config file may hold, per table: the single list `check`, the errors and the tests use.
-_SERVER_KEYS = ("host", "port", "security", "allow_plaintext", "username", "auth", "password_file",
-                "password_credential", "ca_file", "timeout")
+_SERVER_KEYS = (
+    "host",
+    "port",
+    "security",
+    "allow_plaintext",
+    "username",
+    "auth",
+    "password_file",
+    "password_credential",
+    "ca_file",
+    "timeout",
+)
 SCHEMA: Mapping[str, frozenset[str]] = MappingProxyType({
     "": frozenset({"imap", "smtp", "microsoft", "google", "veilig_thuis", "coordinator", "backup", "contact",
                    "pupil_list", "route", "messages", "schedule", "calendar", "alerts", "limits", "recall", "drill"}),
@@ -58,15 +68,17 @@ SCHEMA: Mapping[str, frozenset[str]] = MappingProxyType({
 })  # fmt: skip
 
 
-
-def section(document: Mapping[str, Any], name: str, *, required: bool = False, why: str = "",
-            inline_secrets: bool = False) -> Table:
+def section(
+    document: Mapping[str, Any], name: str, *, required: bool = False, why: str = "", inline_secrets: bool = False
+) -> Table:
     """The top-level table `[name]` (an empty one when absent and not required), checked against SCHEMA."""
     value = document.get(name)
     if value is None:
         if required:
-            raise ConfigError(f"[{name}] is missing from the config file{': ' + why if why else ''}.",
-                              fix=f"add a [{name}] section (see config.example.toml)")
+            raise ConfigError(
+                f"[{name}] is missing from the config file{': ' + why if why else ''}.",
+                fix=f"add a [{name}] section (see config.example.toml)",
+            )
         value = {}
     return Table(value, name, SCHEMA[name], refuse_inline_secrets=inline_secrets)
 

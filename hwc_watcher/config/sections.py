@@ -69,7 +69,9 @@ def _veilig_thuis(t: Table) -> VeiligThuisSettings:
         shown = f'["{senders_raw.strip()}"]' if isinstance(senders_raw, str) else '["signalen@veiligthuis.example.nl"]'
         raise ConfigError(
             f"veilig_thuis.senders must be a list of addresses (in [ ]), got {type_name(senders_raw)}: "
-            f"{senders_raw!r}.", fix=f"write senders = {shown}")
+            f"{senders_raw!r}.",
+            fix=f"write senders = {shown}",
+        )
     if not isinstance(senders_raw, list) or not senders_raw:
         raise ConfigError(
             'veilig_thuis.senders must list the Veilig Thuis addresses, e.g. ["signalen@veiligthuis.example.nl"] '
@@ -100,7 +102,6 @@ def _veilig_thuis(t: Table) -> VeiligThuisSettings:
     )
 
 
-
 def _messages(t: Table) -> MessageSettings:
     language_s = t.choice("language", "nl", ("nl", "en"))
     templates_t = Table(t.get("templates", {}), "messages.templates", SCHEMA["messages.templates"])
@@ -128,8 +129,10 @@ def _timezone(name: str) -> zoneinfo.ZoneInfo:
         pass
     close = difflib.get_close_matches(name.casefold(), list(known), n=1, cutoff=0.6)
     hint = f" Did you mean {known[close[0]]!r}?" if close else ""
-    raise ConfigError(f"schedule.timezone = {name!r} is not a known time zone.{hint}",
-                      fix=f'set schedule.timezone = "{known[close[0]] if close else "Europe/Amsterdam"}"')
+    raise ConfigError(
+        f"schedule.timezone = {name!r} is not a known time zone.{hint}",
+        fix=f'set schedule.timezone = "{known[close[0]] if close else "Europe/Amsterdam"}"',
+    )
 
 
 def check_busy_window(start: dt.time, end: dt.time, deadline: dt.time) -> None:
@@ -140,20 +143,22 @@ def check_busy_window(start: dt.time, end: dt.time, deadline: dt.time) -> None:
         raise ConfigError(
             f"schedule.busy_end = {shown['busy_end']} must be later than schedule.busy_start = "
             f"{shown['busy_start']}: the busy window runs from busy_start to busy_end on one day.",
-            fix='set schedule.busy_start before the deadline and schedule.busy_end after it, e.g. "06:00" and '
-                '"17:00"')
+            fix='set schedule.busy_start before the deadline and schedule.busy_end after it, e.g. "06:00" and "17:00"',
+        )
     if deadline <= start:
         raise ConfigError(
             f"schedule.busy_start = {shown['busy_start']} must be before schedule.deadline = {shown['deadline']}: "
             f"until the busy window starts, the mailbox is read only every quiet_interval_minutes, so a signal "
             f"may still wait at the deadline.",
-            fix=f"set schedule.busy_start at least an hour before {deadline:%H:%M} (the default is \"06:00\"), "
-                f"or schedule.deadline later (the default is \"08:15\")")
+            fix=f'set schedule.busy_start at least an hour before {deadline:%H:%M} (the default is "06:00"), '
+            f'or schedule.deadline later (the default is "08:15")',
+        )
     if deadline > end:
         raise ConfigError(
             f"schedule.deadline = {shown['deadline']} lies after schedule.busy_end = {shown['busy_end']}: the "
             f"deadline must fall inside the busy window, or the last polls before it are the slow quiet ones.",
-            fix=f"set schedule.busy_end after {deadline:%H:%M} (the default is \"17:00\")")
+            fix=f'set schedule.busy_end after {deadline:%H:%M} (the default is "17:00")',
+        )
 
 
 #: Values every template may use besides its own; alert_digest is filled with $items only.
@@ -171,8 +176,10 @@ def template_placeholders(name: str) -> frozenset[str]:
 
 
 #: Placeholders an older own text may still use and the daemon still fills (the built-in texts moved on).
-_STILL_FILLED: Mapping[str, frozenset[str]] = {"item_cleanup": frozenset({"count"}),
-                                               "alert_left_alone": frozenset({"count"})}
+_STILL_FILLED: Mapping[str, frozenset[str]] = {
+    "item_cleanup": frozenset({"count"}),
+    "alert_left_alone": frozenset({"count"}),
+}
 
 
 def check_template(name: str, text: str) -> None:
@@ -182,20 +189,25 @@ def check_template(name: str, text: str) -> None:
     listed = ", ".join(f"${k}" for k in known)
     template = Template(text)
     if not template.is_valid():
-        raise ConfigError(f"{key} has a $ that starts no placeholder (placeholders here: {listed}).",
-                          fix=f"write $$ for a dollar sign in {key}, or use one of {listed}")
+        raise ConfigError(
+            f"{key} has a $ that starts no placeholder (placeholders here: {listed}).",
+            fix=f"write $$ for a dollar sign in {key}, or use one of {listed}",
+        )
     for ident in template.get_identifiers():
         if ident not in known:
             close = difflib.get_close_matches(ident, known, n=1, cutoff=0.6)
             hint = f" Did you mean ${close[0]}?" if close else ""
-            raise ConfigError(f"{key} uses ${ident}, which is not filled in for this text.{hint} "
-                              f"Placeholders here: {listed}.",
-                              fix=f"replace ${ident} by ${close[0]}" if close else f"remove ${ident} from {key}")
+            raise ConfigError(
+                f"{key} uses ${ident}, which is not filled in for this text.{hint} Placeholders here: {listed}.",
+                fix=f"replace ${ident} by ${close[0]}" if close else f"remove ${ident} from {key}",
+            )
     if name == "notice":
         missing = [f"${k}" for k in _NOTICE_NEEDS if k not in template.get_identifiers()]
         if missing:
-            raise ConfigError(f"{key} lacks {' and '.join(missing)}: the coordinator could not tell which pupil "
-                              f"the signal is about.", fix=f"add {' and '.join(missing)} to {key}")
+            raise ConfigError(
+                f"{key} lacks {' and '.join(missing)}: the coordinator could not tell which pupil the signal is about.",
+                fix=f"add {' and '.join(missing)} to {key}",
+            )
 
 
 def _schedule(t: Table) -> ScheduleSettings:
@@ -270,18 +282,24 @@ def _region(t: Table) -> str | None:
     raise ConfigError(
         f'{t.key("region")} = {value!r} is not an OCW school holiday region.{hint} Known: "noord", "midden", '
         f'"zuid" (your municipality\'s region: rijksoverheid.nl, Schoolvakanties, Regio-indeling).',
-        fix=f'set {t.key("region")} = "{close[0]}"' if close else
-        f'set {t.key("region")} to "noord", "midden" or "zuid": the region of the school\'s municipality')
+        fix=f'set {t.key("region")} = "{close[0]}"'
+        if close
+        else f'set {t.key("region")} to "noord", "midden" or "zuid": the region of the school\'s municipality',
+    )
 
 
 def parse_calendar(document: Mapping[str, Any]) -> SchoolCalendar:
     """`[calendar] region = "midden"`, `days_off = [...]`, `school_days = [...]`; see school_calendar."""
     t = section(document, "calendar")
     public = t.boolean("public_holidays", True) if "public_holidays" in t.data else None
-    return build_calendar(region=_region(t), days_off=_day_spans(t, "days_off"),
-                          school_days=_day_spans(t, "school_days"), public_holidays=public,
-                          good_friday=t.boolean("good_friday", False),
-                          liberation_day=t.choice("liberation_day", "lustrum", LIBERATION_DAY))
+    return build_calendar(
+        region=_region(t),
+        days_off=_day_spans(t, "days_off"),
+        school_days=_day_spans(t, "school_days"),
+        public_holidays=public,
+        good_friday=t.boolean("good_friday", False),
+        liberation_day=t.choice("liberation_day", "lustrum", LIBERATION_DAY),
+    )
 
 
 def _drill(t: Table, schedule: ScheduleSettings) -> DrillSettings:
@@ -290,20 +308,32 @@ def _drill(t: Table, schedule: ScheduleSettings) -> DrillSettings:
     default = max(0, start - 30)
     at = t.time("at", f"{default // 60:02d}:{default % 60:02d}")
     if at >= schedule.deadline:
-        raise ConfigError(f"drill.at ({at:%H:%M}) must be before schedule.deadline ({schedule.deadline:%H:%M}).",
-                          fix=f"set drill.at to a time before {schedule.deadline:%H:%M}, e.g. "
-                              f'"{default // 60:02d}:{default % 60:02d}"')
-    return DrillSettings(enabled=t.boolean("enabled", False), at=at,
-                         wait_s=float(t.integer("wait_seconds", 300, 30, 1800)))
+        raise ConfigError(
+            f"drill.at ({at:%H:%M}) must be before schedule.deadline ({schedule.deadline:%H:%M}).",
+            fix=f"set drill.at to a time before {schedule.deadline:%H:%M}, e.g. "
+            f'"{default // 60:02d}:{default % 60:02d}"',
+        )
+    return DrillSettings(
+        enabled=t.boolean("enabled", False), at=at, wait_s=float(t.integer("wait_seconds", 300, 30, 1800))
+    )
 
 
-def _recall(document: Mapping[str, Any], base: Path | None, imap: LoginSettings, routing: RoutingConfig,
-            schedule: ScheduleSettings) -> RecallSettings:
+def _recall(
+    document: Mapping[str, Any],
+    base: Path | None,
+    imap: LoginSettings,
+    routing: RoutingConfig,
+    schedule: ScheduleSettings,
+) -> RecallSettings:
     """Which recipients' mailboxes the recall may clean; each must receive notices, each login is [imap]'s kind."""
     t = section(document, "recall")
     enabled = t.boolean("enabled", False)
-    people = {p.email.lower(): p.email for route in routing.routes()
-              for p in (route.coordinator, route.backup) if p is not None}
+    people = {
+        p.email.lower(): p.email
+        for route in routing.routes()
+        for p in (route.coordinator, route.backup)
+        if p is not None
+    }
     raw = t.get("mailbox", [])
     if not isinstance(raw, list):
         raise ConfigError("recall.mailbox must be a list of tables: write [[recall.mailbox]] once per mailbox.")
@@ -314,7 +344,9 @@ def _recall(document: Mapping[str, Any], base: Path | None, imap: LoginSettings,
         if address.lower() not in people:
             raise ConfigError(
                 f"recall.mailbox[{i}].address = {address!r} is no coordinator or backup: the recall only cleans "
-                f"mailboxes that receive notices.", fix="use an address from [coordinator], [backup] or a [[route]]")
+                f"mailboxes that receive notices.",
+                fix="use an address from [coordinator], [backup] or a [[route]]",
+            )
         if any(x.address.lower() == address.lower() for x in mailboxes):
             raise ConfigError(f"recall.mailbox[{i}].address = {address!r} is listed twice.")
         password = m.secret("password", base)
@@ -322,23 +354,35 @@ def _recall(document: Mapping[str, Any], base: Path | None, imap: LoginSettings,
             raise ConfigError(
                 f"recall.mailbox[{i}] ({address}) needs password_file or password_credential: with [imap] "
                 f'auth = "password" each mailbox logs in with its own password.',
-                fix=f'add password_credential = "recall-{address.split("@")[0]}" (systemd) or password_file = "…"')
+                fix=f'add password_credential = "recall-{address.split("@")[0]}" (systemd) or password_file = "…"',
+            )
         if imap.kind != "password" and (password is not None or m.given("username")):
             raise ConfigError(
                 f'recall.mailbox[{i}]: with [imap] auth = "{imap.kind}" the app logs in as {address} itself; '
-                f"username and password are not used.", fix="keep only address")
+                f"username and password are not used.",
+                fix="keep only address",
+            )
         username = m.text("username", address) if imap.kind == "password" else address
         login = LoginSettings("recall.mailbox", imap.kind, username, password, imap.timeout)
         mailboxes.append(RecallMailbox(people[address.lower()], login))
     if enabled and not mailboxes:
         if imap.kind == "password":
-            raise ConfigError("recall.enabled = true, but no [[recall.mailbox]] is listed (each needs its password).",
-                              fix="add one [[recall.mailbox]] with address and password_credential per coordinator")
-        mailboxes = [RecallMailbox(email, LoginSettings("recall.mailbox", imap.kind, email, None, imap.timeout))
-                     for email in people.values()]
+            raise ConfigError(
+                "recall.enabled = true, but no [[recall.mailbox]] is listed (each needs its password).",
+                fix="add one [[recall.mailbox]] with address and password_credential per coordinator",
+            )
+        mailboxes = [
+            RecallMailbox(email, LoginSettings("recall.mailbox", imap.kind, email, None, imap.timeout))
+            for email in people.values()
+        ]
     end = schedule.busy_end.strftime("%H:%M")
-    return RecallSettings(enabled=enabled, at=t.time("at", end), keep_hours=t.integer("keep_hours", 6, 1, 72),
-                          retry_s=60.0 * t.integer("retry_minutes", 30, 5, 720), mailboxes=tuple(mailboxes))
+    return RecallSettings(
+        enabled=enabled,
+        at=t.time("at", end),
+        keep_hours=t.integer("keep_hours", 6, 1, 72),
+        retry_s=60.0 * t.integer("retry_minutes", 30, 5, 720),
+        mailboxes=tuple(mailboxes),
+    )
 
 
 def _url(t: Table, key: str) -> str | None:
@@ -366,8 +410,13 @@ def _alerts(t: Table, base: Path | None, check_ca: CaCheck | None) -> AlertSetti
     )
 
 
-def parse_document(document: Mapping[str, Any], *, source: Path | None = None, base: Path | None = None,
-                   check_ca: CaCheck | None = None) -> Config:
+def parse_document(
+    document: Mapping[str, Any],
+    *,
+    source: Path | None = None,
+    base: Path | None = None,
+    check_ca: CaCheck | None = None,
+) -> Config:
     """Every section of a parsed TOML document, into the frozen Config.
 
     Relative paths count from `base` (the config file's directory; without one they are refused); `source` is
@@ -381,12 +430,13 @@ def parse_document(document: Mapping[str, Any], *, source: Path | None = None, b
     imap_login, smtp_login, microsoft, google = parse_logins(document, base, check_ca=check_ca)
     imap = imap_settings(section(document, "imap", required=True, inline_secrets=True), base, imap_login, check_ca)
     smtp = smtp_settings(section(document, "smtp", required=True, inline_secrets=True), base, smtp_login, check_ca)
-    veilig_thuis = _veilig_thuis(section(document, "veilig_thuis", required=True,
-                                         why="list the Veilig Thuis senders"))
+    veilig_thuis = _veilig_thuis(section(document, "veilig_thuis", required=True, why="list the Veilig Thuis senders"))
     routing = parse_routing(document, base)
     if document.get("contact") is None:
-        raise ConfigError("[contact] is missing: name the school's HwC contact person who receives alerts.",
-                          fix="add [contact] with name and email (see config.example.toml)")
+        raise ConfigError(
+            "[contact] is missing: name the school's HwC contact person who receives alerts.",
+            fix="add [contact] with name and email (see config.example.toml)",
+        )
     contact = parse_person(document["contact"], "contact")
     limits = section(document, "limits")
     schedule = _schedule(section(document, "schedule"))

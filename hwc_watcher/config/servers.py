@@ -76,8 +76,13 @@ def endpoint(t: Table, default_port: Mapping[str, int]) -> tuple[str, int, Secur
 
 def _auth_kind(t: Table, default: str) -> AuthKind:
     kind = t.choice("auth", default, ("password", "microsoft", "google", "none"))
-    return "password" if kind == "password" else "microsoft" if kind == "microsoft" else (
-        "google" if kind == "google" else "none")
+    return (
+        "password"
+        if kind == "password"
+        else "microsoft"
+        if kind == "microsoft"
+        else ("google" if kind == "google" else "none")
+    )
 
 
 def _imap_login(imap: Table, base: Path | None) -> LoginSettings:
@@ -88,11 +93,14 @@ def _imap_login(imap: Table, base: Path | None) -> LoginSettings:
     if kind == "none":
         raise ConfigError('imap.auth = "none" is not possible: an IMAP mailbox always needs a login.')
     if kind == "password" and password is None:
-        raise ConfigError("imap.password_file or imap.password_credential is missing.",
-                          fix='add password_credential = "imap-password" (systemd) or password_file = "…" to [imap]')
+        raise ConfigError(
+            "imap.password_file or imap.password_credential is missing.",
+            fix='add password_credential = "imap-password" (systemd) or password_file = "…" to [imap]',
+        )
     if kind != "password" and password is not None:
-        raise ConfigError(f'{password.key} is only used with auth = "password", not auth = "{kind}".',
-                          fix=f"remove {password.key}")
+        raise ConfigError(
+            f'{password.key} is only used with auth = "password", not auth = "{kind}".', fix=f"remove {password.key}"
+        )
     return LoginSettings("imap", kind, username, password, timeout)
 
 
@@ -102,8 +110,9 @@ def _smtp_login(smtp: Table, base: Path | None, imap_login: LoginSettings) -> Lo
     timeout = float(smtp.integer("timeout", 30, 1, 600))
     password = smtp.secret("password", base)
     if kind != "password" and password is not None:
-        raise ConfigError(f'{password.key} is only used with auth = "password", not auth = "{kind}".',
-                          fix=f"remove {password.key}")
+        raise ConfigError(
+            f'{password.key} is only used with auth = "password", not auth = "{kind}".', fix=f"remove {password.key}"
+        )
     if kind == "password" and password is None:
         if imap_login.kind == "password" and username == imap_login.username:
             password = imap_login.password
@@ -116,12 +125,20 @@ def _smtp_login(smtp: Table, base: Path | None, imap_login: LoginSettings) -> Lo
     return LoginSettings("smtp", kind, username, password, timeout)
 
 
-def parse_server(t: Table, login: LoginSettings, default_port: Mapping[str, int], base: Path | None,
-                 check_ca: CaCheck | None) -> ServerSettings:
+def parse_server(
+    t: Table, login: LoginSettings, default_port: Mapping[str, int], base: Path | None, check_ca: CaCheck | None
+) -> ServerSettings:
     """What [imap] and [smtp] share, read once for either: the server, how it is reached, and its login."""
     host, port, security = endpoint(t, default_port)
-    return ServerSettings(host=host, port=port, security=security, username=login.username,
-                          ca_file=t.ca_file(base, check_ca), timeout=login.timeout, auth=login)
+    return ServerSettings(
+        host=host,
+        port=port,
+        security=security,
+        username=login.username,
+        ca_file=t.ca_file(base, check_ca),
+        timeout=login.timeout,
+        auth=login,
+    )
 
 
 def _shared(server: ServerSettings) -> dict[str, Any]:
@@ -177,8 +194,7 @@ def _microsoft(ms: Table, base: Path | None, check_ca: CaCheck | None) -> Micros
     authority_host = str(ms.optional_text("authority_host") or DEFAULT_AUTHORITY_HOST).rstrip("/")
     if not _AUTHORITY.match(authority_host):
         raise ConfigError(
-            f"microsoft.authority_host = {authority_host!r} must look like {DEFAULT_AUTHORITY_HOST!r} "
-            f"(https, no path)."
+            f"microsoft.authority_host = {authority_host!r} must look like {DEFAULT_AUTHORITY_HOST!r} (https, no path)."
         )
     secret = ms.secret("client_secret", base)
     certificate = ms.secret("certificate", base)
@@ -213,8 +229,10 @@ def _microsoft(ms: Table, base: Path | None, check_ca: CaCheck | None) -> Micros
 def _google(google: Table, base: Path | None, check_ca: CaCheck | None) -> GoogleSettings:
     source = google.secret("service_account", base)
     if source is None:
-        raise ConfigError("google.service_account_file or google.service_account_credential is missing.",
-                          fix='add service_account_credential = "google-sa" or service_account_file = "…"')
+        raise ConfigError(
+            "google.service_account_file or google.service_account_credential is missing.",
+            fix='add service_account_credential = "google-sa" or service_account_file = "…"',
+        )
     return GoogleSettings(service_account=source, ca_file=google.ca_file(base, check_ca))
 
 
@@ -235,8 +253,9 @@ def parse_logins(
         if name in kinds and name not in document:
             who = "imap" if imap_login.kind == name else "smtp"
             needs = "tenant_id, client_id" if name == "microsoft" else "service_account_file"
-            raise ConfigError(f'{who}.auth = "{name}" needs a [{name}] table ({needs}).',
-                              fix=f"add [{name}] (docs/{_GUIDES[name]})")
+            raise ConfigError(
+                f'{who}.auth = "{name}" needs a [{name}] table ({needs}).', fix=f"add [{name}] (docs/{_GUIDES[name]})"
+            )
     if "microsoft" in document:
         ms = section(document, "microsoft", inline_secrets=True)
         microsoft = _microsoft(ms, base, check_ca)
@@ -246,5 +265,14 @@ def parse_logins(
     return imap_login, smtp_login, microsoft, google
 
 
-__all__ = ["DEFAULT_AUTHORITY_HOST", "IMAP_PORTS", "SMTP_PORTS", "endpoint", "imap_settings", "is_loopback",
-           "parse_logins", "parse_server", "smtp_settings"]
+__all__ = [
+    "DEFAULT_AUTHORITY_HOST",
+    "IMAP_PORTS",
+    "SMTP_PORTS",
+    "endpoint",
+    "imap_settings",
+    "is_loopback",
+    "parse_logins",
+    "parse_server",
+    "smtp_settings",
+]

@@ -43,8 +43,9 @@ def unknown_key_error(where: str, key: str, known: Iterable[str]) -> ConfigError
         what = "section"
     hint = f" Did you mean {suggestion}?" if suggestion else ""
     fix = f"rename {name} to {suggestion}" if suggestion else f"remove {name} (known: {', '.join(choices)})"
-    return UnknownKeyError(f"{name} is not a known {what}.{hint} Known: {', '.join(choices)}.", fix=fix,
-                           where=where, key=str(key))
+    return UnknownKeyError(
+        f"{name} is not a known {what}.{hint} Known: {', '.join(choices)}.", fix=fix, where=where, key=str(key)
+    )
 
 
 class Table:
@@ -53,8 +54,9 @@ class Table:
     Every validator names the key in the one notation: `where.key`.
     """
 
-    def __init__(self, data: object, where: str, known: Iterable[str] | None = None, *,
-                 refuse_inline_secrets: bool = False) -> None:
+    def __init__(
+        self, data: object, where: str, known: Iterable[str] | None = None, *, refuse_inline_secrets: bool = False
+    ) -> None:
         if not isinstance(data, Mapping):
             shown = f" ([{where}])" if where.isidentifier() else ""
             raise ConfigError(f"{where or 'The config file'} must be a table{shown}, got {type_name(data)}.")
@@ -67,7 +69,7 @@ class Table:
                         f"{self.key(key)}: secrets are not accepted inside the config file. Put it in a file "
                         f"readable only by hwc-watcher and set {self.key(key)}_file (or {self.key(key)}_credential "
                         f"for a systemd credential).",
-                        fix=f"move the value to a file (mode 0600) and replace {key} = … by {key}_file = \"…\"",
+                        fix=f'move the value to a file (mode 0600) and replace {key} = … by {key}_file = "…"',
                     )
         if known is not None:
             for key in data:
@@ -175,7 +177,6 @@ class Table:
         if has_file:
             return SecretRef(self.key(file_key), file=self.path(file_key, base))
         return None
-
 
 
 def is_address(value: str) -> bool:

@@ -103,4 +103,5 @@ class AlertMemory:
         """The cause is gone: a new occurrence may alert again."""
         self.sent.pop(key, None)
 
+
 __all__ = ["STRANGER_REASONS", "AlertMemory", "AlertPlan", "Attention", "plan"]

@@ -54,7 +54,7 @@ def is_out_of_office(h: Headers) -> bool:
 
 
 def report_type(msg: Message) -> str | None:
-    """"delivery-status" for a bounce, "disposition-notification" for a read receipt, else None."""
+    """ "delivery-status" for a bounce, "disposition-notification" for a read receipt, else None."""
     if msg.get_content_type() != "multipart/report":
         return None
     return str(msg.get_param("report-type", "") or "").lower() or "unknown"

@@ -40,9 +40,7 @@ _MIME_FIELD = re.compile(rb"(?im)^content-[a-z-]{0,40}[ \t]*:[^\r\n]*(?:\r?\n[ \
 _MULTIPART = re.compile(rb"(?i)content-type:\s*multipart/")
 
 
-_FROM_FIELD = re.compile(
-    rb"(?im)^(?:from|sender|reply-to|return-path|subject)[ \t]*:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*"
-)
+_FROM_FIELD = re.compile(rb"(?im)^(?:from|sender|reply-to|return-path|subject)[ \t]*:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*")
 
 
 def sender_fields(raw: bytes) -> bytes:

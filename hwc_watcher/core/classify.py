@@ -140,7 +140,7 @@ class OwnMail:
 
         Reads the report's parts and its whole body, since some servers quote the original only as text.
         """
-        body = raw[len(header_block(raw)):]
+        body = raw[len(header_block(raw)) :]
         named = " ".join(reported_message_ids(msg)).encode("ascii", "replace") + b" " + body
         kinds = {m.decode("ascii").lower() for m in self.ids.findall(named)}
         if not kinds and self.address.encode() in body.lower():
@@ -182,13 +182,15 @@ class _Same:
 def _parties(key: _Same) -> Parties:
     """Kept while cached (so no other config can take its id); a daemon has one config, tests a few."""
     config = key.config
-    people = frozenset(p.email.lower() for route in config.routing.routes()
-                       for p in (route.coordinator, route.backup) if p is not None)
+    people = frozenset(
+        p.email.lower() for route in config.routing.routes() for p in (route.coordinator, route.backup) if p is not None
+    )
     return Parties(OwnMail.of(config), VtSenders(config.veilig_thuis), people)
 
 
-def classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None = None,
-             ids: NoticeIds | None = None) -> Verdict:
+def classify(
+    raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None = None, ids: NoticeIds | None = None
+) -> Verdict:
     """Decide what one message is. Never raises: what cannot be read is never acted on.
 
     A message that breaks the parser goes to a person if its raw From is a VT sender, and
@@ -266,8 +268,9 @@ def _decoded(value: str) -> str:
 # --- the whole message -----------------------------------------------------------------------------
 
 
-def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None,
-              ids: NoticeIds | None = None) -> Verdict:
+def _classify(
+    raw: bytes, config: Config, *, now: dt.datetime, expected_size: int | None, ids: NoticeIds | None = None
+) -> Verdict:
     if expected_size is not None and expected_size != len(raw):
         # Some Exchange servers list a message before its body is there: retry, never act.
         return Verdict("needs_human", "incomplete")
@@ -289,8 +292,9 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
     if ids is not None and is_out_of_office(h):
         away = _away_reply(h, parties, ids)
         if away is not None:
-            return Verdict("own", "away_reply", message_id=msg_id, written=written, away_from=away[0],
-                           replied_to=away[1])
+            return Verdict(
+                "own", "away_reply", message_id=msg_id, written=written, away_from=away[0], replied_to=away[1]
+            )
     address = h.from_address
     standing = parties.vt.standing(h, address)
     if is_auto_reply(h) and not (standing == "vouched" and _reading(msg, config, written).status == "pupils"):
@@ -318,8 +322,15 @@ def _classify(raw: bytes, config: Config, *, now: dt.datetime, expected_size: in
         reason = text.limit if text.limit is not None else reading.reason
         return Verdict("needs_human", reason, message_id=msg_id, written=written)
     receipt_to, mdn_to = parties.vt.answer_to(h, address)
-    return Verdict("signal", "signal", pupils=reading.pupils, receipt_to=receipt_to, mdn_to=mdn_to,
-                   message_id=msg_id, written=written)
+    return Verdict(
+        "signal",
+        "signal",
+        pupils=reading.pupils,
+        receipt_to=receipt_to,
+        mdn_to=mdn_to,
+        message_id=msg_id,
+        written=written,
+    )
 
 
 def _reading(msg: EmailMessage, config: Config, written: dt.datetime) -> Reading:
@@ -360,8 +371,15 @@ def _related(msg: EmailMessage, h: Headers, parties: Parties) -> str | None:
     return None
 
 
-def _report(msg: EmailMessage, h: Headers, raw: bytes, report: str | None, parties: Parties,
-            msg_id: str | None, written: dt.datetime) -> Verdict:
+def _report(
+    msg: EmailMessage,
+    h: Headers,
+    raw: bytes,
+    report: str | None,
+    parties: Parties,
+    msg_id: str | None,
+    written: dt.datetime,
+) -> Verdict:
     """Bounces, read receipts and other reports: never answered; what they are about decides the rest."""
     about = parties.own.kinds_in(msg, raw)
     if report == "disposition-notification" or (

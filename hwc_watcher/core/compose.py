@@ -114,9 +114,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
         "detail_failing": "Sinds $since lukt het niet: $cause.",
         "detail_waiting": "De HwC-mailbox bevat nog $messages om met de hand af te handelen.",
         "alert_failure": (
-            "hwc-watcher kan de Handle with Care-mailbox niet verwerken: $error.\n\n"
-            "Wat je doet: $action\n\n"
-            "$technical"
+            "hwc-watcher kan de Handle with Care-mailbox niet verwerken: $error.\n\nWat je doet: $action\n\n$technical"
         ),
         "alert_recovered": (
             "hwc-watcher werkt weer: de Handle with Care-mailbox is om $moment gecontroleerd en er\n"
@@ -174,8 +172,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
             "  wordt verwijderd.\n"
         ),
         "item_signal_failed": (
-            "- Een signaal kon niet volledig worden verwerkt: $cause. Laat de ICT-beheerder de oorzaak\n"
-            "  nakijken.\n"
+            "- Een signaal kon niet volledig worden verwerkt: $cause. Laat de ICT-beheerder de oorzaak\n  nakijken.\n"
         ),
         "item_pupil_list": (
             "- De leerlingenlijst ($file) kan niet worden gebruikt. Tot dit is opgelost gaan alle\n"
@@ -290,9 +287,7 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
         "detail_failing": "Since $since it has been failing: $cause.",
         "detail_waiting": "The HwC mailbox still holds $messages to be handled by hand.",
         "alert_failure": (
-            "hwc-watcher cannot process the Handle with Care mailbox: $error.\n\n"
-            "What you do: $action\n\n"
-            "$technical"
+            "hwc-watcher cannot process the Handle with Care mailbox: $error.\n\nWhat you do: $action\n\n$technical"
         ),
         "alert_recovered": (
             "hwc-watcher is working again: the Handle with Care mailbox was checked at $moment and\n"
@@ -398,10 +393,14 @@ TEXTS: Mapping[str, Mapping[str, str]] = {
 
 #: Subjects of the drill report: (passed, failed).
 DRILL_SUBJECTS: Mapping[str, tuple[str, str]] = {
-    "nl": ("Ter informatie: oefening Handle with Care-mailbox geslaagd",
-           "Actie nodig: oefening Handle with Care-mailbox mislukt"),
-    "en": ("For your information: Handle with Care mailbox drill passed",
-           "Action needed: Handle with Care mailbox drill failed"),
+    "nl": (
+        "Ter informatie: oefening Handle with Care-mailbox geslaagd",
+        "Actie nodig: oefening Handle with Care-mailbox mislukt",
+    ),
+    "en": (
+        "For your information: Handle with Care mailbox drill passed",
+        "Action needed: Handle with Care mailbox drill failed",
+    ),
 }
 
 #: What failed in a drill, per `drill_rules` problem code, for the person who reads the report (the fix, with
@@ -467,12 +466,16 @@ TEST_MAIL_BODY: Mapping[str, str] = {
 #: The drill mail itself: marked TEST, no code word, no pupil data.
 DRILL_MAIL_SUBJECT: Mapping[str, str] = {"nl": "TEST – oefening hwc-watcher", "en": "TEST – hwc-watcher drill"}
 DRILL_MAIL_BODY: Mapping[str, str] = {
-    "nl": ("Dit is een oefening van hwc-watcher: de koppeling stuurt zichzelf een bericht om te controleren "
-           "dat mail aankomt en dat de mailserver de afzender bevestigt. Het wordt meteen automatisch "
-           "verwijderd. Dit bericht bevat geen gegevens over leerlingen.\n"),
-    "en": ("This is an hwc-watcher drill: the link sends itself a message to check that mail arrives and that "
-           "the mail server vouches for the sender. It is deleted automatically at once. This message "
-           "contains no data about pupils.\n"),
+    "nl": (
+        "Dit is een oefening van hwc-watcher: de koppeling stuurt zichzelf een bericht om te controleren "
+        "dat mail aankomt en dat de mailserver de afzender bevestigt. Het wordt meteen automatisch "
+        "verwijderd. Dit bericht bevat geen gegevens over leerlingen.\n"
+    ),
+    "en": (
+        "This is an hwc-watcher drill: the link sends itself a message to check that mail arrives and that "
+        "the mail server vouches for the sender. It is deleted automatically at once. This message "
+        "contains no data about pupils.\n"
+    ),
 }
 
 
@@ -538,8 +541,7 @@ PROBLEMS: Mapping[str, Mapping[str, str]] = {
         "bounce_of_receipt": "a receipt to Veilig Thuis did NOT arrive",
         "bounce_of_own_mail": "a message sent from this mailbox came back",
         "sender_not_listed": (
-            "from an address at Veilig Thuis that is not in the list of senders (ask the ICT admin to check "
-            "that list)"
+            "from an address at Veilig Thuis that is not in the list of senders (ask the ICT admin to check that list)"
         ),
         "vt_related": "names Veilig Thuis somewhere in its header, but does not come from Veilig Thuis",
         "code_word_unlisted_sender": "the code word Handle with Care, from a sender not in the list",
@@ -619,13 +621,11 @@ ACTIONS: Mapping[str, Mapping[str, tuple[str, str]]] = {
         ),
         "bounce_receipt": (
             "Ontvangstbevestiging niet aangekomen",
-            "bel Veilig Thuis en laat weten dat het signaal is ontvangen. Laat de ICT-beheerder het adres\n"
-            "nakijken.",
+            "bel Veilig Thuis en laat weten dat het signaal is ontvangen. Laat de ICT-beheerder het adres\nnakijken.",
         ),
         "cleanup": (
             "Niet alles verwijderd",
-            "zoek ze op in alle mappen van de HwC-mailbox en verwijder ze met de hand, ook uit de\n"
-            "prullenbak.",
+            "zoek ze op in alle mappen van de HwC-mailbox en verwijder ze met de hand, ook uit de\nprullenbak.",
         ),
         "admin": (
             "Voor de ICT-beheerder",
@@ -684,8 +684,7 @@ ACTIONS: Mapping[str, Mapping[str, tuple[str, str]]] = {
         ),
         "bounce_receipt": (
             "Receipt did not arrive",
-            "call Veilig Thuis and tell them the signal was received. Ask the ICT admin to check the\n"
-            "address.",
+            "call Veilig Thuis and tell them the signal was received. Ask the ICT admin to check the\naddress.",
         ),
         "cleanup": (
             "Not everything was deleted",
@@ -714,8 +713,7 @@ ACTIONS: Mapping[str, Mapping[str, tuple[str, str]]] = {
         ),
         "away": (
             "Care coordinator away",
-            "the backup has the notice and seeks the pupil out today. Agree who does so if the backup is\n"
-            "away too.",
+            "the backup has the notice and seeks the pupil out today. Agree who does so if the backup is\naway too.",
         ),
         "away_late": (
             "Notice possibly unread",
@@ -742,14 +740,24 @@ _ACTION_OF: Mapping[str, str] = {
 }  # fmt: skip
 
 #: The order of a digest's groups: what may be a signal first, what only informs last.
-_GROUP_ORDER = ("verify", "bounce_notice", "away_late", "by_hand", "away", "bounce_receipt", "cleanup", "admin",
-                "not_ours")
+_GROUP_ORDER = (
+    "verify",
+    "bounce_notice",
+    "away_late",
+    "by_hand",
+    "away",
+    "bounce_receipt",
+    "cleanup",
+    "admin",
+    "not_ours",
+)
 #: Lines about a message that stays in the HwC mailbox until a person handles it (a refused notice's line is
 #: about the signal its item_signal_failed line already names).
 _STAYING = frozenset({"item_waiting", "item_bounce", "item_signal_failed"})
 #: How urgent an alert is, by the most urgent group in it: subject and Importance follow.
-_URGENT = frozenset({"verify", "by_hand", "bounce_notice", "bounce_receipt", "check_now", "waiting", "broken",
-                     "away", "away_late"})
+_URGENT = frozenset(
+    {"verify", "by_hand", "bounce_notice", "bounce_receipt", "check_now", "waiting", "broken", "away", "away_late"}
+)
 _ACTION = frozenset({"cleanup", "admin"})
 
 
@@ -784,10 +792,18 @@ RECALL_STEPS: Mapping[str, Mapping[str, str]] = {
 
 #: Folders by their role, as a person finds them in a mail client (never the name a server chose).
 FOLDER_ROLES: Mapping[str, Mapping[str, str]] = {
-    "nl": {"inbox": "Postvak IN", "junk": "de map met ongewenste e-mail (spam)",
-           "sent": "de map met verzonden e-mail", "trash": "de prullenbak (Verwijderde items)"},
-    "en": {"inbox": "the inbox", "junk": "the junk (spam) folder", "sent": "the sent folder",
-           "trash": "the trash (Deleted items)"},
+    "nl": {
+        "inbox": "Postvak IN",
+        "junk": "de map met ongewenste e-mail (spam)",
+        "sent": "de map met verzonden e-mail",
+        "trash": "de prullenbak (Verwijderde items)",
+    },
+    "en": {
+        "inbox": "the inbox",
+        "junk": "the junk (spam) folder",
+        "sent": "the sent folder",
+        "trash": "the trash (Deleted items)",
+    },
 }
 
 #: Lines one alert lists before "and N more": an alert stays small whatever the mailbox holds.
@@ -818,8 +834,9 @@ WIDTH = 78
 
 def fill(text: str, width: int = WIDTH, indent: str = "") -> str:
     """One paragraph refilled (its own line ends dropped); a bullet's next lines hang under its text."""
-    return textwrap.fill(" ".join(text.split()), width, subsequent_indent=indent, break_long_words=False,
-                         break_on_hyphens=False)
+    return textwrap.fill(
+        " ".join(text.split()), width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    )
 
 
 def reflow(text: str, width: int = WIDTH) -> str:
@@ -862,11 +879,13 @@ class Composer:
     def _text(self, key: str, **values: str) -> str:
         values.setdefault("school", self.config.messages.school_name)
         # Only our own multi-line blocks keep their line ends; every other value is one clean line.
-        return Template(self.texts[key]).safe_substitute({k: v if k in _BLOCKS else clean(v)
-                                                           for k, v in values.items()})
+        return Template(self.texts[key]).safe_substitute(
+            {k: v if k in _BLOCKS else clean(v) for k, v in values.items()}
+        )
 
-    def _base(self, kind: str, subject: str, to: Sequence[Person | str], now: dt.datetime, *,
-              message_id: str | None = None) -> EmailMessage:
+    def _base(
+        self, kind: str, subject: str, to: Sequence[Person | str], now: dt.datetime, *, message_id: str | None = None
+    ) -> EmailMessage:
         smtp = self.config.smtp
         msg = EmailMessage()
         msg["From"] = Address(display_name=clean(smtp.from_name), addr_spec=smtp.from_address)
@@ -884,8 +903,15 @@ class Composer:
         msg["X-Auto-Response-Suppress"] = "DR, RN, NRN, AutoReply" if kind == "notice" else "All"
         return msg
 
-    def notice(self, pupil: Pupil, decision: RouteDecision, to: Sequence[Person], now: dt.datetime, *,
-               disappears: dt.datetime | None = None) -> EmailMessage:
+    def notice(
+        self,
+        pupil: Pupil,
+        decision: RouteDecision,
+        to: Sequence[Person],
+        now: dt.datetime,
+        *,
+        disappears: dt.datetime | None = None,
+    ) -> EmailMessage:
         """One notice per pupil; the subject is exactly the configured one, never a name.
 
         With `disappears` (the recall will take it back), the notice says when, instead of asking
@@ -914,8 +940,10 @@ class Composer:
     def _keeping(self, disappears: dt.datetime | None, now: dt.datetime) -> str:
         if disappears is None:
             return self._text("keep_notice")
-        local, today = disappears.astimezone(self.config.schedule.timezone), now.astimezone(
-            self.config.schedule.timezone).date()
+        local, today = (
+            disappears.astimezone(self.config.schedule.timezone),
+            now.astimezone(self.config.schedule.timezone).date(),
+        )
         if local.date() == today:
             moment = f"vandaag om {local:%H:%M}" if self.language == "nl" else f"today at {local:%H:%M}"
         else:
@@ -935,8 +963,9 @@ class Composer:
 
     def mdn(self, to: str, original_id: str | None, now: dt.datetime) -> EmailMessage:
         """RFC 8098 disposition notification: automatic, processed; no original content."""
-        msg = self._base("mdn", "Gelezen: Handle with Care" if self.language == "nl" else "Read: Handle with Care",
-                         [to], now)
+        msg = self._base(
+            "mdn", "Gelezen: Handle with Care" if self.language == "nl" else "Read: Handle with Care", [to], now
+        )
         msg.replace_header("Auto-Submitted", "auto-replied")
         if original_id:
             msg["In-Reply-To"] = clean(original_id)
@@ -953,8 +982,12 @@ class Composer:
         if original_id:
             lines.append(f"Original-Message-ID: {clean(original_id)}")
         lines.append("Disposition: automatic-action/MDN-sent-automatically; processed")
-        report.set_content(("\r\n".join(lines) + "\r\n").encode("ascii", "replace"),
-                           maintype="message", subtype="disposition-notification", cte="7bit")
+        report.set_content(
+            ("\r\n".join(lines) + "\r\n").encode("ascii", "replace"),
+            maintype="message",
+            subtype="disposition-notification",
+            cte="7bit",
+        )
         del report["MIME-Version"]
         msg.make_mixed()
         msg.set_type("multipart/report")
@@ -965,8 +998,9 @@ class Composer:
         msg.set_boundary(f"hwc-{random_token()}")
         return msg
 
-    def digest(self, items: Sequence[tuple[str, Mapping[str, str]]], to: Sequence[Person],
-               now: dt.datetime) -> EmailMessage:
+    def digest(
+        self, items: Sequence[tuple[str, Mapping[str, str]]], to: Sequence[Person], now: dt.datetime
+    ) -> EmailMessage:
         """One alert for everything a cycle found, no message content: its lines grouped by what to do.
 
         Each group is a heading, its lines, the one action for them and, where messages really stay in the
@@ -980,8 +1014,9 @@ class Composer:
             groups.setdefault(kind, []).append(self._line(template, values))
             if template in _STAYING and kind != "not_ours":
                 # The cycle passes flagged="1" where the server shows the mark as a flag (it keeps no keywords).
-                staying.setdefault(kind, []).append(("folder" in values and "received" in values,
-                                                     values.get("flagged") == "1"))
+                staying.setdefault(kind, []).append(
+                    ("folder" in values and "received" in values, values.get("flagged") == "1")
+                )
         actions = ACTIONS[self.language]
         blocks = []
         for kind in sorted(groups, key=lambda k: _GROUP_ORDER.index(k) if k in _GROUP_ORDER else len(_GROUP_ORDER)):
@@ -1056,14 +1091,16 @@ class Composer:
         """`check --send-test`'s mail to one person, naming the roles the config gives them ("zorgcoördinator")."""
         msg = self._base("test", TEST_MAIL_SUBJECT[self.language], [to], now)
         joined = (" en " if self.language == "nl" else " and ").join(roles)
-        msg.set_content(TEST_MAIL_BODY[self.language].format(school=clean(self.config.messages.school_name),
-                                                             roles=clean(joined)))
+        msg.set_content(
+            TEST_MAIL_BODY[self.language].format(school=clean(self.config.messages.school_name), roles=clean(joined))
+        )
         return msg
 
     def drill_mail(self, message_id: str, now: dt.datetime) -> EmailMessage:
         """The drill's test mail from the HwC mailbox to itself, under the one id this drill waits for."""
-        msg = self._base("drill", DRILL_MAIL_SUBJECT[self.language], [self.config.smtp.from_address], now,
-                         message_id=message_id)
+        msg = self._base(
+            "drill", DRILL_MAIL_SUBJECT[self.language], [self.config.smtp.from_address], now, message_id=message_id
+        )
         msg.set_content(DRILL_MAIL_BODY[self.language])
         return msg
 
@@ -1108,13 +1145,15 @@ class Composer:
         msg.set_content(text if key in self.config.messages.templates else reflow(text))
         return msg
 
-    def deadline_detail(self, problem: str, *, since: dt.datetime | None = None, cause: str | None = None,
-                        waiting: int = 0) -> str:
+    def deadline_detail(
+        self, problem: str, *, since: dt.datetime | None = None, cause: str | None = None, waiting: int = 0
+    ) -> str:
         """The 08:15 alert's second line: since when and why it fails (a cause code), or how many messages wait."""
         if problem == "not_checked" and since is not None:
             local = since.astimezone(self.config.schedule.timezone)
-            return self._text("detail_failing", since=f"{local:%H:%M}", cause=cause_text(cause or "internal",
-                                                                                           self.language))
+            return self._text(
+                "detail_failing", since=f"{local:%H:%M}", cause=cause_text(cause or "internal", self.language)
+            )
         if problem == "not_checked":
             return self.texts["detail_not_checked"]
         return self._text("detail_waiting", messages=count_of(waiting, self.language))

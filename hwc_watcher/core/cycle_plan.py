@@ -152,19 +152,31 @@ def marked(flags: frozenset[bytes], state: FolderState) -> bool:
     return ALERTED_KEYWORD in flags or (not state.keywords and FLAGGED in flags)
 
 
-def remember(previous: Judged | None, kind: Kind, reason: str, glance: Glance | None, state: FolderState, *,
-             today: dt.date, clock: float, verdict: Verdict | None = None) -> Judged:
+def remember(
+    previous: Judged | None,
+    kind: Kind,
+    reason: str,
+    glance: Glance | None,
+    state: FolderState,
+    *,
+    today: dt.date,
+    clock: float,
+    verdict: Verdict | None = None,
+) -> Judged:
     """The judgement to remember for one message: what is known from earlier looks carries over.
 
     A message already marked as alerted (before a restart) is not alerted again, and is held from now on in
     real time (`clock`). With a full `verdict`, its dates, bounce addresses and Message-ID are kept, and a
     signal keeps how far its delivery got.
     """
-    judged = Judged(kind, reason,
-                    arrived=glance.arrived if glance is not None else previous.arrived if previous else None,
-                    alerted_on=previous.alerted_on if previous else None,
-                    alerted_at=previous.alerted_at if previous else None,
-                    looks=(previous.looks if previous else 0) + 1)
+    judged = Judged(
+        kind,
+        reason,
+        arrived=glance.arrived if glance is not None else previous.arrived if previous else None,
+        alerted_on=previous.alerted_on if previous else None,
+        alerted_at=previous.alerted_at if previous else None,
+        looks=(previous.looks if previous else 0) + 1,
+    )
     if glance is not None and judged.alerted_on is None and marked(glance.flags, state):
         judged.alerted_on, judged.alerted_at = today, clock
     if verdict is not None:
@@ -269,8 +281,17 @@ class Complete:
     """Notices and receipt accepted: the signal may be deleted (after the hold)."""
 
 
-Step = (SendNotice | PupilSettled | Unreached | NoReceiptAddress | ReceiptAlready | SendReceipt | SendReadReceipt
-        | Unsent | Complete)
+Step = (
+    SendNotice
+    | PupilSettled
+    | Unreached
+    | NoReceiptAddress
+    | ReceiptAlready
+    | SendReceipt
+    | SendReadReceipt
+    | Unsent
+    | Complete
+)
 
 
 def _round(pupil: PupilRoute, record: Delivery, attempts: Attempts) -> tuple[list[Person], list[Person]] | None:
@@ -289,8 +310,9 @@ def _round(pupil: PupilRoute, record: Delivery, attempts: Attempts) -> tuple[lis
     return people, todo
 
 
-def next_delivery(pupils: Sequence[PupilRoute], record: Delivery, attempts: Attempts, *, receipt_to: str | None,
-                  mdn_to: str | None) -> Step:
+def next_delivery(
+    pupils: Sequence[PupilRoute], record: Delivery, attempts: Attempts, *, receipt_to: str | None, mdn_to: str | None
+) -> Step:
     """The next thing to do for one signal, from what SMTP accepted so far; the executor does it and asks again.
 
     Pupil by pupil: the route's recipients who lack the notice, then (once someone refused for good) the backup;
@@ -309,8 +331,9 @@ def next_delivery(pupils: Sequence[PupilRoute], record: Delivery, attempts: Atte
             if attempts.phase[index] >= 2:
                 people = _reach(pupil, record)
                 reached = delivery_plan.reached(people, index, record)
-                return PupilSettled(pupil, reached, tuple(attempts.refused.get(index, ())),
-                                    "backup" if reached else "nobody")
+                return PupilSettled(
+                    pupil, reached, tuple(attempts.refused.get(index, ())), "backup" if reached else "nobody"
+                )
     unreached = sum(not delivery_plan.reached(_reach(p, record), p.index, record) for p in pupils)
     if unreached:
         return Unreached(unreached)
@@ -334,8 +357,15 @@ def _reach(pupil: PupilRoute, record: Delivery) -> list[Person]:
     return [*people, backup] if backup is not None else people
 
 
-def took(step: SendNotice, record: Delivery, attempts: Attempts, *, delivered: Iterable[str], refused: Iterable[str],
-         message_id: str) -> list[str]:
+def took(
+    step: SendNotice,
+    record: Delivery,
+    attempts: Attempts,
+    *,
+    delivered: Iterable[str],
+    refused: Iterable[str],
+    message_id: str,
+) -> list[str]:
     """Record what the server said about one notice; returns the addresses that accepted it (lower case)."""
     index = step.pupil.index
     accepted, folded = {a.lower() for a in delivered}, {r.lower() for r in refused}
@@ -355,8 +385,9 @@ def took(step: SendNotice, record: Delivery, attempts: Attempts, *, delivered: I
 
 def recipient_tags(config: Config, ids: NoticeIds) -> dict[str, str]:
     """Every configured notice recipient's keyed tag (what the delivery keywords on a signal name)."""
-    return {address: ids.recipient_tag(address) for address in sorted(p.email.lower()
-                                                                        for p in config.notice_recipients())}
+    return {
+        address: ids.recipient_tag(address) for address in sorted(p.email.lower() for p in config.notice_recipients())
+    }
 
 
 def disappears(recipients: Sequence[Person], config: Config, now: dt.datetime) -> dt.datetime | None:
@@ -376,8 +407,9 @@ def configured(addresses: Iterable[str], config: Config) -> list[str]:
     return sorted({a.lower() for a in addresses if a.lower() in known})
 
 
-def waiting_line(judged: Judged, state: FolderState, role: Role, uid: int, config: Config, now: dt.datetime,
-                 unknown_address: str) -> Attention | None:
+def waiting_line(
+    judged: Judged, state: FolderState, role: Role, uid: int, config: Config, now: dt.datetime, unknown_address: str
+) -> Attention | None:
     """The alert line for a message that waits for a person (None: not yet, give the server one more cycle).
 
     Only what the daemon knows itself goes in: the folder's role, times, a cause from a fixed list, and an
@@ -386,15 +418,19 @@ def waiting_line(judged: Judged, state: FolderState, role: Role, uid: int, confi
     messages = ((state.name, uid),)
     refused = configured(judged.refused, config)
     if judged.reason == "test_bounce":
-        return Attention(f"test_bounce:{','.join(refused) or uid}", "item_test_bounce",
-                         {"refused": ", ".join(refused) or unknown_address}, messages)
+        return Attention(
+            f"test_bounce:{','.join(refused) or uid}",
+            "item_test_bounce",
+            {"refused": ", ".join(refused) or unknown_address},
+            messages,
+        )
     if judged.reason == "incomplete" and judged.looks < 2:
         return None
     if judged.reason in STRANGER_REASONS:
-        return Attention(f"stranger:{state.name}:{state.uidvalidity}:{uid}", "item_strangers", {}, messages,
-                         paced=True)
-    received = format_moment((judged.written or judged.arrived or now).astimezone(config.schedule.timezone),
-                             config.messages.language)
+        return Attention(f"stranger:{state.name}:{state.uidvalidity}:{uid}", "item_strangers", {}, messages, paced=True)
+    received = format_moment(
+        (judged.written or judged.arrived or now).astimezone(config.schedule.timezone), config.messages.language
+    )
     values = {"folder": role, "received": received, "problem": judged.reason}
     if not state.keywords:
         values["flagged"] = "1"  # the mark is \Flagged here, which mail clients show
@@ -406,8 +442,11 @@ def waiting_line(judged: Judged, state: FolderState, role: Role, uid: int, confi
 
 def refusal_line(key: str, settled: PupilSettled, address: str) -> Attention:
     """One line per configured address that refused a pupil's notice: by address and route, once."""
-    return Attention(f"refused:{key}:{settled.pupil.index}:{address.lower()}", "item_delivery",
-                     {"failed": address, "route": settled.pupil.decision.route.name, "outcome": settled.outcome})
+    return Attention(
+        f"refused:{key}:{settled.pupil.index}:{address.lower()}",
+        "item_delivery",
+        {"failed": address, "route": settled.pupil.decision.route.name, "outcome": settled.outcome},
+    )
 
 
 def failed_line(key: str, folder: str, uid: int, cause: str, state: FolderState) -> Attention:
@@ -420,8 +459,11 @@ def failed_line(key: str, folder: str, uid: int, cause: str, state: FolderState)
 
 def routes_of(address: str, config: Config) -> str:
     """The names of the routes a configured address is coordinator or backup of (for the away line)."""
-    return ", ".join(r.name for r in config.routing.routes()
-                     if address in {p.email.lower() for p in (r.coordinator, r.backup) if p is not None})
+    return ", ".join(
+        r.name
+        for r in config.routing.routes()
+        if address in {p.email.lower() for p in (r.coordinator, r.backup) if p is not None}
+    )
 
 
 @dataclass(frozen=True)
@@ -447,8 +489,9 @@ def held_signal(memory: Memory, notice_id: str) -> HeldSignal | None:
     return None
 
 
-def away_line(verdict: Verdict, held: HeldSignal | None, config: Config, now: dt.datetime,
-              sent: dt.datetime | None) -> Attention:
+def away_line(
+    verdict: Verdict, held: HeldSignal | None, config: Config, now: dt.datetime, sent: dt.datetime | None
+) -> Attention:
     """An absent coordinator's automatic reply to one of our notices: the contact and the backup hear it.
 
     Within the hold the notice goes to the backup as well (the executor reads the signal again); after it the
@@ -495,8 +538,16 @@ def marks(sent: Iterable[Attention], memory: Memory) -> dict[str, list[int]]:
 # --- 8. after a failed attempt --------------------------------------------------------------------------
 
 
-def after_failure(*, transient: bool, token_expired: bool, reconnected: bool, attempt: int, attempts: int,
-                  out_of_time: bool, stopping: bool) -> Literal["reconnect", "retry", "stop"]:
+def after_failure(
+    *,
+    transient: bool,
+    token_expired: bool,
+    reconnected: bool,
+    attempt: int,
+    attempts: int,
+    out_of_time: bool,
+    stopping: bool,
+) -> Literal["reconnect", "retry", "stop"]:
     """What a cycle does after an attempt failed: reconnect at once, retry after a wait, or stop.
 
     Exchange ends a session when its access token runs out: not a failure, so one extra attempt reconnects at
@@ -541,8 +592,11 @@ def describe(judged: Judged, role: Role, config: Config, routes: Sequence[PupilR
     purge_all = config.imap.purge == "all" and role in ("trash", "sent")
     hold = config.schedule.hold_s
     if judged.kind == "signal":
-        notices = ", ".join(f"pupil {p.index + 1}'s notice to {_route_words(p.route_no)}"
-                            f" ({len(p.decision.route.recipients())} recipient(s))" for p in routes)
+        notices = ", ".join(
+            f"pupil {p.index + 1}'s notice to {_route_words(p.route_no)}"
+            f" ({len(p.decision.route.recipients())} recipient(s))"
+            for p in routes
+        )
         then = f"deleted everywhere after a {round(hold / 60)}-minute hold" if hold else "deleted everywhere"
         return f"{notices or 'its notices'}, then the receipt to Veilig Thuis; then {then}"
     if judged.kind == "own":
@@ -550,7 +604,7 @@ def describe(judged: Judged, role: Role, config: Config, routes: Sequence[PupilR
     if judged.kind == "needs_human":
         kept = "kept until the end of the school day after the alert" if purge_all else "kept"
         return f"one line in the contact's alert; {kept}"
-    return "deleted (imap.purge = \"all\")" if purge_all else "left alone (not ours)"
+    return 'deleted (imap.purge = "all")' if purge_all else "left alone (not ours)"
 
 
 __all__ = [

@@ -35,8 +35,16 @@ class DeadlineRules:
     #: The newest error's cause code (what the 08:15 alert tells a person; the text above is for the log).
     last_cause: str | None = None
 
-    def record(self, at: dt.datetime, *, mailbox_ok: bool, waiting: int = 0, error: str | None = None,
-               cause: str | None = None, dry_run: bool = False) -> None:
+    def record(
+        self,
+        at: dt.datetime,
+        *,
+        mailbox_ok: bool,
+        waiting: int = 0,
+        error: str | None = None,
+        cause: str | None = None,
+        dry_run: bool = False,
+    ) -> None:
         """One cycle: a failed one changes nothing we know about the mailbox, only why it failed.
 
         `waiting` counts the VT messages the cycle left (for a person, or unfinished); `cause` is the stopping

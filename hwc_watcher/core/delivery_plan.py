@@ -31,8 +31,11 @@ def missing(people: Sequence[Person], index: int, record: Delivery) -> list[Pers
     all, when the refused are tried again (a fixed address must not wait for a restart)."""
     nobody = not any(record.has(index, p.email) for p in people)
     everyone_refused = nobody and all((index, p.email.lower()) in record.refused for p in people)
-    return [p for p in people if not record.has(index, p.email)
-            and ((index, p.email.lower()) not in record.refused or everyone_refused)]
+    return [
+        p
+        for p in people
+        if not record.has(index, p.email) and ((index, p.email.lower()) not in record.refused or everyone_refused)
+    ]
 
 
 def fallback(route: Route, people: Sequence[Person], index: int, record: Delivery) -> Person | None:

@@ -136,8 +136,12 @@ def exchange_origin(msg: Message) -> ExchangeOrigin:
         return "unmarked"
     if _NOT_INTERNAL.intersection(auth_as) or "incoming" in direction:
         return "external"
-    if (auth_as == ["internal"] and len(source) == 1 and _EXO_SERVER.fullmatch(source[0])
-            and direction in ([], ["originating"])):
+    if (
+        auth_as == ["internal"]
+        and len(source) == 1
+        and _EXO_SERVER.fullmatch(source[0])
+        and direction in ([], ["originating"])
+    ):
         return "internal"
     return "unclear"
 
@@ -217,15 +221,20 @@ def judge(raw: bytes, message_id: str, config: Config, provider: Provider | None
             return Received(None, seen_ids, verdict.trusted_ids, verdict.dmarc, rule="exchange_internal")
         if origin == "external":
             return verdict
-        return Received(None, seen_ids, verdict.trusted_ids, verdict.dmarc, rule="untested",
-                        why="exchange_unmarked" if origin == "unmarked" else "exchange_unclear")
+        return Received(
+            None,
+            seen_ids,
+            verdict.trusted_ids,
+            verdict.dmarc,
+            rule="untested",
+            why="exchange_unmarked" if origin == "unmarked" else "exchange_unclear",
+        )
     if provider == "google" and not values:
         return Received(None, seen_ids, rule="untested", why="gmail_self")
     return verdict
 
 
-def _dmarc_verdict(h: Headers, values: list[str], seen_ids: tuple[str, ...], address: str,
-                   config: Config) -> Received:
+def _dmarc_verdict(h: Headers, values: list[str], seen_ids: tuple[str, ...], address: str, config: Config) -> Received:
     """The rule a VT signal faces: the school's own server says dmarc=pass for our domain."""
     vt = config.veilig_thuis
     if not values:
@@ -234,9 +243,14 @@ def _dmarc_verdict(h: Headers, values: list[str], seen_ids: tuple[str, ...], add
     if headers is None:
         return Received("untrusted_id" if vt.authserv_ids else "unreadable", seen_ids)
     trusted = tuple(h.authserv_id or "(none)" for h in headers)
-    dmarc = ", ".join(f"dmarc={r.result}" + (f" header.from={','.join(r.values('header.from'))}"
-                                             if r.result != "pass" else "")
-                      for h in headers for r in h.of("dmarc")) or "no dmarc result"
+    dmarc = (
+        ", ".join(
+            f"dmarc={r.result}" + (f" header.from={','.join(r.values('header.from'))}" if r.result != "pass" else "")
+            for h in headers
+            for r in h.of("dmarc")
+        )
+        or "no dmarc result"
+    )
     if not authenticated(h, address, vt):
         return Received("not_pass", seen_ids, trusted, dmarc)
     return Received(None, seen_ids, trusted, dmarc)
@@ -249,8 +263,10 @@ def rule_summary(config: Config) -> str:
     dmarc = f"dmarc=pass for {domain} from {ids}"
     provider = mail_provider(config)
     if provider == "microsoft":
-        return (f"authenticate on Microsoft 365: {dmarc}, else Exchange's internal mark (AuthAs: Internal); "
-                "DMARC itself is not testable with mail to itself")
+        return (
+            f"authenticate on Microsoft 365: {dmarc}, else Exchange's internal mark (AuthAs: Internal); "
+            "DMARC itself is not testable with mail to itself"
+        )
     if provider == "google":
         return f"authenticate on Gmail: {dmarc} if Gmail stamps one; its mail to itself gets none (not testable)"
     return f"authenticate: {dmarc}"
@@ -259,10 +275,20 @@ def rule_summary(config: Config) -> str:
 # --- what to tell the admin -------------------------------------------------------------------------
 
 STEP_NAMES: Mapping[str, Mapping[str, str]] = {
-    "nl": {"mailbox": "mailbox openen", "send": "versturen", "arrive": "aankomst",
-           "authenticate": "afzender bevestigd", "delete": "verwijderen"},
-    "en": {"mailbox": "open the mailbox", "send": "send", "arrive": "arrive",
-           "authenticate": "authenticate", "delete": "delete"},
+    "nl": {
+        "mailbox": "mailbox openen",
+        "send": "versturen",
+        "arrive": "aankomst",
+        "authenticate": "afzender bevestigd",
+        "delete": "verwijderen",
+    },
+    "en": {
+        "mailbox": "open the mailbox",
+        "send": "send",
+        "arrive": "arrive",
+        "authenticate": "authenticate",
+        "delete": "delete",
+    },
 }
 
 #: Per problem code, what to fix; $address, $wait, $seen, $configured, $dmarc, $domain, $left are filled in.
@@ -272,63 +298,63 @@ FIXES: Mapping[str, Mapping[str, str]] = {
         "smtp": "Check [smtp] (host, port, security); `hwc-watcher check` says which part fails.",
         "smtp_login": "Check smtp.username and its password (or the OAuth2 app's SMTP.SendAsApp permission).",
         "smtp_refused": "The SMTP server refused mail to $address, the HwC mailbox's own address: check "
-                        "smtp.from_address and that the server accepts mail for that address.",
+        "smtp.from_address and that the server accepts mail for that address.",
         "smtp_sender": "The SMTP account must be allowed to send as $address (smtp.from_address).",
         "not_arrived": "Mail to $address did not reach INBOX or Junk within $wait s: check forwarding and "
-                       "transport rules and the quarantine for this mailbox, or raise drill.wait_seconds if the "
-                       "server is slow. If it still arrives, hwc-watcher deletes it.",
+        "transport rules and the quarantine for this mailbox, or raise drill.wait_seconds if the "
+        "server is slow. If it still arrives, hwc-watcher deletes it.",
         "stopped": "The daemon was stopped during the drill; run `hwc-watcher drill` again.",
         "gone": "The drill mail vanished before it could be read: does another program delete mail in this mailbox?",
         "wrong_id": "A message with this drill's id was not the drill mail; it was not trusted.",
         "not_from_us": "The drill mail arrived with another From than $address: something rewrites the sender "
-                       "of mail to this mailbox; VT's signals will not be recognised either.",
+        "of mail to this mailbox; VT's signals will not be recognised either.",
         "check_off": 'veilig_thuis.authentication = "off": no sender is checked and a forged signal would be '
-                     'obeyed. Set it to "dmarc".',
+        'obeyed. Set it to "dmarc".',
         "no_header": "The school's mail server stamped no Authentication-Results header on it, so VT's signals "
-                     "will go to a person too: have the receiving server add Authentication-Results (RFC 8601) "
-                     "with its SPF, DKIM and DMARC results.",
+        "will go to a person too: have the receiving server add Authentication-Results (RFC 8601) "
+        "with its SPF, DKIM and DMARC results.",
         "untrusted_id": "Authentication-Results came from $seen, but veilig_thuis.authserv_ids = $configured. "
-                        "If that is your own receiving server, add its id to veilig_thuis.authserv_ids.",
+        "If that is your own receiving server, add its id to veilig_thuis.authserv_ids.",
         "unreadable": "The topmost Authentication-Results header cannot be read; set veilig_thuis.authserv_ids to "
-                      "your receiving server's id ($seen).",
+        "your receiving server's id ($seen).",
         "not_pass": "The school's server says $dmarc for $domain: fix SPF, DKIM and DMARC for $domain, or check "
-                    "veilig_thuis.authserv_ids ($configured).",
+        "veilig_thuis.authserv_ids ($configured).",
         "internal": "An internal error in hwc-watcher: report it with the journal lines of this drill; run "
-                    "`hwc-watcher drill` again.",
+        "`hwc-watcher drill` again.",
         "left": "$left copy(ies) of the drill mail are still in the mailbox: delete them by hand and check that "
-                "the HwC account may delete mail.",
+        "the HwC account may delete mail.",
     },
     "nl": {
         "imap": "Controleer [imap] (host, port, security, login); `hwc-watcher check` zegt welk deel faalt.",
         "smtp": "Controleer [smtp] (host, port, security); `hwc-watcher check` zegt welk deel faalt.",
         "smtp_login": "Controleer smtp.username en het wachtwoord (of de SMTP.SendAsApp-toestemming van de app).",
         "smtp_refused": "De SMTP-server weigerde mail aan $address, het eigen adres van de HwC-mailbox: controleer "
-                        "smtp.from_address en of de server mail voor dat adres aanneemt.",
+        "smtp.from_address en of de server mail voor dat adres aanneemt.",
         "smtp_sender": "Het SMTP-account moet mogen versturen als $address (smtp.from_address).",
         "not_arrived": "Mail aan $address kwam niet binnen $wait s in INBOX of Ongewenste e-mail: controleer "
-                       "doorstuur- en transportregels en de quarantaine van deze mailbox, of verhoog "
-                       "drill.wait_seconds als de server traag is. Komt hij later nog, dan verwijdert hwc-watcher hem.",
+        "doorstuur- en transportregels en de quarantaine van deze mailbox, of verhoog "
+        "drill.wait_seconds als de server traag is. Komt hij later nog, dan verwijdert hwc-watcher hem.",
         "stopped": "hwc-watcher werd tijdens de oefening gestopt; voer `hwc-watcher drill` opnieuw uit.",
         "gone": "Het oefenbericht verdween voordat het gelezen kon worden: verwijdert een ander programma mail "
-                "in deze mailbox?",
+        "in deze mailbox?",
         "wrong_id": "Een bericht met het kenmerk van deze oefening was niet het oefenbericht; het is niet vertrouwd.",
         "not_from_us": "Het oefenbericht kwam aan met een andere afzender dan $address: iets herschrijft de "
-                       "afzender van mail aan deze mailbox; signalen van Veilig Thuis worden dan ook niet herkend.",
+        "afzender van mail aan deze mailbox; signalen van Veilig Thuis worden dan ook niet herkend.",
         "check_off": 'veilig_thuis.authentication = "off": geen afzender wordt gecontroleerd en een vervalst '
-                     'signaal zou worden uitgevoerd. Zet het op "dmarc".',
+        'signaal zou worden uitgevoerd. Zet het op "dmarc".',
         "no_header": "De mailserver van de school zette er geen Authentication-Results-kopregel op, dus ook "
-                     "signalen van Veilig Thuis gaan naar een persoon: laat de ontvangende server "
-                     "Authentication-Results (RFC 8601) met SPF-, DKIM- en DMARC-uitslagen toevoegen.",
+        "signalen van Veilig Thuis gaan naar een persoon: laat de ontvangende server "
+        "Authentication-Results (RFC 8601) met SPF-, DKIM- en DMARC-uitslagen toevoegen.",
         "untrusted_id": "Authentication-Results kwam van $seen, maar veilig_thuis.authserv_ids = $configured. "
-                        "Is dat je eigen ontvangende server, voeg de id dan toe aan veilig_thuis.authserv_ids.",
+        "Is dat je eigen ontvangende server, voeg de id dan toe aan veilig_thuis.authserv_ids.",
         "unreadable": "De bovenste Authentication-Results-kopregel is onleesbaar; zet veilig_thuis.authserv_ids "
-                      "op de id van je ontvangende server ($seen).",
+        "op de id van je ontvangende server ($seen).",
         "not_pass": "De server van de school zegt $dmarc voor $domain: herstel SPF, DKIM en DMARC voor $domain, "
-                    "of controleer veilig_thuis.authserv_ids ($configured).",
+        "of controleer veilig_thuis.authserv_ids ($configured).",
         "internal": "Een interne fout in hwc-watcher: meld die met de logregels van deze oefening en voer "
-                    "`hwc-watcher drill` opnieuw uit.",
+        "`hwc-watcher drill` opnieuw uit.",
         "left": "Er staan nog $left kopie(ën) van het oefenbericht in de mailbox: verwijder ze met de hand en "
-                "controleer of het HwC-account mail mag verwijderen.",
+        "controleer of het HwC-account mail mag verwijderen.",
     },
 }
 
@@ -341,27 +367,33 @@ PROVIDER_NAMES: Mapping[str, Mapping[str, str]] = {
 
 #: What the `authenticate` step found, per rule, in a few words ($trust in the report); $ids and $dmarc, $provider.
 TRUST: Mapping[str, Mapping[str, str]] = {
-    "en": {"dmarc": "authserv-id $ids, $dmarc",
-           "exchange_internal": "Exchange Online: internal mail of the school's own tenant (AuthAs: Internal)",
-           "untested": "not testable on $provider"},
-    "nl": {"dmarc": "authserv-id $ids, $dmarc",
-           "exchange_internal": "Exchange Online: interne mail van de eigen tenant (AuthAs: Internal)",
-           "untested": "niet te testen bij $provider"},
+    "en": {
+        "dmarc": "authserv-id $ids, $dmarc",
+        "exchange_internal": "Exchange Online: internal mail of the school's own tenant (AuthAs: Internal)",
+        "untested": "not testable on $provider",
+    },
+    "nl": {
+        "dmarc": "authserv-id $ids, $dmarc",
+        "exchange_internal": "Exchange Online: interne mail van de eigen tenant (AuthAs: Internal)",
+        "untested": "niet te testen bij $provider",
+    },
 }
 
 #: Why nothing could be proven on this provider ($why).
 UNTESTED_WHY: Mapping[str, Mapping[str, str]] = {
-    "en": {"gmail_self": "Gmail files mail to itself without a new delivery, so it carries no Authentication-Results",
-           "exchange_unmarked": "Microsoft 365 checks SPF, DKIM and DMARC only on mail from outside, and this "
-                                "mail carried no mark of Exchange's own",
-           "exchange_unclear": "its Exchange headers were not the ones Exchange Online writes on the tenant's "
-                               "own mail"},
-    "nl": {"gmail_self": "Gmail legt mail aan zichzelf neer zonder nieuwe aflevering, dus zonder "
-                         "Authentication-Results",
-           "exchange_unmarked": "Microsoft 365 controleert SPF, DKIM en DMARC alleen op mail van buiten, en dit "
-                                "bericht droeg geen eigen kenmerk van Exchange",
-           "exchange_unclear": "de Exchange-kopregels waren niet de kopregels die Exchange Online op eigen mail "
-                               "van de tenant zet"},
+    "en": {
+        "gmail_self": "Gmail files mail to itself without a new delivery, so it carries no Authentication-Results",
+        "exchange_unmarked": "Microsoft 365 checks SPF, DKIM and DMARC only on mail from outside, and this "
+        "mail carried no mark of Exchange's own",
+        "exchange_unclear": "its Exchange headers were not the ones Exchange Online writes on the tenant's own mail",
+    },
+    "nl": {
+        "gmail_self": "Gmail legt mail aan zichzelf neer zonder nieuwe aflevering, dus zonder Authentication-Results",
+        "exchange_unmarked": "Microsoft 365 controleert SPF, DKIM en DMARC alleen op mail van buiten, en dit "
+        "bericht droeg geen eigen kenmerk van Exchange",
+        "exchange_unclear": "de Exchange-kopregels waren niet de kopregels die Exchange Online op eigen mail "
+        "van de tenant zet",
+    },
 }
 
 #: What the drill proved and did not prove, per rule: one paragraph for the report ($proof).
@@ -369,35 +401,41 @@ PROOF: Mapping[str, Mapping[str, str]] = {
     "en": {
         "dmarc": "The school's mail server vouched for the sender as it must for a signal from Veilig Thuis.",
         "exchange_internal": "Microsoft 365 marked it as mail from the school's own mailbox, a mark that mail "
-                             "from outside cannot carry. The DMARC check a signal from Veilig Thuis gets happens "
-                             "only where mail enters Microsoft 365, so mail to itself cannot test it; "
-                             "`hwc-watcher check` shows it on real mail from Veilig Thuis.",
+        "from outside cannot carry. The DMARC check a signal from Veilig Thuis gets happens "
+        "only where mail enters Microsoft 365, so mail to itself cannot test it; "
+        "`hwc-watcher check` shows it on real mail from Veilig Thuis.",
         "untested": "Sending, arrival and deletion were proven. Whether the mail server vouches for a sender "
-                    "cannot be tested on $provider with mail to itself ($why); `hwc-watcher check` shows it on "
-                    "real mail from Veilig Thuis.",
+        "cannot be tested on $provider with mail to itself ($why); `hwc-watcher check` shows it on "
+        "real mail from Veilig Thuis.",
     },
     "nl": {
         "dmarc": "De mailserver van de school bevestigde de afzender zoals bij een signaal van Veilig Thuis.",
         "exchange_internal": "Microsoft 365 merkte het aan als mail van de eigen mailbox van de school, een "
-                             "kenmerk dat mail van buiten niet kan dragen. De DMARC-controle die een signaal van "
-                             "Veilig Thuis krijgt, gebeurt alleen waar mail Microsoft 365 binnenkomt, dus mail aan "
-                             "zichzelf kan die niet testen; `hwc-watcher check` toont die op echte mail van "
-                             "Veilig Thuis.",
+        "kenmerk dat mail van buiten niet kan dragen. De DMARC-controle die een signaal van "
+        "Veilig Thuis krijgt, gebeurt alleen waar mail Microsoft 365 binnenkomt, dus mail aan "
+        "zichzelf kan die niet testen; `hwc-watcher check` toont die op echte mail van "
+        "Veilig Thuis.",
         "untested": "Versturen, aankomst en verwijderen zijn bewezen. Of de mailserver een afzender bevestigt, is "
-                    "bij $provider met mail aan zichzelf niet te testen ($why); `hwc-watcher check` toont dat op "
-                    "echte mail van Veilig Thuis.",
+        "bij $provider met mail aan zichzelf niet te testen ($why); `hwc-watcher check` toont dat op "
+        "echte mail van Veilig Thuis.",
     },
 }
 
 
 def proof_values(received: Received, provider: Provider, language: str) -> dict[str, str]:
     """The report's `trust` (a few words) and `proof` (what was and was not proven) for one verdict."""
-    values = {"ids": ", ".join(received.trusted_ids), "dmarc": received.dmarc,
-              "provider": PROVIDER_NAMES[language][provider],
-              "why": UNTESTED_WHY[language].get(received.why, "")}
+    values = {
+        "ids": ", ".join(received.trusted_ids),
+        "dmarc": received.dmarc,
+        "provider": PROVIDER_NAMES[language][provider],
+        "why": UNTESTED_WHY[language].get(received.why, ""),
+    }
     rule = received.rule
-    return {"trust": Template(TRUST[language][rule]).safe_substitute(values),
-            "proof": Template(PROOF[language][rule]).safe_substitute(values), "rule": rule}
+    return {
+        "trust": Template(TRUST[language][rule]).safe_substitute(values),
+        "proof": Template(PROOF[language][rule]).safe_substitute(values),
+        "rule": rule,
+    }
 
 
 def fix_text(problem: str, language: str, values: Mapping[str, str]) -> str:

@@ -89,9 +89,16 @@ class DeliveryError(HwcError):
 
     cause = "delivery"
 
-    def __init__(self, message: str, *, transient: bool = True, refused: tuple[str, ...] = (),
-                 cause: str | None = None, delivered: tuple[str, ...] = (),
-                 replies: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = True,
+        refused: tuple[str, ...] = (),
+        cause: str | None = None,
+        delivered: tuple[str, ...] = (),
+        replies: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         if cause is not None:
             self.cause = cause
@@ -121,12 +128,12 @@ class TlsError(HwcError):
     One class to catch for IMAP and SMTP alike; the two subclasses keep the cycle's IMAP and
     SMTP handling apart. Never transient: someone has to fix a name, a CA or a port.
     """
+
     cause = "tls"
 
     transient = False
 
-    def __init__(self, message: str, *, certificate: bool = False, no_starttls: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(self, message: str, *, certificate: bool = False, no_starttls: bool = False, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         #: TLS was spoken and the server's certificate could not be verified: a host name or a CA to fix.
         self.certificate = certificate

@@ -174,4 +174,3 @@ class Headers:
     def origin_addresses(self) -> tuple[str, ...]:
         """Every plain address in From, Sender, Reply-To and Return-Path: where the mail says it comes from."""
         return _addresses((self.from_, self.sender, self.reply_to, self.return_path))
-

@@ -115,7 +115,7 @@ class Delivery:
             elif flag == MDN_KEYWORD:
                 self.mdn = True
             elif flag.startswith(NOTICE_KEYWORD_PREFIX):
-                index_s, _, tag = flag[len(NOTICE_KEYWORD_PREFIX):].decode("ascii", "replace").partition(".")
+                index_s, _, tag = flag[len(NOTICE_KEYWORD_PREFIX) :].decode("ascii", "replace").partition(".")
                 if index_s.isdigit() and int(index_s) < pupils and tag in by_tag:
                     self.accepted.add((int(index_s), by_tag[tag]))
 
@@ -193,8 +193,9 @@ class Memory:
 
     @staticmethod
     def again(memory: FolderMemory) -> Look:
-        return Look(new=(), again=tuple(uid for uid, j in sorted(memory.judged.items()) if j.unfinished),
-                    unchanged=True)
+        return Look(
+            new=(), again=tuple(uid for uid, j in sorted(memory.judged.items()) if j.unfinished), unchanged=True
+        )
 
     def forget_delivered(self) -> None:
         """Keep delivery records only for signals still in a folder (bounded memory)."""
@@ -235,8 +236,7 @@ class Memory:
         return count, oldest
 
 
-def keep_until(alerted_on: dt.date, calendar: SchoolCalendar, school_day_end: dt.time,
-               tz: dt.tzinfo) -> dt.datetime:
+def keep_until(alerted_on: dt.date, calendar: SchoolCalendar, school_day_end: dt.time, tz: dt.tzinfo) -> dt.datetime:
     """A message waiting in Trash stays until the end of the school day on which its alert went out.
 
     An alert on a weekend or holiday keeps it until the end of the next school day: the person
@@ -255,8 +255,15 @@ def keep_until(alerted_on: dt.date, calendar: SchoolCalendar, school_day_end: dt
 MIN_REAL_HOLD_S = 4 * 3600.0
 
 
-def may_delete(role: Role, judged: Judged, purge: PurgeMode, *, now: dt.datetime,
-               kept_until: dt.datetime | None, held: bool = False) -> bool:
+def may_delete(
+    role: Role,
+    judged: Judged,
+    purge: PurgeMode,
+    *,
+    now: dt.datetime,
+    kept_until: dt.datetime | None,
+    held: bool = False,
+) -> bool:
     """Whether a judged message may leave its folder now. The one rule book for deleting.
 
     * a signal only once its notices and receipt were accepted, and no longer `held` (issue 24's short hold);
@@ -278,13 +285,24 @@ def may_delete(role: Role, judged: Judged, purge: PurgeMode, *, now: dt.datetime
     return True
 
 
-def deletable(judged: Mapping[int, Judged], role: Role, purge: PurgeMode, *, now: dt.datetime, clock: float,
-              calendar: SchoolCalendar, school_day_end: dt.time, tz: dt.tzinfo, hold_s: float) -> list[int]:
+def deletable(
+    judged: Mapping[int, Judged],
+    role: Role,
+    purge: PurgeMode,
+    *,
+    now: dt.datetime,
+    clock: float,
+    calendar: SchoolCalendar,
+    school_day_end: dt.time,
+    tz: dt.tzinfo,
+    hold_s: float,
+) -> list[int]:
     """The UIDs of one folder that may leave it now, by `may_delete`, in order.
 
     `clock` is time.monotonic() of now: a handled signal is held `hold_s` after its last notice (issue 24) and a
     waiting message MIN_REAL_HOLD_S after its alert, in real time whatever the wall clock says.
     """
+
     def held(j: Judged) -> bool:
         if j.kind == "signal":
             return j.done_at is not None and clock - j.done_at < hold_s
@@ -293,8 +311,9 @@ def deletable(judged: Mapping[int, Judged], role: Role, purge: PurgeMode, *, now
     def kept(j: Judged) -> dt.datetime | None:
         return None if j.alerted_on is None else keep_until(j.alerted_on, calendar, school_day_end, tz)
 
-    return sorted(uid for uid, j in judged.items()
-                  if may_delete(role, j, purge, now=now, kept_until=kept(j), held=held(j)))
+    return sorted(
+        uid for uid, j in judged.items() if may_delete(role, j, purge, now=now, kept_until=kept(j), held=held(j))
+    )
 
 
 __all__ = [

@@ -72,8 +72,33 @@ class _HtmlToText(HTMLParser):
     """HTML to lines: blocks become lines, table rows become one line with " | " between cells."""
 
     _BLOCK = frozenset(
-        {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote",
-         "hr", "pre", "address", "section", "article", "header", "footer", "dt", "dd", "dl", "center"}
+        {
+            "p",
+            "div",
+            "br",
+            "li",
+            "ul",
+            "ol",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "table",
+            "blockquote",
+            "hr",
+            "pre",
+            "address",
+            "section",
+            "article",
+            "header",
+            "footer",
+            "dt",
+            "dd",
+            "dl",
+            "center",
+        }
     )
     _SKIP = frozenset({"script", "style", "head", "title", "template", "noscript"})
 

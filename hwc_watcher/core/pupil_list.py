@@ -284,8 +284,9 @@ class _Header:
     separator: str = ","
 
 
-def _find_header(rows: Sequence[tuple[int, Sequence[str]]], wanted: Mapping[str, str], label: str,
-                 separators: Sequence[str] = ("",)) -> _Header:
+def _find_header(
+    rows: Sequence[tuple[int, Sequence[str]]], wanted: Mapping[str, str], label: str, separators: Sequence[str] = ("",)
+) -> _Header:
     """The first of the top rows that holds every configured column (title lines above it are skipped).
 
     `rows` are (line, cells) for XLSX; for CSV each row is one raw line in cells[0], split per separator.
@@ -340,8 +341,10 @@ def _xlsx_sheets(data: bytes, label: str) -> list[list[tuple[int, list[str]]]]:
     try:
         from openpyxl import load_workbook  # Imported here: only schools with an XLSX list pay for it.
     except ImportError:
-        raise PupilListError(f"Pupil list {label} is an XLSX file, but openpyxl (a dependency of hwc-watcher) "
-                             "is not installed: reinstall hwc-watcher, or export the list as CSV.") from None
+        raise PupilListError(
+            f"Pupil list {label} is an XLSX file, but openpyxl (a dependency of hwc-watcher) "
+            "is not installed: reinstall hwc-watcher, or export the list as CSV."
+        ) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Workbook contains no default style" and the like.
@@ -416,7 +419,7 @@ def read_pupil_list(data: bytes, config: PupilListConfig, *, source: str | None 
             except PupilListError as exc:
                 first_error = first_error or exc
                 continue
-            records: Iterator[tuple[int, list[str] | None]] = iter(sheet[header.index + 1:])
+            records: Iterator[tuple[int, list[str] | None]] = iter(sheet[header.index + 1 :])
             return _read_rows(records, header, sheet[header.index][0], config, label, "xlsx")
         assert first_error is not None
         raise first_error
@@ -439,8 +442,14 @@ def read_pupil_list(data: bytes, config: PupilListConfig, *, source: str | None 
     return _read_rows(rows, header, header_line, config, label, "csv")
 
 
-def _read_rows(records: Iterator[tuple[int, list[str] | None]], header: _Header, header_line: int,
-               config: PupilListConfig, label: str, file_format: str) -> PupilList:
+def _read_rows(
+    records: Iterator[tuple[int, list[str] | None]],
+    header: _Header,
+    header_line: int,
+    config: PupilListConfig,
+    label: str,
+    file_format: str,
+) -> PupilList:
     to_pupil = _RowReader(config, header.found)
     width = len(header.cells)
     reasons: list[str] = []
@@ -479,9 +488,17 @@ def _read_rows(records: Iterator[tuple[int, list[str] | None]], header: _Header,
             reject(line, pupil)
         else:
             pupils.append(pupil)
-    return PupilList.of(label, pupils, rows_read, reasons, rejected_lines=tuple(rejected),
-                        mojibake_lines=tuple(mojibake), header_line=header_line, file_format=file_format,
-                        date_order=order)
+    return PupilList.of(
+        label,
+        pupils,
+        rows_read,
+        reasons,
+        rejected_lines=tuple(rejected),
+        mojibake_lines=tuple(mojibake),
+        header_line=header_line,
+        file_format=file_format,
+        date_order=order,
+    )
 
 
 def split_full_name(text: str) -> tuple[str, str, str]:

@@ -30,8 +30,9 @@ RECALL_FIELDS = ("FROM", "MESSAGE-ID", "DATE")
 _HORIZON_DAYS = 120
 
 
-def recall_moment(sent_at: dt.datetime, recall: RecallSettings, tz: zoneinfo.ZoneInfo,
-                  calendar: SchoolCalendar) -> dt.datetime:
+def recall_moment(
+    sent_at: dt.datetime, recall: RecallSettings, tz: zoneinfo.ZoneInfo, calendar: SchoolCalendar
+) -> dt.datetime:
     """The first `recall.at` on a school day at least `keep_hours` after the notice was sent.
 
     A notice sent at night or before school disappears at the end of that school day; one sent in
@@ -57,7 +58,7 @@ NoticeCheck = Literal["ours", "forged", "other"]
 
 
 def check_notice(headers: bytes, own: OwnMail, ids: NoticeIds) -> NoticeCheck:
-    """"ours": From exactly our address and exactly one Message-ID that `ids` verifies as a notice we wrote.
+    """ "ours": From exactly our address and exactly one Message-ID that `ids` verifies as a notice we wrote.
 
     "forged": it looks like one of our notices (our From or the notice id shape) but the keyed tag does not
     check, e.g. a phishing mail made to look like a notice; it is left alone and counted. "other": anything
@@ -90,8 +91,14 @@ def sent_at(headers: bytes, arrived: dt.datetime | None) -> dt.datetime | None:
     return parsed or arrived
 
 
-def is_due(headers: bytes, arrived: dt.datetime | None, now: dt.datetime, recall: RecallSettings,
-           tz: zoneinfo.ZoneInfo, calendar: SchoolCalendar) -> bool:
+def is_due(
+    headers: bytes,
+    arrived: dt.datetime | None,
+    now: dt.datetime,
+    recall: RecallSettings,
+    tz: zoneinfo.ZoneInfo,
+    calendar: SchoolCalendar,
+) -> bool:
     """Its recall moment has come; a notice whose sending time cannot be told at all is left alone."""
     when = sent_at(headers, arrived)
     return when is not None and recall_moment(when, recall, tz, calendar) <= now

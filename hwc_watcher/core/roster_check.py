@@ -69,14 +69,21 @@ def school_year_start(today: dt.date) -> dt.date:
 def config_findings(config: PupilListConfig) -> list[Finding]:
     """Mistakes visible in [pupil_list] alone, whatever the file holds."""
     findings: list[Finding] = []
-    if config.first_name is not None and config.last_name is not None and (
-            config.first_name.strip().casefold() == config.last_name.strip().casefold()):
-        findings.append(Finding(
-            "fail", "pupil list columns",
-            f"first_name and last_name are both {config.first_name!r}: the first word would count as the "
-            "first name and the whole cell as the last name, so signals will not match reliably",
-            f'replace first_name and last_name with name = "{config.first_name}" (one column with the '
-            'whole name, "Achternaam, Voornaam" or "Voornaam Achternaam")'))
+    if (
+        config.first_name is not None
+        and config.last_name is not None
+        and (config.first_name.strip().casefold() == config.last_name.strip().casefold())
+    ):
+        findings.append(
+            Finding(
+                "fail",
+                "pupil list columns",
+                f"first_name and last_name are both {config.first_name!r}: the first word would count as the "
+                "first name and the whole cell as the last name, so signals will not match reliably",
+                f'replace first_name and last_name with name = "{config.first_name}" (one column with the '
+                'whole name, "Achternaam, Voornaam" or "Voornaam Achternaam")',
+            )
+        )
     return findings
 
 
@@ -85,13 +92,21 @@ def age_finding(config: PupilListConfig, modified: dt.date, today: dt.date) -> F
     start = school_year_start(today)
     fix = "export the list again from the school's administration and replace the file"
     if modified < start:
-        return Finding("warn", "pupil list age",
-                       f"the file was last changed on {modified:%d-%m-%Y}, before this school year began "
-                       f"(1 August {start.year}): new pupils are missing and classes have moved up", fix)
+        return Finding(
+            "warn",
+            "pupil list age",
+            f"the file was last changed on {modified:%d-%m-%Y}, before this school year began "
+            f"(1 August {start.year}): new pupils are missing and classes have moved up",
+            fix,
+        )
     if config.max_age_days and (today - modified).days > config.max_age_days:
-        return Finding("warn", "pupil list age",
-                       f"the file was last changed {(today - modified).days} days ago "
-                       f"(pupil_list.max_age_days = {config.max_age_days})", fix)
+        return Finding(
+            "warn",
+            "pupil list age",
+            f"the file was last changed {(today - modified).days} days ago "
+            f"(pupil_list.max_age_days = {config.max_age_days})",
+            fix,
+        )
     return None
 
 
@@ -101,8 +116,9 @@ def _coverage(routing: RoutingConfig, pupils: Sequence[ListedPupil], defaulted: 
     columns = sorted({c.column for rule in routing.rules for c in rule.conditions})
     for column in columns:
         values = Counter(pupil.route_values.get(column, "")[:40] for pupil in defaulted)
-        shown = ", ".join(f"{value!r} ×{count}" if value else f"(empty) ×{count}"
-                          for value, count in values.most_common(MAX_EXAMPLES))
+        shown = ", ".join(
+            f"{value!r} ×{count}" if value else f"(empty) ×{count}" for value, count in values.most_common(MAX_EXAMPLES)
+        )
         more = f" (+{len(values) - MAX_EXAMPLES} other value(s))" if len(values) > MAX_EXAMPLES else ""
         details.append(f"{column}: {shown}{more}")
     share = len(defaulted) / len(pupils)
@@ -110,9 +126,13 @@ def _coverage(routing: RoutingConfig, pupils: Sequence[ListedPupil], defaulted: 
     text = f"{len(defaulted)} of {len(pupils)} pupil(s) go to the default route; {tail}"
     if share > DEFAULT_SHARE_WARN:
         most = f"most pupils go to the default route ({len(defaulted)} of {len(pupils)}); {tail}"
-        return Finding("warn", "route coverage", most,
-                       "compare each [[route]]'s when with these values (docs/pupil-list.md: the rule forms)",
-                       tuple(details))
+        return Finding(
+            "warn",
+            "route coverage",
+            most,
+            "compare each [[route]]'s when with these values (docs/pupil-list.md: the rule forms)",
+            tuple(details),
+        )
     return Finding("ok", "route coverage", text, details=tuple(details))
 
 
@@ -135,31 +155,47 @@ def analyse(
     if parsed.header_line > 1:
         summary += f"; header found on line {parsed.header_line}, the line(s) above it skipped as titles"
     if parsed.rows_rejected:
-        findings.append(Finding(
-            "warn", "pupil list rejected rows",
-            f"{parsed.rows_rejected} row(s) rejected, on line(s) {_lines(parsed.rejected_lines)}: "
-            "a signal for those pupils goes to the default route",
-            "correct those rows in the school's administration (or in the export) and replace the file",
-            parsed.reasons))
+        findings.append(
+            Finding(
+                "warn",
+                "pupil list rejected rows",
+                f"{parsed.rows_rejected} row(s) rejected, on line(s) {_lines(parsed.rejected_lines)}: "
+                "a signal for those pupils goes to the default route",
+                "correct those rows in the school's administration (or in the export) and replace the file",
+                parsed.reasons,
+            )
+        )
     if parsed.conflicts:
-        findings.append(Finding(
-            "fail", "pupil list duplicates",
-            f"{len(parsed.conflicts)} pupil(s) are listed twice with the same name and birth date but different "
-            f"route columns (lines {_groups(parsed.conflicts)}): a signal for them is ambiguous and goes to the "
-            "default route",
-            "keep one row per pupil (the current class) in the export and replace the file"))
+        findings.append(
+            Finding(
+                "fail",
+                "pupil list duplicates",
+                f"{len(parsed.conflicts)} pupil(s) are listed twice with the same name and birth date but different "
+                f"route columns (lines {_groups(parsed.conflicts)}): a signal for them is ambiguous and goes to the "
+                "default route",
+                "keep one row per pupil (the current class) in the export and replace the file",
+            )
+        )
     if parsed.duplicates:
-        findings.append(Finding(
-            "warn", "pupil list duplicates",
-            f"{len(parsed.duplicates)} pupil(s) are listed more than once with the same name, birth date and "
-            f"route columns (lines {_groups(parsed.duplicates)}): counted once, routed as listed",
-            "remove the duplicate rows from the export"))
+        findings.append(
+            Finding(
+                "warn",
+                "pupil list duplicates",
+                f"{len(parsed.duplicates)} pupil(s) are listed more than once with the same name, birth date and "
+                f"route columns (lines {_groups(parsed.duplicates)}): counted once, routed as listed",
+                "remove the duplicate rows from the export",
+            )
+        )
     if parsed.mojibake_lines:
-        findings.append(Finding(
-            "warn", "pupil list names",
-            f"{len(parsed.mojibake_lines)} row(s) have a name that looks converted twice (\"Ã«\" where \"ë\" "
-            f"belongs), on line(s) {_lines(parsed.mojibake_lines)}: such a name does not match a signal",
-            "export the list again and save it as UTF-8 (or as XLSX) without converting it a second time"))
+        findings.append(
+            Finding(
+                "warn",
+                "pupil list names",
+                f'{len(parsed.mojibake_lines)} row(s) have a name that looks converted twice ("Ã«" where "ë" '
+                f"belongs), on line(s) {_lines(parsed.mojibake_lines)}: such a name does not match a signal",
+                "export the list again and save it as UTF-8 (or as XLSX) without converting it a second time",
+            )
+        )
     if modified is not None and (old := age_finding(config, modified, today)) is not None:
         findings.append(old)
     counts = dict.fromkeys((route.name for route in routing.routes()), 0)

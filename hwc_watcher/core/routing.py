@@ -189,8 +189,9 @@ class Router:
         snapshot = self._source.current()
         parsed = snapshot.pupil_list
         if parsed is None:
-            return RouterStatus(path=str(snapshot.path), problem=snapshot.problem, fix=snapshot.fix,
-                                modified_ns=snapshot.modified_ns)
+            return RouterStatus(
+                path=str(snapshot.path), problem=snapshot.problem, fix=snapshot.fix, modified_ns=snapshot.modified_ns
+            )
         return RouterStatus(
             path=str(snapshot.path),
             rows_read=parsed.rows_read,

@@ -64,8 +64,7 @@ class SchoolCalendar:
     @cached_property
     def _closed(self) -> frozenset[dt.date]:
         reopened = {day for span in self.school_days for day in span.days()}
-        return frozenset(day for off in self.days_off for day in off.days()
-                         if off.source == OWN or day not in reopened)
+        return frozenset(day for off in self.days_off for day in off.days() if off.source == OWN or day not in reopened)
 
     def is_school_day(self, day: dt.date) -> bool:
         return day.weekday() < 5 and day not in self._closed
@@ -79,8 +78,9 @@ class SchoolCalendar:
 
     def breaks(self) -> tuple[DayOff, ...]:
         """The days off that close the school on at least one weekday, in date order (the drill follows these)."""
-        return tuple(sorted((off for off in self.days_off if self._weekdays_closed(off)),
-                            key=lambda off: (off.first, off.last)))
+        return tuple(
+            sorted((off for off in self.days_off if self._weekdays_closed(off)), key=lambda off: (off.first, off.last))
+        )
 
     def _weekdays_closed(self, off: DayOff) -> frozenset[dt.date]:
         return frozenset(day for day in off.days() if day.weekday() < 5 and day in self._closed)
@@ -91,8 +91,12 @@ class SchoolCalendar:
         shown: list[DayOff] = []
         for off in candidates:
             closed = self._weekdays_closed(off)
-            inside = any(other is not off and closed <= self._weekdays_closed(other)
-                         and len(self._weekdays_closed(other)) > len(closed) for other in candidates)
+            inside = any(
+                other is not off
+                and closed <= self._weekdays_closed(other)
+                and len(self._weekdays_closed(other)) > len(closed)
+                for other in candidates
+            )
             if not inside:
                 shown.append(off)
             if len(shown) == count:
@@ -111,19 +115,25 @@ class SchoolCalendar:
         """Why the calendar will soon stop knowing the holidays, or None while it knows the coming months."""
         until = self.known_until
         if until is None:
-            return ('no holidays configured: the 08:15 guard treats every weekday as a school day and the '
-                    'drill never runs. Set [calendar] region = "noord", "midden" or "zuid".')
+            return (
+                "no holidays configured: the 08:15 guard treats every weekday as a school day and the "
+                'drill never runs. Set [calendar] region = "noord", "midden" or "zuid".'
+            )
         if until >= today + dt.timedelta(days=HORIZON_DAYS):
             return None
         if self.region is not None and self.region_until == until:
             when = "ended" if until < today else "end"
-            return (f"the OCW school holiday tables in this version of hwc-watcher {when} {until:%d %b %Y} "
-                    f"(school years {school_years()[0]} to {school_years()[-1]}): upgrade hwc-watcher, or add the "
-                    f"next school year's holidays to [calendar] days_off from rijksoverheid.nl (Schoolvakanties).")
+            return (
+                f"the OCW school holiday tables in this version of hwc-watcher {when} {until:%d %b %Y} "
+                f"(school years {school_years()[0]} to {school_years()[-1]}): upgrade hwc-watcher, or add the "
+                f"next school year's holidays to [calendar] days_off from rijksoverheid.nl (Schoolvakanties)."
+            )
         when = "was" if until < today else "is"
-        return (f"the last day off in [calendar] days_off {when} {until:%d %b %Y}: after it the 08:15 guard "
-                f'treats every weekday as a school day and the drill never runs. Set [calendar] region = '
-                f'"noord", "midden" or "zuid" (the OCW holidays for years ahead), or add the next days off.')
+        return (
+            f"the last day off in [calendar] days_off {when} {until:%d %b %Y}: after it the 08:15 guard "
+            f"treats every weekday as a school day and the drill never runs. Set [calendar] region = "
+            f'"noord", "midden" or "zuid" (the OCW holidays for years ahead), or add the next days off.'
+        )
 
     def describe(self) -> str:
         """One line for `check`: where the days off come from."""
@@ -179,9 +189,15 @@ def public_days_off(years: Iterable[int], good_friday: bool, liberation_day: str
     return tuple(sorted(days, key=lambda off: off.first))
 
 
-def build_calendar(*, region: str | None = None, days_off: Iterable[DayOff] = (),
-                   school_days: Iterable[DayOff] = (), public_holidays: bool | None = None,
-                   good_friday: bool = False, liberation_day: str = "lustrum") -> SchoolCalendar:
+def build_calendar(
+    *,
+    region: str | None = None,
+    days_off: Iterable[DayOff] = (),
+    school_days: Iterable[DayOff] = (),
+    public_holidays: bool | None = None,
+    good_friday: bool = False,
+    liberation_day: str = "lustrum",
+) -> SchoolCalendar:
     """The calendar `[calendar]` describes; public holidays default to on with a region, off without one."""
     own = tuple(days_off)
     regional: tuple[DayOff, ...] = ()
@@ -192,8 +208,11 @@ def build_calendar(*, region: str | None = None, days_off: Iterable[DayOff] = ()
             raise ValueError(region)
         regional, until = region_days_off(region)
         years |= set(range(regional[0].first.year, until.year + 1))
-    public = public_days_off(years, good_friday, liberation_day) if (
-        region is not None if public_holidays is None else public_holidays) else ()
+    public = (
+        public_days_off(years, good_friday, liberation_day)
+        if (region is not None if public_holidays is None else public_holidays)
+        else ()
+    )
     return SchoolCalendar(regional + public + own, tuple(school_days), region, until)
 
 

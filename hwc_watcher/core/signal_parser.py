@@ -58,26 +58,47 @@ _SECURE_NOTICE_RE = re.compile(
 )
 
 MONTHS: dict[str, int] = {
-    "januari": 1, "jan": 1, "january": 1,
-    "februari": 2, "feb": 2, "febr": 2, "february": 2,
-    "maart": 3, "mrt": 3, "mar": 3, "march": 3,
-    "april": 4, "apr": 4,
-    "mei": 5, "may": 5,
-    "juni": 6, "jun": 6, "june": 6,
-    "juli": 7, "jul": 7, "july": 7,
-    "augustus": 8, "aug": 8, "august": 8,
-    "september": 9, "sept": 9, "sep": 9,
-    "oktober": 10, "okt": 10, "oct": 10, "october": 10,
-    "november": 11, "nov": 11,
-    "december": 12, "dec": 12,
+    "januari": 1,
+    "jan": 1,
+    "january": 1,
+    "februari": 2,
+    "feb": 2,
+    "febr": 2,
+    "february": 2,
+    "maart": 3,
+    "mrt": 3,
+    "mar": 3,
+    "march": 3,
+    "april": 4,
+    "apr": 4,
+    "mei": 5,
+    "may": 5,
+    "juni": 6,
+    "jun": 6,
+    "june": 6,
+    "juli": 7,
+    "jul": 7,
+    "july": 7,
+    "augustus": 8,
+    "aug": 8,
+    "august": 8,
+    "september": 9,
+    "sept": 9,
+    "sep": 9,
+    "oktober": 10,
+    "okt": 10,
+    "oct": 10,
+    "october": 10,
+    "november": 11,
+    "nov": 11,
+    "december": 12,
+    "dec": 12,
 }
 _MONTH_ALT = "|".join(sorted(MONTHS, key=len, reverse=True))
 
 _NUMERIC_DATE = re.compile(r"(?<![\d/.\-])(\d{1,2})([-/.])(\d{1,2})\2(\d{4})(?!\d|[-/.]\d)")
 _ISO_DATE = re.compile(r"(?<![\d/.\-])(\d{4})-(\d{1,2})-(\d{1,2})(?!\d|[-/.]\d)")
-_WRITTEN_DATE = re.compile(
-    rf"(?<![\w.])(\d{{1,2}})\s{{0,3}}({_MONTH_ALT})\.?,?\s{{0,3}}(\d{{4}})(?!\d)", re.IGNORECASE
-)
+_WRITTEN_DATE = re.compile(rf"(?<![\w.])(\d{{1,2}})\s{{0,3}}({_MONTH_ALT})\.?,?\s{{0,3}}(\d{{4}})(?!\d)", re.IGNORECASE)
 
 # Lines that are headers of a quoted or forwarded mail: their dates are sending dates.
 _QUOTED_HEADER = re.compile(
@@ -85,9 +106,7 @@ _QUOTED_HEADER = re.compile(
     re.IGNORECASE,
 )
 _REPLY_INTRO = re.compile(r"^(?:op|on|am|le)\s.{0,200}\b(?:schreef|wrote|schrieb|a écrit)\b", re.IGNORECASE)
-_SEPARATOR_LINE = re.compile(
-    r"^[-_=*~ ]{0,20}(?:oorspronkelijk|original|doorgestuurd|forwarded)\b", re.IGNORECASE
-)
+_SEPARATOR_LINE = re.compile(r"^[-_=*~ ]{0,20}(?:oorspronkelijk|original|doorgestuurd|forwarded)\b", re.IGNORECASE)
 _QUOTE_PREFIX = re.compile(r"^(?:>\s?){1,20}")
 
 _NAME_LABEL = r"naam(?:\s(?:van\s)?(?:de\s)?(?:leerling|kind|student))?|volledige\s?naam|leerling|name"
@@ -445,8 +464,9 @@ def _record_name(record: dict[str, str]) -> str | None:
     return as_name(" ".join(p for p in parts if p))
 
 
-def _flush(record: dict[str, str], dob: tuple[int, int] | None, scanned: list[_Line], today: dt.date,
-           findings: _Findings) -> None:
+def _flush(
+    record: dict[str, str], dob: tuple[int, int] | None, scanned: list[_Line], today: dt.date, findings: _Findings
+) -> None:
     """Pair a labelled record's name with its date; anything incomplete makes the reading unsure."""
     has_name_field = any(record.get(k) for k in ("name", "first", "last"))
     if not has_name_field and dob is None:

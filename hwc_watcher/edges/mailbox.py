@@ -52,10 +52,8 @@ FETCH_BATCH = 200
 GLANCE_BYTES = 16_384
 
 _SPECIAL_NAMES: dict[str, tuple[str, ...]] = {
-    "sent": ("Sent Items", "Sent", "Sent Messages", "Sent Mail", "Verzonden items", "Verzonden berichten",
-             "Verzonden"),
-    "trash": ("Deleted Items", "Trash", "Deleted Messages", "Bin", "Verwijderde items", "Prullenbak",
-              "Verwijderd"),
+    "sent": ("Sent Items", "Sent", "Sent Messages", "Sent Mail", "Verzonden items", "Verzonden berichten", "Verzonden"),
+    "trash": ("Deleted Items", "Trash", "Deleted Messages", "Bin", "Verwijderde items", "Prullenbak", "Verwijderd"),
     "junk": ("Junk", "Junk E-mail", "Junk Email", "Spam", "Ongewenste e-mail", "Ongewenste mail"),
 }
 _SPECIAL_FLAGS = {"sent": b"\\Sent", "trash": b"\\Trash", "junk": b"\\Junk"}
@@ -92,8 +90,9 @@ def _explain_connect(settings: ImapSettings, err: BaseException) -> MailboxError
     if isinstance(err, TimeoutError | socket.timeout):
         advice = _port_advice("imap", settings.host, settings.port, settings.security)
         if advice is not None:
-            return MailboxTlsError(f"The IMAP server {where} did not greet in {settings.timeout:.0f} s: "
-                                   f"{advice[0]}. Fix: {advice[1]}.")
+            return MailboxTlsError(
+                f"The IMAP server {where} did not greet in {settings.timeout:.0f} s: {advice[0]}. Fix: {advice[1]}."
+            )
         return MailboxError(f"The IMAP server {where} did not answer in {settings.timeout:.0f} s (timeout).")
     if isinstance(err, ConnectionRefusedError):
         return MailboxError(f"The IMAP server {where} refused the connection. Check imap.host and imap.port.")
@@ -177,8 +176,9 @@ class Mailbox:
         context = tls_context(str(s.ca_file) if s.ca_file else None) if s.security != "plain" else None
         try:
             with time_limit.step("the IMAP greeting"):
-                client = _Client(self._wire, s.host, port=s.port, ssl=s.security == "tls", ssl_context=context,
-                                 timeout=s.timeout)
+                client = _Client(
+                    self._wire, s.host, port=s.port, ssl=s.security == "tls", ssl_context=context, timeout=s.timeout
+                )
         except (OSError, imaplib.IMAP4.error) as err:
             raise _explain_connect(s, err) from err
         try:
@@ -192,8 +192,8 @@ class Mailbox:
             _close_quietly(client)
             if isinstance(err, imaplib.IMAP4.error) and not isinstance(err, OSError):
                 raise MailboxTlsError(
-                    f"The IMAP server {s.host}:{s.port} does not offer STARTTLS. "
-                    f'Use imap.security = "tls" (port 993).', no_starttls=True
+                    f'The IMAP server {s.host}:{s.port} does not offer STARTTLS. Use imap.security = "tls" (port 993).',
+                    no_starttls=True,
                 ) from err
             raise _explain_connect(s, err) from err
         try:
@@ -260,7 +260,8 @@ class Mailbox:
         except imaplib.IMAP4.abort as err:
             raise MailboxError(
                 f"The IMAP server ended the session during {self._step(what)} ({type(err).__name__}, "
-                f"{_reply_size(err)}).", token_expired=says_token_expired(err)
+                f"{_reply_size(err)}).",
+                token_expired=says_token_expired(err),
             ) from err
         except imaplib.IMAP4.error as err:
             # A BYE can also come as the answer to a command (IDLE): imaplib then raises it as a plain error.
@@ -268,11 +269,16 @@ class Mailbox:
             status = _STATUS.search(str(err))
             if status or _TAGGED_FAILURE.match(str(err)):
                 word = status.group(1) if status else "NO or BAD"
-                raise MailboxError(f"The IMAP server refused {self._step(what)} ({word}; {_reply_size(err)}).",
-                                   refused=True, token_expired=expired) from err
+                raise MailboxError(
+                    f"The IMAP server refused {self._step(what)} ({word}; {_reply_size(err)}).",
+                    refused=True,
+                    token_expired=expired,
+                ) from err
             raise MailboxError(
                 f"The IMAP server refused {self._step(what)} or gave a reply that could not be read "
-                f"({type(err).__name__}, {_reply_size(err)}).", refused=True, token_expired=expired
+                f"({type(err).__name__}, {_reply_size(err)}).",
+                refused=True,
+                token_expired=expired,
             ) from err
         except TimeoutError as err:
             raise MailboxError(
@@ -314,8 +320,11 @@ class Mailbox:
             if explicit is not None:
                 if explicit not in names:
                     # Never the list of names: a person may have named a folder after a pupil.
-                    roles = [r for r in ("sent", "trash", "junk")
-                             if any(_SPECIAL_FLAGS[r] in flags for flags, _n in selectable)]
+                    roles = [
+                        r
+                        for r in ("sent", "trash", "junk")
+                        if any(_SPECIAL_FLAGS[r] in flags for flags, _n in selectable)
+                    ]
                     known = sorted(n for n in names if n.lower() in _KNOWN_FOLDERS)
                     others = len(names) - len(known)
                     raise MailboxError(
@@ -397,8 +406,12 @@ class Mailbox:
         item = f"BODY.PEEK[HEADER.FIELDS ({' '.join(fields)})]<0.{GLANCE_BYTES}>"
         for start in range(0, len(uids), FETCH_BATCH):
             batch = list(uids[start : start + FETCH_BATCH])
-            data = self._call(f"FETCH headers in {state.name}", self.client.fetch, batch,
-                              ["RFC822.SIZE", "FLAGS", "INTERNALDATE", item])
+            data = self._call(
+                f"FETCH headers in {state.name}",
+                self.client.fetch,
+                batch,
+                ["RFC822.SIZE", "FLAGS", "INTERNALDATE", item],
+            )
             for uid in batch:
                 got = data.get(uid)
                 if got is None:  # expunged by someone else meanwhile
@@ -469,8 +482,9 @@ class Mailbox:
             if wanted == plain or not err.refused:
                 raise  # no keyword to blame, or the connection is gone: not a refusal of the keyword
             _KEYWORDS_REFUSED.add(self._keyword_key(folder))
-            _log.warning("keyword_refused", step=self._step(f"STORE in {folder}"), count=len(uid_list),
-                         instead="\\Flagged")
+            _log.warning(
+                "keyword_refused", step=self._step(f"STORE in {folder}"), count=len(uid_list), instead="\\Flagged"
+            )
             self._call(f"STORE in {folder}", self.client.add_flags, uid_list, plain, silent=True)
 
     def record(self, folder: str, uid: int, keyword: bytes, *, uidvalidity: int) -> bool:
@@ -564,11 +578,11 @@ class Mailbox:
         if not uids:
             return None
         newest = max(uids)
-        data = self._call(f"FETCH headers in {folder}", self.client.fetch, [newest],
-                          [f"BODY.PEEK[HEADER.FIELDS ({name.upper()})]"])
+        data = self._call(
+            f"FETCH headers in {folder}", self.client.fetch, [newest], [f"BODY.PEEK[HEADER.FIELDS ({name.upper()})]"]
+        )
         item = data.get(newest, {})
-        return next((bytes(v) for k, v in item.items() if isinstance(v, bytes) and k.upper().startswith(b"BODY[")),
-                    b"")
+        return next((bytes(v) for k, v in item.items() if isinstance(v, bytes) and k.upper().startswith(b"BODY[")), b"")
 
     # --- push (RFC 2177 IDLE) -----------------------------------------------------------------
 
@@ -630,10 +644,12 @@ class Mailbox:
                 # The server's words stay out of the log (rule 6), except the one cause we act on.
                 words = b" ".join(w for w in response[1:] if isinstance(w, bytes))
                 if b"accesstokenexpired" in words.lower():
-                    raise MailboxError("The IMAP server ended the session during IDLE: BYE AccessTokenExpired.",
-                                       token_expired=True)
-                raise MailboxError(f"The IMAP server ended the session during IDLE: BYE ({len(words)} bytes of reply "
-                                   f"text not shown).")
+                    raise MailboxError(
+                        "The IMAP server ended the session during IDLE: BYE AccessTokenExpired.", token_expired=True
+                    )
+                raise MailboxError(
+                    f"The IMAP server ended the session during IDLE: BYE ({len(words)} bytes of reply text not shown)."
+                )
             if isinstance(response[0], int) and response[1] == b"EXPUNGE":
                 self._watched_exists = max(0, self._watched_exists - 1)
             elif isinstance(response[0], int) and response[1] == b"EXISTS":
@@ -691,8 +707,9 @@ def _expand(seqset: str) -> list[int]:
 class _Imap4(imaplib.IMAP4):
     """imaplib's IMAP4 whose TCP connection is opened through a Tripwire (TLS from the first byte, or not)."""
 
-    def __init__(self, wire: time_limit.Tripwire, host: str, port: int, tls: ssl.SSLContext | None,
-                 timeout: float) -> None:
+    def __init__(
+        self, wire: time_limit.Tripwire, host: str, port: int, tls: ssl.SSLContext | None, timeout: float
+    ) -> None:
         self._wire, self._tls, self._connect_timeout = wire, tls, timeout
         super().__init__(host, port, timeout=timeout)
 
@@ -707,8 +724,16 @@ class _Imap4(imaplib.IMAP4):
 class _Client(IMAPClient):  # type: ignore[misc]  # imapclient ships no type hints
     """IMAPClient over `_Imap4`: the cycle's limit can cut the connection before the greeting is read."""
 
-    def __init__(self, wire: time_limit.Tripwire, host: str, *, port: int, ssl: bool,
-                 ssl_context: ssl.SSLContext | None, timeout: float) -> None:
+    def __init__(
+        self,
+        wire: time_limit.Tripwire,
+        host: str,
+        *,
+        port: int,
+        ssl: bool,
+        ssl_context: ssl.SSLContext | None,
+        timeout: float,
+    ) -> None:
         self._wire = wire
         super().__init__(host, port=port, ssl=ssl, ssl_context=ssl_context, timeout=timeout)
 
@@ -726,5 +751,12 @@ def _close_quietly(client: IMAPClient) -> None:
 
 
 __all__ = [
-    "Fetched", "FolderState", "Folders", "Glance", "ImapLogin", "Mailbox", "TracebackType", "uid_set",
+    "Fetched",
+    "FolderState",
+    "Folders",
+    "Glance",
+    "ImapLogin",
+    "Mailbox",
+    "TracebackType",
+    "uid_set",
 ]

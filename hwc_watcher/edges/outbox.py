@@ -37,8 +37,16 @@ def _transient(code: int) -> bool:
 class Outbox:
     """A lazily opened SMTP session; use as a context manager so it always quits."""
 
-    def __init__(self, settings: SmtpSettings, auth: SmtpLogin | None, *, retries: int = 0, delay_s: float = 5.0,
-                 sleep: Callable[[float], None] = time.sleep, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        auth: SmtpLogin | None,
+        *,
+        retries: int = 0,
+        delay_s: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.settings = settings
         self.auth = auth
         self.retries = retries
@@ -100,7 +108,8 @@ class Outbox:
         except ssl.SSLCertVerificationError as err:
             raise DeliveryTlsError(
                 f"The certificate of the SMTP server {where} could not be verified ({err.verify_message}). "
-                f"Check smtp.host, or set smtp.ca_file to the school's CA.", certificate=True
+                f"Check smtp.host, or set smtp.ca_file to the school's CA.",
+                certificate=True,
             ) from err
         except ssl.SSLError as err:
             raise DeliveryTlsError(
@@ -111,8 +120,9 @@ class Outbox:
             kind = probe_port(s.host, s.port) if s.security != "tls" else "unknown"
             advice = security_advice("smtp", s.port, s.security, kind)
             if advice is not None:
-                raise DeliveryTlsError(f"The SMTP server {where} did not greet in {s.timeout:.0f} s: "
-                                       f"{advice[0]}. Fix: {advice[1]}.") from err
+                raise DeliveryTlsError(
+                    f"The SMTP server {where} did not greet in {s.timeout:.0f} s: {advice[0]}. Fix: {advice[1]}."
+                ) from err
             raise DeliveryError(f"The SMTP server {where} did not answer in {s.timeout:.0f} s.") from err
         except (OSError, smtplib.SMTPException) as err:
             raise DeliveryError(f"The SMTP server {where} cannot be reached: {_words(err)}.") from err
@@ -123,8 +133,7 @@ class Outbox:
             except smtplib.SMTPAuthenticationError as err:
                 _quit(smtp)
                 raise DeliveryAuthError(
-                    f"The SMTP server {where} refused the login for {s.username}: check smtp.username and "
-                    f"its password."
+                    f"The SMTP server {where} refused the login for {s.username}: check smtp.username and its password."
                 ) from err
             except BaseException:
                 _quit(smtp)
@@ -157,13 +166,25 @@ class Outbox:
                 done = {a.lower() for a in (*err.delivered, *err.refused)}
                 pending = [a for a in pending if a.lower() not in done]
                 if not err.transient or attempt == self.retries or not pending:
-                    raise DeliveryError(str(err), transient=err.transient, refused=tuple(refused), cause=err.cause,
-                                        delivered=tuple(delivered), replies=replies) from err.__cause__
+                    raise DeliveryError(
+                        str(err),
+                        transient=err.transient,
+                        refused=tuple(refused),
+                        cause=err.cause,
+                        delivered=tuple(delivered),
+                        replies=replies,
+                    ) from err.__cause__
                 self.sleep(time_limit.bounded(self.delay_s * 2**attempt))  # no wait beyond the cycle's limit
                 time_limit.raise_if_over()
                 if self.stop is not None and self.stop.is_set():
-                    raise DeliveryError(str(err), transient=True, refused=tuple(refused), cause=err.cause,
-                                        delivered=tuple(delivered), replies=replies) from err.__cause__
+                    raise DeliveryError(
+                        str(err),
+                        transient=True,
+                        refused=tuple(refused),
+                        cause=err.cause,
+                        delivered=tuple(delivered),
+                        replies=replies,
+                    ) from err.__cause__
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send_once(self, message: EmailMessage, recipients: Sequence[str]) -> tuple[str, ...]:
@@ -183,7 +204,8 @@ class Outbox:
             raise DeliveryError(
                 f"The SMTP server refused the sender {self.settings.from_address} ({err.smtp_code}). "
                 f"Check smtp.from_address: the SMTP account must be allowed to send as it.",
-                transient=_transient(err.smtp_code), cause="sender_refused",
+                transient=_transient(err.smtp_code),
+                cause="sender_refused",
             ) from err
         except smtplib.SMTPResponseException as err:
             self._drop()
@@ -197,9 +219,11 @@ class Outbox:
         if soft:
             lowered = {a.lower() for a in refused}
             raise DeliveryError(
-                f"The SMTP server asked to try {len(soft)} recipient(s) again later.", cause="deferred",
+                f"The SMTP server asked to try {len(soft)} recipient(s) again later.",
+                cause="deferred",
                 refused=tuple(a for a, (code, _m) in refused.items() if not _transient(code)),
-                delivered=tuple(a for a in recipients if a.lower() not in lowered))
+                delivered=tuple(a for a in recipients if a.lower() not in lowered),
+            )
         return tuple(refused)
 
     def _drop(self) -> None:
@@ -233,8 +257,9 @@ class _Smtp(smtplib.SMTP):
 class _SmtpTls(smtplib.SMTP_SSL):
     """The same for implicit TLS: the handshake, too, can be cut."""
 
-    def __init__(self, wire: time_limit.Tripwire, host: str, port: int, timeout: float,
-                 context: ssl.SSLContext) -> None:
+    def __init__(
+        self, wire: time_limit.Tripwire, host: str, port: int, timeout: float, context: ssl.SSLContext
+    ) -> None:
         self._wire, self._server_name = wire, host
         super().__init__(host, port, timeout=timeout, context=context)
 

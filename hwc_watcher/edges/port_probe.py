@@ -41,9 +41,10 @@ def _unverified_context() -> ssl.SSLContext:
     return context
 
 
-def probe_port(host: str, port: int, *, greeting_wait: float | None = None,
-               handshake_wait: float | None = None) -> PortKind:
-    """"plain" (greets in clear text), "tls" (silent, then answers a TLS hello), "silent" (neither), "unknown".
+def probe_port(
+    host: str, port: int, *, greeting_wait: float | None = None, handshake_wait: float | None = None
+) -> PortKind:
+    """ "plain" (greets in clear text), "tls" (silent, then answers a TLS hello), "silent" (neither), "unknown".
 
     "unknown" covers a port that cannot be reached or that sends bytes that are no mail greeting;
     the caller's own connection attempt then reports what is wrong. The waits default to the module's
@@ -74,8 +75,13 @@ def probe_port(host: str, port: int, *, greeting_wait: float | None = None,
 
 
 #: OpenSSL's words for "the answer to our hello was no TLS record": a plain server's late greeting.
-_NOT_TLS = ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
-            "HTTP_REQUEST")
+_NOT_TLS = (
+    "WRONG_VERSION_NUMBER",
+    "UNKNOWN_PROTOCOL",
+    "RECORD_LAYER_FAILURE",
+    "PACKET_LENGTH_TOO_LONG",
+    "HTTP_REQUEST",
+)
 
 
 def _handshake_verdict(reason: str) -> PortKind:
@@ -90,14 +96,19 @@ def _handshake_verdict(reason: str) -> PortKind:
 def security_advice(section: str, port: int, security: str, kind: PortKind) -> tuple[str, str] | None:
     """(problem, fix) when `security` does not fit what the port speaks; None when they fit (or nothing is known)."""
     if kind == "tls" and security != "tls":
-        return (f"{section}.port {port} speaks TLS at once (implicit TLS), but {section}.security = "
-                f'"{security}" waits for a plain greeting first', f'set {section}.security = "tls"')
+        return (
+            f"{section}.port {port} speaks TLS at once (implicit TLS), but {section}.security = "
+            f'"{security}" waits for a plain greeting first',
+            f'set {section}.security = "tls"',
+        )
     if kind == "plain" and security == "tls":
         plain_port, implicit = ("143", "993") if section == "imap" else ("587", "465")
-        return (f"{section}.port {port} greets in plain text first (STARTTLS, like port {plain_port}), but "
-                f'{section}.security = "tls" expects TLS at once',
-                f'set {section}.security = "starttls", or {section}.port = {implicit} if the server offers '
-                f"implicit TLS there")
+        return (
+            f"{section}.port {port} greets in plain text first (STARTTLS, like port {plain_port}), but "
+            f'{section}.security = "tls" expects TLS at once',
+            f'set {section}.security = "starttls", or {section}.port = {implicit} if the server offers '
+            f"implicit TLS there",
+        )
     return None
 
 

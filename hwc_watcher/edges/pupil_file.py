@@ -100,8 +100,12 @@ class PupilListSource:
         except PupilListError as exc:
             return Snapshot(path, None, str(exc), modified_ns=modified)
         except Exception as exc:  # noqa: BLE001 - an unforeseen file must not stop a signal: default route
-            return Snapshot(path, None, f"Pupil list {path} could not be read ({type(exc).__name__}); export it "
-                            "again as XLSX or CSV.", modified_ns=modified)
+            return Snapshot(
+                path,
+                None,
+                f"Pupil list {path} could not be read ({type(exc).__name__}); export it again as XLSX or CSV.",
+                modified_ns=modified,
+            )
         if not parsed.pupils:
             first = f"; first: {parsed.reasons[0]}" if parsed.reasons else ""
             return Snapshot(

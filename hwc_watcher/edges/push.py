@@ -139,8 +139,12 @@ class PushListener:
         """Connect, EXAMINE INBOX, IDLE until a stop or an error; a clean stop returns quietly."""
         mailbox = Mailbox(self.settings, self.auth)
         try:
-            with TimeLimit(SETUP_LIMIT_S, what="Setting up the push session", setting="the push session's set-up limit",
-                           after="polling goes on"):
+            with TimeLimit(
+                SETUP_LIMIT_S,
+                what="Setting up the push session",
+                setting="the push session's set-up limit",
+                after="polling goes on",
+            ):
                 try:
                     mailbox.connect()
                 except MailboxAuthError:
@@ -232,14 +236,17 @@ class PushListener:
             self._give_up(str(err), retry=True)
             return
         self.state = "reconnecting"
-        _log.warning("push_reconnect", why=str(err), failures=len(self._failed_at),
-                     retrying_in_s=self._backoff())
+        _log.warning("push_reconnect", why=str(err), failures=len(self._failed_at), retrying_in_s=self._backoff())
 
     def _give_up(self, why: str, *, retry: bool) -> None:
         """Polling only; logged once per change (a retry that fails again stays quiet)."""
         if self.state != "polling":
-            _log.warning("push_unavailable", why=why, polling="the scheduled polls only",
-                         retrying_in_s=RETRY_AFTER_S if retry else None)
+            _log.warning(
+                "push_unavailable",
+                why=why,
+                polling="the scheduled polls only",
+                retrying_in_s=RETRY_AFTER_S if retry else None,
+            )
         self.problem = why
         self.state = "polling" if retry else "off"
 

@@ -22,8 +22,10 @@ CREDENTIALS_SOURCE = Path("/etc/hwc-watcher")
 
 
 def _read_fix(path: Path) -> str:
-    return (f"the service reads it as user hwc-watcher: chown root:hwc-watcher {path} && chmod 0640 {path}; "
-            f"or run check as root")
+    return (
+        f"the service reads it as user hwc-watcher: chown root:hwc-watcher {path} && chmod 0640 {path}; "
+        f"or run check as root"
+    )
 
 
 def ensure_private(path: Path, what: str) -> None:
@@ -31,17 +33,18 @@ def ensure_private(path: Path, what: str) -> None:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError as err:
-        raise SecretError(f"{what} {path} does not exist.",
-                          fix=f"create it (install -m 0600 /dev/null {path}, then put the secret in it), "
-                              f"or correct the path in the config") from err
+        raise SecretError(
+            f"{what} {path} does not exist.",
+            fix=f"create it (install -m 0600 /dev/null {path}, then put the secret in it), "
+            f"or correct the path in the config",
+        ) from err
     except PermissionError as err:
         raise SecretError(f"{what} {path} cannot be read: {err.strerror}.", fix=_read_fix(path)) from err
     except OSError as err:
         raise SecretError(f"{what} {path} cannot be read: {err.strerror}.") from err
     if mode & (stat.S_IROTH | stat.S_IWOTH):
         raise SecretError(
-            f"{what} {path} is readable by every user on this server. "
-            f"Fix it with: chmod o-rwx {path}",
+            f"{what} {path} is readable by every user on this server. Fix it with: chmod o-rwx {path}",
             fix=f"chmod o-rwx {path}",
         )
 
@@ -57,7 +60,7 @@ def credential_path(name: str) -> Path:
             f"LoadCredential= ($CREDENTIALS_DIRECTORY is not set). "
             f"Use a *_file key instead, or start the service.",
             fix=f"as root, point at the files the unit loads: sudo CREDENTIALS_DIRECTORY={CREDENTIALS_SOURCE} "
-                f"hwc-watcher --config … check (then {CREDENTIALS_SOURCE / name} must exist)",
+            f"hwc-watcher --config … check (then {CREDENTIALS_SOURCE / name} must exist)",
         )
     return Path(directory) / name
 
@@ -99,8 +102,9 @@ def installation_key(secret_files: Iterable[Path]) -> bytes:
         try:
             digest.update(path.read_bytes())
         except OSError as err:
-            raise SecretError(f"The secret {path} cannot be read for the notice key: {err.strerror}.",
-                              fix=_read_fix(path)) from err
+            raise SecretError(
+                f"The secret {path} cannot be read for the notice key: {err.strerror}.", fix=_read_fix(path)
+            ) from err
         digest.update(b"\0")
     return digest.digest()
 

@@ -39,8 +39,14 @@ _FLOOR_S = 0.05
 class TimeLimit:
     """A wall-clock limit: on expiry every connection opened under it is cut (see the module docstring)."""
 
-    def __init__(self, seconds: float, *, what: str = "The cycle", setting: str = "schedule.cycle_timeout_seconds",
-                 after: str = "nothing more was deleted") -> None:
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        what: str = "The cycle",
+        setting: str = "schedule.cycle_timeout_seconds",
+        after: str = "nothing more was deleted",
+    ) -> None:
         self.seconds = seconds
         self.what, self.setting, self.after = what, setting, after
         self.expired = threading.Event()

@@ -27,8 +27,9 @@ _log = log.get_logger("hwc_watcher.alerts")
 class Alerter:
     """Sends alerts to the contact and backup; `memory` says what it already sent today."""
 
-    def __init__(self, config: Config, composer: Composer, smtp_auth: SmtpLogin | None, *,
-                 memory: AlertMemory | None = None) -> None:
+    def __init__(
+        self, config: Config, composer: Composer, smtp_auth: SmtpLogin | None, *, memory: AlertMemory | None = None
+    ) -> None:
         self.config = config
         self.composer = composer
         self.smtp_auth = smtp_auth
@@ -48,16 +49,22 @@ class Alerter:
     def already_sent(self, key: str, now: dt.datetime) -> bool:
         return self.memory.already_sent(key, self.today(now))
 
-    def alert(self, key: str, template: str, now: dt.datetime, *, outbox: Outbox | None = None,
-              **values: str) -> bool:
+    def alert(self, key: str, template: str, now: dt.datetime, *, outbox: Outbox | None = None, **values: str) -> bool:
         """Send once per key per day; True when at least one channel accepted it."""
         if self.already_sent(key, now):
             return False
         message = self.composer.alert(template, self.config.alert_recipients(), now, **values)
         return self._deliver(message, [key], template, now, outbox)
 
-    def alert_digest(self, items: Sequence[tuple[str, str, Mapping[str, str]]], now: dt.datetime, *,
-                     outbox: Outbox | None = None, also: Sequence[str] = (), strangers: bool = False) -> bool:
+    def alert_digest(
+        self,
+        items: Sequence[tuple[str, str, Mapping[str, str]]],
+        now: dt.datetime,
+        *,
+        outbox: Outbox | None = None,
+        also: Sequence[str] = (),
+        strangers: bool = False,
+    ) -> bool:
         """Everything one cycle found, as one mail (and one webhook post): (key, line template, values) each.
 
         Items already sent today are left out; `also` are keys the lines cover without a line of their own
@@ -77,16 +84,20 @@ class Alerter:
         """A ready message (the drill report) by mail and webhook, without the once-a-day memory."""
         return self._deliver(message, [], template, now, None)
 
-    def _deliver(self, message: EmailMessage, keys: Sequence[str], template: str, now: dt.datetime,
-                 outbox: Outbox | None) -> bool:
+    def _deliver(
+        self, message: EmailMessage, keys: Sequence[str], template: str, now: dt.datetime, outbox: Outbox | None
+    ) -> bool:
         people = self.config.alert_recipients()
         delivered = False
         own = outbox is None
         box = outbox or Outbox(self.config.smtp, self.smtp_auth)
         # An alert on its own connection (08:15, a failure, the drill) gets the cycle's time limit: a dripping SMTP
         # server cannot hold the scheduler thread (inside a cycle, the cycle's limit already applies).
-        limit = (TimeLimit(self.config.schedule.cycle_timeout_s, what="Sending the alert", after="the webhook is tried")
-                 if own else contextlib.nullcontext())
+        limit = (
+            TimeLimit(self.config.schedule.cycle_timeout_s, what="Sending the alert", after="the webhook is tried")
+            if own
+            else contextlib.nullcontext()
+        )
         try:
             with limit:
                 box.send(message, [p.email for p in people])
@@ -96,8 +107,15 @@ class Alerter:
             if err.delivered:
                 # Someone (the contact) has it: sent, counted and not repeated; the deferred one is logged.
                 delivered = True
-                _log.warning("alert_sent", template=template, channel="mail", recipients=len(err.delivered),
-                             missing=len(people) - len(err.delivered), error=str(err), step="alert")
+                _log.warning(
+                    "alert_sent",
+                    template=template,
+                    channel="mail",
+                    recipients=len(err.delivered),
+                    missing=len(people) - len(err.delivered),
+                    error=str(err),
+                    step="alert",
+                )
             else:
                 _log.error("alert_failed", template=template, channel="mail", error=str(err), step="alert")
         except HwcError as err:
@@ -110,8 +128,9 @@ class Alerter:
             body = message.get_body(("plain",))
             text = f"{message['Subject']}\n\n{body.get_content() if body is not None else ''}"
             try:
-                post_alert(hook.webhook_url, text, fmt=hook.webhook_format,
-                           ca_file=str(hook.ca_file) if hook.ca_file else None)
+                post_alert(
+                    hook.webhook_url, text, fmt=hook.webhook_format, ca_file=str(hook.ca_file) if hook.ca_file else None
+                )
                 delivered = True
                 _log.info("alert_sent", template=template, channel="webhook", step="alert")
             except ChannelError as err:

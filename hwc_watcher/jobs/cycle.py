@@ -71,6 +71,7 @@ _log = log.get_logger("hwc_watcher.cycle")
 #: logs counts, not 5,000 lines).
 MESSAGE_LOG_LINES = 20
 
+
 @dataclass
 class CycleResult:
     """What one cycle did, in counts only: safe to log and to print."""
@@ -209,11 +210,18 @@ class Watcher:
             while attempt < attempts:
                 attempt += 1
                 if attempt > 1:  # a retry starts counting afresh; command and connection counts add up
-                    result = CycleResult(dry_run=dry_run, imap_commands=result.imap_commands,
-                                         smtp_connections=result.smtp_connections)
+                    result = CycleResult(
+                        dry_run=dry_run, imap_commands=result.imap_commands, smtp_connections=result.smtp_connections
+                    )
                 mailbox = Mailbox(self.config.imap, self.imap_auth)
-                outbox = Outbox(self.config.smtp, self.smtp_auth, retries=retries,
-                                delay_s=self.config.schedule.retry_delay_s, sleep=self.sleep, stop=self.stop)
+                outbox = Outbox(
+                    self.config.smtp,
+                    self.smtp_auth,
+                    retries=retries,
+                    delay_s=self.config.schedule.retry_delay_s,
+                    sleep=self.sleep,
+                    stop=self.stop,
+                )
                 budget.on_expiry(mailbox.abort)
                 budget.on_expiry(outbox.abort)
                 try:
@@ -231,14 +239,25 @@ class Watcher:
                     if expired and not budget.expired.is_set():
                         self.imap_auth.invalidate()  # a new token for the next attempt (or the next cycle)
                     then = cycle_plan.after_failure(
-                        transient=err.transient, token_expired=expired, reconnected=reconnected, attempt=attempt,
-                        attempts=attempts, out_of_time=budget.expired.is_set(), stopping=self.stop.is_set())
+                        transient=err.transient,
+                        token_expired=expired,
+                        reconnected=reconnected,
+                        attempt=attempt,
+                        attempts=attempts,
+                        out_of_time=budget.expired.is_set(),
+                        stopping=self.stop.is_set(),
+                    )
                     if then == "reconnect":
                         reconnected, attempts = True, attempts + 1
                         _log.info("reconnect", why="access token expired", attempt=attempt)
                         continue
-                    _log.error("cycle_failed", error=str(err), error_type=type(err).__name__,
-                               transient=result.error_transient, attempt=attempt)
+                    _log.error(
+                        "cycle_failed",
+                        error=str(err),
+                        error_type=type(err).__name__,
+                        transient=result.error_transient,
+                        attempt=attempt,
+                    )
                     if then == "stop":
                         break
                     self.sleep(cycle_plan.retry_wait(self.config.schedule.retry_delay_s, attempt))
@@ -305,8 +324,9 @@ class CycleRun:
     and logs it. What it keeps is only this attempt's: the folder states, the alert lines, what to verify.
     """
 
-    def __init__(self, watcher: Watcher, mailbox: Mailbox, outbox: Outbox, now: dt.datetime,
-                 result: CycleResult, budget: Budget) -> None:
+    def __init__(
+        self, watcher: Watcher, mailbox: Mailbox, outbox: Outbox, now: dt.datetime, result: CycleResult, budget: Budget
+    ) -> None:
         self.watcher = watcher
         self.config = watcher.config
         self.mailbox = mailbox
@@ -345,8 +365,12 @@ class CycleRun:
         self.alert()
         self.memory.forget_delivered()
         if self.logged > MESSAGE_LOG_LINES:
-            _log.info("messages_counted", not_logged=self.logged - MESSAGE_LOG_LINES, step="judge",
-                      why=f"only the first {MESSAGE_LOG_LINES} are logged one by one")
+            _log.info(
+                "messages_counted",
+                not_logged=self.logged - MESSAGE_LOG_LINES,
+                step="judge",
+                why=f"only the first {MESSAGE_LOG_LINES} are logged one by one",
+            )
 
     def step(self, what: str) -> None:
         """Between steps: stop when the cycle ran out of time."""
@@ -367,8 +391,9 @@ class CycleRun:
         reads: list[tuple[int, Glance | None]] = []
         if look.new:
             hits = set() if role == "sent" else self.mailbox.search_text(state, look.new, cycle_plan.SEARCH_WORDS)
-            first = cycle_plan.first_look(self.mailbox.glance(state, look.new, TRIAGE_FIELDS), hits, role,
-                                          self.config, self.now)
+            first = cycle_plan.first_look(
+                self.mailbox.glance(state, look.new, TRIAGE_FIELDS), hits, role, self.config, self.now
+            )
             for seen, kind, reason in first.settled:
                 self.judge(memory, seen.uid, seen, kind, reason, state)
             reads += [(seen.uid, seen) for seen in first.reads]
@@ -379,8 +404,15 @@ class CycleRun:
         if not self.dry_run:
             for uid, judged in memory.judged.items():
                 if judged.unalerted:  # new now, or an alert that did not go out last time
-                    line = cycle_plan.waiting_line(judged, state, self.role_of(folder), uid, self.config, self.now,
-                                                   self.watcher.composer.texts["unknown_address"])
+                    line = cycle_plan.waiting_line(
+                        judged,
+                        state,
+                        self.role_of(folder),
+                        uid,
+                        self.config,
+                        self.now,
+                        self.watcher.composer.texts["unknown_address"],
+                    )
                     if line is not None:
                         self.attention.append(line)
         self.clean(state, memory, role)
@@ -394,19 +426,34 @@ class CycleRun:
                 return known
         return self.mailbox.uids(state)
 
-    def judge(self, memory: FolderMemory, uid: int, glance: Glance | None, kind: Kind, reason: str,
-              state: FolderState, verdict: Verdict | None = None) -> Judged:
+    def judge(
+        self,
+        memory: FolderMemory,
+        uid: int,
+        glance: Glance | None,
+        kind: Kind,
+        reason: str,
+        state: FolderState,
+        verdict: Verdict | None = None,
+    ) -> Judged:
         """Remember a verdict; the first one per message is counted and logged, once."""
         previous = memory.judged.get(uid)
-        judged = memory.judged[uid] = cycle_plan.remember(previous, kind, reason, glance, state, today=self.today,
-                                                          clock=time.monotonic(), verdict=verdict)
+        judged = memory.judged[uid] = cycle_plan.remember(
+            previous, kind, reason, glance, state, today=self.today, clock=time.monotonic(), verdict=verdict
+        )
         if cycle_plan.is_news(previous, judged):
             self.result.verdicts[kind] += 1
             self.logged += 1
             if self.logged <= MESSAGE_LOG_LINES:
-                _log.info("message", folder_role=self.role_of(state.name), uid=uid, verdict=kind, reason=reason,
-                          pupil_count=len(verdict.pupils) if verdict else 0,
-                          size=glance.size if glance is not None else None)
+                _log.info(
+                    "message",
+                    folder_role=self.role_of(state.name),
+                    uid=uid,
+                    verdict=kind,
+                    reason=reason,
+                    pupil_count=len(verdict.pupils) if verdict else 0,
+                    size=glance.size if glance is not None else None,
+                )
         if self.dry_run:
             role = self.role_of(state.name)
             with log.sensitive(verdict.pupils if verdict is not None else ()):
@@ -426,8 +473,9 @@ class CycleRun:
             if fetched is None:  # gone meanwhile
                 memory.judged.pop(uid, None)
                 return
-            verdict = classify(fetched.raw, self.config, now=self.now, expected_size=fetched.size,
-                               ids=self.watcher.composer.ids)
+            verdict = classify(
+                fetched.raw, self.config, now=self.now, expected_size=fetched.size, ids=self.watcher.composer.ids
+            )
         verdict = cycle_plan.settle(verdict, role, fetched.raw if fetched is not None else None, self.config)
         judged = self.judge(memory, uid, glance, verdict.kind, verdict.reason, state, verdict)
         if self.dry_run:
@@ -484,8 +532,9 @@ class CycleRun:
             routes.append(cycle_plan.PupilRoute(index, pupil, decision, routing.log_index(decision.route), gone))
         return routes
 
-    def deliver(self, fetched: Fetched, verdict: Verdict, judged: Judged, state: FolderState,
-                flags: frozenset[bytes]) -> None:
+    def deliver(
+        self, fetched: Fetched, verdict: Verdict, judged: Judged, state: FolderState, flags: frozenset[bytes]
+    ) -> None:
         """Carry out `cycle_plan.next_delivery` for one signal; `judged.done` once the message may be deleted.
 
         Each step is recorded as the server accepts it (memory, and a keyword on the message where the
@@ -503,15 +552,22 @@ class CycleRun:
             pupils = self.pupil_routes(verdict)
             try:
                 while True:
-                    step = cycle_plan.next_delivery(pupils, record, attempts, receipt_to=verdict.receipt_to,
-                                                    mdn_to=verdict.mdn_to)
+                    step = cycle_plan.next_delivery(
+                        pupils, record, attempts, receipt_to=verdict.receipt_to, mdn_to=verdict.mdn_to
+                    )
                     if isinstance(step, cycle_plan.Complete | cycle_plan.Unsent):
                         break
                     self.do(step, verdict, record, attempts, fetched, state, key)
             except DeliveryError as err:
                 self.result.failed += 1
-                _log.error("signal_not_completed", uid=fetched.uid, folder_role=self.role_of(fetched.folder),
-                           error=str(err), transient=err.transient, step="deliver")
+                _log.error(
+                    "signal_not_completed",
+                    uid=fetched.uid,
+                    folder_role=self.role_of(fetched.folder),
+                    error=str(err),
+                    transient=err.transient,
+                    step="deliver",
+                )
                 if not err.transient:
                     self.attention.append(cycle_plan.failed_line(key, fetched.folder, fetched.uid, err.cause, state))
                 return
@@ -524,8 +580,16 @@ class CycleRun:
         judged.done = True
         judged.done_at = time.monotonic()
 
-    def do(self, step: cycle_plan.Step, verdict: Verdict, record: Delivery, attempts: cycle_plan.Attempts,
-           fetched: Fetched, state: FolderState, key: str) -> None:
+    def do(
+        self,
+        step: cycle_plan.Step,
+        verdict: Verdict,
+        record: Delivery,
+        attempts: cycle_plan.Attempts,
+        fetched: Fetched,
+        state: FolderState,
+        key: str,
+    ) -> None:
         """One step of a signal's delivery, against the outbox; what the server said goes into `record`."""
         composer = self.watcher.composer
         if isinstance(step, cycle_plan.SendNotice):
@@ -534,8 +598,9 @@ class CycleRun:
             for address in step.refused:
                 self.attention.append(cycle_plan.refusal_line(key, step, address))
             if not step.reached:
-                _log.error("notice_not_delivered", pupil_index=step.pupil.index, step="notice",
-                           route=step.pupil.route_no)
+                _log.error(
+                    "notice_not_delivered", pupil_index=step.pupil.index, step="notice", route=step.pupil.route_no
+                )
         elif isinstance(step, cycle_plan.Unreached):
             raise DeliveryError(f"{step.count} notice(s) reached nobody.", transient=False, cause="nobody")
         elif isinstance(step, cycle_plan.NoReceiptAddress):
@@ -543,8 +608,9 @@ class CycleRun:
         elif isinstance(step, cycle_plan.ReceiptAlready):
             _log.info("receipt_skipped", uid=fetched.uid, step="receipt", why="already accepted")
         elif isinstance(step, cycle_plan.SendReceipt):
-            self.outbox.send(composer.receipt(step.to, verdict.message_id, verdict.written or self.now, self.now),
-                             [step.to])
+            self.outbox.send(
+                composer.receipt(step.to, verdict.message_id, verdict.written or self.now, self.now), [step.to]
+            )
             record.receipt = True
             self.record(fetched, state, RECEIPT_KEYWORD)
             _log.info("receipt_sent", uid=fetched.uid, step="receipt")
@@ -557,12 +623,19 @@ class CycleRun:
             except DeliveryError as err:
                 _log.warning("read_receipt_failed", uid=fetched.uid, error=str(err), step="mdn")
 
-    def send_notice(self, step: cycle_plan.SendNotice, record: Delivery, attempts: cycle_plan.Attempts,
-                    fetched: Fetched, state: FolderState) -> None:
+    def send_notice(
+        self,
+        step: cycle_plan.SendNotice,
+        record: Delivery,
+        attempts: cycle_plan.Attempts,
+        fetched: Fetched,
+        state: FolderState,
+    ) -> None:
         """One notice to the recipients the plan named; who accepted, refused or was deferred goes into `record`."""
         composer, pupil, todo = self.watcher.composer, step.pupil, step.recipients
-        notice = composer.notice(pupil.pupil, pupil.decision, todo, self.now,
-                                 disappears=cycle_plan.disappears(todo, self.config, self.now))
+        notice = composer.notice(
+            pupil.pupil, pupil.decision, todo, self.now, disappears=cycle_plan.disappears(todo, self.config, self.now)
+        )
         deferred: DeliveryError | None = None
         try:
             refused = self.outbox.send(notice, [p.email for p in todo])
@@ -572,13 +645,21 @@ class CycleRun:
                 raise  # nobody accepted, nothing refused for good: next cycle sends exactly these again
             refused, delivered = err.refused, {a.lower() for a in err.delivered}
             deferred = err if err.transient else None
-        took = cycle_plan.took(step, record, attempts, delivered=delivered, refused=refused,
-                               message_id=str(notice["Message-ID"]))
+        took = cycle_plan.took(
+            step, record, attempts, delivered=delivered, refused=refused, message_id=str(notice["Message-ID"])
+        )
         for address in took:
             self.record(fetched, state, notice_keyword(pupil.index, composer.ids.recipient_tag(address)))
-        _log.info("notice_sent", pupil_index=pupil.index, step="notice", route=pupil.route_no,
-                  matched=pupil.decision.matched, recipients=len(delivered), refused=len({r.lower() for r in refused}),
-                  attempt=step.attempt)
+        _log.info(
+            "notice_sent",
+            pupil_index=pupil.index,
+            step="notice",
+            route=pupil.route_no,
+            matched=pupil.decision.matched,
+            recipients=len(delivered),
+            refused=len({r.lower() for r in refused}),
+            attempt=step.attempt,
+        )
         if deferred is not None:
             raise deferred  # the rest is retried next cycle, to exactly those still missing
 
@@ -610,9 +691,17 @@ class CycleRun:
         if self.dry_run:
             return
         schedule = self.config.schedule
-        doomed = deletable(memory.judged, role, self.config.imap.purge, now=self.now, clock=time.monotonic(),
-                           calendar=self.config.calendar, school_day_end=schedule.busy_end, tz=schedule.timezone,
-                           hold_s=schedule.hold_s)
+        doomed = deletable(
+            memory.judged,
+            role,
+            self.config.imap.purge,
+            now=self.now,
+            clock=time.monotonic(),
+            calendar=self.config.calendar,
+            school_day_end=schedule.busy_end,
+            tz=schedule.timezone,
+            hold_s=schedule.hold_s,
+        )
         if not doomed:
             return
         self.step(f"deleting in {role}")
@@ -635,8 +724,14 @@ class CycleRun:
             self.arrivals_validity = self.mailbox.last_copy_validity
         self.result.deleted += signals
         self.result.purged += len(doomed) - signals
-        _log.info("deleted", folder_role=role, uids=doomed[:MESSAGE_LOG_LINES], count=len(doomed), signals=signals,
-                  step="delete")
+        _log.info(
+            "deleted",
+            folder_role=role,
+            uids=doomed[:MESSAGE_LOG_LINES],
+            count=len(doomed),
+            signals=signals,
+            step="delete",
+        )
 
     def verify(self) -> None:
         """Look in every folder for what we handled this cycle; a leftover is an alert."""
@@ -665,16 +760,18 @@ class CycleRun:
         fresh = [a for a in self.attention if not alerter.already_sent(a.key, self.now)]
         if self.dry_run or not fresh:
             return
-        decided = alert_plan.plan(fresh, self.now, stranger_due=alerter.stranger_due(self.now),
-                                  hour_allows=alerter.hour_allows(self.now))
+        decided = alert_plan.plan(
+            fresh, self.now, stranger_due=alerter.stranger_due(self.now), hour_allows=alerter.hour_allows(self.now)
+        )
         if decided.held == "paced":
             _log.info("alert_paced", strangers=len(fresh), step="alert")
             return
         if decided.held == "hour":
             _log.warning("alert_held", items=len(fresh), step="alert", why="alerts.max_per_hour")
             return
-        if not alerter.alert_digest(decided.lines, self.now, outbox=self.outbox, also=decided.also,
-                                    strangers=decided.strangers):
+        if not alerter.alert_digest(
+            decided.lines, self.now, outbox=self.outbox, also=decided.also, strangers=decided.strangers
+        ):
             return
         self.result.alerts += 1
         clock = time.monotonic()

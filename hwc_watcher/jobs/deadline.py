@@ -22,8 +22,14 @@ class DeadlineGuard(DeadlineRules):
 
     def observe(self, result: CycleResult, at: dt.datetime) -> None:
         """Record a cycle; a failed cycle changes nothing we know about the mailbox, only why it failed."""
-        self.record(at, mailbox_ok=result.mailbox_ok, waiting=result.waiting + result.pending, error=result.error,
-                    cause=error_cause(result), dry_run=result.dry_run)
+        self.record(
+            at,
+            mailbox_ok=result.mailbox_ok,
+            waiting=result.waiting + result.pending,
+            error=result.error,
+            cause=error_cause(result),
+            dry_run=result.dry_run,
+        )
 
 
 __all__ = ["DeadlineGuard", "error_cause"]

@@ -115,10 +115,19 @@ class DrillResult:
 class Drill:
     """One drill against the configured servers; `run` never raises for mail trouble."""
 
-    def __init__(self, config: Config, imap_auth: Authenticator, smtp_auth: SmtpLogin | None, *,
-                 clock: Clock = utc_now, stop: threading.Event | None = None,
-                 wait_s: float | None = None, poll_s: float = POLL_S, alerter: Alerter | None = None,
-                 provider: Provider | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        imap_auth: Authenticator,
+        smtp_auth: SmtpLogin | None,
+        *,
+        clock: Clock = utc_now,
+        stop: threading.Event | None = None,
+        wait_s: float | None = None,
+        poll_s: float = POLL_S,
+        alerter: Alerter | None = None,
+        provider: Provider | None = None,
+    ) -> None:
         self.config = config
         #: Where the mailbox lives, which decides what `authenticate` can prove (default: from the config).
         self.provider: Provider = provider or mail_provider(config)
@@ -135,8 +144,15 @@ class Drill:
     @classmethod
     def for_watcher(cls, watcher: Any, **kwargs: Any) -> Drill:
         """The daemon's drill: the watcher's logins, clock, stop flag and alerter."""
-        return cls(watcher.config, watcher.imap_auth, watcher.smtp_auth, clock=watcher.clock, stop=watcher.stop,
-                   alerter=watcher.alerter, **kwargs)
+        return cls(
+            watcher.config,
+            watcher.imap_auth,
+            watcher.smtp_auth,
+            clock=watcher.clock,
+            stop=watcher.stop,
+            alerter=watcher.alerter,
+            **kwargs,
+        )
 
     # --- the steps ----------------------------------------------------------------------------
 
@@ -146,8 +162,11 @@ class Drill:
         _log.info("drill_started", wait_s=self.wait_s)
         # The whole drill under one limit: the cycle's, plus the wait for the mail to arrive. A server that drips a
         # reply ends the drill (reported as a failed step), never the daemon's scheduler thread.
-        limit = TimeLimit(self.config.schedule.cycle_timeout_s + self.wait_s, what="The drill",
-                          after="the drill mail is deleted by the next cycle")
+        limit = TimeLimit(
+            self.config.schedule.cycle_timeout_s + self.wait_s,
+            what="The drill",
+            after="the drill mail is deleted by the next cycle",
+        )
         try:
             with limit, Mailbox(self.config.imap, self.imap_auth) as mailbox:
                 folders = mailbox.folders()
@@ -175,8 +194,14 @@ class Drill:
         schedule = self.config.schedule
         now = self.clock()
         try:
-            with Outbox(self.config.smtp, self.smtp_auth, retries=schedule.retries, delay_s=schedule.retry_delay_s,
-                        sleep=self.sleep, stop=self.stop) as box:
+            with Outbox(
+                self.config.smtp,
+                self.smtp_auth,
+                retries=schedule.retries,
+                delay_s=schedule.retry_delay_s,
+                sleep=self.sleep,
+                stop=self.stop,
+            ) as box:
                 box.send(self.alerter.composer.drill_mail(result.message_id, now), [address])
         except DeliveryAuthError as err:
             result.failed("send", str(err), "smtp_login", address=address)
@@ -209,8 +234,13 @@ class Drill:
                 result.failed("arrive", "the drill was stopped while waiting", "stopped")
                 return {}
             if left <= 0:
-                result.failed("arrive", f"not in {' or '.join(where)} within {self.wait_s:.0f} s", "not_arrived",
-                              address=self.config.smtp.from_address, wait=f"{self.wait_s:.0f}")
+                result.failed(
+                    "arrive",
+                    f"not in {' or '.join(where)} within {self.wait_s:.0f} s",
+                    "not_arrived",
+                    address=self.config.smtp.from_address,
+                    wait=f"{self.wait_s:.0f}",
+                )
                 return {}
             self.stop.wait(min(self.poll_s, left))
 
@@ -228,8 +258,11 @@ class Drill:
         if not verdicts:
             result.failed("authenticate", "the drill mail was gone before it could be read", "gone")
             return
-        best = (next((v for v in verdicts if v.trusted), None) or next((v for v in verdicts if v.untested), None)
-                or verdicts[0])
+        best = (
+            next((v for v in verdicts if v.trusted), None)
+            or next((v for v in verdicts if v.untested), None)
+            or verdicts[0]
+        )
         vt = self.config.veilig_thuis
         seen = ", ".join(best.seen_ids) or "none"
         configured = "[" + ", ".join(vt.authserv_ids) + "]"
@@ -237,8 +270,10 @@ class Drill:
             result.verdict = best
             result.trust = proof_values(best, self.provider, "en")["trust"]
             if best.untested:
-                result.untested("authenticate", f"not testable on {PROVIDER_NAMES['en'][self.provider]}: "
-                                                f"{UNTESTED_WHY['en'][best.why]}")
+                result.untested(
+                    "authenticate",
+                    f"not testable on {PROVIDER_NAMES['en'][self.provider]}: {UNTESTED_WHY['en'][best.why]}",
+                )
             else:
                 result.passed("authenticate", result.trust)
             return
@@ -252,8 +287,16 @@ class Drill:
             "not_from_us": f"From is not {self.config.smtp.from_address}",
             "wrong_id": "not the drill mail",
         }.get(best.problem or "", best.problem or "")
-        result.failed("authenticate", detail, best.problem or "", seen=seen, configured=configured,
-                      dmarc=best.dmarc, domain=domain, address=self.config.smtp.from_address)
+        result.failed(
+            "authenticate",
+            detail,
+            best.problem or "",
+            seen=seen,
+            configured=configured,
+            dmarc=best.dmarc,
+            domain=domain,
+            address=self.config.smtp.from_address,
+        )
 
     def delete(self, mailbox: Mailbox, folders: Folders, result: DrillResult) -> None:
         """Delete every copy carrying our id, in every folder (Gmail: a second pass finishes Trash); verify."""
@@ -274,17 +317,28 @@ class Drill:
     def delete_again(self, result: DrillResult) -> None:
         """After an IMAP failure mid-drill: one fresh session to delete what was sent."""
         try:
-            with TimeLimit(self.config.schedule.cycle_timeout_s, what="Deleting the drill mail",
-                           after="the next cycle deletes it"), Mailbox(self.config.imap, self.imap_auth) as mailbox:
+            with (
+                TimeLimit(
+                    self.config.schedule.cycle_timeout_s,
+                    what="Deleting the drill mail",
+                    after="the next cycle deletes it",
+                ),
+                Mailbox(self.config.imap, self.imap_auth) as mailbox,
+            ):
                 self.delete(mailbox, mailbox.folders(), result)
         except HwcError as err:
             result.failed("delete", str(err), "imap")
 
     def finish(self, result: DrillResult) -> DrillResult:
         failure = result.failure
-        _log.info("drill_done", ok=result.ok, failed_step=failure.name if failure else None,
-                  steps=[s.name for s in result.steps], provider=self.provider,
-                  rule=result.verdict.rule if result.verdict else None)
+        _log.info(
+            "drill_done",
+            ok=result.ok,
+            failed_step=failure.name if failure else None,
+            steps=[s.name for s in result.steps],
+            provider=self.provider,
+            rule=result.verdict.rule if result.verdict else None,
+        )
         return result
 
     # --- telling people -----------------------------------------------------------------------
@@ -298,8 +352,14 @@ class Drill:
         def hhmm(moment: dt.datetime | None) -> str:
             return moment.astimezone(tz).strftime("%H:%M") if moment is not None else "—"
 
-        values = {"sent": hhmm(result.sent or self.clock()), "received": hhmm(result.received),
-                  "deleted": hhmm(result.deleted), "trust": result.trust, "rule": "", "proof": ""}
+        values = {
+            "sent": hhmm(result.sent or self.clock()),
+            "received": hhmm(result.received),
+            "deleted": hhmm(result.deleted),
+            "trust": result.trust,
+            "rule": "",
+            "proof": "",
+        }
         if result.verdict is not None:
             values.update(proof_values(result.verdict, self.provider, language))
         failure = result.failure
@@ -312,16 +372,22 @@ class Drill:
                 marks.append(f"{names[name]} {mark}")
             # What failed in the reader's words (the composer's, by problem code); the detail, which may quote a
             # server, stays in the log; the fix goes under the report's technical heading.
-            values.update(step=names[failure.name], problem=failure.problem, steps=", ".join(marks),
-                          fix=fix_text(failure.problem, language, failure.values))
+            values.update(
+                step=names[failure.name],
+                problem=failure.problem,
+                steps=", ".join(marks),
+                fix=fix_text(failure.problem, language, failure.values),
+            )
         composer = self.alerter.composer
         message = composer.drill_report(result.ok, config.alert_recipients(), self.clock(), **values)
         delivered = self.alerter.deliver(message, "drill_ok" if result.ok else "drill_failed", self.clock())
         url = config.alerts.heartbeat_url
         if url:
             try:
-                ping(url if result.ok else fail_url(url),
-                     ca_file=str(config.alerts.ca_file) if config.alerts.ca_file else None)
+                ping(
+                    url if result.ok else fail_url(url),
+                    ca_file=str(config.alerts.ca_file) if config.alerts.ca_file else None,
+                )
             except ChannelError as err:
                 _log.warning("heartbeat_failed", error=str(err), step="drill")
         return delivered
@@ -341,18 +407,27 @@ class DrillJob:
     def due_at_start(self, now: dt.datetime) -> bool:
         """At start-up: a drill day, `at` has passed, the deadline not, and no drill ran yet here."""
         local = now.astimezone(self.config.schedule.timezone)
-        return (is_drill_day(self.config.calendar, local.date()) and self.ran_on != local.date()
-                and self.config.drill.at <= local.time() < self.config.schedule.deadline)
+        return (
+            is_drill_day(self.config.calendar, local.date())
+            and self.ran_on != local.date()
+            and self.config.drill.at <= local.time() < self.config.schedule.deadline
+        )
 
     def add_to(self, scheduler: Any, now: dt.datetime) -> None:
         from apscheduler.triggers.cron import CronTrigger
 
         tz, at = self.config.schedule.timezone, self.config.drill.at
-        scheduler.add_job(self, CronTrigger(day_of_week="mon-fri", hour=at.hour, minute=at.minute, timezone=tz),
-                          id="drill", name="drill", executor="drill")
+        scheduler.add_job(
+            self,
+            CronTrigger(day_of_week="mon-fri", hour=at.hour, minute=at.minute, timezone=tz),
+            id="drill",
+            name="drill",
+            executor="drill",
+        )
         if self.due_at_start(now):
-            scheduler.add_job(self, id="drill-now", name="drill (missed at start-up)", executor="drill",
-                              next_run_time=now)
+            scheduler.add_job(
+                self, id="drill-now", name="drill (missed at start-up)", executor="drill", next_run_time=now
+            )
 
     def __call__(self) -> DrillResult | None:
         local = self.watcher.clock().astimezone(self.config.schedule.timezone)

@@ -82,8 +82,9 @@ class _Failed(Exception):
 class Recaller:
     """Runs the recall over every configured recipient mailbox; one failing mailbox never stops the others."""
 
-    def __init__(self, config: Config, *, clock: Callable[[], dt.datetime] | None = None,
-                 ids: NoticeIds | None = None) -> None:
+    def __init__(
+        self, config: Config, *, clock: Callable[[], dt.datetime] | None = None, ids: NoticeIds | None = None
+    ) -> None:
         self.config = config
         self.own = OwnMail.of(config)
         self._ids = ids
@@ -114,8 +115,12 @@ class Recaller:
 
     def session(self, mailbox: RecallMailbox) -> Mailbox:
         """An IMAP session on the recipient's own mailbox: [imap]'s server, this mailbox's login."""
-        settings = dataclasses.replace(self.config.imap, username=mailbox.login.username, auth=mailbox.login,
-                                       folders=FolderNames(sent=None, trash=None, junk=None))
+        settings = dataclasses.replace(
+            self.config.imap,
+            username=mailbox.login.username,
+            auth=mailbox.login,
+            folders=FolderNames(sent=None, trash=None, junk=None),
+        )
         auth = authenticator_for(mailbox.login, self.config.microsoft, self.config.google)
         return Mailbox(settings, auth)
 
@@ -144,14 +149,28 @@ class Recaller:
             finally:
                 box.close()
         except _Failed as failed:
-            _log.error("recall_failed", mailbox=self.number(mailbox), step=failed.step, error=str(failed),
-                       removed=removed)
-            return MailboxRecall(mailbox.address, removed=removed, forged=len(self._forged), step=failed.step,
-                                 error=str(failed), cause=failed.cause)
+            _log.error(
+                "recall_failed", mailbox=self.number(mailbox), step=failed.step, error=str(failed), removed=removed
+            )
+            return MailboxRecall(
+                mailbox.address,
+                removed=removed,
+                forged=len(self._forged),
+                step=failed.step,
+                error=str(failed),
+                cause=failed.cause,
+            )
         if left:
             _log.error("recall_failed", mailbox=self.number(mailbox), step="verify", left=left, removed=removed)
-            return MailboxRecall(mailbox.address, removed=removed, forged=len(self._forged), left=left, step="verify",
-                                 error=f"{left} notice(s) were still there after deleting", cause="recall_left")
+            return MailboxRecall(
+                mailbox.address,
+                removed=removed,
+                forged=len(self._forged),
+                left=left,
+                step="verify",
+                error=f"{left} notice(s) were still there after deleting",
+                cause="recall_left",
+            )
         _log.info("recall_mailbox_done", mailbox=self.number(mailbox), removed=removed, forged=len(self._forged))
         return MailboxRecall(mailbox.address, removed=removed, forged=len(self._forged))
 
@@ -169,8 +188,9 @@ class Recaller:
             removed += len(uids)
         return removed
 
-    def _due(self, box: Mailbox, folders: Folders, now: dt.datetime,
-             step: Step) -> Iterator[tuple[FolderState, list[int]]]:
+    def _due(
+        self, box: Mailbox, folders: Folders, now: dt.datetime, step: Step
+    ) -> Iterator[tuple[FolderState, list[int]]]:
         """Per folder (Trash last, where Gmail's moves land): the UIDs of our notices whose moment has come."""
         recall, tz, calendar = self.config.recall, self.config.schedule.timezone, self.config.calendar
         try:

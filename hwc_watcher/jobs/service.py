@@ -61,8 +61,9 @@ def poll_trigger(schedule: ScheduleSettings) -> OrTrigger:
     busy_minutes = f"{start.minute % schedule.busy_interval_minutes}-59/{schedule.busy_interval_minutes}"
     last_hour = end.hour if end.minute > 0 else end.hour - 1
     triggers = [
-        CronTrigger(day_of_week="mon-fri", hour=f"{start.hour}-{max(start.hour, last_hour)}",
-                    minute=busy_minutes, timezone=tz),
+        CronTrigger(
+            day_of_week="mon-fri", hour=f"{start.hour}-{max(start.hour, last_hour)}", minute=busy_minutes, timezone=tz
+        ),
     ]
     quiet = schedule.quiet_interval_minutes
     if quiet < 60:
@@ -165,8 +166,15 @@ class Service:
             planned = self.scheduler.get_job("hold-end")
             if planned is None or planned.next_run_time is None or planned.next_run_time > at:
                 # The earliest end wins: a later signal's cycle must not push an earlier hold's end out.
-                self.scheduler.add_job(self.poll, "date", run_date=at, id="hold-end", name="end of the hold",
-                                       replace_existing=True, misfire_grace_time=600)
+                self.scheduler.add_job(
+                    self.poll,
+                    "date",
+                    run_date=at,
+                    id="hold-end",
+                    name="end of the hold",
+                    replace_existing=True,
+                    misfire_grace_time=600,
+                )
         status = "last poll OK" if result.mailbox_ok else "last poll FAILED (see journal)"
         self.notifier.status(
             f"{status} at {dt.datetime.now(self.config.schedule.timezone):%H:%M}; "
@@ -189,8 +197,12 @@ class Service:
                 ping(url, ca_file=str(self.config.alerts.ca_file) if self.config.alerts.ca_file else None)
             except ChannelError as err:
                 _log.warning("heartbeat_failed", error=str(err))
-        alerted = recovery_due(mailbox_ok=result.mailbox_ok, healthy=self.guard.healthy(now), failed=result.failed,
-                               sent_today={k for k in GUARDED if self.alerter.already_sent(k, now)})
+        alerted = recovery_due(
+            mailbox_ok=result.mailbox_ok,
+            healthy=self.guard.healthy(now),
+            failed=result.failed,
+            sent_today={k for k in GUARDED if self.alerter.already_sent(k, now)},
+        )
         if alerted:
             moment = now.astimezone(self.config.schedule.timezone).strftime("%H:%M")
             if self.alerter.alert("recovered", "alert_recovered", now, moment=moment):
@@ -203,9 +215,14 @@ class Service:
         moment = now or self.watcher.clock()
         causes = self.guard.problems(moment)
         for cause in causes:
-            if self.alerter.alert(f"deadline:{cause}", "alert_deadline", moment,
-                                  deadline=self.config.schedule.deadline.strftime("%H:%M"), problem=cause,
-                                  detail=self.deadline_detail(cause)):
+            if self.alerter.alert(
+                f"deadline:{cause}",
+                "alert_deadline",
+                moment,
+                deadline=self.config.schedule.deadline.strftime("%H:%M"),
+                problem=cause,
+                detail=self.deadline_detail(cause),
+            ):
                 self.alerter.forget("recovered")
         self.report_left_alone(moment)
         _log.info("deadline_checked", problems=causes)
@@ -215,8 +232,11 @@ class Service:
         """What the reader needs: since when it fails and why (a cause, never the error's text), or how many wait."""
         guard = self.guard
         return self.alerter.composer.deadline_detail(
-            cause, since=guard.failing_since if guard.last_error else None, cause=guard.last_cause,
-            waiting=guard.waiting)
+            cause,
+            since=guard.failing_since if guard.last_error else None,
+            cause=guard.last_cause,
+            waiting=guard.waiting,
+        )
 
     def report_left_alone(self, now: dt.datetime) -> bool:
         """Once a school day: how much mail that is not ours sits in the mailbox (the covenant wants it empty)."""
@@ -226,8 +246,7 @@ class Service:
         count, oldest = self.watcher.left_alone()
         if not count:
             return False
-        since = format_moment((oldest or now).astimezone(self.config.schedule.timezone),
-                              self.config.messages.language)
+        since = format_moment((oldest or now).astimezone(self.config.schedule.timezone), self.config.messages.language)
         return self.alerter.alert("left_alone", "alert_left_alone", now, count=str(count), oldest=since)
 
     def recall(self, now: dt.datetime | None = None) -> RecallResult | None:
@@ -247,11 +266,19 @@ class Service:
         retry_at = moment + dt.timedelta(seconds=self.config.recall.retry_s)
         local = retry_at.astimezone(self.config.schedule.timezone).strftime("%H:%M")
         for failed in result.failed:
-            self.alerter.alert(f"recall:{failed.address}:{failed.step}", "alert_recall", moment, mailbox=failed.address,
-                               step=failed.step or "", cause=failed.cause, retry=local)
+            self.alerter.alert(
+                f"recall:{failed.address}:{failed.step}",
+                "alert_recall",
+                moment,
+                mailbox=failed.address,
+                step=failed.step or "",
+                cause=failed.cause,
+                retry=local,
+            )
         if self.scheduler.running:
-            self.scheduler.add_job(self.recall, "date", run_date=retry_at, id="recall-retry", name="recall retry",
-                                   replace_existing=True)
+            self.scheduler.add_job(
+                self.recall, "date", run_date=retry_at, id="recall-retry", name="recall retry", replace_existing=True
+            )
         return result
 
     def feed_watchdog(self) -> None:
@@ -284,20 +311,26 @@ class Service:
     def start(self) -> None:
         """The jobs (first poll now), the scheduler and, when configured, the push session."""
         tz = self.config.schedule.timezone
-        self.scheduler.add_job(self.poll, poll_trigger(self.config.schedule), id="poll", name="poll",
-                               next_run_time=dt.datetime.now(tz))
+        self.scheduler.add_job(
+            self.poll, poll_trigger(self.config.schedule), id="poll", name="poll", next_run_time=dt.datetime.now(tz)
+        )
         deadline = self.config.schedule.deadline
-        self.scheduler.add_job(self.check_deadline, CronTrigger(day_of_week="mon-fri", hour=deadline.hour,
-                                                                minute=deadline.minute, timezone=tz),
-                               id="deadline", name="deadline guard")
+        self.scheduler.add_job(
+            self.check_deadline,
+            CronTrigger(day_of_week="mon-fri", hour=deadline.hour, minute=deadline.minute, timezone=tz),
+            id="deadline",
+            name="deadline guard",
+        )
         if self.drill is not None:
             self.drill.add_to(self.scheduler, dt.datetime.now(tz))
         if self.recaller is not None:
             at = self.config.recall.at
-            self.scheduler.add_job(self.recall, CronTrigger(hour=at.hour, minute=at.minute, timezone=tz), id="recall",
-                                   name="recall")
-            self.scheduler.add_job(self.recall, "date", run_date=dt.datetime.now(tz), id="recall-retry",
-                                   name="recall at start-up")
+            self.scheduler.add_job(
+                self.recall, CronTrigger(hour=at.hour, minute=at.minute, timezone=tz), id="recall", name="recall"
+            )
+            self.scheduler.add_job(
+                self.recall, "date", run_date=dt.datetime.now(tz), id="recall-retry", name="recall at start-up"
+            )
         interval = self.notifier.ping_interval
         if interval:
             self.scheduler.add_job(self.feed_watchdog, "interval", seconds=interval, id="watchdog", name="watchdog")
@@ -305,9 +338,12 @@ class Service:
         _log.info("started", next_polls=[m.strftime("%a %H:%M") for m in upcoming], watchdog_s=interval)
         if not self.config.veilig_thuis.authserv_ids and self.config.imap.host.lower() != "outlook.office365.com":
             # Microsoft 365 writes no authserv-id, so there empty is right; elsewhere a forged header could pass.
-            _log.warning("authserv_ids_empty", step="start",
-                         why="the topmost Authentication-Results header is believed whoever wrote it; "
-                             "`hwc-watcher check` names the value to set in veilig_thuis.authserv_ids")
+            _log.warning(
+                "authserv_ids_empty",
+                step="start",
+                why="the topmost Authentication-Results header is believed whoever wrote it; "
+                "`hwc-watcher check` names the value to set in veilig_thuis.authserv_ids",
+            )
         self.scheduler.start()
         if self.push is not None:
             self.push.start()

@@ -60,9 +60,11 @@ def raise_if_connection_lost(err: BaseException) -> None:
     """
     cause = err.__cause__ or err.__context__
     if isinstance(cause, imaplib.IMAP4.abort | OSError):
-        raise MailboxError(f"The IMAP server ended the connection during the login "
-                           f"({server_reply.readable(str(cause)) or type(cause).__name__}); trying again.",
-                           token_expired=server_reply.says_token_expired(cause)) from err
+        raise MailboxError(
+            f"The IMAP server ended the connection during the login "
+            f"({server_reply.readable(str(cause)) or type(cause).__name__}); trying again.",
+            token_expired=server_reply.says_token_expired(cause),
+        ) from err
 
 
 def xoauth2_string(username: str, token: str) -> str:
@@ -145,8 +147,7 @@ class PasswordAuth:
             ) from None
         except smtplib.SMTPException as err:
             raise DeliveryAuthError(
-                "The SMTP server offers no login method hwc-watcher can use: "
-                f"{scrub(reply_text(err), self._password)}"
+                f"The SMTP server offers no login method hwc-watcher can use: {scrub(reply_text(err), self._password)}"
             ) from None
 
     def refresh_due(self, now: float) -> bool:

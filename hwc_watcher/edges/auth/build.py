@@ -126,10 +126,9 @@ def _certificate_credential(ms: MicrosoftSettings) -> dict[str, str]:
         credential["public_certificate"] = pem
     else:
         raise ConfigError(
-            f"microsoft.certificate_thumbprint is missing, and {ref.label} holds no certificate to "
-            f"compute it from.",
+            f"microsoft.certificate_thumbprint is missing, and {ref.label} holds no certificate to compute it from.",
             fix="append the certificate to the PEM (cat ms-app.key ms-app.crt > ms-app.pem) or set "
-                "certificate_thumbprint",
+            "certificate_thumbprint",
         )
     return credential
 
@@ -149,7 +148,7 @@ def _google(login: LoginSettings, settings: GoogleSettings, clock: Callable[[], 
     except ValueError:
         raise ConfigError(f"{ref.label} is not JSON: download a JSON key.") from None
     if not isinstance(info, dict) or info.get("type") != "service_account":
-        raise ConfigError(f"{ref.label} is not a service account key (\"type\": \"service_account\").")
+        raise ConfigError(f'{ref.label} is not a service account key ("type": "service_account").')
     missing = [k for k in ("client_email", "private_key", "token_uri") if not info.get(k)]
     if missing:
         raise ConfigError(f"{ref.label} lacks {', '.join(missing)}: download a fresh JSON key.")

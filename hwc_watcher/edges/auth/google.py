@@ -73,9 +73,7 @@ class GoogleAuth(OAuth2Auth):
         if not token:
             raise TokenError("Google's token endpoint answered without a token.", transient=True)
         expiry = self._credentials.expiry
-        lifetime = (
-            expiry.replace(tzinfo=dt.UTC).timestamp() - self._clock() if expiry is not None else 3600.0
-        )
+        lifetime = expiry.replace(tzinfo=dt.UTC).timestamp() - self._clock() if expiry is not None else 3600.0
         self._token = token
         return token, lifetime
 

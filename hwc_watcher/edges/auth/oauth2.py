@@ -64,8 +64,7 @@ def http_session(ca_file: Path | None, timeout: float) -> requests.Session:
             if not proxies and ca_file is not None and request.url:
                 proxies = requests.utils.get_environ_proxies(request.url)
             left = time_limit.bounded(timeout_s)  # and never beyond the cycle's limit
-            return super().send(request, stream=stream, timeout=(left, left), verify=verify, cert=cert,
-                                proxies=proxies)
+            return super().send(request, stream=stream, timeout=(left, left), verify=verify, cert=cert, proxies=proxies)
 
     timeout_s = float(timeout)
     session = requests.Session()
@@ -208,8 +207,10 @@ class OAuth2Auth:
         except imapclient.exceptions.LoginError as err:
             raise_if_connection_lost(err)
             self.invalidate()
-            raise MailboxAuthError(self._imap_refused(username, scrub(reply_text(err), token)),
-                                   token_expired=server_reply.says_token_expired(err)) from None
+            raise MailboxAuthError(
+                self._imap_refused(username, scrub(reply_text(err), token)),
+                token_expired=server_reply.says_token_expired(err),
+            ) from None
 
     def smtp_login(self, smtp: smtplib.SMTP, username: str) -> None:
         """AUTH XOAUTH2 with the initial response; answer an error challenge with an empty line."""
