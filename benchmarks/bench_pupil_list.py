@@ -92,12 +92,16 @@ def bench(rows: int, directory: Path) -> None:
     times.sort()
     size_kb = path.stat().st_size / 1024
     print(f"{rows:>6} rows ({size_kb:,.0f} KiB)")
-    print(f"    load (read + parse + index), best/median of 5: {min(loads) * 1000:7.1f} / "
-          f"{statistics.median(loads) * 1000:7.1f} ms")  # fmt: skip
+    print(
+        f"    load (read + parse + index), best/median of 5: {min(loads) * 1000:7.1f} / "
+        f"{statistics.median(loads) * 1000:7.1f} ms"
+    )
     print(f"    unchanged-file check (one stat):               {unchanged * 1e6:7.1f} µs")
-    print(f"    route one pupil ({len(sample)} signals), median/p99/max:  "
-          f"{statistics.median(times) * 1000:.3f} / {times[int(len(times) * 0.99)] * 1000:.3f} / "
-          f"{times[-1] * 1000:.3f} ms")  # fmt: skip
+    print(
+        f"    route one pupil ({len(sample)} signals), median/p99/max:  "
+        f"{statistics.median(times) * 1000:.3f} / {times[int(len(times) * 0.99)] * 1000:.3f} / "
+        f"{times[-1] * 1000:.3f} ms"
+    )
     print(f"    outcomes: {dict(sorted(notes.items()))}")
 
 

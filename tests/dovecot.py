@@ -129,9 +129,11 @@ class DovecotServer:
         with (self.dir / "stdout.log").open("wb") as output:
             self._process = subprocess.Popen(
                 [binary, "-F", "-c", str(self.config_file)],
-                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so stop() can end every Dovecot process at once
-            )  # fmt: skip
+            )
         try:
             self._wait_until_ready()
         except BaseException:

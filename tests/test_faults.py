@@ -135,11 +135,13 @@ def make_rig(server: str, direct: ImapAccount, sent: str, trash: str, tls: TlsFi
             imap_proxy = stack.enter_context(FaultProxy("imap", direct.host, direct.port))
         else:
             imap_proxy = stack.enter_context(
-                FaultProxy("imap", direct.host, direct.port, server_tls=tls.server_context(),
-                           upstream_tls=tls.client_context())
-            )  # fmt: skip
-        via_proxy = ImapAccount(imap_proxy.host, imap_proxy.port, direct.username, direct.password,
-                                direct.security, direct.ca_file)  # fmt: skip
+                FaultProxy(
+                    "imap", direct.host, direct.port, server_tls=tls.server_context(), upstream_tls=tls.client_context()
+                )
+            )
+        via_proxy = ImapAccount(
+            imap_proxy.host, imap_proxy.port, direct.username, direct.password, direct.security, direct.ca_file
+        )
         yield Rig(server, direct, via_proxy, imap_proxy, smtp_proxy, smtp, sent, trash)
     leaked = [t.name for t in threading.enumerate() if t.name.startswith("faultproxy-")]
     assert not leaked, f"proxy threads still running: {leaked}"
@@ -252,14 +254,20 @@ def run_case(rig: Rig, case: Case, scenario: str, tmp_path: Path) -> None:
     second, escaped_second = run_guarded(watcher)
     outcome = judge(rig, waiting)
     notices = sum(outcome.notices.values())
-    ROWS.append({
-        "server": rig.server, "mail": scenario, "fault": case.name,
-        "fault cycle": summary(first, escaped_first), "next cycle": summary(second, escaped_second),
-        "notices": f"{notices}/{len(waiting.pupils)}", "dup": str(notices - len(waiting.pupils)),
-        "receipts": f"{sum(outcome.receipts.values())}/{len(waiting.signals)}",
-        "alerts": str(outcome.alerts),
-        "left": str(sum(outcome.leftovers.values()) + (0 if outcome.untrusted_kept else 1)),
-    })  # fmt: skip
+    ROWS.append(
+        {
+            "server": rig.server,
+            "mail": scenario,
+            "fault": case.name,
+            "fault cycle": summary(first, escaped_first),
+            "next cycle": summary(second, escaped_second),
+            "notices": f"{notices}/{len(waiting.pupils)}",
+            "dup": str(notices - len(waiting.pupils)),
+            "receipts": f"{sum(outcome.receipts.values())}/{len(waiting.signals)}",
+            "alerts": str(outcome.alerts),
+            "left": str(sum(outcome.leftovers.values()) + (0 if outcome.untrusted_kept else 1)),
+        }
+    )
 
     assert fired, "the fault never fired: this case tested nothing"
     assert escaped_first is None, f"an exception escaped run_cycle: {escaped_first!r}"
@@ -431,14 +439,20 @@ def test_sigkill_while_waiting_for_the_receipt_reply(pymap_rig: Rig, tmp_path: P
     assert all(1 <= outcome.notices[p] <= 2 for p in waiting.pupils), outcome.notices
     assert all(1 <= outcome.receipts[mid] <= 2 for mid, _p in waiting.signals), outcome.receipts
     assert outcome.leftovers == {} and outcome.untrusted_kept
-    ROWS.append({
-        "server": rig.server, "mail": "three", "fault": "SIGKILL holding receipt reply",
-        "fault cycle": "killed", "next cycle": f"exit {again.returncode}",
-        "notices": f"{sum(outcome.notices.values())}/{len(waiting.pupils)}",
-        "dup": str(sum(outcome.notices.values()) - len(waiting.pupils)),
-        "receipts": f"{sum(outcome.receipts.values())}/{len(waiting.signals)}",
-        "alerts": str(outcome.alerts), "left": str(sum(outcome.leftovers.values())),
-    })  # fmt: skip
+    ROWS.append(
+        {
+            "server": rig.server,
+            "mail": "three",
+            "fault": "SIGKILL holding receipt reply",
+            "fault cycle": "killed",
+            "next cycle": f"exit {again.returncode}",
+            "notices": f"{sum(outcome.notices.values())}/{len(waiting.pupils)}",
+            "dup": str(sum(outcome.notices.values()) - len(waiting.pupils)),
+            "receipts": f"{sum(outcome.receipts.values())}/{len(waiting.signals)}",
+            "alerts": str(outcome.alerts),
+            "left": str(sum(outcome.leftovers.values())),
+        }
+    )
 
 
 # --- bugs found ---------------------------------------------------------------------------------

@@ -141,8 +141,9 @@ def _plain(charset: bytes, text: bytes) -> bytes:
 
 def _nested(depth: int, leaf: bytes) -> bytes:
     head = b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b0"\r\n\r\n'
-    opening = b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n" % (i, i + 1)
-                       for i in range(depth))  # fmt: skip
+    opening = b"".join(
+        b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % (i, i + 1) for i in range(depth)
+    )
     closing = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(depth + 1)))
     return head + opening + b"--b%d\r\nContent-Type: text/plain\r\n\r\n" % depth + leaf + closing
 
@@ -155,15 +156,29 @@ def bodies(draw: st.DrawFn) -> bytes:
     if kind == 0:
         return _plain(b"utf-8", text)
     if kind == 1:  # broken boundary: declared one thing, used another, never closed
-        return (b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"AAA\"\r\n\r\n"
-                b"--BBB\r\nContent-Type: text/plain\r\n\r\n" + text + b"\r\n--AAA\r\nContent-Type: text/html\r\n\r\n"
-                b"<p>" + text + b"\r\n--AA")  # fmt: skip
+        return (
+            b'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="AAA"\r\n\r\n'
+            b"--BBB\r\nContent-Type: text/plain\r\n\r\n" + text + b"\r\n--AAA\r\nContent-Type: text/html\r\n\r\n"
+            b"<p>" + text + b"\r\n--AA"
+        )
     if kind == 2:  # boundary missing, empty, or full of quotes and CR/LF
         boundary = draw(st.sampled_from([b"", b'""', b'"\r\nBcc: x@evil.example"', b"a" * 2000, b";;;"]))
         return b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=" + boundary + b"\r\n\r\n--\r\n" + text
     if kind == 3:  # unknown, absurd and lying charsets
-        charset = draw(st.sampled_from([b"x-klingon", b"utf-7", b'"utf-8\r\nBcc: x"', b"utf-16", b"cp1252",
-                                        b"\xff\xfe", b"iso-2022-jp", b"a" * 300]))  # fmt: skip
+        charset = draw(
+            st.sampled_from(
+                [
+                    b"x-klingon",
+                    b"utf-7",
+                    b'"utf-8\r\nBcc: x"',
+                    b"utf-16",
+                    b"cp1252",
+                    b"\xff\xfe",
+                    b"iso-2022-jp",
+                    b"a" * 300,
+                ]
+            )
+        )
         payload = draw(
             st.sampled_from([text, text.decode().encode("utf-16"), b"\xff\xfe\xfd" + text, b"\x1b$B" + text])
         )
@@ -181,25 +196,41 @@ def bodies(draw: st.DrawFn) -> bytes:
         head = b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: " + cte
         return head + b"\r\n\r\n" + payload
     if kind == 7:  # HTML with scripts, entities and hidden text
-        return (b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><script>"
-                b"</script><p style=display:none>Bcc: attacker@evil.example</p><p>Quirijn&#10;Zwartveen&#x0d;"
-                b"&lt;b&gt;, 3-2-2012 &amp; Handle with Care<p><p><p>")  # fmt: skip
+        return (
+            b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><script>"
+            b"</script><p style=display:none>Bcc: attacker@evil.example</p><p>Quirijn&#10;Zwartveen&#x0d;"
+            b"&lt;b&gt;, 3-2-2012 &amp; Handle with Care<p><p><p>"
+        )
     if kind == 8:  # a name with CR/LF and header-looking lines inside the text
-        name = draw(st.sampled_from([b"Quirijn\r\nBcc: attacker@evil.example\r\nZwartveen",
-                                     b"Quirijn\rX-Injected: yes\rZwartveen", b"Quirijn\x00Zwartveen",
-                                     "Quirijn\u2028Zwartveen".encode(),
-                                     b"Quirijn Zwartveen\r\n\r\nBcc: attacker@evil.example"]))  # fmt: skip
+        name = draw(
+            st.sampled_from(
+                [
+                    b"Quirijn\r\nBcc: attacker@evil.example\r\nZwartveen",
+                    b"Quirijn\rX-Injected: yes\rZwartveen",
+                    b"Quirijn\x00Zwartveen",
+                    "Quirijn\u2028Zwartveen".encode(),
+                    b"Quirijn Zwartveen\r\n\r\nBcc: attacker@evil.example",
+                ]
+            )
+        )
         return _plain(b"utf-8", b"Handle with Care\r\n" + name + b", 3-2-2012\r\n")
     if kind == 9:  # a fake bounce of one of our notices, or a bogus report
         inner = draw(st.sampled_from([b"Message-ID: <hwc-notice.1@college.example.nl>", b"\x00garbage", b""]))
-        return (b"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n"
-                b"--r\r\nContent-Type: message/rfc822-headers\r\n\r\n" + inner + b"\r\n--r--\r\n")  # fmt: skip
+        return (
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n"
+            b"--r\r\nContent-Type: message/rfc822-headers\r\n\r\n" + inner + b"\r\n--r--\r\n"
+        )
     if kind == 10:  # encrypted, or only an attachment
-        return draw(st.sampled_from([
-            b"MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n\r\nMIAGCSqG",
-            b"MIME-Version: 1.0\r\nContent-Type: application/pdf; name=\"signaal.pdf\"\r\n"
-            b"Content-Disposition: attachment; filename=\"../../etc/passwd\"\r\n\r\n%PDF-1.4",
-        ]))  # fmt: skip
+        return draw(
+            st.sampled_from(
+                [
+                    b"MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data"
+                    b"\r\n\r\nMIAGCSqG",
+                    b'MIME-Version: 1.0\r\nContent-Type: application/pdf; name="signaal.pdf"\r\n'
+                    b'Content-Disposition: attachment; filename="../../etc/passwd"\r\n\r\n%PDF-1.4',
+                ]
+            )
+        )
     if kind == 11:  # an embedded message/rfc822 that itself claims to be a trusted signal
         inner = (f"Authentication-Results: {TRUSTED}\r\nFrom: {VT}\r\nSubject: Handle with Care\r\n\r\n{BODY}").encode()
         return b"MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n" + inner
@@ -228,8 +259,18 @@ def hostile_messages(draw: st.DrawFn, n: int) -> Hostile:
     headers.append(draw(st.sampled_from(SUBJECTS)))
     headers.append(draw(st.sampled_from(MESSAGE_IDS)).replace(b"{n}", tag.encode()))
     headers.append(draw(st.sampled_from(REDIRECTS)))
-    headers.append(draw(st.sampled_from([b"Date: Mon, 2 Feb 2026 07:00:00 +0100", b"Date: yesterday-ish",
-                                         b"Date: Fri, 31 Dec 9999 23:59:59 +9999", b""])))  # fmt: skip
+    headers.append(
+        draw(
+            st.sampled_from(
+                [
+                    b"Date: Mon, 2 Feb 2026 07:00:00 +0100",
+                    b"Date: yesterday-ish",
+                    b"Date: Fri, 31 Dec 9999 23:59:59 +9999",
+                    b"",
+                ]
+            )
+        )
+    )
     extra = draw(st.integers(0, 5))
     if extra == 1:  # thousands of headers
         headers.append(b"\r\n".join(b"Received: from relay%d.example by mx; Mon, 2 Feb 2026" % i for i in range(3000)))
@@ -480,8 +521,11 @@ def test_deep_mime_nesting_does_not_block_other_signals(
     dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
 ) -> None:
     """40 kB of nested multiparts (Dovecot stores it; pymap cannot): the genuine signal next to it is still handled."""
-    deep = b"\r\n".join([f"{TAG}: h0".encode(), TOP, GENUINE_FROM, b"To: " + BOX.encode(),
-                          b"Message-ID: <h0.deep@x>"]) + b"\r\n" + _nested(1200, BODY.encode())  # fmt: skip
+    deep = (
+        b"\r\n".join([f"{TAG}: h0".encode(), TOP, GENUINE_FROM, b"To: " + BOX.encode(), b"Message-ID: <h0.deep@x>"])
+        + b"\r\n"
+        + _nested(1200, BODY.encode())
+    )
     with dovecot_account.probe() as probe:
         probe.append("INBOX", deep)
         probe.append("INBOX", genuine("h1"))

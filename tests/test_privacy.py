@@ -84,8 +84,12 @@ def date_forms(d: dt.date) -> set[str]:
     }  # fmt: skip
     for months in (NL_MONTHS, EN_MONTHS):
         month = months[d.month - 1]
-        forms |= {f"{d.day} {month} {d.year}", f"{d.day:02d} {month} {d.year}",
-                  f"{d.day} {month[:3]} {d.year}", f"{month} {d.day}, {d.year}"}  # fmt: skip
+        forms |= {
+            f"{d.day} {month} {d.year}",
+            f"{d.day:02d} {month} {d.year}",
+            f"{d.day} {month[:3]} {d.year}",
+            f"{month} {d.day}, {d.year}",
+        }
     return forms
 
 
@@ -185,17 +189,30 @@ def cycles() -> list[list[tuple[str, str, bytes, bool]]]:
             )
         ]
     )
-    plan.append([
-        add("INBOX", vt_message(
-            f"<html><body><p>Handle with Care</p><p><b>{FENNEKE.name}</b>, {FENNEKE.born:%d-%m-%Y}</p></body></html>",
-            html=True)),
-        add("INBOX", vt_message(
-            f"Handle with Care\n{GEROLT.name}, {GEROLT.born:%d-%m-%Y}",
-            sender="Veilig Thuis <veilig.thuis@gmail.example>", auth_results=(
-                "mx.college.example.nl; spf=pass smtp.mailfrom=gmail.example; dmarc=pass header.from=gmail.example",
+    plan.append(
+        [
+            add(
+                "INBOX",
+                vt_message(
+                    f"<html><body><p>Handle with Care</p><p><b>{FENNEKE.name}</b>, {FENNEKE.born:%d-%m-%Y}</p>"
+                    "</body></html>",
+                    html=True,
+                ),
             ),
-        ), kept=True),
-    ])  # fmt: skip
+            add(
+                "INBOX",
+                vt_message(
+                    f"Handle with Care\n{GEROLT.name}, {GEROLT.born:%d-%m-%Y}",
+                    sender="Veilig Thuis <veilig.thuis@gmail.example>",
+                    auth_results=(
+                        "mx.college.example.nl; spf=pass smtp.mailfrom=gmail.example; "
+                        "dmarc=pass header.from=gmail.example",
+                    ),
+                ),
+                kept=True,
+            ),
+        ]
+    )
     plan.append([add(JUNK, vt_message(f"Handle with Care\n{WESSEL.name}, 28/12/2011"))])
     plan.append(
         [
@@ -208,14 +225,22 @@ def cycles() -> list[list[tuple[str, str, bytes, bool]]]:
             )
         ]
     )
-    plan.append([
-        add("INBOX", vt_message(f"Handle with Care\n{JELMER.name} 05.10.2013")),
-        add("INBOX", vt_message(
-            f"Handle with Care\n{MARIJKE.name}, {MARIJKE.born:%d-%m-%Y}",
-            auth_results=("mx.college.example.nl; spf=softfail; dmarc=fail header.from=" + VT_DOMAIN,
-                          f"forged.example; dmarc=pass header.from={VT_DOMAIN}"),
-        ), kept=True),
-    ])  # fmt: skip
+    plan.append(
+        [
+            add("INBOX", vt_message(f"Handle with Care\n{JELMER.name} 05.10.2013")),
+            add(
+                "INBOX",
+                vt_message(
+                    f"Handle with Care\n{MARIJKE.name}, {MARIJKE.born:%d-%m-%Y}",
+                    auth_results=(
+                        "mx.college.example.nl; spf=softfail; dmarc=fail header.from=" + VT_DOMAIN,
+                        f"forged.example; dmarc=pass header.from={VT_DOMAIN}",
+                    ),
+                ),
+                kept=True,
+            ),
+        ]
+    )
     plan.append([add("INBOX", vt_message(f"Handle with Care\n{HISKE.name}"), kept=True)])
     plan.append([add("INBOX", vt_message(f"{q.name}, {q.born:%d-%m-%Y}, Handle with Care (herhaald)"))])
     plan.append([])  # an idle cycle: nothing new
@@ -294,15 +319,31 @@ def run_subprocess_cycle(config: Path, work: Path, tmpdir: Path, home: Path) -> 
     }
     return subprocess.run(
         [sys.executable, "-m", "hwc_watcher", "--config", str(config), "--log-format", "json", "once"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=90, check=False, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_needles_cover_every_written_form() -> None:
     """The audit's needles include full names, name parts and each date form the brief lists."""
     found = needles([QUIRIJN])
-    for form in ("quirijn zwartveen", "quirijn", "zwartveen", "3-2-2012", "03-02-2012", "3/2/2012",
-                 "2012-02-03", "03.02.2012", "3 februari 2012", "3 february 2012"):  # fmt: skip
+    for form in (
+        "quirijn zwartveen",
+        "quirijn",
+        "zwartveen",
+        "3-2-2012",
+        "03-02-2012",
+        "3/2/2012",
+        "2012-02-03",
+        "03.02.2012",
+        "3 februari 2012",
+        "3 february 2012",
+    ):
         assert form in found
     assert leaks("Notice: QUIRIJN  ZWARTVEEN, 03.02.2012", ALL_NEEDLES) == [
         "03.02.2012",

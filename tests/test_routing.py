@@ -453,9 +453,17 @@ def generate_school(size: int, seed: int = 20240901) -> list[Listed]:
         leerjaar = rng.randint(1, 6)
         afdeling = rng.choice(["vmbo", "havo", "vwo"]) if leerjaar > 1 else rng.choice(["vmbo", "havo"])
         pupil = Listed(
-            str(100000 + len(pupils)), roep[0], roep[1], surname[0], surname[1], born,
-            rng.choice(["Noord", "Zuid"]), afdeling, leerjaar, ambiguous,
-        )  # fmt: skip
+            str(100000 + len(pupils)),
+            roep[0],
+            roep[1],
+            surname[0],
+            surname[1],
+            born,
+            rng.choice(["Noord", "Zuid"]),
+            afdeling,
+            leerjaar,
+            ambiguous,
+        )
         pupils.append(pupil)
         surname_words.setdefault(born, set()).update(tokens(surname[1]))
         return pupil

@@ -63,8 +63,9 @@ def _name(common_name: str) -> x509.Name:
 def _write(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
     cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     key_path.chmod(0o600)
     return cert_path, key_path
 
@@ -94,9 +95,19 @@ def _certificate(
     )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                          encipher_only=False, decipher_only=False), critical=True)  # fmt: skip
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
     else:
         builder = builder.add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
     if issuer:
@@ -134,9 +145,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     leaves: dict[str, tuple[Path, Path]] = {}
     for name, (sans, not_before, not_after, by_ca) in specs.items():
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = _certificate("mail.example.nl" if name == "wrong_host" else "localhost", key,
-                            issuer=(ca, ca_key) if by_ca else None, sans=sans,
-                            not_before=not_before, not_after=not_after)  # fmt: skip
+        cert = _certificate(
+            "mail.example.nl" if name == "wrong_host" else "localhost",
+            key,
+            issuer=(ca, ca_key) if by_ca else None,
+            sans=sans,
+            not_before=not_before,
+            not_after=not_after,
+        )
         leaves[name] = _write(directory, name, cert, key)
     return Pki(ca_file=ca_file, leaves=leaves)
 
@@ -261,8 +277,9 @@ def test_dovecot_self_signed_without_ca_file_is_refused(
     dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Dovecot's self-signed certificate, no imap.ca_file: ✗ could not be verified, and the fix names imap.ca_file."""
-    account = ImapAccount(dovecot_account.host, dovecot_account.port, dovecot_account.username,
-                          dovecot_account.password, "tls", None)  # fmt: skip
+    account = ImapAccount(
+        dovecot_account.host, dovecot_account.port, dovecot_account.username, dovecot_account.password, "tls", None
+    )
     code, out = run_check(write_tls_config(tmp_path, account, smtp_server), capsys)
 
     assert code == 1
@@ -296,13 +313,20 @@ def test_dovecot_with_ca_file_passes(
     ids=["self-signed", "unknown-ca", "expired", "wrong-host"],
 )
 def test_imap_certificate_refused(
-    pki: Pki, pymap: EmbeddedImapServer, smtp_server: SmtpCapture, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str], leaf: str, with_ca: bool, says: tuple[str, ...],
-) -> None:  # fmt: skip
+    pki: Pki,
+    pymap: EmbeddedImapServer,
+    smtp_server: SmtpCapture,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    leaf: str,
+    with_ca: bool,
+    says: tuple[str, ...],
+) -> None:
     """A certificate the daemon cannot trust: check shows ✗ with the reason and the fix, and stops there."""
     with TlsFront(pki.server_context(leaf), (pymap.host, pymap.port)) as front:
-        account = ImapAccount(LOOPBACK, front.port, pymap.username, pymap.password, "tls",
-                              str(pki.ca_file) if with_ca else None)  # fmt: skip
+        account = ImapAccount(
+            LOOPBACK, front.port, pymap.username, pymap.password, "tls", str(pki.ca_file) if with_ca else None
+        )
         code, out = run_check(write_tls_config(tmp_path, account, smtp_server), capsys)
 
     assert code == 1
@@ -374,13 +398,19 @@ def test_wrong_host_name_cycle_with_retries_does_not_retry(
     ids=["self-signed", "expired", "wrong-host"],
 )
 def test_smtp_starttls_certificate_refused(
-    pki: Pki, imap_server: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    leaf: str, with_ca: bool, says: tuple[str, ...],
-) -> None:  # fmt: skip
+    pki: Pki,
+    imap_server: ImapAccount,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    leaf: str,
+    with_ca: bool,
+    says: tuple[str, ...],
+) -> None:
     """SMTP STARTTLS with an untrusted certificate: check shows ✗ with the reason and the fix."""
     with SmtpCapture(tls_context=pki.server_context(leaf)) as smtp:
-        config = write_tls_config(tmp_path, imap_server, smtp, smtp_security="starttls",
-                                  smtp_ca_file=str(pki.ca_file) if with_ca else None)  # fmt: skip
+        config = write_tls_config(
+            tmp_path, imap_server, smtp, smtp_security="starttls", smtp_ca_file=str(pki.ca_file) if with_ca else None
+        )
         code, out = run_check(config, capsys)
         assert smtp.messages == []
 
@@ -412,8 +442,7 @@ def test_smtp_starttls_with_ca_file_passes(
 ) -> None:
     """SMTP STARTTLS with the school CA as smtp.ca_file: ✓ SMTP TLS verified."""
     with SmtpCapture(tls_context=pki.server_context("good")) as smtp:
-        config = write_tls_config(tmp_path, imap_server, smtp, smtp_security="starttls",
-                                  smtp_ca_file=str(pki.ca_file))  # fmt: skip
+        config = write_tls_config(tmp_path, imap_server, smtp, smtp_security="starttls", smtp_ca_file=str(pki.ca_file))
         code, out = run_check(config, capsys)
 
     assert code == 0, out
@@ -442,9 +471,13 @@ def test_untrusted_smtp_certificate_in_a_cycle_keeps_the_signal(
 
 @pytest.mark.parametrize("ca_file", ["missing.pem", "not-a-certificate.pem"])
 def test_unusable_imap_ca_file_is_a_clear_check_failure(
-    pki: Pki, pymap: EmbeddedImapServer, smtp_server: SmtpCapture, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str], ca_file: str,
-) -> None:  # fmt: skip
+    pki: Pki,
+    pymap: EmbeddedImapServer,
+    smtp_server: SmtpCapture,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    ca_file: str,
+) -> None:
     """imap.ca_file that does not exist or holds no certificate: check shows ✗ naming imap.ca_file, no traceback."""
     (tmp_path / "not-a-certificate.pem").write_text("this is not PEM\n", encoding="utf-8")
     with TlsFront(pki.server_context("good"), (pymap.host, pymap.port)) as front:
