@@ -284,3 +284,23 @@ def test_every_module_says_what_it_offers(module: str) -> None:
     names = ast.literal_eval(exported[0].value) if exported[0].value is not None else []
     module_object = importlib.import_module(module)
     assert [n for n in names if not hasattr(module_object, n)] == []
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if layer(m) in ("jobs", "commands")))
+def test_jobs_and_commands_read_the_clock_through_one_module(module: str) -> None:
+    """The jobs and the commands read the time through `edges.clock` (utc_now, local_now, monotonic): one clock,
+    which the tests move with freezegun, and never `datetime.now`, `time.monotonic` or `time.time` of their own."""
+    calls = {
+        f"{node.func.value.id}.{node.func.attr}"
+        for node in ast.walk(tree(module))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+    } | {
+        f"{node.func.value.value.id}.{node.func.value.attr}.{node.func.attr}"
+        for node in ast.walk(tree(module))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Attribute)
+        and isinstance(node.func.value.value, ast.Name)
+    }
+    own_clock = {"time.time", "time.monotonic", "dt.datetime.now", "datetime.now", "dt.date.today", "date.today"}
+    assert sorted(calls & own_clock) == []

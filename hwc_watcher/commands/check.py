@@ -41,6 +41,7 @@ from hwc_watcher.core.settings import Config, LoginSettings
 from hwc_watcher.edges import pupil_file
 from hwc_watcher.edges.auth import Authenticator, imap_authenticator, is_microsoft_smtp, smtp_authenticator
 from hwc_watcher.edges.auth.base import MICROSOFT_BASIC_SMTP_NOTE
+from hwc_watcher.edges.clock import local_now, utc_now
 from hwc_watcher.edges.mailbox import Mailbox
 from hwc_watcher.edges.outbox import Outbox
 from hwc_watcher.edges.time_limit import TimeLimit
@@ -104,7 +105,7 @@ def run_check(
 ) -> int:
     """Run every step; return 0 when all passed, 1 otherwise. With send_test, mail every person once."""
     report = Report(out)
-    clock = now or (lambda: dt.datetime.now(dt.UTC))
+    clock = now or utc_now
     try:
         config = load_config(config_path)
     except ConfigError as err:
@@ -667,7 +668,7 @@ def _check_routes(config: Config, report: Report, today: dt.date | None = None) 
         status.pupil_list if not status.problem else None,
         router.route_for,
         modified=modified,
-        today=today or dt.datetime.now(config.schedule.timezone).date(),
+        today=today or local_now(config.schedule.timezone).date(),
     )
     if status.path is None:
         report.ok("pupil list", "not configured: every notice goes to the default route")

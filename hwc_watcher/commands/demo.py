@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, TextIO
 from imapclient import IMAPClient
 
 from hwc_watcher.config.load import load_config
+from hwc_watcher.edges.clock import utc_now
 from hwc_watcher.jobs.cycle import Watcher
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def run_demo(out: TextIO) -> int:
         )
         config_path.chmod(0o600)
 
-        now = dt.datetime.now(dt.UTC)
+        now = utc_now()
         with _client(imap, password) as client:
             client.append("INBOX", demo_signal(now))
         print('1. Veilig Thuis sent a signal: "David Pieterse, 3-2-2012, Handle with Care" (fictional)\n', file=out)

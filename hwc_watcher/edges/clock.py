@@ -1,13 +1,15 @@
-"""The machine's clock and the one way to wait: jobs take both as arguments, so tests pass their own.
+"""The machine's clock and the one way to wait: the one place the jobs and commands read the time.
 
-The core never reads the clock (it gets `now` as a value); the jobs read it through `utc_now` and wait
-through `stop_aware_sleep`, which a stop request (SIGTERM) ends at once.
+The core never reads the clock (it gets `now` and the monotonic `clock` as values); the jobs read it through
+`utc_now`, `local_now` and `monotonic` (freezegun moves all three in the tests), and wait through
+`stop_aware_sleep`, which a stop request (SIGTERM) ends at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable
 
 #: What a job calls for the time: aware, in UTC.
@@ -19,6 +21,16 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def local_now(tz: dt.tzinfo) -> dt.datetime:
+    """Now, aware, in the school's time zone (what the scheduler and the service's status lines use)."""
+    return dt.datetime.now(tz)
+
+
+def monotonic() -> float:
+    """Seconds on the clock that never jumps: how long something took, how long a signal was held."""
+    return time.monotonic()
+
+
 def stop_aware_sleep(stop: threading.Event) -> Callable[[float], None]:
     """A sleep for retry waits that ends as soon as `stop` is set (SIGTERM), also inside the Outbox."""
 
@@ -28,4 +40,4 @@ def stop_aware_sleep(stop: threading.Event) -> Callable[[float], None]:
     return sleep
 
 
-__all__ = ["Clock", "stop_aware_sleep", "utc_now"]
+__all__ = ["Clock", "local_now", "monotonic", "stop_aware_sleep", "utc_now"]

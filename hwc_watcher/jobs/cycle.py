@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,7 +57,7 @@ from hwc_watcher.core.settings import Config
 from hwc_watcher.edges import pupil_file
 from hwc_watcher.edges.auth import Authenticator, imap_authenticator, is_token_expired
 from hwc_watcher.edges.auth import smtp_authenticator as _smtp_authenticator
-from hwc_watcher.edges.clock import Clock, stop_aware_sleep, utc_now
+from hwc_watcher.edges.clock import Clock, monotonic, stop_aware_sleep, utc_now
 from hwc_watcher.edges.mailbox import Mailbox
 from hwc_watcher.edges.outbox import Outbox, SmtpLogin
 from hwc_watcher.edges.secrets import notice_ids
@@ -199,7 +198,7 @@ class Watcher:
 
     def run_cycle(self, *, dry_run: bool = False) -> CycleResult:
         """One poll. Never raises for mail trouble: the result carries the error for the caller."""
-        started = time.monotonic()
+        started = monotonic()
         now = self.clock()
         if not dry_run:
             self.relook_if_due(now)
@@ -275,7 +274,7 @@ class Watcher:
                     result.smtp_connections += outbox.connections
         memory = self.memory
         result.waiting, result.pending, result.held = memory.waiting(), memory.pending(), memory.held()
-        result.duration_s = time.monotonic() - started
+        result.duration_s = monotonic() - started
         _log.info(
             "cycle",
             dry_run=dry_run,
@@ -439,7 +438,7 @@ class CycleRun:
         """Remember a verdict; the first one per message is counted and logged, once."""
         previous = memory.judged.get(uid)
         judged = memory.judged[uid] = cycle_plan.remember(
-            previous, kind, reason, glance, state, today=self.today, clock=time.monotonic(), verdict=verdict
+            previous, kind, reason, glance, state, today=self.today, clock=monotonic(), verdict=verdict
         )
         if cycle_plan.is_news(previous, judged):
             self.result.verdicts[kind] += 1
@@ -578,7 +577,7 @@ class CycleRun:
             self.result.completed += 1
         self.memory.remember_completed(key, self.today)
         judged.done = True
-        judged.done_at = time.monotonic()
+        judged.done_at = monotonic()
 
     def do(
         self,
@@ -696,7 +695,7 @@ class CycleRun:
             role,
             self.config.imap.purge,
             now=self.now,
-            clock=time.monotonic(),
+            clock=monotonic(),
             calendar=self.config.calendar,
             school_day_end=schedule.busy_end,
             tz=schedule.timezone,
@@ -774,7 +773,7 @@ class CycleRun:
         ):
             return
         self.result.alerts += 1
-        clock = time.monotonic()
+        clock = monotonic()
         for folder, uids in cycle_plan.marks(fresh, self.memory).items():
             for uid in uids:
                 judged = self.memory.folders[folder].judged[uid]

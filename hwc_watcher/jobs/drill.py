@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +43,7 @@ from hwc_watcher.core.errors import ChannelError, DeliveryAuthError, DeliveryErr
 from hwc_watcher.core.models import Folders
 from hwc_watcher.core.settings import Config
 from hwc_watcher.edges.auth import Authenticator
-from hwc_watcher.edges.clock import Clock, stop_aware_sleep, utc_now
+from hwc_watcher.edges.clock import Clock, monotonic, stop_aware_sleep, utc_now
 from hwc_watcher.edges.mailbox import Mailbox
 from hwc_watcher.edges.outbox import Outbox, SmtpLogin, refusal_words
 from hwc_watcher.edges.time_limit import TimeLimit
@@ -221,15 +220,15 @@ class Drill:
     def arrive(self, mailbox: Mailbox, folders: Folders, result: DrillResult) -> dict[str, tuple[int, list[int]]]:
         """Search INBOX (and Junk) for our exact id every few seconds, at most `wait_s` long."""
         where = [f for f in (folders.inbox, folders.junk) if f is not None]
-        started = time.monotonic()
+        started = monotonic()
         while True:
             found = mailbox.find_message_ids(where, [result.message_id])
             if found:
                 result.received = self.clock()
-                waited = time.monotonic() - started
+                waited = monotonic() - started
                 result.passed("arrive", f"in {', '.join(found)} after {waited:.0f} s")
                 return found
-            left = self.wait_s - (time.monotonic() - started)
+            left = self.wait_s - (monotonic() - started)
             if self.stop.is_set():
                 result.failed("arrive", "the drill was stopped while waiting", "stopped")
                 return {}

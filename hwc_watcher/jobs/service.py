@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
-import time
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -40,6 +39,7 @@ from hwc_watcher.core.alert_rules import GUARDED, failure_alert_due, recovery_du
 from hwc_watcher.core.compose import format_moment
 from hwc_watcher.core.errors import ChannelError
 from hwc_watcher.core.settings import Config, ScheduleSettings
+from hwc_watcher.edges.clock import local_now, monotonic, utc_now
 from hwc_watcher.edges.push import PushListener
 from hwc_watcher.edges.sdnotify import Notifier
 from hwc_watcher.edges.webhook import ping
@@ -126,7 +126,7 @@ class Service:
             self._again = True
             busy = self._busy
         if not busy and self.scheduler.running:
-            self.scheduler.modify_job("poll", next_run_time=dt.datetime.now(self.config.schedule.timezone))
+            self.scheduler.modify_job("poll", next_run_time=local_now(self.config.schedule.timezone))
 
     def poll(self) -> None:
         """The poll job: one cycle (more while push announces mail during one), with a status line."""
@@ -150,7 +150,7 @@ class Service:
 
     def _cycle(self) -> None:
         with self._lock:
-            self._cycle_started = time.monotonic()
+            self._cycle_started = monotonic()
         try:
             result = self.watcher.run_cycle()
         finally:
@@ -162,7 +162,7 @@ class Service:
         if result.held and hold and self.scheduler.running:
             # The hold ends between polls: one more cycle then deletes the signal, not the next poll (up to an hour
             # away at night).
-            at = dt.datetime.now(self.config.schedule.timezone) + dt.timedelta(seconds=hold + 5)
+            at = local_now(self.config.schedule.timezone) + dt.timedelta(seconds=hold + 5)
             planned = self.scheduler.get_job("hold-end")
             if planned is None or planned.next_run_time is None or planned.next_run_time > at:
                 # The earliest end wins: a later signal's cycle must not push an earlier hold's end out.
@@ -177,7 +177,7 @@ class Service:
                 )
         status = "last poll OK" if result.mailbox_ok else "last poll FAILED (see journal)"
         self.notifier.status(
-            f"{status} at {dt.datetime.now(self.config.schedule.timezone):%H:%M}; "
+            f"{status} at {local_now(self.config.schedule.timezone):%H:%M}; "
             f"{result.completed} signal(s) handled, {result.waiting} waiting for a person"
         )
 
@@ -285,8 +285,8 @@ class Service:
         """Ping systemd unless a cycle has been running for far too long."""
         with self._lock:
             started = self._cycle_started
-        if started is not None and time.monotonic() - started > HUNG_AFTER_S:
-            _log.error("watchdog_withheld", cycle_running_s=round(time.monotonic() - started))
+        if started is not None and monotonic() - started > HUNG_AFTER_S:
+            _log.error("watchdog_withheld", cycle_running_s=round(monotonic() - started))
             return
         self.notifier.ping()
 
@@ -312,7 +312,7 @@ class Service:
         """The jobs (first poll now), the scheduler and, when configured, the push session."""
         tz = self.config.schedule.timezone
         self.scheduler.add_job(
-            self.poll, poll_trigger(self.config.schedule), id="poll", name="poll", next_run_time=dt.datetime.now(tz)
+            self.poll, poll_trigger(self.config.schedule), id="poll", name="poll", next_run_time=local_now(tz)
         )
         deadline = self.config.schedule.deadline
         self.scheduler.add_job(
@@ -322,19 +322,19 @@ class Service:
             name="deadline guard",
         )
         if self.drill is not None:
-            self.drill.add_to(self.scheduler, dt.datetime.now(tz))
+            self.drill.add_to(self.scheduler, local_now(tz))
         if self.recaller is not None:
             at = self.config.recall.at
             self.scheduler.add_job(
                 self.recall, CronTrigger(hour=at.hour, minute=at.minute, timezone=tz), id="recall", name="recall"
             )
             self.scheduler.add_job(
-                self.recall, "date", run_date=dt.datetime.now(tz), id="recall-retry", name="recall at start-up"
+                self.recall, "date", run_date=local_now(tz), id="recall-retry", name="recall at start-up"
             )
         interval = self.notifier.ping_interval
         if interval:
             self.scheduler.add_job(self.feed_watchdog, "interval", seconds=interval, id="watchdog", name="watchdog")
-        upcoming = next_polls(self.config.schedule, dt.datetime.now(dt.UTC), 3)
+        upcoming = next_polls(self.config.schedule, utc_now(), 3)
         _log.info("started", next_polls=[m.strftime("%a %H:%M") for m in upcoming], watchdog_s=interval)
         if not self.config.veilig_thuis.authserv_ids and self.config.imap.host.lower() != "outlook.office365.com":
             # Microsoft 365 writes no authserv-id, so there empty is right; elsewhere a forged header could pass.
