@@ -25,9 +25,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
-
-from rapidfuzz.distance import Indel
+from typing import Any, Literal
 
 from hwc_watcher.core import lexicon
 
@@ -71,7 +69,17 @@ def tokens(text: str) -> tuple[str, ...]:
 def _similar(a: str, b: str, threshold: float) -> bool:
     if min(len(a), len(b)) < MIN_FUZZY_LENGTH:
         return False
-    return Indel.normalized_similarity(a, b) >= threshold
+    similarity: float = _indel().normalized_similarity(a, b)
+    return similarity >= threshold
+
+
+@lru_cache(maxsize=1)
+def _indel() -> Any:
+    """rapidfuzz's Indel, loaded on first use: only a school with a pupil list matches names, and loading it
+    costs about 4 MB of memory every other school need not pay."""
+    from rapidfuzz.distance import Indel
+
+    return Indel
 
 
 @dataclass(frozen=True, slots=True)
