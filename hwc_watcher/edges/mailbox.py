@@ -1,7 +1,7 @@
-"""The IMAP edge: the daemon's sessions (cycle, recall, drill, push) open and send every command here.
+"""The IMAP edge: every session of ours (cycle, recall, drill, push, `check`) opens and sends its commands here.
 
 Only the login itself is left to the authenticators (edges/auth), on the connection this module opened.
-(`check` still peeks at INBOX through `Mailbox.client` itself, and the demo seeds its embedded server directly.)
+(The demo seeds its own embedded server with a plain client: that is setting up the demo, not a session.)
 
 What it promises the cycle:
 
