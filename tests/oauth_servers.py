@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dovecot import DovecotServer, make_directory
-from mailprobe import TlsFiles
+from mailprobe import TlsFiles, make_tls_files
 
 HOST = "127.0.0.1"
 #: The one password account in the OAuth Dovecot, for PasswordAuth against a real server.
@@ -32,32 +32,9 @@ PASSWORD = "correct horse battery"
 
 
 def make_cert(directory: Path) -> tuple[Path, Path]:
-    """Create a throwaway self-signed certificate for 127.0.0.1 and localhost with the openssl CLI."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    """A throwaway self-signed certificate for 127.0.0.1 and localhost (mailprobe's, as (cert, key))."""
+    files = make_tls_files(directory)
+    return files.cert_file, files.key_file
 
 
 def make_rsa_key(path: Path) -> str:
