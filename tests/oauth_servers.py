@@ -48,6 +48,29 @@ def make_rsa_key(path: Path) -> str:
     return path.read_text()
 
 
+#: The service account the tests' Google keys name.
+SA_EMAIL = "hwc-watcher@school-project.iam.gserviceaccount.com"
+SA_CLIENT_ID = "104857600000000000001"
+
+
+def write_google_key(directory: Path, token_uri: str) -> Path:
+    """A service account key file (a fresh RSA key, mode 0600) whose token_uri is `token_uri`."""
+    pem = make_rsa_key(directory / "sa-key.pem")
+    info = {
+        "type": "service_account",
+        "project_id": "school-project",
+        "private_key_id": "k1",
+        "private_key": pem,
+        "client_email": SA_EMAIL,
+        "client_id": SA_CLIENT_ID,
+        "token_uri": token_uri,
+    }
+    path = directory / "service-account.json"
+    path.write_text(json.dumps(info))
+    path.chmod(0o600)
+    return path
+
+
 def jwt_claims(assertion: str) -> dict[str, Any]:
     """Decode a JWT's claims without checking the signature (the test owns both ends)."""
     payload = assertion.split(".")[1]

@@ -25,14 +25,16 @@ from oauth_servers import (
     HOST,
     PASSWORD,
     PASSWORD_USER,
+    SA_CLIENT_ID,
+    SA_EMAIL,
     ConnectProxy,
     IntrospectionServer,
     SilentEndpoint,
     TokenServer,
     TricklingEndpoint,
     make_cert,
-    make_rsa_key,
     oauth_dovecot,
+    write_google_key,
 )
 
 from hwc_watcher.config.load import parse_auth
@@ -59,8 +61,6 @@ MAILBOX = "hwc@school.example"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 TENANT = "school.example"
 SECRET = "s3cret-VALUE-do-not-print"
-SA_EMAIL = "hwc-watcher@school-project.iam.gserviceaccount.com"
-SA_CLIENT_ID = "104857600000000000001"
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -137,21 +137,6 @@ def microsoft(token_server: TokenServer, tls: tuple[Path, Path], secret_file: Pa
     auth = parse_auth(ms_config(token_server, tls[0], secret_file), "imap")
     assert isinstance(auth, MicrosoftAuth)
     return auth
-
-
-def write_google_key(directory: Path, token_uri: str) -> Path:
-    """A service account key file (a fresh RSA key) whose token_uri is `token_uri`."""
-    pem = make_rsa_key(directory / "sa-key.pem")
-    info = {
-        "type": "service_account",
-        "project_id": "school-project",
-        "private_key_id": "k1",
-        "private_key": pem,
-        "client_email": SA_EMAIL,
-        "client_id": SA_CLIENT_ID,
-        "token_uri": token_uri,
-    }
-    return _private(directory / "service-account.json", json.dumps(info))
 
 
 @pytest.fixture

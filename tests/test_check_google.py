@@ -9,7 +9,6 @@ token, and a real Dovecot with an oauth2 passdb refuses it, as Gmail would.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from builders import BOX, people, private_file
 from dovecot import DovecotServer, require_dovecot
 from mailprobe import TlsFiles
-from oauth_servers import IntrospectionServer, TokenServer, make_rsa_key, oauth_dovecot
+from oauth_servers import IntrospectionServer, TokenServer, oauth_dovecot, write_google_key
 
 from hwc_watcher.commands.check import run_check
 from hwc_watcher.testing import SmtpCapture
@@ -39,17 +38,7 @@ def refusing_gmail(tls_files: TlsFiles) -> Iterator[tuple[DovecotServer, TokenSe
 
 def google_config(directory: Path, server: DovecotServer, tokens: TokenServer, smtp: SmtpCapture) -> Path:
     """A Google Workspace config: a service account key whose token_uri is the local endpoint."""
-    pem = make_rsa_key(directory / "sa-key.pem")
-    key = {
-        "type": "service_account",
-        "project_id": "school-project",
-        "private_key_id": "k1",
-        "private_key": pem,
-        "client_email": "hwc-watcher@school-project.iam.gserviceaccount.com",
-        "client_id": "104857600000000000001",
-        "token_uri": tokens.google_token_uri,
-    }
-    private_file(directory / "service-account.json", json.dumps(key))
+    write_google_key(directory, tokens.google_token_uri)
     return private_file(
         directory / "config.toml",
         f"""

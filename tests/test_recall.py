@@ -8,7 +8,6 @@ what must go and what must stay is judged by looking at each mailbox afterwards.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 import zoneinfo
 from collections.abc import Iterator
@@ -20,7 +19,14 @@ import pytest
 from builders import BACKUP, BOX, CONTACT, COORDINATOR, people, private_file, signal, write_config
 from dovecot import DovecotServer, make_directory, require_dovecot, running
 from mailprobe import ImapAccount, TlsFiles, message_id, parse_mail
-from oauth_servers import OAUTH2_CONF, OAUTH_MECHANISMS, IntrospectionServer, TokenServer, jwt_claims, make_rsa_key
+from oauth_servers import (
+    OAUTH2_CONF,
+    OAUTH_MECHANISMS,
+    IntrospectionServer,
+    TokenServer,
+    jwt_claims,
+    write_google_key,
+)
 from structlog.testing import capture_logs
 
 from hwc_watcher import log
@@ -529,17 +535,7 @@ def app_recall_config(
 ) -> Path:
     """[recall] with the app's logins: a Google service account key, or a Microsoft app secret."""
     if provider == "google":
-        pem = make_rsa_key(directory / "sa-key.pem")
-        key = {
-            "type": "service_account",
-            "project_id": "school-project",
-            "private_key_id": "k1",
-            "private_key": pem,
-            "client_email": "hwc-watcher@school-project.iam.gserviceaccount.com",
-            "client_id": "104857600000000000001",
-            "token_uri": tokens.google_token_uri,
-        }
-        private_file(directory / "service-account.json", json.dumps(key))
+        write_google_key(directory, tokens.google_token_uri)
         app = f'[google]\nservice_account_file = "service-account.json"\nca_file = "{dovecot.tls.ca_file}"\n'
     else:
         private_file(directory / "client-secret", "s3cret-VALUE\n")
