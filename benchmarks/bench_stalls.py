@@ -31,7 +31,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's hwc_watcher, and the test helpers
@@ -39,13 +38,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's hwc_watcher, 
 from builders import signal, write_config  # noqa: E402
 from drip_server import DripServer, Step  # noqa: E402
 from mailprobe import ImapAccount, make_tls_files  # noqa: E402
-from oauth_servers import TokenServer, TricklingEndpoint  # noqa: E402
+from oauth_servers import TokenServer, TricklingEndpoint, microsoft_auth  # noqa: E402
 
 from hwc_watcher import log  # noqa: E402
 from hwc_watcher.config.load import (  # noqa: E402
     Config,
     load_config,
-    parse_auth,
 )
 from hwc_watcher.edges import push as push_module  # noqa: E402
 from hwc_watcher.edges.auth import imap_authenticator, smtp_authenticator  # noqa: E402
@@ -75,23 +73,6 @@ HOUR_S = 3600.0
 def limited(path: Path, seconds: float) -> Config:
     config = load_config(path)
     return dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, cycle_timeout_s=seconds))
-
-
-def microsoft(section: str, endpoint: Any, ca: str, work: Path) -> Any:
-    secret = work / "client-secret"
-    secret.write_text("s3cret\n")
-    secret.chmod(0o600)
-    table = {
-        "tenant_id": "school.example",
-        "client_id": "11111111-2222-3333-4444-555555555555",
-        "client_secret_file": str(secret),
-        "authority_host": endpoint.base_url,
-        "ca_file": ca,
-    }
-    document: dict[str, Any] = {"imap": {"auth": "microsoft", "username": MAILBOX}, "microsoft": table}
-    if section == "smtp":
-        document["smtp"] = {"auth": "microsoft", "username": MAILBOX}
-    return parse_auth(document, "smtp" if section == "smtp" else "imap")
 
 
 def held(watcher: Watcher) -> tuple[float, str]:
@@ -128,7 +109,9 @@ def stalls(limit: float, work: Path) -> None:
                     )
                     config = limited(write_config(work / f"imap{n}", account, smtp), limit)
                     auth = (
-                        microsoft("imap", token if drip else trickle, ca, work) if oauth else imap_authenticator(config)
+                        microsoft_auth("imap", token if drip else trickle, ca, work, MAILBOX)
+                        if oauth
+                        else imap_authenticator(config)
                     )
                     rows.append((name, *held(Watcher(config, auth, smtp_authenticator(config)))))
         with EmbeddedImapServer() as imap:
@@ -159,7 +142,9 @@ def stalls(limit: float, work: Path) -> None:
                     )
                     watcher = Watcher.from_config(limited(path, limit))
                     if login in ("oauth", "trickle"):
-                        watcher.smtp_auth = microsoft("smtp", token if login == "oauth" else trickle, ca, work)
+                        watcher.smtp_auth = microsoft_auth(
+                            "smtp", token if login == "oauth" else trickle, ca, work, MAILBOX
+                        )
                     rows.append((name, *held(watcher)))
     finally:
         token.stop()

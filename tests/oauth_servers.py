@@ -406,3 +406,23 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
         pass
     with contextlib.suppress(OSError):
         sink.shutdown(socket.SHUT_WR)
+
+
+def microsoft_auth(section: str, endpoint: Any, ca: str, tmp_path: Path, mailbox: str = "hwc@school.example") -> Any:
+    """An XOAUTH2 authenticator for `section` (imap or smtp) of `mailbox`, whose token endpoint is `endpoint`."""
+    secret = tmp_path / "client-secret"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    table = {
+        "tenant_id": "school.example",
+        "client_id": "11111111-2222-3333-4444-555555555555",
+        "client_secret_file": str(secret),
+        "authority_host": endpoint.base_url,
+        "ca_file": ca,
+    }
+    document = {"imap": {"auth": "microsoft", "username": mailbox}, "microsoft": table}
+    if section == "smtp":
+        document["smtp"] = {"auth": "microsoft", "username": mailbox}
+    from hwc_watcher.config.load import parse_auth
+
+    return parse_auth(document, "smtp" if section == "smtp" else "imap")

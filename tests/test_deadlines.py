@@ -11,8 +11,8 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+import oauth_servers
 import pytest
 import structlog
 from builders import signal, write_config
@@ -22,7 +22,7 @@ from oauth_servers import TokenServer, TricklingEndpoint
 
 from hwc_watcher.commands import check as check_module
 from hwc_watcher.commands.check import run_check
-from hwc_watcher.config.load import Config, load_config, parse_auth
+from hwc_watcher.config.load import Config, load_config
 from hwc_watcher.core.errors import TokenError
 from hwc_watcher.edges import push as push_module
 from hwc_watcher.edges.auth import imap_authenticator, smtp_authenticator
@@ -67,24 +67,6 @@ def token_server(tls_dir: tuple[Path, Path]) -> Iterator[TokenServer]:
     server.stop()
 
 
-def microsoft_auth(section: str, endpoint: Any, ca: str, tmp_path: Path) -> Any:
-    """An XOAUTH2 authenticator for `section` whose token endpoint is `endpoint` (a loopback server)."""
-    secret = tmp_path / "client-secret"
-    secret.write_text("s3cret\n")
-    secret.chmod(0o600)
-    table = {
-        "tenant_id": "school.example",
-        "client_id": "11111111-2222-3333-4444-555555555555",
-        "client_secret_file": str(secret),
-        "authority_host": endpoint.base_url,
-        "ca_file": ca,
-    }
-    document = {"imap": {"auth": "microsoft", "username": MAILBOX}, "microsoft": table}
-    if section == "smtp":
-        document["smtp"] = {"auth": "microsoft", "username": MAILBOX}
-    return parse_auth(document, "smtp" if section == "smtp" else "imap")
-
-
 # --- IMAP ---------------------------------------------------------------------------------------------
 
 IMAP_STEPS: list[tuple[Step, str, str]] = [
@@ -117,7 +99,9 @@ def test_an_imap_server_dripping_its_authenticate_reply_is_cut_at_the_limit(
         account = ImapAccount(server.host, server.port, "school", "secret", "starttls", tls_files.ca_file)
         config = limited(write_config(tmp_path, account, smtp_server))
         watcher = Watcher(
-            config, microsoft_auth("imap", token_server, tls_files.ca_file, tmp_path), smtp_authenticator(config)
+            config,
+            oauth_servers.microsoft_auth("imap", token_server, tls_files.ca_file, tmp_path),
+            smtp_authenticator(config),
         )
         result, took = timed_cycle(watcher)
     assert_cut(result, took, "the IMAP login")
@@ -131,7 +115,7 @@ def test_a_token_endpoint_dripping_its_answer_is_cut_at_the_limit(
     with DripServer("imap", None, tls=tls_files.server_context()) as server, TricklingEndpoint(*tls_dir) as endpoint:
         account = ImapAccount(server.host, server.port, "school", "secret", "starttls", tls_files.ca_file)
         config = limited(write_config(tmp_path, account, smtp_server))
-        auth = microsoft_auth("imap", endpoint, tls_files.ca_file, tmp_path)
+        auth = oauth_servers.microsoft_auth("imap", endpoint, tls_files.ca_file, tmp_path)
         assert auth.timeout > LIMIT_S + SLACK_S  # the token request's own timeout would come too late
         result, took = timed_cycle(Watcher(config, auth, smtp_authenticator(config)))
     assert_cut(result, took, "the token request")
@@ -186,11 +170,11 @@ def test_an_smtp_server_dripping_its_xoauth2_reply_and_a_dripping_token_endpoint
             )
         )
         watcher = Watcher.from_config(config)
-        watcher.smtp_auth = microsoft_auth("smtp", token_server, tls_files.ca_file, tmp_path)
+        watcher.smtp_auth = oauth_servers.microsoft_auth("smtp", token_server, tls_files.ca_file, tmp_path)
         result, took = timed_cycle(watcher)
         assert_cut(result, took, "the SMTP login")
         with TricklingEndpoint(*tls_dir) as endpoint:
-            watcher.smtp_auth = microsoft_auth("smtp", endpoint, tls_files.ca_file, tmp_path)
+            watcher.smtp_auth = oauth_servers.microsoft_auth("smtp", endpoint, tls_files.ca_file, tmp_path)
             result, took = timed_cycle(watcher)
         assert_cut(result, took, "the token request")
     with imap_server.probe() as probe:
@@ -259,7 +243,7 @@ def test_a_token_endpoint_that_answers_discovery_with_the_wrong_json_is_a_transi
     """An OpenID configuration without endpoints (a proxy's or portal's JSON) is our own transient error, no crash."""
     with TricklingEndpoint(*tls_dir) as endpoint:
         endpoint.interval = 0.0
-        auth = microsoft_auth("imap", endpoint, tls_files.ca_file, tmp_path)
+        auth = oauth_servers.microsoft_auth("imap", endpoint, tls_files.ca_file, tmp_path)
         with pytest.raises(TokenError, match="lacks the endpoints a token request needs") as caught:
             auth.access_token()
     assert caught.value.transient
