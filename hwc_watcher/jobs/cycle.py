@@ -55,8 +55,7 @@ from hwc_watcher.core.models import Fetched, Folders, FolderState, Glance
 from hwc_watcher.core.notice_id import NoticeIds
 from hwc_watcher.core.settings import Config
 from hwc_watcher.edges import pupil_file
-from hwc_watcher.edges.auth import Authenticator, imap_authenticator, is_token_expired
-from hwc_watcher.edges.auth import smtp_authenticator as _smtp_authenticator
+from hwc_watcher.edges.auth import Authenticator, imap_authenticator, is_token_expired, smtp_authenticator
 from hwc_watcher.edges.clock import Clock, monotonic, stop_aware_sleep, utc_now
 from hwc_watcher.edges.mailbox import Mailbox
 from hwc_watcher.edges.outbox import Outbox, SmtpLogin
@@ -121,11 +120,6 @@ def content_key(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
-def smtp_authenticator(config: Config) -> Authenticator | None:
-    """`[smtp] auth = "none"` is for a relay that accepts the school server by address: None."""
-    return _smtp_authenticator(config)
-
-
 class Budget(TimeLimit):
     """A wall-clock limit for one cycle: on expiry the connections are cut and nothing more is deleted.
 
@@ -166,14 +160,6 @@ class Watcher:
         self.relooked: dt.date | None = None
         #: The pupil-list problem last logged (it is logged once, the alert goes once a day).
         self.pupil_list_logged: str | None = None
-
-    @property
-    def completed(self) -> dict[str, dt.date]:
-        return self.memory.completed
-
-    @property
-    def away(self) -> dict[str, dt.date]:
-        return self.memory.away
 
     @classmethod
     def from_config(cls, config: Config, **kwargs: Any) -> Watcher:
@@ -303,9 +289,6 @@ class Watcher:
         if folders is None:
             return 0, None
         return self.memory.not_ours([f for f in (folders.inbox, folders.junk) if f is not None])
-
-    def remember_completed(self, key: str, today: dt.date) -> None:
-        self.memory.remember_completed(key, today)
 
 
 def _timeout_error(budget: Budget) -> CycleTimeoutError:
@@ -786,4 +769,4 @@ class CycleRun:
                 _log.warning("mark_failed", folder_role=self.role_of(folder), error=str(err), step="alert")
 
 
-__all__ = ["Budget", "CycleResult", "CycleRun", "Watcher", "content_key", "smtp_authenticator"]
+__all__ = ["Budget", "CycleResult", "CycleRun", "Watcher", "content_key"]
