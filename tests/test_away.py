@@ -195,3 +195,39 @@ def test_the_service_runs_one_more_cycle_when_the_hold_ends(
         assert 180 <= wait <= 190
     finally:
         service.scheduler.shutdown(wait=False)
+
+
+def test_with_two_signals_held_each_leaves_at_its_own_hold_end(
+    dovecot_account: ImapAccount, smtp_server: SmtpCapture, tmp_path: Path
+) -> None:
+    """The cycle planned for the first signal's hold end plans the next at the second's end, not a whole hold later."""
+    from hwc_watcher.jobs.service import Service
+
+    config = load_config(write_config(tmp_path, dovecot_account, smtp_server, hold_minutes=3))
+    service = Service(config, Watcher.from_config(config))
+
+    def planned_in() -> float:
+        job = service.scheduler.get_job("hold-end")
+        assert job is not None
+        return (job.next_run_time - dt.datetime.now(AMS)).total_seconds()
+
+    service.scheduler.start(paused=True)
+    try:
+        with freeze_time(MONDAY_0700) as frozen:
+            with dovecot_account.probe() as probe:
+                probe.append("INBOX", signal())
+            service._cycle()
+            assert 180 <= planned_in() <= 190
+            frozen.tick(120)
+            with dovecot_account.probe() as probe:
+                probe.append("INBOX", signal("Emma Pieterse, 9-5-2014, Handle with Care"))
+            service._cycle()
+            assert 60 <= planned_in() <= 70  # the first signal's end still comes first
+            frozen.tick(65)
+            service.scheduler.remove_job("hold-end")  # as the scheduler does once the job has run
+            service._cycle()  # the first hold is over: that signal leaves
+            with dovecot_account.probe() as probe:
+                assert probe.count("INBOX") == 1
+            assert 115 <= planned_in() <= 125  # the second's own end, not 180 s from now
+    finally:
+        service.scheduler.shutdown(wait=False)

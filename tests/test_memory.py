@@ -94,3 +94,15 @@ def test_deletable_holds_a_handled_signal_and_a_waiting_message_in_real_time() -
     assert at(1060.0) == [4]
     assert at(1200.0) == [3, 4]
     assert at(1000.0 + MIN_REAL_HOLD_S + 1) == [2, 3, 4]
+
+
+def test_hold_left_is_the_first_held_signals_own_end() -> None:
+    """The service plans its extra cycle for the earliest end among the held signals (0 once one is over)."""
+    memory = Memory()
+    assert memory.hold_left(100.0, 180.0) is None
+    judged = memory.folder("INBOX", 1).judged
+    judged[1] = Judged("signal", "signal", done=True, done_at=10.0)
+    judged[2] = Judged("signal", "signal", done=True, done_at=70.0)
+    judged[3] = Judged("signal", "signal")  # not done: not held
+    assert memory.hold_left(100.0, 180.0) == 90.0
+    assert memory.hold_left(200.0, 180.0) == 0.0

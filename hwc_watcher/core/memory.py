@@ -219,6 +219,19 @@ class Memory:
         """Handled signals still in a folder (the short hold after handling, issue 24)."""
         return sum(1 for m in self.folders.values() for j in m.judged.values() if j.kind == "signal" and j.done)
 
+    def hold_left(self, clock: float, hold_s: float) -> float | None:
+        """Seconds until the first held signal's hold ends (0 when one is already over); None when none is held.
+
+        `clock` is time.monotonic() of now, as `deletable` takes it.
+        """
+        ends = [
+            j.done_at + hold_s
+            for m in self.folders.values()
+            for j in m.judged.values()
+            if j.kind == "signal" and j.done and j.done_at is not None
+        ]
+        return max(0.0, min(ends) - clock) if ends else None
+
     def pending(self) -> int:
         """Signals not yet completed, in every folder."""
         return sum(1 for m in self.folders.values() for j in m.judged.values() if j.kind == "signal" and not j.done)

@@ -84,6 +84,8 @@ class CycleResult:
     pending: int = 0
     #: Handled signals held a little longer (`schedule.hold_minutes`): the service runs a cycle when it ends.
     held: int = 0
+    #: Seconds until the first of those holds ends (None: none held); the service plans a cycle for then.
+    hold_left_s: float | None = None
     alerts: int = 0
     deleted: int = 0
     purged: int = 0
@@ -260,6 +262,7 @@ class Watcher:
                     result.smtp_connections += outbox.connections
         memory = self.memory
         result.waiting, result.pending, result.held = memory.waiting(), memory.pending(), memory.held()
+        result.hold_left_s = memory.hold_left(monotonic(), self.config.schedule.hold_s)
         result.duration_s = monotonic() - started
         _log.info(
             "cycle",

@@ -158,11 +158,13 @@ class Service:
                 self._cycle_started = None
         self.last_result = result
         self.after_cycle(result, self.watcher.clock())
-        hold = self.config.schedule.hold_s
-        if result.held and hold and self.scheduler.running:
+        hold, left = self.config.schedule.hold_s, result.hold_left_s
+        if left is not None and hold and self.scheduler.running:
             # The hold ends between polls: one more cycle then deletes the signal, not the next poll (up to an hour
-            # away at night).
-            at = local_now(self.config.schedule.timezone) + dt.timedelta(seconds=hold + 5)
+            # away at night). Planned for the first held signal's own end, not a whole hold from now: with several
+            # signals held, the cycle at one's end must not push the next one's out by another hold. A hold that is
+            # over and still held (its deletion failed) is tried again a whole hold later, never in a tight loop.
+            at = local_now(self.config.schedule.timezone) + dt.timedelta(seconds=(left or hold) + 5)
             planned = self.scheduler.get_job("hold-end")
             if planned is None or planned.next_run_time is None or planned.next_run_time > at:
                 # The earliest end wins: a later signal's cycle must not push an earlier hold's end out.
